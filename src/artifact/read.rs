@@ -1,0 +1,402 @@
+//! Reads an artifact without trusting it and without copying its sections.
+//!
+//! [`Artifact::parse`] checks everything up front — ELF structure, checksum, version, ISA,
+//! every record's ranges, sortedness, relocation targets — so that the accessors can index
+//! without further checks and never panic. The section views borrow the input bytes.
+
+use super::sections as s;
+use crate::compile::libcall::Libcall;
+use crate::compile::RelocKind;
+use crate::trap::TrapCode;
+use object::read::elf::ElfFile64;
+use object::{
+    LittleEndian, Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget,
+    SectionIndex,
+};
+
+/// Why an artifact was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ArtifactError {
+    /// Not a parseable ELF64 little-endian file.
+    #[error("not a framewalk artifact: {0}")]
+    Elf(String),
+    /// A required section is missing.
+    #[error("artifact has no `{0}` section")]
+    MissingSection(&'static str),
+    /// The header's magic is wrong.
+    #[error("artifact header has the wrong magic")]
+    BadMagic,
+    /// Written by another format version.
+    #[error("artifact format version {found}, expected {expected}")]
+    Version {
+        /// In the file.
+        found: u32,
+        /// Supported.
+        expected: u32,
+    },
+    /// The checksum does not match: the file was corrupted or edited.
+    #[error("artifact checksum mismatch (stored {stored:#018x}, computed {computed:#018x}): the file is corrupted")]
+    Checksum {
+        /// In the header.
+        stored: u64,
+        /// Of the bytes.
+        computed: u64,
+    },
+    /// Compiled for a different CPU feature set or code generator.
+    #[error("artifact was compiled for a different host (ISA fingerprint {found:#x}, this host {expected:#x})")]
+    IsaMismatch {
+        /// In the file.
+        found: u64,
+        /// This engine's.
+        expected: u64,
+    },
+    /// A section's contents are malformed.
+    #[error("section `{section}`: {reason}")]
+    Malformed {
+        /// Which section.
+        section: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A relocation is malformed or targets something unknown.
+    #[error("relocation at text offset {offset:#x}: {reason}")]
+    BadRelocation {
+        /// Where.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn malformed(section: &'static str, reason: impl Into<String>) -> ArtifactError {
+    ArtifactError::Malformed {
+        section,
+        reason: reason.into(),
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    // Callers index only inside ranges validated by `Artifact::parse`.
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(b)
+}
+
+/// What a relocation resolves to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadTarget {
+    /// Text offset of a function body in this artifact.
+    Text(u32),
+    /// A framewalk libcall.
+    Libcall(Libcall),
+    /// A Cranelift float helper (by symbol name).
+    ClifLibcall(&'static str),
+}
+
+/// A validated relocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadReloc {
+    /// Text offset to patch (the patch fits inside the text).
+    pub offset: u32,
+    /// How to patch.
+    pub kind: RelocKind,
+    /// Target.
+    pub target: LoadTarget,
+    /// Addend.
+    pub addend: i64,
+}
+
+/// One function as the artifact records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FunctionView<'a> {
+    /// Function index.
+    pub func_index: u32,
+    /// Body offset in the text.
+    pub offset: u32,
+    /// Body length.
+    pub len: u32,
+    /// Entry trampoline (offset, len), if any.
+    pub entry_trampoline: Option<(u32, u32)>,
+    /// Name from the name section.
+    pub name: Option<&'a str>,
+}
+
+/// A validated artifact: borrowed views of its sections.
+#[derive(Debug)]
+pub struct Artifact<'a> {
+    /// Machine code.
+    pub text: &'a [u8],
+    functions: &'a [u8],
+    names: &'a [u8],
+    traps: &'a [u8],
+    address_map: &'a [u8],
+    /// The stack-map section bytes (parsed by `crate::stackmap`).
+    pub stack_maps: &'a [u8],
+    /// The original wasm binary.
+    pub wasm: &'a [u8],
+    /// Relocations of the text.
+    pub relocs: Vec<LoadReloc>,
+}
+
+const CLIF_SYMBOLS: &[&str] = &[
+    "framewalk_clif_ceilf32",
+    "framewalk_clif_ceilf64",
+    "framewalk_clif_floorf32",
+    "framewalk_clif_floorf64",
+    "framewalk_clif_truncf32",
+    "framewalk_clif_truncf64",
+    "framewalk_clif_nearestf32",
+    "framewalk_clif_nearestf64",
+];
+
+impl<'a> Artifact<'a> {
+    /// Parses and validates `bytes`, expecting code for `isa_fingerprint`.
+    pub fn parse(bytes: &'a [u8], isa_fingerprint: u64) -> Result<Self, ArtifactError> {
+        let file = ElfFile64::<LittleEndian>::parse(bytes)
+            .map_err(|e| ArtifactError::Elf(e.to_string()))?;
+        if file.architecture() != object::Architecture::X86_64 {
+            return Err(ArtifactError::Elf(format!(
+                "architecture {:?}, expected x86-64",
+                file.architecture()
+            )));
+        }
+        let section = |name: &'static str| -> Result<(&'a [u8], Option<(u64, u64)>, SectionIndex), ArtifactError> {
+            let sec = file
+                .section_by_name(name)
+                .ok_or(ArtifactError::MissingSection(name))?;
+            let data = sec
+                .data()
+                .map_err(|e| malformed(name, e.to_string()))?;
+            Ok((data, sec.file_range(), sec.index()))
+        };
+
+        // Header and checksum first: nothing else is trusted before the bytes are whole.
+        let (header, header_range, _) = section(s::HEADER)?;
+        if header.len() < s::HEADER_SIZE {
+            return Err(malformed(s::HEADER, "too short"));
+        }
+        if header[..8] != s::MAGIC {
+            return Err(ArtifactError::BadMagic);
+        }
+        let version = u32_at(header, 8);
+        if version != s::VERSION {
+            return Err(ArtifactError::Version {
+                found: version,
+                expected: s::VERSION,
+            });
+        }
+        let stored = u64::from_le_bytes(header[s::CHECKSUM_OFFSET..s::CHECKSUM_OFFSET + 8].try_into().unwrap_or_default());
+        let at = header_range
+            .and_then(|(o, _)| usize::try_from(o).ok())
+            .and_then(|o| o.checked_add(s::CHECKSUM_OFFSET))
+            .filter(|at| at.checked_add(8).is_some_and(|end| end <= bytes.len()))
+            .ok_or_else(|| malformed(s::HEADER, "not stored in the file"))?;
+        let computed = s::fnv1a(&[&bytes[..at], &[0u8; 8], &bytes[at + 8..]]);
+        if stored != computed {
+            return Err(ArtifactError::Checksum { stored, computed });
+        }
+        let found_isa = u64::from_le_bytes(header[s::ISA_OFFSET..s::ISA_OFFSET + 8].try_into().unwrap_or_default());
+        if found_isa != isa_fingerprint {
+            return Err(ArtifactError::IsaMismatch {
+                found: found_isa,
+                expected: isa_fingerprint,
+            });
+        }
+
+        let (text, _, text_index) = section(s::TEXT)?;
+        let text_len = u32::try_from(text.len()).map_err(|_| malformed(s::TEXT, "larger than 4 GiB"))?;
+        let (functions, _, _) = section(s::FUNCTIONS)?;
+        let (names, _, _) = section(s::NAMES)?;
+        let (traps, _, _) = section(s::TRAPS)?;
+        let (address_map, _, _) = section(s::ADDRESS_MAP)?;
+        let (stack_maps, _, _) = section(s::STACK_MAPS)?;
+        let (wasm, _, _) = section(s::WASM)?;
+
+        // Function records.
+        if functions.len() % s::FUNCTION_RECORD_SIZE != 0 {
+            return Err(malformed(s::FUNCTIONS, "length is not a whole number of records"));
+        }
+        let in_text = |off: u32, len: u32| off.checked_add(len).is_some_and(|end| end <= text_len);
+        let mut prev_index = None;
+        for rec in functions.chunks_exact(s::FUNCTION_RECORD_SIZE) {
+            let f = |i: usize| u32_at(rec, i * 4);
+            let (index, off, len, toff, tlen, noff, nlen) = (f(0), f(1), f(2), f(3), f(4), f(5), f(6));
+            if prev_index.is_some_and(|p| index <= p) {
+                return Err(malformed(s::FUNCTIONS, "function indices are not increasing"));
+            }
+            prev_index = Some(index);
+            if !in_text(off, len) || (tlen != 0 && !in_text(toff, tlen)) {
+                return Err(malformed(s::FUNCTIONS, format!("function {index} lies outside the text")));
+            }
+            let name_end = noff.checked_add(nlen).map(|e| e as usize);
+            match name_end {
+                Some(end) if end <= names.len() => {
+                    if std::str::from_utf8(&names[noff as usize..end]).is_err() {
+                        return Err(malformed(s::NAMES, format!("name of function {index} is not UTF-8")));
+                    }
+                }
+                _ => return Err(malformed(s::NAMES, format!("name of function {index} is out of range"))),
+            }
+        }
+        check_pairs(s::TRAPS, traps, text_len, |v| TrapCode::from_u8(v as u8).is_some() && v <= u32::from(u8::MAX))?;
+        check_pairs(s::ADDRESS_MAP, address_map, text_len, |_| true)?;
+
+        // Relocations.
+        let mut relocs = Vec::new();
+        let text_section = file
+            .section_by_index(text_index)
+            .map_err(|e| malformed(s::TEXT, e.to_string()))?;
+        for (offset, r) in text_section.relocations() {
+            let bad = |reason: String| ArtifactError::BadRelocation { offset, reason };
+            let (kind, size) = match r.flags() {
+                RelocationFlags::Elf { r_type: object::elf::R_X86_64_64 } => (RelocKind::Abs8, 8),
+                RelocationFlags::Elf { r_type: object::elf::R_X86_64_PLT32 | object::elf::R_X86_64_PC32 } => {
+                    (RelocKind::PcRel4, 4)
+                }
+                other => return Err(bad(format!("unsupported relocation type {other:?}"))),
+            };
+            let off32 = u32::try_from(offset).ok().filter(|o| in_text(*o, size));
+            let Some(off32) = off32 else {
+                return Err(bad("patch lies outside the text".into()));
+            };
+            let RelocationTarget::Symbol(sym_index) = r.target() else {
+                return Err(bad("target is not a symbol".into()));
+            };
+            let sym = file
+                .symbol_by_index(sym_index)
+                .map_err(|e| bad(e.to_string()))?;
+            let name = sym.name().map_err(|e| bad(e.to_string()))?;
+            let target = if sym.is_undefined() {
+                if let Some(l) = Libcall::from_symbol(name) {
+                    LoadTarget::Libcall(l)
+                } else if let Some(c) = CLIF_SYMBOLS.iter().find(|c| **c == name) {
+                    LoadTarget::ClifLibcall(c)
+                } else {
+                    return Err(bad(format!("unknown symbol `{name}`")));
+                }
+            } else {
+                if sym.section_index() != Some(text_index) {
+                    return Err(bad(format!("symbol `{name}` is not in the text")));
+                }
+                let addr = u32::try_from(sym.address())
+                    .ok()
+                    .filter(|a| *a < text_len)
+                    .ok_or_else(|| bad(format!("symbol `{name}` lies outside the text")))?;
+                LoadTarget::Text(addr)
+            };
+            relocs.push(LoadReloc {
+                offset: off32,
+                kind,
+                target,
+                addend: r.addend(),
+            });
+        }
+
+        Ok(Artifact {
+            text,
+            functions,
+            names,
+            traps,
+            address_map,
+            stack_maps,
+            wasm,
+            relocs,
+        })
+    }
+
+    /// Number of defined functions.
+    pub fn num_functions(&self) -> usize {
+        self.functions.len() / s::FUNCTION_RECORD_SIZE
+    }
+
+    /// The functions, in index order.
+    pub fn functions(&self) -> impl Iterator<Item = FunctionView<'a>> + '_ {
+        let names = self.names;
+        self.functions
+            .chunks_exact(s::FUNCTION_RECORD_SIZE)
+            .map(move |rec| {
+                let f = |i: usize| u32_at(rec, i * 4);
+                let (noff, nlen) = (f(5) as usize, f(6) as usize);
+                FunctionView {
+                    func_index: f(0),
+                    offset: f(1),
+                    len: f(2),
+                    entry_trampoline: (f(4) != 0).then(|| (f(3), f(4))),
+                    name: (nlen != 0)
+                        .then(|| std::str::from_utf8(&names[noff..noff + nlen]).ok())
+                        .flatten(),
+                }
+            })
+    }
+
+    /// Trap sites, sorted by text offset.
+    pub fn traps(&self) -> impl Iterator<Item = (u32, TrapCode)> + 'a {
+        self.traps.chunks_exact(s::PAIR_SIZE).map(|p| {
+            (
+                u32_at(p, 0),
+                TrapCode::from_u8(u32_at(p, 4) as u8).unwrap_or(TrapCode::Unreachable),
+            )
+        })
+    }
+
+    /// Address map entries (text offset, wasm offset), sorted.
+    pub fn address_map(&self) -> impl Iterator<Item = (u32, u32)> + 'a {
+        self.address_map
+            .chunks_exact(s::PAIR_SIZE)
+            .map(|p| (u32_at(p, 0), u32_at(p, 4)))
+    }
+
+    /// The raw trap section (validated sorted pairs).
+    pub fn trap_bytes(&self) -> &'a [u8] {
+        self.traps
+    }
+
+    /// The raw address map (validated sorted pairs).
+    pub fn address_map_bytes(&self) -> &'a [u8] {
+        self.address_map
+    }
+}
+
+/// Checks a section of sorted (text offset, value) pairs.
+fn check_pairs(
+    name: &'static str,
+    bytes: &[u8],
+    text_len: u32,
+    value_ok: impl Fn(u32) -> bool,
+) -> Result<(), ArtifactError> {
+    if bytes.len() % s::PAIR_SIZE != 0 {
+        return Err(malformed(name, "length is not a whole number of entries"));
+    }
+    let mut prev = None;
+    for p in bytes.chunks_exact(s::PAIR_SIZE) {
+        let (off, v) = (u32_at(p, 0), u32_at(p, 4));
+        if off >= text_len {
+            return Err(malformed(name, format!("offset {off:#x} lies outside the text")));
+        }
+        if prev.is_some_and(|q| off < q) {
+            return Err(malformed(name, "entries are not sorted"));
+        }
+        prev = Some(off);
+        if !value_ok(v) {
+            return Err(malformed(name, format!("bad value {v} at {off:#x}")));
+        }
+    }
+    Ok(())
+}
+
+/// Finds the value of the last pair whose offset is `<= key` in a validated pair section.
+pub fn lookup_le(pairs: &[u8], key: u32) -> Option<(u32, u32)> {
+    let n = pairs.len() / s::PAIR_SIZE;
+    // Number of entries with offset <= key.
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if u32_at(pairs, mid * s::PAIR_SIZE) <= key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let i = lo.checked_sub(1)?;
+    Some((u32_at(pairs, i * s::PAIR_SIZE), u32_at(pairs, i * s::PAIR_SIZE + 4)))
+}

@@ -1,0 +1,845 @@
+//! framewalk's `FuncEnvironment`: how each WebAssembly construct that touches the
+//! instance is lowered to Cranelift IR against the vmctx layout of
+//! [`VMOffsets`](crate::runtime::vmcontext::VMOffsets).
+//!
+//! Calling convention of every wasm function (System V on x86-64):
+//!
+//! ```text
+//! fn(callee_vmctx: i64, caller_vmctx: i64, params...) -> results
+//! ```
+//!
+//! `callee_vmctx` is the instance the function belongs to; `caller_vmctx` is the instance
+//! of the calling wasm code (so host functions can find their caller). Calls between
+//! functions of one module are direct `call`s; calls to imports and `call_indirect` load
+//! a [`VMFuncRef`] and call its `wasm_call` pointer.
+//!
+//! Invariants:
+//! - linear memory accesses are bounds-checked explicitly (no guard pages): a `Dynamic`
+//!   heap whose bound is `VMMemoryDefinition::current_length`, reloaded after calls;
+//! - every trap is a Cranelift trap instruction in wasm code, including the failure of a
+//!   libcall, which returns a status the caller checks;
+//! - every `externref` value (parameters, locals, call results, `table.get`,
+//!   `global.get`) is declared to need a stack map, so it appears in the stack map of
+//!   every safepoint it is live across.
+
+use super::libcall::Libcall;
+use super::module_info::ModuleInfo;
+use crate::runtime::vmcontext::{VMFuncRef, VMMemoryDefinition, VMOffsets, VMTableDefinition};
+use crate::types::{FuncType, ValType};
+use cranelift_codegen::cursor::FuncCursor;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{
+    self, types, AbiParam, ArgumentPurpose, ExtFuncData, ExternalName, GlobalValueData,
+    InstBuilder, MemFlags, Signature, TrapCode, UserExternalName,
+};
+use cranelift_codegen::isa::{CallConv, TargetFrontendConfig, TargetIsa};
+use cranelift_entity::{EntityRef, PrimaryMap};
+use cranelift_frontend::FunctionBuilder;
+use cranelift_wasm::{
+    wasm_unsupported, FuncEnvironment, FuncIndex, FuncTranslationState, GlobalIndex,
+    GlobalVariable, Heap, HeapData, HeapStyle, MemoryIndex, TableIndex, TargetEnvironment,
+    TypeConvert, TypeIndex, WasmHeapType, WasmResult,
+};
+use std::collections::HashMap;
+
+/// External-name namespace of wasm functions (index = function index).
+pub const NS_WASM_FUNC: u32 = 0;
+/// External-name namespace of libcalls (index = `Libcall as u32`).
+pub const NS_LIBCALL: u32 = 1;
+
+/// The Cranelift type of a wasm value type.
+pub fn clif_type(ty: ValType) -> ir::Type {
+    match ty {
+        ValType::I32 => types::I32,
+        ValType::I64 => types::I64,
+        ValType::F32 => types::F32,
+        ValType::F64 => types::F64,
+        ValType::FuncRef | ValType::ExternRef => types::I64,
+    }
+}
+
+/// The Cranelift signature of a wasm function of type `ty`.
+pub fn wasm_signature(ty: &FuncType) -> Signature {
+    let mut sig = Signature::new(CallConv::SystemV);
+    sig.params
+        .push(AbiParam::special(types::I64, ArgumentPurpose::VMContext));
+    sig.params.push(AbiParam::new(types::I64));
+    sig.params
+        .extend(ty.params().iter().map(|t| AbiParam::new(clif_type(*t))));
+    sig.returns
+        .extend(ty.results().iter().map(|t| AbiParam::new(clif_type(*t))));
+    sig
+}
+
+/// Number of hidden parameters before the wasm parameters.
+const HIDDEN_PARAMS: usize = 2;
+
+/// The environment for translating one function.
+pub struct FuncEnv<'a> {
+    isa: &'a dyn TargetIsa,
+    info: &'a ModuleInfo,
+    offsets: VMOffsets,
+    /// Type of the function being translated.
+    func_type: &'a FuncType,
+    heaps: PrimaryMap<Heap, HeapData>,
+    vmctx: Option<ir::GlobalValue>,
+    libcalls: HashMap<Libcall, ir::FuncRef>,
+    /// Signature refs of indirect calls, by module type index (for result stack maps).
+    indirect_sigs: HashMap<ir::SigRef, u32>,
+}
+
+impl<'a> FuncEnv<'a> {
+    /// An environment for translating a function of type `func_type` in `info`.
+    pub fn new(
+        isa: &'a dyn TargetIsa,
+        info: &'a ModuleInfo,
+        offsets: VMOffsets,
+        func_type: &'a FuncType,
+    ) -> Self {
+        FuncEnv {
+            isa,
+            info,
+            offsets,
+            func_type,
+            heaps: PrimaryMap::new(),
+            vmctx: None,
+            libcalls: HashMap::new(),
+            indirect_sigs: HashMap::new(),
+        }
+    }
+
+    fn vmctx_gv(&mut self, func: &mut ir::Function) -> ir::GlobalValue {
+        *self
+            .vmctx
+            .get_or_insert_with(|| func.create_global_value(GlobalValueData::VMContext))
+    }
+
+    fn vmctx_val(&mut self, pos: &mut FuncCursor) -> ir::Value {
+        let gv = self.vmctx_gv(pos.func);
+        pos.ins().global_value(types::I64, gv)
+    }
+
+    /// A readonly pointer loaded from `vmctx + offset` (the vmctx's pointer fields never
+    /// change after instantiation).
+    fn vmctx_load_gv(&mut self, func: &mut ir::Function, offset: u32) -> ir::GlobalValue {
+        let vmctx = self.vmctx_gv(func);
+        func.create_global_value(GlobalValueData::Load {
+            base: vmctx,
+            offset: (offset as i32).into(),
+            global_type: types::I64,
+            flags: MemFlags::trusted().with_readonly(),
+        })
+    }
+
+    fn table_def(&mut self, pos: &mut FuncCursor, table: TableIndex) -> ir::Value {
+        let vmctx = self.vmctx_val(pos);
+        pos.ins().load(
+            types::I64,
+            MemFlags::trusted().with_readonly(),
+            vmctx,
+            self.offsets.table(table.as_u32()) as i32,
+        )
+    }
+
+    /// Loads the address of element `index` of `table`, trapping with
+    /// `TableOutOfBounds` if it is out of range.
+    fn table_elem_addr(
+        &mut self,
+        pos: &mut FuncCursor,
+        table: TableIndex,
+        index: ir::Value,
+    ) -> ir::Value {
+        let def = self.table_def(pos, table);
+        let len = pos.ins().load(
+            types::I32,
+            MemFlags::trusted(),
+            def,
+            VMTableDefinition::LENGTH_OFFSET as i32,
+        );
+        let oob = pos.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, index, len);
+        pos.ins().trapnz(oob, TrapCode::TableOutOfBounds);
+        let base = pos.ins().load(
+            types::I64,
+            MemFlags::trusted(),
+            def,
+            VMTableDefinition::BASE_OFFSET as i32,
+        );
+        let index = pos.ins().uextend(types::I64, index);
+        let offset = pos.ins().ishl_imm(index, 3);
+        pos.ins().iadd(base, offset)
+    }
+
+    fn libcall_ref(&mut self, func: &mut ir::Function, lc: Libcall) -> ir::FuncRef {
+        if let Some(r) = self.libcalls.get(&lc) {
+            return *r;
+        }
+        let signature = func.import_signature(lc.signature());
+        let name = func.declare_imported_user_function(UserExternalName {
+            namespace: NS_LIBCALL,
+            index: lc as u32,
+        });
+        let r = func.import_function(ExtFuncData {
+            name: ExternalName::User(name),
+            signature,
+            colocated: false,
+        });
+        self.libcalls.insert(lc, r);
+        r
+    }
+
+    /// Calls a libcall with the vmctx prepended; returns its results.
+    fn call_libcall(
+        &mut self,
+        pos: &mut FuncCursor,
+        lc: Libcall,
+        args: &[ir::Value],
+    ) -> Vec<ir::Value> {
+        let r = self.libcall_ref(pos.func, lc);
+        let vmctx = self.vmctx_val(pos);
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(vmctx);
+        all.extend_from_slice(args);
+        let call = pos.ins().call(r, &all);
+        pos.func.dfg.inst_results(call).to_vec()
+    }
+
+    /// Calls a libcall that returns a success flag and traps with `code` on failure.
+    fn call_checked(
+        &mut self,
+        pos: &mut FuncCursor,
+        lc: Libcall,
+        args: &[ir::Value],
+        code: TrapCode,
+    ) {
+        let ok = self.call_libcall(pos, lc, args)[0];
+        pos.ins().trapz(ok, code);
+    }
+
+    fn i32_const(pos: &mut FuncCursor, v: u32) -> ir::Value {
+        pos.ins().iconst(types::I32, i64::from(v))
+    }
+
+    /// Declares every externref result of `inst` (a call returning `results`) as needing
+    /// a stack map: 0.112 leaves call results to the environment.
+    fn declare_ref_results(builder: &mut FunctionBuilder, inst: ir::Inst, results: &[ValType]) {
+        let values = builder.func.dfg.inst_results(inst).to_vec();
+        for (v, ty) in values.into_iter().zip(results) {
+            if *ty == ValType::ExternRef {
+                builder.declare_value_needs_stack_map(v);
+            }
+        }
+    }
+}
+
+impl TypeConvert for FuncEnv<'_> {
+    fn lookup_heap_type(&self, _index: wasmparser::UnpackedIndex) -> WasmHeapType {
+        // Concrete heap types need the function-references proposal, which the validator
+        // rejects before translation; `Func` keeps this total without a panic.
+        WasmHeapType::Func
+    }
+
+    fn lookup_type_index(
+        &self,
+        index: wasmparser::UnpackedIndex,
+    ) -> cranelift_wasm::EngineOrModuleTypeIndex {
+        let i = index.as_module_index().unwrap_or(0);
+        cranelift_wasm::EngineOrModuleTypeIndex::Module(
+            cranelift_wasm::ModuleInternedTypeIndex::from_u32(i),
+        )
+    }
+}
+
+impl TargetEnvironment for FuncEnv<'_> {
+    fn target_config(&self) -> TargetFrontendConfig {
+        self.isa.frontend_config()
+    }
+
+    fn heap_access_spectre_mitigation(&self) -> bool {
+        false
+    }
+
+    fn proof_carrying_code(&self) -> bool {
+        false
+    }
+
+    fn reference_type(&self, ty: WasmHeapType) -> (ir::Type, bool) {
+        let needs_stack_map = matches!(ty, WasmHeapType::Extern | WasmHeapType::NoExtern);
+        (types::I64, needs_stack_map)
+    }
+}
+
+impl FuncEnvironment for FuncEnv<'_> {
+    fn is_wasm_parameter(&self, _signature: &Signature, index: usize) -> bool {
+        index >= HIDDEN_PARAMS
+    }
+
+    fn param_needs_stack_map(&self, _signature: &Signature, index: usize) -> bool {
+        index
+            .checked_sub(HIDDEN_PARAMS)
+            .and_then(|i| self.func_type.params().get(i))
+            == Some(&ValType::ExternRef)
+    }
+
+    fn sig_ref_result_needs_stack_map(&self, sig_ref: ir::SigRef, index: usize) -> bool {
+        self.indirect_sigs
+            .get(&sig_ref)
+            .and_then(|t| self.info.types[*t as usize].results().get(index))
+            == Some(&ValType::ExternRef)
+    }
+
+    fn func_ref_result_needs_stack_map(
+        &self,
+        func: &ir::Function,
+        func_ref: ir::FuncRef,
+        index: usize,
+    ) -> bool {
+        let sig = func.dfg.ext_funcs[func_ref].signature;
+        self.sig_ref_result_needs_stack_map(sig, index)
+    }
+
+    fn before_translate_function(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        _state: &FuncTranslationState,
+    ) -> WasmResult<()> {
+        // The prologue of every function compares SP with the store's stack limit.
+        let store = self.vmctx_load_gv(builder.func, VMOffsets::STORE);
+        let limit = builder.func.create_global_value(GlobalValueData::Load {
+            base: store,
+            offset: (crate::runtime::vmcontext::VMStoreContext::STACK_LIMIT_OFFSET as i32)
+                .into(),
+            global_type: types::I64,
+            flags: MemFlags::trusted(),
+        });
+        builder.func.stack_limit = Some(limit);
+        Ok(())
+    }
+
+    fn make_global(
+        &mut self,
+        func: &mut ir::Function,
+        index: GlobalIndex,
+    ) -> WasmResult<GlobalVariable> {
+        let ty = self.info.globals[index.index()].content;
+        if ty == ValType::ExternRef {
+            return Ok(GlobalVariable::Custom);
+        }
+        let gv = self.vmctx_load_gv(func, self.offsets.global(index.as_u32()));
+        Ok(GlobalVariable::Memory {
+            gv,
+            offset: 0.into(),
+            ty: clif_type(ty),
+        })
+    }
+
+    fn heaps(&self) -> &PrimaryMap<Heap, HeapData> {
+        &self.heaps
+    }
+
+    fn make_heap(&mut self, func: &mut ir::Function, index: MemoryIndex) -> WasmResult<Heap> {
+        let mem = self.info.memories[index.index()];
+        let def = self.vmctx_load_gv(func, self.offsets.memory(index.as_u32()));
+        // The base never moves: memories reserve their maximum when created.
+        let base = func.create_global_value(GlobalValueData::Load {
+            base: def,
+            offset: (VMMemoryDefinition::BASE_OFFSET as i32).into(),
+            global_type: types::I64,
+            flags: MemFlags::trusted().with_readonly(),
+        });
+        let bound_gv = func.create_global_value(GlobalValueData::Load {
+            base: def,
+            offset: (VMMemoryDefinition::LENGTH_OFFSET as i32).into(),
+            global_type: types::I64,
+            flags: MemFlags::trusted(),
+        });
+        Ok(self.heaps.push(HeapData {
+            base,
+            min_size: u64::from(mem.limits.min) << 16,
+            max_size: Some(u64::from(mem.limits.max.unwrap_or(65536)) << 16),
+            offset_guard_size: 0,
+            style: HeapStyle::Dynamic { bound_gv },
+            index_type: types::I32,
+            memory_type: None,
+            page_size_log2: 16,
+        }))
+    }
+
+    fn make_indirect_sig(
+        &mut self,
+        func: &mut ir::Function,
+        index: TypeIndex,
+    ) -> WasmResult<ir::SigRef> {
+        let ty = &self.info.types[index.index()];
+        let sig = func.import_signature(wasm_signature(ty));
+        self.indirect_sigs.insert(sig, index.as_u32());
+        Ok(sig)
+    }
+
+    fn make_direct_func(
+        &mut self,
+        func: &mut ir::Function,
+        index: FuncIndex,
+    ) -> WasmResult<ir::FuncRef> {
+        let ty = self.info.functions[index.index()];
+        let signature = func.import_signature(wasm_signature(&self.info.types[ty as usize]));
+        self.indirect_sigs.insert(signature, ty);
+        let name = func.declare_imported_user_function(UserExternalName {
+            namespace: NS_WASM_FUNC,
+            index: index.as_u32(),
+        });
+        Ok(func.import_function(ExtFuncData {
+            name: ExternalName::User(name),
+            signature,
+            colocated: true,
+        }))
+    }
+
+    fn translate_call(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        callee_index: FuncIndex,
+        callee: ir::FuncRef,
+        call_args: &[ir::Value],
+    ) -> WasmResult<ir::Inst> {
+        let vmctx = {
+            let gv = self.vmctx_gv(builder.func);
+            builder.ins().global_value(types::I64, gv)
+        };
+        let mut args = Vec::with_capacity(call_args.len() + HIDDEN_PARAMS);
+        let inst = if callee_index.as_u32() < self.info.num_imported_funcs {
+            // An import: call through the VMFuncRef copied into our vmctx.
+            let off = self.offsets.func_ref(callee_index.as_u32()) as i32;
+            let flags = MemFlags::trusted().with_readonly();
+            let code = builder.ins().load(
+                types::I64,
+                flags,
+                vmctx,
+                off + VMFuncRef::WASM_CALL_OFFSET as i32,
+            );
+            let callee_vmctx =
+                builder
+                    .ins()
+                    .load(types::I64, flags, vmctx, off + VMFuncRef::VMCTX_OFFSET as i32);
+            args.push(callee_vmctx);
+            args.push(vmctx);
+            args.extend_from_slice(call_args);
+            let sig = builder.func.dfg.ext_funcs[callee].signature;
+            builder.ins().call_indirect(sig, code, &args)
+        } else {
+            args.push(vmctx);
+            args.push(vmctx);
+            args.extend_from_slice(call_args);
+            builder.ins().call(callee, &args)
+        };
+        let results = self.info.func_type(callee_index.as_u32()).results().to_vec();
+        Self::declare_ref_results(builder, inst, &results);
+        Ok(inst)
+    }
+
+    fn translate_call_indirect(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        table_index: TableIndex,
+        sig_index: TypeIndex,
+        sig_ref: ir::SigRef,
+        callee: ir::Value,
+        call_args: &[ir::Value],
+    ) -> WasmResult<Option<ir::Inst>> {
+        let mut pos = builder.cursor();
+        let addr = self.table_elem_addr(&mut pos, table_index, callee);
+        let func_ref = pos.ins().load(types::I64, MemFlags::trusted(), addr, 0);
+        pos.ins().trapz(func_ref, TrapCode::IndirectCallToNull);
+        let flags = MemFlags::trusted().with_readonly();
+        let actual = pos.ins().load(
+            types::I32,
+            flags,
+            func_ref,
+            VMFuncRef::TYPE_ID_OFFSET as i32,
+        );
+        let vmctx = self.vmctx_val(&mut pos);
+        let expected = pos.ins().load(
+            types::I32,
+            flags,
+            vmctx,
+            self.offsets.type_id(sig_index.as_u32()) as i32,
+        );
+        let mismatch = pos.ins().icmp(IntCC::NotEqual, actual, expected);
+        pos.ins().trapnz(mismatch, TrapCode::BadSignature);
+        let code = pos.ins().load(
+            types::I64,
+            flags,
+            func_ref,
+            VMFuncRef::WASM_CALL_OFFSET as i32,
+        );
+        let callee_vmctx =
+            pos.ins()
+                .load(types::I64, flags, func_ref, VMFuncRef::VMCTX_OFFSET as i32);
+        let mut args = Vec::with_capacity(call_args.len() + HIDDEN_PARAMS);
+        args.push(callee_vmctx);
+        args.push(vmctx);
+        args.extend_from_slice(call_args);
+        let inst = builder.ins().call_indirect(sig_ref, code, &args);
+        let results = self.info.types[sig_index.index()].results().to_vec();
+        Self::declare_ref_results(builder, inst, &results);
+        Ok(Some(inst))
+    }
+
+    fn translate_return_call_indirect(
+        &mut self,
+        _builder: &mut FunctionBuilder,
+        _table_index: TableIndex,
+        _sig_index: TypeIndex,
+        _sig_ref: ir::SigRef,
+        _callee: ir::Value,
+        _call_args: &[ir::Value],
+    ) -> WasmResult<()> {
+        Err(wasm_unsupported!("tail calls"))
+    }
+
+    fn translate_return_call_ref(
+        &mut self,
+        _builder: &mut FunctionBuilder,
+        _sig_ref: ir::SigRef,
+        _callee: ir::Value,
+        _call_args: &[ir::Value],
+    ) -> WasmResult<()> {
+        Err(wasm_unsupported!("tail calls"))
+    }
+
+    fn translate_return_call(
+        &mut self,
+        _builder: &mut FunctionBuilder,
+        _callee_index: FuncIndex,
+        _callee: ir::FuncRef,
+        _call_args: &[ir::Value],
+    ) -> WasmResult<()> {
+        Err(wasm_unsupported!("tail calls"))
+    }
+
+    fn translate_call_ref(
+        &mut self,
+        _builder: &mut FunctionBuilder,
+        _sig_ref: ir::SigRef,
+        _callee: ir::Value,
+        _call_args: &[ir::Value],
+    ) -> WasmResult<ir::Inst> {
+        Err(wasm_unsupported!("typed function references"))
+    }
+
+    fn translate_memory_grow(
+        &mut self,
+        mut pos: FuncCursor,
+        index: MemoryIndex,
+        _heap: Heap,
+        val: ir::Value,
+    ) -> WasmResult<ir::Value> {
+        let mem = Self::i32_const(&mut pos, index.as_u32());
+        Ok(self.call_libcall(&mut pos, Libcall::MemoryGrow, &[mem, val])[0])
+    }
+
+    fn translate_memory_size(
+        &mut self,
+        mut pos: FuncCursor,
+        _index: MemoryIndex,
+        heap: Heap,
+    ) -> WasmResult<ir::Value> {
+        let HeapStyle::Dynamic { bound_gv } = self.heaps[heap].style else {
+            return Err(wasm_unsupported!("static heaps"));
+        };
+        let len = pos.ins().global_value(types::I64, bound_gv);
+        let pages = pos.ins().ushr_imm(len, 16);
+        Ok(pos.ins().ireduce(types::I32, pages))
+    }
+
+    fn translate_memory_copy(
+        &mut self,
+        mut pos: FuncCursor,
+        src_index: MemoryIndex,
+        _src_heap: Heap,
+        dst_index: MemoryIndex,
+        _dst_heap: Heap,
+        dst: ir::Value,
+        src: ir::Value,
+        len: ir::Value,
+    ) -> WasmResult<()> {
+        let d = Self::i32_const(&mut pos, dst_index.as_u32());
+        let s = Self::i32_const(&mut pos, src_index.as_u32());
+        self.call_checked(
+            &mut pos,
+            Libcall::MemoryCopy,
+            &[d, s, dst, src, len],
+            TrapCode::HeapOutOfBounds,
+        );
+        Ok(())
+    }
+
+    fn translate_memory_fill(
+        &mut self,
+        mut pos: FuncCursor,
+        index: MemoryIndex,
+        _heap: Heap,
+        dst: ir::Value,
+        val: ir::Value,
+        len: ir::Value,
+    ) -> WasmResult<()> {
+        let m = Self::i32_const(&mut pos, index.as_u32());
+        self.call_checked(
+            &mut pos,
+            Libcall::MemoryFill,
+            &[m, dst, val, len],
+            TrapCode::HeapOutOfBounds,
+        );
+        Ok(())
+    }
+
+    fn translate_memory_init(
+        &mut self,
+        mut pos: FuncCursor,
+        index: MemoryIndex,
+        _heap: Heap,
+        seg_index: u32,
+        dst: ir::Value,
+        src: ir::Value,
+        len: ir::Value,
+    ) -> WasmResult<()> {
+        let m = Self::i32_const(&mut pos, index.as_u32());
+        let s = Self::i32_const(&mut pos, seg_index);
+        self.call_checked(
+            &mut pos,
+            Libcall::MemoryInit,
+            &[m, s, dst, src, len],
+            TrapCode::HeapOutOfBounds,
+        );
+        Ok(())
+    }
+
+    fn translate_data_drop(&mut self, mut pos: FuncCursor, seg_index: u32) -> WasmResult<()> {
+        let s = Self::i32_const(&mut pos, seg_index);
+        self.call_libcall(&mut pos, Libcall::DataDrop, &[s]);
+        Ok(())
+    }
+
+    fn translate_table_size(
+        &mut self,
+        mut pos: FuncCursor,
+        index: TableIndex,
+    ) -> WasmResult<ir::Value> {
+        let def = self.table_def(&mut pos, index);
+        Ok(pos.ins().load(
+            types::I32,
+            MemFlags::trusted(),
+            def,
+            VMTableDefinition::LENGTH_OFFSET as i32,
+        ))
+    }
+
+    fn translate_table_grow(
+        &mut self,
+        mut pos: FuncCursor,
+        table_index: TableIndex,
+        delta: ir::Value,
+        init_value: ir::Value,
+    ) -> WasmResult<ir::Value> {
+        let t = Self::i32_const(&mut pos, table_index.as_u32());
+        Ok(self.call_libcall(&mut pos, Libcall::TableGrow, &[t, delta, init_value])[0])
+    }
+
+    fn translate_table_get(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        table_index: TableIndex,
+        index: ir::Value,
+    ) -> WasmResult<ir::Value> {
+        let mut pos = builder.cursor();
+        let addr = self.table_elem_addr(&mut pos, table_index, index);
+        let v = pos.ins().load(types::I64, MemFlags::trusted(), addr, 0);
+        if self.info.tables[table_index.index()].element == ValType::ExternRef {
+            builder.declare_value_needs_stack_map(v);
+        }
+        Ok(v)
+    }
+
+    fn translate_table_set(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        table_index: TableIndex,
+        value: ir::Value,
+        index: ir::Value,
+    ) -> WasmResult<()> {
+        let mut pos = builder.cursor();
+        let addr = self.table_elem_addr(&mut pos, table_index, index);
+        pos.ins().store(MemFlags::trusted(), value, addr, 0);
+        Ok(())
+    }
+
+    fn translate_table_copy(
+        &mut self,
+        mut pos: FuncCursor,
+        dst_table_index: TableIndex,
+        src_table_index: TableIndex,
+        dst: ir::Value,
+        src: ir::Value,
+        len: ir::Value,
+    ) -> WasmResult<()> {
+        let d = Self::i32_const(&mut pos, dst_table_index.as_u32());
+        let s = Self::i32_const(&mut pos, src_table_index.as_u32());
+        self.call_checked(
+            &mut pos,
+            Libcall::TableCopy,
+            &[d, s, dst, src, len],
+            TrapCode::TableOutOfBounds,
+        );
+        Ok(())
+    }
+
+    fn translate_table_fill(
+        &mut self,
+        mut pos: FuncCursor,
+        table_index: TableIndex,
+        dst: ir::Value,
+        val: ir::Value,
+        len: ir::Value,
+    ) -> WasmResult<()> {
+        let t = Self::i32_const(&mut pos, table_index.as_u32());
+        self.call_checked(
+            &mut pos,
+            Libcall::TableFill,
+            &[t, dst, val, len],
+            TrapCode::TableOutOfBounds,
+        );
+        Ok(())
+    }
+
+    fn translate_table_init(
+        &mut self,
+        mut pos: FuncCursor,
+        seg_index: u32,
+        table_index: TableIndex,
+        dst: ir::Value,
+        src: ir::Value,
+        len: ir::Value,
+    ) -> WasmResult<()> {
+        let t = Self::i32_const(&mut pos, table_index.as_u32());
+        let s = Self::i32_const(&mut pos, seg_index);
+        self.call_checked(
+            &mut pos,
+            Libcall::TableInit,
+            &[t, s, dst, src, len],
+            TrapCode::TableOutOfBounds,
+        );
+        Ok(())
+    }
+
+    fn translate_elem_drop(&mut self, mut pos: FuncCursor, seg_index: u32) -> WasmResult<()> {
+        let s = Self::i32_const(&mut pos, seg_index);
+        self.call_libcall(&mut pos, Libcall::ElemDrop, &[s]);
+        Ok(())
+    }
+
+    fn translate_ref_null(
+        &mut self,
+        mut pos: FuncCursor,
+        _ty: WasmHeapType,
+    ) -> WasmResult<ir::Value> {
+        Ok(pos.ins().iconst(types::I64, 0))
+    }
+
+    fn translate_ref_is_null(
+        &mut self,
+        mut pos: FuncCursor,
+        value: ir::Value,
+    ) -> WasmResult<ir::Value> {
+        let is_null = pos.ins().icmp_imm(IntCC::Equal, value, 0);
+        Ok(pos.ins().uextend(types::I32, is_null))
+    }
+
+    fn translate_ref_func(
+        &mut self,
+        mut pos: FuncCursor,
+        func_index: FuncIndex,
+    ) -> WasmResult<ir::Value> {
+        let vmctx = self.vmctx_val(&mut pos);
+        Ok(pos
+            .ins()
+            .iadd_imm(vmctx, i64::from(self.offsets.func_ref(func_index.as_u32()))))
+    }
+
+    fn translate_custom_global_get(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        global_index: GlobalIndex,
+    ) -> WasmResult<ir::Value> {
+        let mut pos = builder.cursor();
+        let vmctx = self.vmctx_val(&mut pos);
+        let def = pos.ins().load(
+            types::I64,
+            MemFlags::trusted().with_readonly(),
+            vmctx,
+            self.offsets.global(global_index.as_u32()) as i32,
+        );
+        let v = pos.ins().load(types::I64, MemFlags::trusted(), def, 0);
+        builder.declare_value_needs_stack_map(v);
+        Ok(v)
+    }
+
+    fn translate_custom_global_set(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        global_index: GlobalIndex,
+        val: ir::Value,
+    ) -> WasmResult<()> {
+        let mut pos = builder.cursor();
+        let vmctx = self.vmctx_val(&mut pos);
+        let def = pos.ins().load(
+            types::I64,
+            MemFlags::trusted().with_readonly(),
+            vmctx,
+            self.offsets.global(global_index.as_u32()) as i32,
+        );
+        pos.ins().store(MemFlags::trusted(), val, def, 0);
+        Ok(())
+    }
+
+    fn translate_atomic_wait(
+        &mut self,
+        _pos: FuncCursor,
+        _index: MemoryIndex,
+        _heap: Heap,
+        _addr: ir::Value,
+        _expected: ir::Value,
+        _timeout: ir::Value,
+    ) -> WasmResult<ir::Value> {
+        Err(wasm_unsupported!("threads"))
+    }
+
+    fn translate_atomic_notify(
+        &mut self,
+        _pos: FuncCursor,
+        _index: MemoryIndex,
+        _heap: Heap,
+        _addr: ir::Value,
+        _count: ir::Value,
+    ) -> WasmResult<ir::Value> {
+        Err(wasm_unsupported!("threads"))
+    }
+
+    fn translate_ref_i31(&mut self, _pos: FuncCursor, _val: ir::Value) -> WasmResult<ir::Value> {
+        Err(wasm_unsupported!("GC"))
+    }
+
+    fn translate_i31_get_s(
+        &mut self,
+        _pos: FuncCursor,
+        _i31ref: ir::Value,
+    ) -> WasmResult<ir::Value> {
+        Err(wasm_unsupported!("GC"))
+    }
+
+    fn translate_i31_get_u(
+        &mut self,
+        _pos: FuncCursor,
+        _i31ref: ir::Value,
+    ) -> WasmResult<ir::Value> {
+        Err(wasm_unsupported!("GC"))
+    }
+}

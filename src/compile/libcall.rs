@@ -1,0 +1,112 @@
+//! The runtime functions generated code may call ("libcalls"), by stable id.
+//!
+//! Generated code reaches a libcall through a relocation against the symbol
+//! [`Libcall::symbol`]; the loader resolves it to the address of the Rust function in
+//! `runtime::libcalls`. Every libcall uses the System V convention and takes the caller's
+//! vmctx first. Libcalls that can fail return an `i32` that is non-zero on success; the
+//! generated code turns zero into a trap at the call site, so every trap happens in wasm
+//! code at a precise PC (no Rust frame ever needs unwinding).
+
+use cranelift_codegen::ir::{types, AbiParam, Signature, Type};
+use cranelift_codegen::isa::CallConv;
+
+macro_rules! libcalls {
+    ($($name:ident = $sym:literal : ($($param:ident),*) -> ($($ret:ident),*);)*) => {
+        /// A runtime function callable from generated code.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u32)]
+        pub enum Libcall {
+            $(
+                #[doc = concat!("`", $sym, "`")]
+                $name,
+            )*
+        }
+
+        impl Libcall {
+            /// Every libcall, in id order.
+            pub const ALL: &'static [Libcall] = &[$(Libcall::$name),*];
+
+            /// The symbol name used in artifacts.
+            pub fn symbol(self) -> &'static str {
+                match self {
+                    $(Libcall::$name => concat!("framewalk_libcall_", $sym),)*
+                }
+            }
+
+            /// Parameter types after the leading vmctx.
+            fn params(self) -> &'static [Type] {
+                match self {
+                    $(Libcall::$name => &[$(types::$param),*],)*
+                }
+            }
+
+            /// Result types.
+            fn returns(self) -> &'static [Type] {
+                match self {
+                    $(Libcall::$name => &[$(types::$ret),*],)*
+                }
+            }
+        }
+    };
+}
+
+libcalls! {
+    MemoryGrow = "memory_grow": (I32, I32) -> (I32);
+    MemoryCopy = "memory_copy": (I32, I32, I32, I32, I32) -> (I32);
+    MemoryFill = "memory_fill": (I32, I32, I32, I32) -> (I32);
+    MemoryInit = "memory_init": (I32, I32, I32, I32, I32) -> (I32);
+    DataDrop = "data_drop": (I32) -> ();
+    TableGrow = "table_grow": (I32, I32, I64) -> (I32);
+    TableFill = "table_fill": (I32, I32, I64, I32) -> (I32);
+    TableCopy = "table_copy": (I32, I32, I32, I32, I32) -> (I32);
+    TableInit = "table_init": (I32, I32, I32, I32, I32) -> (I32);
+    ElemDrop = "elem_drop": (I32) -> ();
+}
+
+impl Libcall {
+    /// The libcall with this symbol name.
+    pub fn from_symbol(name: &str) -> Option<Libcall> {
+        Libcall::ALL.iter().copied().find(|l| l.symbol() == name)
+    }
+
+    /// The Cranelift signature: `(vmctx, params..) -> returns`, System V.
+    pub fn signature(self) -> Signature {
+        let mut sig = Signature::new(CallConv::SystemV);
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params
+            .extend(self.params().iter().map(|t| AbiParam::new(*t)));
+        sig.returns
+            .extend(self.returns().iter().map(|t| AbiParam::new(*t)));
+        sig
+    }
+}
+
+/// Cranelift's own runtime helpers (float rounding without SSE4.1) that generated code may
+/// call. Their symbols are `framewalk_clif_<name>`.
+pub fn clif_libcall_symbol(lc: cranelift_codegen::ir::LibCall) -> Option<&'static str> {
+    use cranelift_codegen::ir::LibCall as L;
+    Some(match lc {
+        L::CeilF32 => "framewalk_clif_ceilf32",
+        L::CeilF64 => "framewalk_clif_ceilf64",
+        L::FloorF32 => "framewalk_clif_floorf32",
+        L::FloorF64 => "framewalk_clif_floorf64",
+        L::TruncF32 => "framewalk_clif_truncf32",
+        L::TruncF64 => "framewalk_clif_truncf64",
+        L::NearestF32 => "framewalk_clif_nearestf32",
+        L::NearestF64 => "framewalk_clif_nearestf64",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_round_trip() {
+        for l in Libcall::ALL {
+            assert_eq!(Libcall::from_symbol(l.symbol()), Some(*l));
+        }
+        assert_eq!(Libcall::from_symbol("framewalk_libcall_nope"), None);
+    }
+}

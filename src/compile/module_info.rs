@@ -1,0 +1,588 @@
+//! Reads a WebAssembly binary into [`ModuleInfo`]: everything about a module except its
+//! function bodies' code.
+//!
+//! The same reader runs at compile time (with validation, collecting function bodies for
+//! the translator) and when an artifact is loaded (the artifact embeds the original wasm
+//! bytes, so the metadata is re-derived rather than serialized a second time).
+//!
+//! Invariants once [`parse`] returns `Ok`:
+//! - the module validated against the WebAssembly 2.0 feature set without SIMD;
+//! - every index in the info (types, functions, tables, memories, globals, segments) is
+//!   in range, because the validator checked it;
+//! - `functions[..num_imported_funcs]` are the imported functions, in import order, and
+//!   likewise for tables, memories and globals.
+
+use crate::types::{FuncType, GlobalType, Limits, MemoryType, TableType, ValType};
+use std::collections::HashMap;
+use std::ops::Range;
+use wasmparser::{
+    CompositeInnerType, DataKind, ElementItems, ElementKind, ExternalKind, FuncToValidate,
+    FunctionBody, KnownCustom, Name, Operator, Parser, Payload, TableInit, TypeRef, Validator,
+    ValidatorResources, WasmFeatures,
+};
+
+/// Why a module was rejected before any code was generated.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    /// The bytes are not a valid WebAssembly 2.0 module.
+    #[error("invalid wasm at offset {offset:#x}: {message}")]
+    Invalid {
+        /// Byte offset of the problem in the module.
+        offset: usize,
+        /// What the validator said.
+        message: String,
+    },
+    /// The module uses a feature framewalk does not implement.
+    #[error("unsupported wasm feature at offset {offset:#x}: {feature}")]
+    Unsupported {
+        /// Byte offset of the first use.
+        offset: usize,
+        /// The feature, as the validator names it (e.g. "SIMD support is not enabled").
+        feature: String,
+    },
+    /// The text format could not be parsed.
+    #[error("invalid wat: {0}")]
+    Wat(String),
+}
+
+impl ModuleError {
+    fn from_validator(e: wasmparser::BinaryReaderError) -> Self {
+        let message = e.message().to_string();
+        // The validator phrases every disabled proposal as "... support is not enabled";
+        // name it as a feature framewalk lacks rather than as broken input.
+        if message.contains("support is not enabled") || message.contains("proposal not enabled")
+        {
+            ModuleError::Unsupported {
+                offset: e.offset(),
+                feature: message,
+            }
+        } else {
+            ModuleError::Invalid {
+                offset: e.offset(),
+                message,
+            }
+        }
+    }
+}
+
+/// The WebAssembly features framewalk compiles: 2.0 without SIMD.
+pub fn supported_features() -> WasmFeatures {
+    WasmFeatures::WASM2 & !WasmFeatures::SIMD
+}
+
+/// A constant expression as WebAssembly 2.0 allows them (one instruction).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ConstExpr {
+    /// `i32.const`
+    I32(i32),
+    /// `i64.const`
+    I64(i64),
+    /// `f32.const`, as bits.
+    F32(u32),
+    /// `f64.const`, as bits.
+    F64(u64),
+    /// `ref.null`
+    RefNull,
+    /// `ref.func`
+    RefFunc(u32),
+    /// `global.get` of an (imported) global.
+    GlobalGet(u32),
+}
+
+/// What an import provides.
+#[derive(Clone, Debug)]
+pub enum ImportKind {
+    /// A function of the given module type index.
+    Func(u32),
+    /// A table.
+    Table(TableType),
+    /// A memory.
+    Memory(MemoryType),
+    /// A global.
+    Global(GlobalType),
+}
+
+/// One import.
+#[derive(Clone, Debug)]
+pub struct Import {
+    /// Module name.
+    pub module: String,
+    /// Field name.
+    pub name: String,
+    /// What is imported.
+    pub kind: ImportKind,
+}
+
+/// What an export refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportIndex {
+    /// A function index.
+    Func(u32),
+    /// A table index.
+    Table(u32),
+    /// A memory index.
+    Memory(u32),
+    /// A global index.
+    Global(u32),
+}
+
+/// Where an element segment goes.
+#[derive(Clone, Debug)]
+pub enum SegmentMode {
+    /// Copied into a table (or memory) at instantiation.
+    Active {
+        /// Table or memory index.
+        index: u32,
+        /// Where in it.
+        offset: ConstExpr,
+    },
+    /// Used by `table.init` / `memory.init`.
+    Passive,
+    /// Only declares functions for `ref.func`; dropped at instantiation.
+    Declared,
+}
+
+/// An element segment.
+#[derive(Clone, Debug)]
+pub struct ElementSegment {
+    /// Where it goes.
+    pub mode: SegmentMode,
+    /// Element type.
+    pub ty: ValType,
+    /// The elements.
+    pub items: Vec<ConstExpr>,
+}
+
+/// A data segment.
+#[derive(Clone, Debug)]
+pub struct DataSegment {
+    /// Where it goes.
+    pub mode: SegmentMode,
+    /// Byte range of the contents inside the module's wasm bytes.
+    pub range: Range<usize>,
+}
+
+/// Everything the runtime needs to know about a module, without its code.
+#[derive(Clone, Debug, Default)]
+pub struct ModuleInfo {
+    /// Module name from the name section.
+    pub name: Option<String>,
+    /// Function types, by module type index.
+    pub types: Vec<FuncType>,
+    /// Imports, in order.
+    pub imports: Vec<Import>,
+    /// Type index of every function (imported first).
+    pub functions: Vec<u32>,
+    /// Every table (imported first).
+    pub tables: Vec<TableType>,
+    /// Initial value of each defined table's elements, if not null.
+    pub table_inits: Vec<Option<ConstExpr>>,
+    /// Every memory (imported first).
+    pub memories: Vec<MemoryType>,
+    /// Every global's type (imported first).
+    pub globals: Vec<GlobalType>,
+    /// Initializers of defined globals.
+    pub global_inits: Vec<ConstExpr>,
+    /// Exports by name, in declaration order.
+    pub exports: Vec<(String, ExportIndex)>,
+    /// The start function.
+    pub start: Option<u32>,
+    /// Element segments.
+    pub elements: Vec<ElementSegment>,
+    /// Data segments.
+    pub data: Vec<DataSegment>,
+    /// Function names from the name section.
+    pub func_names: HashMap<u32, String>,
+    /// Number of imported functions.
+    pub num_imported_funcs: u32,
+    /// Number of imported tables.
+    pub num_imported_tables: u32,
+    /// Number of imported memories.
+    pub num_imported_memories: u32,
+    /// Number of imported globals.
+    pub num_imported_globals: u32,
+}
+
+impl ModuleInfo {
+    /// The type of function `index`.
+    pub fn func_type(&self, index: u32) -> &FuncType {
+        &self.types[self.functions[index as usize] as usize]
+    }
+
+    /// Number of functions defined (not imported) by the module.
+    pub fn num_defined_funcs(&self) -> u32 {
+        self.functions.len() as u32 - self.num_imported_funcs
+    }
+
+    /// Functions that can be called from the host: exported, placed in a table, named by
+    /// `ref.func` in a constant expression, or the start function. Only these need an
+    /// entry trampoline. Sorted and deduplicated.
+    pub fn escaping_functions(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (_, e) in &self.exports {
+            if let ExportIndex::Func(f) = e {
+                out.push(*f);
+            }
+        }
+        let consts = self
+            .elements
+            .iter()
+            .flat_map(|e| e.items.iter())
+            .chain(self.global_inits.iter())
+            .chain(self.table_inits.iter().flatten());
+        for c in consts {
+            if let ConstExpr::RefFunc(f) = c {
+                out.push(*f);
+            }
+        }
+        out.extend(self.start);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// A function body waiting to be compiled, with its validator.
+pub struct FunctionToCompile<'a> {
+    /// The function's index (in the space that includes imports).
+    pub index: u32,
+    /// Its body.
+    pub body: FunctionBody<'a>,
+    /// Its validator; `None` when parsing without validation.
+    pub validator: FuncToValidate<ValidatorResources>,
+}
+
+/// Converts a wasmparser value type, rejecting what framewalk does not support.
+fn val_type(ty: wasmparser::ValType, offset: usize) -> Result<ValType, ModuleError> {
+    use wasmparser::ValType as V;
+    Ok(match ty {
+        V::I32 => ValType::I32,
+        V::I64 => ValType::I64,
+        V::F32 => ValType::F32,
+        V::F64 => ValType::F64,
+        V::Ref(r) if r == wasmparser::RefType::FUNCREF => ValType::FuncRef,
+        V::Ref(r) if r == wasmparser::RefType::EXTERNREF => ValType::ExternRef,
+        V::V128 => {
+            return Err(ModuleError::Unsupported {
+                offset,
+                feature: "SIMD (v128)".into(),
+            })
+        }
+        V::Ref(r) => {
+            return Err(ModuleError::Unsupported {
+                offset,
+                feature: format!("reference type {r}"),
+            })
+        }
+    })
+}
+
+fn ref_type(r: wasmparser::RefType, offset: usize) -> Result<ValType, ModuleError> {
+    val_type(wasmparser::ValType::Ref(r), offset)
+}
+
+fn limits(initial: u64, maximum: Option<u64>, offset: usize) -> Result<Limits, ModuleError> {
+    let conv = |v: u64| {
+        u32::try_from(v).map_err(|_| ModuleError::Unsupported {
+            offset,
+            feature: "64-bit limits".into(),
+        })
+    };
+    Ok(Limits {
+        min: conv(initial)?,
+        max: maximum.map(conv).transpose()?,
+    })
+}
+
+fn table_type(t: &wasmparser::TableType, offset: usize) -> Result<TableType, ModuleError> {
+    Ok(TableType {
+        element: ref_type(t.element_type, offset)?,
+        limits: limits(t.initial, t.maximum, offset)?,
+    })
+}
+
+fn memory_type(m: &wasmparser::MemoryType, offset: usize) -> Result<MemoryType, ModuleError> {
+    if m.memory64 || m.shared || m.page_size_log2.is_some() {
+        return Err(ModuleError::Unsupported {
+            offset,
+            feature: "memory64, shared memory or custom page sizes".into(),
+        });
+    }
+    Ok(MemoryType {
+        limits: limits(m.initial, m.maximum, offset)?,
+    })
+}
+
+fn global_type(g: &wasmparser::GlobalType, offset: usize) -> Result<GlobalType, ModuleError> {
+    Ok(GlobalType {
+        content: val_type(g.content_type, offset)?,
+        mutable: g.mutable,
+    })
+}
+
+fn const_expr(e: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, ModuleError> {
+    let mut reader = e.get_operators_reader();
+    let offset = reader.original_position();
+    let err = |e: wasmparser::BinaryReaderError| ModuleError::from_validator(e);
+    let op = reader.read().map_err(err)?;
+    let c = match op {
+        Operator::I32Const { value } => ConstExpr::I32(value),
+        Operator::I64Const { value } => ConstExpr::I64(value),
+        Operator::F32Const { value } => ConstExpr::F32(value.bits()),
+        Operator::F64Const { value } => ConstExpr::F64(value.bits()),
+        Operator::RefNull { .. } => ConstExpr::RefNull,
+        Operator::RefFunc { function_index } => ConstExpr::RefFunc(function_index),
+        Operator::GlobalGet { global_index } => ConstExpr::GlobalGet(global_index),
+        _ => {
+            return Err(ModuleError::Unsupported {
+                offset,
+                feature: "extended constant expressions".into(),
+            })
+        }
+    };
+    match reader.read().map_err(err)? {
+        Operator::End => Ok(c),
+        _ => Err(ModuleError::Unsupported {
+            offset,
+            feature: "extended constant expressions".into(),
+        }),
+    }
+}
+
+/// Parses text or binary input into wasm bytes.
+pub fn wat_to_wasm(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ModuleError> {
+    if bytes.starts_with(b"\0asm") {
+        return Ok(bytes.into());
+    }
+    wat::parse_bytes(bytes).map_err(|e| ModuleError::Wat(e.to_string()))
+}
+
+/// Validates and reads a module. Function bodies are returned for compilation.
+pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<FunctionToCompile<'_>>), ModuleError> {
+    let mut validator = Validator::new_with_features(supported_features());
+    let mut info = ModuleInfo::default();
+    let mut bodies = Vec::new();
+    let err = ModuleError::from_validator;
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(err)?;
+        match validator.payload(&payload).map_err(err)? {
+            wasmparser::ValidPayload::Ok => {}
+            wasmparser::ValidPayload::Func(validator, body) => {
+                let index = info.num_imported_funcs + bodies.len() as u32;
+                bodies.push(FunctionToCompile {
+                    index,
+                    body,
+                    validator,
+                });
+                continue;
+            }
+            wasmparser::ValidPayload::Parser(_) | wasmparser::ValidPayload::End(_) => {}
+        }
+        read_payload(&mut info, payload)?;
+    }
+    Ok((info, bodies))
+}
+
+fn read_payload(info: &mut ModuleInfo, payload: Payload<'_>) -> Result<(), ModuleError> {
+    let err = ModuleError::from_validator;
+    match payload {
+        Payload::TypeSection(reader) => {
+            for group in reader {
+                let group = group.map_err(err)?;
+                for (offset, sub) in group.into_types_and_offsets() {
+                    match &sub.composite_type.inner {
+                        CompositeInnerType::Func(f) => {
+                            let params = f
+                                .params()
+                                .iter()
+                                .map(|t| val_type(*t, offset))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            let results = f
+                                .results()
+                                .iter()
+                                .map(|t| val_type(*t, offset))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            info.types.push(FuncType::new(params, results));
+                        }
+                        _ => {
+                            return Err(ModuleError::Unsupported {
+                                offset,
+                                feature: "GC types".into(),
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        Payload::ImportSection(reader) => {
+            for import in reader.into_iter_with_offsets() {
+                let (offset, import) = import.map_err(err)?;
+                let kind = match import.ty {
+                    TypeRef::Func(t) => {
+                        info.functions.push(t);
+                        info.num_imported_funcs += 1;
+                        ImportKind::Func(t)
+                    }
+                    TypeRef::Table(t) => {
+                        let t = table_type(&t, offset)?;
+                        info.tables.push(t);
+                        info.num_imported_tables += 1;
+                        ImportKind::Table(t)
+                    }
+                    TypeRef::Memory(m) => {
+                        let m = memory_type(&m, offset)?;
+                        info.memories.push(m);
+                        info.num_imported_memories += 1;
+                        ImportKind::Memory(m)
+                    }
+                    TypeRef::Global(g) => {
+                        let g = global_type(&g, offset)?;
+                        info.globals.push(g);
+                        info.num_imported_globals += 1;
+                        ImportKind::Global(g)
+                    }
+                    TypeRef::Tag(_) => {
+                        return Err(ModuleError::Unsupported {
+                            offset,
+                            feature: "exception handling".into(),
+                        })
+                    }
+                };
+                info.imports.push(Import {
+                    module: import.module.to_string(),
+                    name: import.name.to_string(),
+                    kind,
+                });
+            }
+        }
+        Payload::FunctionSection(reader) => {
+            for t in reader {
+                info.functions.push(t.map_err(err)?);
+            }
+        }
+        Payload::TableSection(reader) => {
+            for table in reader.into_iter_with_offsets() {
+                let (offset, table) = table.map_err(err)?;
+                info.tables.push(table_type(&table.ty, offset)?);
+                info.table_inits.push(match &table.init {
+                    TableInit::RefNull => None,
+                    TableInit::Expr(e) => Some(const_expr(e)?),
+                });
+            }
+        }
+        Payload::MemorySection(reader) => {
+            for m in reader.into_iter_with_offsets() {
+                let (offset, m) = m.map_err(err)?;
+                info.memories.push(memory_type(&m, offset)?);
+            }
+        }
+        Payload::GlobalSection(reader) => {
+            for g in reader.into_iter_with_offsets() {
+                let (offset, g) = g.map_err(err)?;
+                info.globals.push(global_type(&g.ty, offset)?);
+                info.global_inits.push(const_expr(&g.init_expr)?);
+            }
+        }
+        Payload::ExportSection(reader) => {
+            for e in reader {
+                let e = e.map_err(err)?;
+                let index = match e.kind {
+                    ExternalKind::Func => ExportIndex::Func(e.index),
+                    ExternalKind::Table => ExportIndex::Table(e.index),
+                    ExternalKind::Memory => ExportIndex::Memory(e.index),
+                    ExternalKind::Global => ExportIndex::Global(e.index),
+                    ExternalKind::Tag => {
+                        return Err(ModuleError::Unsupported {
+                            offset: 0,
+                            feature: "exception handling".into(),
+                        })
+                    }
+                };
+                info.exports.push((e.name.to_string(), index));
+            }
+        }
+        Payload::StartSection { func, .. } => info.start = Some(func),
+        Payload::ElementSection(reader) => {
+            for e in reader.into_iter_with_offsets() {
+                let (offset, e) = e.map_err(err)?;
+                let mode = match e.kind {
+                    ElementKind::Passive => SegmentMode::Passive,
+                    ElementKind::Declared => SegmentMode::Declared,
+                    ElementKind::Active {
+                        table_index,
+                        offset_expr,
+                    } => SegmentMode::Active {
+                        index: table_index.unwrap_or(0),
+                        offset: const_expr(&offset_expr)?,
+                    },
+                };
+                let (ty, items) = match e.items {
+                    ElementItems::Functions(funcs) => (
+                        ValType::FuncRef,
+                        funcs
+                            .into_iter()
+                            .map(|f| f.map(ConstExpr::RefFunc).map_err(err))
+                            .collect::<Result<Vec<_>, _>>()?,
+                    ),
+                    ElementItems::Expressions(ty, exprs) => (
+                        ref_type(ty, offset)?,
+                        exprs
+                            .into_iter()
+                            .map(|e| const_expr(&e.map_err(err)?))
+                            .collect::<Result<Vec<_>, _>>()?,
+                    ),
+                };
+                info.elements.push(ElementSegment { mode, ty, items });
+            }
+        }
+        Payload::DataSection(reader) => {
+            for d in reader {
+                let d = d.map_err(err)?;
+                let mode = match d.kind {
+                    DataKind::Passive => SegmentMode::Passive,
+                    DataKind::Active {
+                        memory_index,
+                        offset_expr,
+                    } => SegmentMode::Active {
+                        index: memory_index,
+                        offset: const_expr(&offset_expr)?,
+                    },
+                };
+                let end = d.range.end;
+                let start = end - d.data.len();
+                info.data.push(DataSegment {
+                    mode,
+                    range: start..end,
+                });
+            }
+        }
+        Payload::CustomSection(reader) => {
+            if let KnownCustom::Name(names) = reader.as_known() {
+                // A malformed name section is ignored, as the spec requires of custom sections.
+                let _ = read_names(info, names);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn read_names(
+    info: &mut ModuleInfo,
+    names: wasmparser::NameSectionReader<'_>,
+) -> Result<(), wasmparser::BinaryReaderError> {
+    for name in names {
+        match name? {
+            Name::Module { name, .. } => info.name = Some(name.to_string()),
+            Name::Function(map) => {
+                for naming in map {
+                    let naming = naming?;
+                    info.func_names
+                        .insert(naming.index, naming.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

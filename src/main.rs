@@ -1,0 +1,145 @@
+//! The `framewalk` command line: run, compile and inspect wasm modules.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use framewalk::{Engine, Extern, Func, Instance, Module, Store, Val, ValType};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "framewalk", version, about = "Run Cranelift-compiled WebAssembly and walk its stacks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a .wat, .wasm or compiled artifact.
+    Run {
+        /// The module.
+        file: PathBuf,
+        /// The export to call (default: `main`, or `_start`, or just instantiate).
+        #[arg(long)]
+        invoke: Option<String>,
+        /// Arguments for the invoked function.
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Compile a .wat or .wasm into an artifact (an ELF object).
+    Compile {
+        /// The module.
+        file: PathBuf,
+        /// Where to write the artifact.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { file, invoke, args } => run(&file, invoke.as_deref(), &args),
+        Command::Compile { file, output } => compile(&file, &output),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn load(engine: &Engine, file: &Path) -> Result<Module> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let module = if Module::is_artifact(&bytes) {
+        Module::deserialize_file(engine, file)
+    } else {
+        Module::new(engine, &bytes)
+    };
+    module.with_context(|| format!("loading {}", file.display()))
+}
+
+fn compile(file: &Path, output: &Path) -> Result<()> {
+    let engine = Engine::new(Default::default())?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let artifact = framewalk::runtime::compile_artifact(&engine, &bytes)
+        .with_context(|| format!("compiling {}", file.display()))?;
+    std::fs::write(output, artifact).with_context(|| format!("writing {}", output.display()))?;
+    Ok(())
+}
+
+fn parse_arg(ty: ValType, s: &str) -> Result<Val> {
+    Ok(match ty {
+        ValType::I32 => Val::I32(
+            s.parse::<i32>()
+                .or_else(|_| s.parse::<u32>().map(|v| v as i32))
+                .with_context(|| format!("`{s}` is not an i32"))?,
+        ),
+        ValType::I64 => Val::I64(
+            s.parse::<i64>()
+                .or_else(|_| s.parse::<u64>().map(|v| v as i64))
+                .with_context(|| format!("`{s}` is not an i64"))?,
+        ),
+        ValType::F32 => Val::F32(s.parse::<f32>().with_context(|| format!("`{s}` is not an f32"))?.to_bits()),
+        ValType::F64 => Val::F64(s.parse::<f64>().with_context(|| format!("`{s}` is not an f64"))?.to_bits()),
+        ValType::FuncRef | ValType::ExternRef => {
+            if s == "null" {
+                Val::default_for(ty)
+            } else {
+                bail!("only `null` can be passed for a {ty} parameter")
+            }
+        }
+    })
+}
+
+fn format_val(v: &Val) -> String {
+    match v {
+        Val::I32(x) => x.to_string(),
+        Val::I64(x) => x.to_string(),
+        Val::F32(b) => f32::from_bits(*b).to_string(),
+        Val::F64(b) => f64::from_bits(*b).to_string(),
+        Val::FuncRef(None) | Val::ExternRef(None) => "null".into(),
+        Val::FuncRef(Some(_)) => "<funcref>".into(),
+        Val::ExternRef(Some(_)) => "<externref>".into(),
+    }
+}
+
+fn run(file: &Path, invoke: Option<&str>, args: &[String]) -> Result<()> {
+    let engine = Engine::new(Default::default())?;
+    let module = load(&engine, file)?;
+    let mut store = Store::new(&engine, ());
+    if let Some((m, n, _)) = module.imports().next() {
+        bail!("module imports {m}::{n}, which `framewalk run` does not provide");
+    }
+    let instance = Instance::new(&mut store, &module, &[] as &[Extern])?;
+    let name = match invoke {
+        Some(n) => Some(n.to_string()),
+        None => ["main", "_start"]
+            .iter()
+            .find(|n| instance.get_func(&store, n).is_some())
+            .map(|n| n.to_string()),
+    };
+    let Some(name) = name else {
+        if !args.is_empty() {
+            bail!("arguments given but no function to invoke (use --invoke NAME)");
+        }
+        return Ok(());
+    };
+    let func: Func = instance
+        .get_func(&store, &name)
+        .ok_or_else(|| anyhow!("module has no exported function `{name}`"))?;
+    let ty = func.ty(&store)?;
+    if args.len() != ty.params().len() {
+        bail!("`{name}` has type {ty}: expected {} arguments, got {}", ty.params().len(), args.len());
+    }
+    let params = ty
+        .params()
+        .iter()
+        .zip(args)
+        .map(|(t, a)| parse_arg(*t, a))
+        .collect::<Result<Vec<_>>>()?;
+    let mut results: Vec<Val> = ty.results().iter().map(|t| Val::default_for(*t)).collect();
+    func.call(&mut store, &params, &mut results)?;
+    for r in &results {
+        println!("{}", format_val(r));
+    }
+    Ok(())
+}

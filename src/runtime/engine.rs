@@ -1,0 +1,129 @@
+//! The engine: the code generator, the engine-wide type registry and the exit
+//! trampolines for host functions. Cheap to clone (an `Arc`).
+
+use super::code_memory::CodeMemory;
+use crate::compile::{self, trampoline, CompileError};
+use crate::types::FuncType;
+use cranelift_codegen::isa::OwnedTargetIsa;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Engine configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Maximum bytes of native stack wasm may use per host → wasm entry.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_wasm_stack: 512 * 1024,
+        }
+    }
+}
+
+/// Compiles modules and owns what every store of it shares.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) isa: OwnedTargetIsa,
+    pub(crate) isa_fingerprint: u64,
+    pub(crate) config: Config,
+    types: Mutex<TypeRegistry>,
+    exit_trampolines: Mutex<HashMap<FuncType, Arc<CodeMemory>>>,
+}
+
+#[derive(Default)]
+struct TypeRegistry {
+    ids: HashMap<FuncType, u32>,
+    types: Vec<FuncType>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("isa", &self.inner.isa.triple().to_string())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine for the host CPU with `config`.
+    pub fn new(config: Config) -> Result<Engine, CompileError> {
+        let isa = compile::host_isa()?;
+        let desc = format!(
+            "framewalk {} cranelift 0.112.3 {} {} {}",
+            env!("CARGO_PKG_VERSION"),
+            isa.triple(),
+            isa.flags(),
+            isa.isa_flags()
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let isa_fingerprint = crate::artifact::sections::fnv1a(&[desc.as_bytes()]);
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                isa,
+                isa_fingerprint,
+                config,
+                types: Mutex::new(TypeRegistry::default()),
+                exit_trampolines: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Whether two handles are the same engine.
+    pub fn same(a: &Engine, b: &Engine) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+
+    /// The engine-wide id of a function type (interned on first use).
+    pub(crate) fn type_id(&self, ty: &FuncType) -> u32 {
+        let mut reg = self.inner.types.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = reg.ids.get(ty) {
+            return *id;
+        }
+        let id = reg.types.len() as u32;
+        reg.types.push(ty.clone());
+        reg.ids.insert(ty.clone(), id);
+        id
+    }
+
+    /// The function type with engine-wide id `id`.
+    pub(crate) fn type_of(&self, id: u32) -> Option<FuncType> {
+        let reg = self.inner.types.lock().unwrap_or_else(|e| e.into_inner());
+        reg.types.get(id as usize).cloned()
+    }
+
+    /// The exit trampoline (wasm → host) for host functions of type `ty`, compiled on
+    /// first use and shared by every store of this engine.
+    pub(crate) fn exit_trampoline(&self, ty: &FuncType) -> Result<Arc<CodeMemory>, CompileError> {
+        let mut cache = self
+            .inner
+            .exit_trampolines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.get(ty) {
+            return Ok(c.clone());
+        }
+        let func = trampoline::exit_trampoline(ty);
+        let code = compile::compile_standalone(&*self.inner.isa, func)?;
+        let mem = CodeMemory::new(&code, &[], |_| 0)
+            .map_err(|e| CompileError::Host(e.to_string()))?;
+        let mem = Arc::new(mem);
+        cache.insert(ty.clone(), mem.clone());
+        Ok(mem)
+    }
+}

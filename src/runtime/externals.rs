@@ -1,0 +1,196 @@
+//! Handles to memories, tables and globals owned by a store.
+
+use super::error::Error;
+use super::storage::{GlobalStorage, MemoryStorage, TableStorage};
+use super::store::{AsStore, AsStoreMut, StoreOpaque};
+use super::values::Val;
+use super::vmcontext::VMGlobalDefinition;
+use crate::types::{GlobalType, MemoryType, TableType};
+
+macro_rules! handle {
+    ($name:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name {
+            store_id: u64,
+            index: usize,
+        }
+
+        impl $name {
+            pub(crate) fn from_id(store_id: u64, index: usize) -> Self {
+                $name { store_id, index }
+            }
+
+            pub(crate) fn id(&self, store: &StoreOpaque) -> Result<usize, Error> {
+                if store.id == self.store_id {
+                    Ok(self.index)
+                } else {
+                    Err(Error::WrongStore)
+                }
+            }
+        }
+    };
+}
+
+handle!(Memory, "A linear memory.");
+handle!(Table, "A table of references.");
+handle!(Global, "A global variable.");
+
+impl Memory {
+    /// A new memory of type `ty`.
+    pub fn new(mut store: impl AsStoreMut, ty: MemoryType) -> Result<Memory, Error> {
+        let store = store.store_opaque_mut();
+        let m = MemoryStorage::new(ty).map_err(|e| Error::Resource(e.to_string()))?;
+        store.memories.push(m);
+        Ok(Memory::from_id(store.id, store.memories.len() - 1))
+    }
+
+    fn storage<'a>(&self, store: &'a StoreOpaque) -> Result<&'a MemoryStorage, Error> {
+        Ok(&store.memories[self.id(store)?])
+    }
+
+    /// Size in pages.
+    pub fn size(&self, store: &impl AsStore) -> Result<u32, Error> {
+        Ok(self.storage(store.store_opaque())?.pages())
+    }
+
+    /// The memory's bytes.
+    pub fn data<'a>(&self, store: &'a impl AsStore) -> Result<&'a [u8], Error> {
+        Ok(self.storage(store.store_opaque())?.data())
+    }
+
+    /// The memory's bytes, mutably.
+    pub fn data_mut<'a>(&self, store: &'a mut impl AsStoreMut) -> Result<&'a mut [u8], Error> {
+        let store = store.store_opaque_mut();
+        let id = self.id(store)?;
+        Ok(store.memories[id].data_mut())
+    }
+
+    /// Grows by `delta` pages, returning the old size.
+    pub fn grow(&self, mut store: impl AsStoreMut, delta: u32) -> Result<u32, Error> {
+        let store = store.store_opaque_mut();
+        let id = self.id(store)?;
+        store.memories[id]
+            .grow(delta)
+            .ok_or_else(|| Error::Resource(format!("cannot grow memory by {delta} pages")))
+    }
+
+    /// The memory's type.
+    pub fn ty(&self, store: &impl AsStore) -> Result<MemoryType, Error> {
+        Ok(self.storage(store.store_opaque())?.ty)
+    }
+}
+
+fn ref_to_raw(store: &mut StoreOpaque, ty: TableType, v: &Val) -> Result<usize, Error> {
+    if v.ty() != ty.element {
+        return Err(Error::TypeMismatch(format!(
+            "{} value for a table of {}",
+            v.ty(),
+            ty.element
+        )));
+    }
+    Ok(v.to_raw(store)?.0 as usize)
+}
+
+impl Table {
+    /// A new table of type `ty` with every element `init`.
+    pub fn new(mut store: impl AsStoreMut, ty: TableType, init: Val) -> Result<Table, Error> {
+        let store = store.store_opaque_mut();
+        let raw = ref_to_raw(store, ty, &init)?;
+        let t = TableStorage::new(ty, raw)
+            .ok_or_else(|| Error::Resource(format!("table of {} elements", ty.limits.min)))?;
+        store.tables.push(t);
+        Ok(Table::from_id(store.id, store.tables.len() - 1))
+    }
+
+    fn storage<'a>(&self, store: &'a StoreOpaque) -> Result<&'a TableStorage, Error> {
+        Ok(&store.tables[self.id(store)?])
+    }
+
+    /// Number of elements.
+    pub fn size(&self, store: &impl AsStore) -> Result<u32, Error> {
+        Ok(self.storage(store.store_opaque())?.len())
+    }
+
+    /// The table's type.
+    pub fn ty(&self, store: &impl AsStore) -> Result<TableType, Error> {
+        Ok(self.storage(store.store_opaque())?.ty)
+    }
+
+    /// Element `index`, or `None` if out of bounds.
+    pub fn get(&self, store: &impl AsStore, index: u32) -> Result<Option<Val>, Error> {
+        let store = store.store_opaque();
+        let t = self.storage(store)?;
+        Ok(t.elements()
+            .get(index as usize)
+            .map(|raw| Val::from_raw(super::vmcontext::ValRaw(*raw as u64), t.ty.element, store)))
+    }
+
+    /// Sets element `index`.
+    pub fn set(&self, mut store: impl AsStoreMut, index: u32, v: Val) -> Result<(), Error> {
+        let store = store.store_opaque_mut();
+        let id = self.id(store)?;
+        let raw = ref_to_raw(store, store.tables[id].ty, &v)?;
+        let slot = store.tables[id]
+            .elements_mut()
+            .get_mut(index as usize)
+            .ok_or_else(|| Error::OutOfBounds(format!("table index {index}")))?;
+        *slot = raw;
+        Ok(())
+    }
+
+    /// Grows by `delta` elements set to `init`, returning the old size.
+    pub fn grow(&self, mut store: impl AsStoreMut, delta: u32, init: Val) -> Result<u32, Error> {
+        let store = store.store_opaque_mut();
+        let id = self.id(store)?;
+        let raw = ref_to_raw(store, store.tables[id].ty, &init)?;
+        store.tables[id]
+            .grow(delta, raw)
+            .ok_or_else(|| Error::Resource(format!("cannot grow table by {delta}")))
+    }
+}
+
+impl Global {
+    /// A new global of type `ty` with value `v`.
+    pub fn new(mut store: impl AsStoreMut, ty: GlobalType, v: Val) -> Result<Global, Error> {
+        let store = store.store_opaque_mut();
+        if v.ty() != ty.content {
+            return Err(Error::TypeMismatch(format!("{} value for a {} global", v.ty(), ty.content)));
+        }
+        let bits = v.to_raw(store)?.0;
+        store.globals.push(Box::new(GlobalStorage {
+            def: VMGlobalDefinition { bits },
+            ty,
+        }));
+        Ok(Global::from_id(store.id, store.globals.len() - 1))
+    }
+
+    /// The global's type.
+    pub fn ty(&self, store: &impl AsStore) -> Result<GlobalType, Error> {
+        let store = store.store_opaque();
+        Ok(store.globals[self.id(store)?].ty)
+    }
+
+    /// The current value.
+    pub fn get(&self, store: &impl AsStore) -> Result<Val, Error> {
+        let store = store.store_opaque();
+        let g = &store.globals[self.id(store)?];
+        Ok(Val::from_raw(super::vmcontext::ValRaw(g.def.bits), g.ty.content, store))
+    }
+
+    /// Sets the value of a mutable global.
+    pub fn set(&self, mut store: impl AsStoreMut, v: Val) -> Result<(), Error> {
+        let store = store.store_opaque_mut();
+        let id = self.id(store)?;
+        let ty = store.globals[id].ty;
+        if !ty.mutable {
+            return Err(Error::TypeMismatch("global is immutable".into()));
+        }
+        if v.ty() != ty.content {
+            return Err(Error::TypeMismatch(format!("{} value for a {} global", v.ty(), ty.content)));
+        }
+        let bits = v.to_raw(store)?.0;
+        store.globals[id].def.bits = bits;
+        Ok(())
+    }
+}

@@ -1,0 +1,393 @@
+//! Functions: wasm exports and host functions, called from the host dynamically
+//! ([`Func::call`]) or with static types ([`TypedFunc::call`]).
+//!
+//! Host → wasm: every call goes through [`invoke`], which calls the callee's
+//! array-convention entry point (an entry trampoline for wasm functions).
+//! Wasm → host: a host function's `VMFuncRef.wasm_call` is the engine's exit trampoline
+//! for its type, which calls [`host_array_call`] with the arguments spilled to an array.
+
+use super::error::{Error, HostError};
+use super::store::{AsStore, AsStoreMut, Caller, OwnedHostFunc, StoreInner, StoreOpaque};
+use super::values::{Val, WasmTuple};
+use super::vmcontext::{ArrayCallFn, ValRaw, VMFuncRef, HOST_CTX_MAGIC};
+use super::Store;
+use crate::compile::trampoline::HOST_CTX_ARRAY_CALL_OFFSET;
+use crate::types::FuncType;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// A function in a store: a wasm function of some instance, or a host function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Func {
+    pub(crate) store_id: u64,
+    ptr: *const VMFuncRef,
+}
+
+// SAFETY: a `Func` is an inert handle; using it requires the owning store, which the API
+// checks by id.
+unsafe impl Send for Func {}
+// SAFETY: as above.
+unsafe impl Sync for Func {}
+
+type HostClosure<T> = dyn Fn(Caller<'_, T>, &mut [ValRaw]) -> Result<(), HostError> + Send + Sync;
+
+/// A host function's context: what `callee_vmctx` points at when wasm calls it.
+#[repr(C)]
+struct HostFuncContext<T: 'static> {
+    magic: u32,
+    _pad: u32,
+    /// At `HOST_CTX_ARRAY_CALL_OFFSET`: read by the exit trampoline.
+    array_call: ArrayCallFn,
+    func_ref: VMFuncRef,
+    store: *mut StoreInner<T>,
+    closure: Box<HostClosure<T>>,
+}
+
+const _: () = assert!(
+    std::mem::offset_of!(HostFuncContext<()>, array_call) == HOST_CTX_ARRAY_CALL_OFFSET as usize
+);
+
+/// The array-convention entry point of every host function.
+///
+/// # Safety
+/// `callee_vmctx` must point to a live `HostFuncContext<T>` whose store is live, and
+/// `values` to `len` writable slots; generated code and [`invoke`] guarantee both.
+unsafe extern "C" fn host_array_call<T: 'static>(
+    callee_vmctx: *mut u8,
+    caller_vmctx: *mut u8,
+    values: *mut ValRaw,
+    len: usize,
+) -> bool {
+    // SAFETY: per this function's contract.
+    let ctx = unsafe { &*(callee_vmctx as *const HostFuncContext<T>) };
+    debug_assert_eq!(ctx.magic, HOST_CTX_MAGIC, "host context magic broken");
+    // SAFETY: the store outlives its host functions; wasm runs only inside a call that
+    // lent the store, so this is the only live access path to it.
+    let store = unsafe { &mut *ctx.store };
+    // SAFETY: per this function's contract.
+    let values = unsafe { std::slice::from_raw_parts_mut(values, len) };
+    let store_ptr: *mut StoreInner<T> = store;
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        (ctx.closure)(
+            Caller {
+                store,
+                caller_vmctx,
+            },
+            values,
+        )
+    }));
+    // SAFETY: the closure's borrow of the store ended with the call.
+    let store = unsafe { &mut *store_ptr };
+    match result {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            store.opaque.pending_error = Some(e);
+            false
+        }
+        Err(panic) => {
+            store.opaque.pending_panic = Some(panic);
+            false
+        }
+    }
+}
+
+/// Frees a `HostFuncContext<T>` created by `Func::new_raw`.
+///
+/// # Safety
+/// `ptr` must come from `Box::into_raw(Box<HostFuncContext<T>>)` and not be used after.
+unsafe fn drop_host_ctx<T: 'static>(ptr: *mut u8) {
+    // SAFETY: per the contract.
+    drop(unsafe { Box::from_raw(ptr as *mut HostFuncContext<T>) });
+}
+
+impl Func {
+    pub(crate) fn from_vmfuncref(store_id: u64, ptr: *const VMFuncRef) -> Func {
+        Func { store_id, ptr }
+    }
+
+    pub(crate) fn from_raw(store: &StoreOpaque, raw: usize) -> Option<Func> {
+        (raw != 0).then(|| Func {
+            store_id: store.id,
+            ptr: raw as *const VMFuncRef,
+        })
+    }
+
+    pub(crate) fn raw(&self) -> usize {
+        self.ptr as usize
+    }
+
+    pub(crate) fn vmfuncref(&self) -> &VMFuncRef {
+        // SAFETY: a `Func` points into its store (a vmctx or a host context), which lives
+        // as long as the store; callers check the store id first.
+        unsafe { &*self.ptr }
+    }
+
+    fn new_raw<T: 'static>(
+        store: &mut Store<T>,
+        ty: FuncType,
+        closure: Box<HostClosure<T>>,
+    ) -> Result<Func, Error> {
+        let opaque = &mut store.inner.opaque;
+        let tramp = opaque
+            .engine
+            .exit_trampoline(&ty)
+            .map_err(|e| Error::Module(e.into()))?;
+        let type_id = opaque.engine.type_id(&ty);
+        let store_ptr: *mut StoreInner<T> = &mut *store.inner;
+        let ctx = Box::into_raw(Box::new(HostFuncContext::<T> {
+            magic: HOST_CTX_MAGIC,
+            _pad: 0,
+            array_call: host_array_call::<T>,
+            func_ref: VMFuncRef {
+                wasm_call: tramp.base() as *const u8,
+                array_call: host_array_call::<T> as *const u8,
+                vmctx: std::ptr::null_mut(),
+                type_id,
+                _pad: 0,
+            },
+            store: store_ptr,
+            closure,
+        }));
+        // SAFETY: `ctx` was just allocated and is uniquely ours.
+        let func_ref = unsafe {
+            (*ctx).func_ref.vmctx = ctx.cast();
+            std::ptr::addr_of!((*ctx).func_ref)
+        };
+        let opaque = &mut store.inner.opaque;
+        opaque.exit_trampolines.push(tramp);
+        opaque.host_funcs.push(OwnedHostFunc {
+            ptr: ctx.cast(),
+            drop_fn: drop_host_ctx::<T>,
+        });
+        Ok(Func::from_vmfuncref(opaque.id, func_ref))
+    }
+
+    /// A host function of type `ty` taking and returning dynamically typed values.
+    pub fn new<T: 'static>(
+        store: &mut Store<T>,
+        ty: FuncType,
+        f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<(), HostError> + Send + Sync + 'static,
+    ) -> Result<Func, Error> {
+        let fty = ty.clone();
+        Func::new_raw(
+            store,
+            ty,
+            Box::new(move |mut caller, raw| {
+                let params: Vec<Val> = fty
+                    .params()
+                    .iter()
+                    .zip(raw.iter())
+                    .map(|(t, r)| Val::from_raw(*r, *t, &caller.store.opaque))
+                    .collect();
+                let mut results: Vec<Val> =
+                    fty.results().iter().map(|t| Val::default_for(*t)).collect();
+                f(
+                    Caller {
+                        store: caller.store,
+                        caller_vmctx: caller.caller_vmctx,
+                    },
+                    &params,
+                    &mut results,
+                )?;
+                let opaque = caller.store_opaque_mut();
+                for (i, (v, t)) in results.iter().zip(fty.results()).enumerate() {
+                    if v.ty() != *t {
+                        return Err(format!("host function returned {} where {} was expected", v.ty(), t).into());
+                    }
+                    raw[i] = v.to_raw(opaque).map_err(|e| -> HostError { e.to_string().into() })?;
+                }
+                Ok(())
+            }),
+        )
+    }
+
+    /// A host function from a Rust closure with statically typed parameters and results.
+    pub fn wrap<T: 'static, P: WasmTuple, R: HostResult>(
+        store: &mut Store<T>,
+        f: impl Fn(Caller<'_, T>, P) -> R + Send + Sync + 'static,
+    ) -> Result<Func, Error> {
+        let ty = FuncType::new(P::types(), R::Ok::types());
+        Func::new_raw(
+            store,
+            ty,
+            Box::new(move |caller, raw| {
+                let params = P::load_raw(raw, &caller.store.opaque);
+                let store: *mut StoreInner<T> = caller.store;
+                let out = f(caller, params).into_result()?;
+                // SAFETY: the closure's borrow of the store ended when it returned.
+                out.store_raw(unsafe { &mut (*store).opaque }, raw);
+                Ok(())
+            }),
+        )
+    }
+
+    /// The function's type.
+    pub fn ty(&self, store: &impl AsStore) -> Result<FuncType, Error> {
+        let opaque = store.store_opaque();
+        if opaque.id != self.store_id {
+            return Err(Error::WrongStore);
+        }
+        opaque
+            .engine
+            .type_of(self.vmfuncref().type_id)
+            .ok_or_else(|| Error::TypeMismatch("unknown function type".into()))
+    }
+
+    /// Calls the function with dynamically typed `params`, writing `results`.
+    pub fn call(
+        &self,
+        mut store: impl AsStoreMut,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<(), Error> {
+        let ty = self.ty(&store)?;
+        if params.len() != ty.params().len() || results.len() != ty.results().len() {
+            return Err(Error::TypeMismatch(format!(
+                "{ty} called with {} arguments and {} result slots",
+                params.len(),
+                results.len()
+            )));
+        }
+        let opaque = store.store_opaque_mut();
+        let mut raw = vec![ValRaw::default(); params.len().max(results.len())];
+        for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
+            if p.ty() != *t {
+                return Err(Error::TypeMismatch(format!(
+                    "argument {i} is {}, expected {t}",
+                    p.ty()
+                )));
+            }
+            raw[i] = p.to_raw(opaque)?;
+        }
+        // SAFETY: the store id matched, so `self` points into this live store, and the
+        // argument types were checked against the function's type.
+        unsafe { invoke(opaque, self.vmfuncref(), &mut raw)? };
+        for (i, t) in ty.results().iter().enumerate() {
+            results[i] = Val::from_raw(raw[i], *t, opaque);
+        }
+        Ok(())
+    }
+
+    /// A statically typed view of this function; fails if the types differ.
+    pub fn typed<P: WasmTuple, R: WasmTuple>(&self, store: &impl AsStore) -> Result<TypedFunc<P, R>, Error> {
+        let ty = self.ty(store)?;
+        if ty.params() != P::types().as_slice() || ty.results() != R::types().as_slice() {
+            return Err(Error::TypeMismatch(format!(
+                "function is {ty}, requested {}",
+                FuncType::new(P::types(), R::types())
+            )));
+        }
+        Ok(TypedFunc {
+            func: *self,
+            _marker: PhantomData,
+        })
+    }
+}
+
+/// A function whose parameter and result types were checked once.
+#[derive(Debug)]
+pub struct TypedFunc<P, R> {
+    func: Func,
+    _marker: PhantomData<fn(P) -> R>,
+}
+
+impl<P, R> Clone for TypedFunc<P, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<P, R> Copy for TypedFunc<P, R> {}
+
+impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
+    /// Calls the function.
+    pub fn call(&self, mut store: impl AsStoreMut, params: P) -> Result<R, Error> {
+        let opaque = store.store_opaque_mut();
+        if opaque.id != self.func.store_id {
+            return Err(Error::WrongStore);
+        }
+        let mut buf = [ValRaw::default(); 16];
+        let mut heap;
+        let n = P::LEN.max(R::LEN);
+        let raw: &mut [ValRaw] = if n <= buf.len() {
+            &mut buf[..n]
+        } else {
+            heap = vec![ValRaw::default(); n];
+            &mut heap
+        };
+        params.store_raw(opaque, raw);
+        // SAFETY: types were checked in `Func::typed`; the store id matched.
+        unsafe { invoke(opaque, self.func.vmfuncref(), raw)? };
+        Ok(R::load_raw(raw, opaque))
+    }
+
+    /// The untyped function.
+    pub fn func(&self) -> Func {
+        self.func
+    }
+}
+
+/// What a `Func::wrap` closure may return: results, or `Result` of results.
+pub trait HostResult {
+    /// The results.
+    type Ok: WasmTuple;
+    /// Splits into results or an error.
+    fn into_result(self) -> Result<Self::Ok, HostError>;
+}
+
+impl<R: WasmTuple> HostResult for R {
+    type Ok = R;
+    fn into_result(self) -> Result<R, HostError> {
+        Ok(self)
+    }
+}
+
+impl<R: WasmTuple, E: Into<HostError>> HostResult for Result<R, E> {
+    type Ok = R;
+    fn into_result(self) -> Result<R, HostError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Approximates the current stack pointer (the address of a local).
+#[inline(never)]
+fn approximate_sp() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+/// The one host → wasm entry path: calls `f`'s array entry point with `values`.
+///
+/// # Safety
+/// `f` must belong to `store` and `values` must hold the function's arguments (correctly
+/// typed) and have room for its results.
+pub(crate) unsafe fn invoke(
+    store: &mut StoreOpaque,
+    f: &VMFuncRef,
+    values: &mut [ValRaw],
+) -> Result<(), Error> {
+    if f.array_call.is_null() {
+        return Err(Error::TypeMismatch(
+            "function cannot be called from the host".into(),
+        ));
+    }
+    // SAFETY: a non-null `array_call` is an `ArrayCallFn` (entry trampoline or host shim).
+    let entry: ArrayCallFn = unsafe { std::mem::transmute(f.array_call) };
+    let prev_limit = store.vm.stack_limit;
+    if prev_limit == 0 {
+        let sp = approximate_sp();
+        store.vm.stack_limit = sp.saturating_sub(store.engine.config().max_wasm_stack);
+    }
+    // SAFETY: per this function's contract; `f.vmctx` is the callee's context.
+    let ok = unsafe { entry(f.vmctx, std::ptr::null_mut(), values.as_mut_ptr(), values.len()) };
+    store.vm.stack_limit = prev_limit;
+    if ok {
+        return Ok(());
+    }
+    if let Some(panic) = store.pending_panic.take() {
+        std::panic::resume_unwind(panic);
+    }
+    match store.pending_error.take() {
+        Some(e) => Err(Error::Host(e)),
+        None => Err(Error::Host("host function failed".into())),
+    }
+}

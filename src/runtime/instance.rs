@@ -1,0 +1,409 @@
+//! Instantiation: resolving imports, laying out the vmctx, initializing tables,
+//! memories and globals, applying segments and running the start function.
+
+use super::error::{Error, Trap};
+use super::externals::{Global, Memory, Table};
+use super::func::{invoke, Func};
+use super::module::Module;
+use super::storage::{GlobalStorage, MemoryStorage, TableStorage};
+use super::store::{AsStore, AsStoreMut, StoreOpaque};
+use super::vmcontext::{VMFuncRef, VMGlobalDefinition, VMOffsets, VMCTX_MAGIC};
+use crate::compile::module_info::{ConstExpr, ExportIndex, ImportKind, SegmentMode};
+use crate::trap::TrapCode;
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+/// An import or export value.
+#[derive(Clone, Debug)]
+pub enum Extern {
+    /// A function.
+    Func(Func),
+    /// A table.
+    Table(Table),
+    /// A memory.
+    Memory(Memory),
+    /// A global.
+    Global(Global),
+}
+
+impl Extern {
+    /// The function, if this is one.
+    pub fn into_func(self) -> Option<Func> {
+        match self {
+            Extern::Func(f) => Some(f),
+            _ => None,
+        }
+    }
+    /// The memory, if this is one.
+    pub fn into_memory(self) -> Option<Memory> {
+        match self {
+            Extern::Memory(m) => Some(m),
+            _ => None,
+        }
+    }
+    /// The table, if this is one.
+    pub fn into_table(self) -> Option<Table> {
+        match self {
+            Extern::Table(t) => Some(t),
+            _ => None,
+        }
+    }
+    /// The global, if this is one.
+    pub fn into_global(self) -> Option<Global> {
+        match self {
+            Extern::Global(g) => Some(g),
+            _ => None,
+        }
+    }
+}
+
+/// An instance's state, owned (boxed) by its store. `vmctx.instance` points here.
+pub(crate) struct InstanceData {
+    pub(crate) module: Module,
+    pub(crate) vmctx: NonNull<u8>,
+    layout: Layout,
+    /// Store indices of every memory/table/global (imported first).
+    pub(crate) memory_ids: Vec<usize>,
+    pub(crate) table_ids: Vec<usize>,
+    pub(crate) global_ids: Vec<usize>,
+    /// Direct pointers to the same storage, for libcalls.
+    pub(crate) memories: Vec<*mut MemoryStorage>,
+    pub(crate) tables: Vec<*mut TableStorage>,
+    /// Passive element segments' values; `None` once dropped.
+    pub(crate) elements: Vec<Option<Vec<usize>>>,
+    /// Whether each data segment was dropped.
+    pub(crate) data_dropped: Vec<bool>,
+}
+
+impl Drop for InstanceData {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `instantiate` with this layout.
+        unsafe { std::alloc::dealloc(self.vmctx.as_ptr(), self.layout) }
+    }
+}
+
+impl InstanceData {
+    pub(crate) fn offsets(&self) -> &VMOffsets {
+        &self.module.inner.offsets
+    }
+
+    fn write<T>(&self, offset: u32, value: T) {
+        // SAFETY: every offset comes from `VMOffsets` of this module and lies inside the
+        // vmctx allocation; fields are naturally aligned by the layout.
+        unsafe { self.vmctx.as_ptr().add(offset as usize).cast::<T>().write(value) }
+    }
+
+    pub(crate) fn func_ref_ptr(&self, index: u32) -> *const VMFuncRef {
+        // SAFETY: in-bounds offset of the vmctx (see `write`).
+        unsafe { self.vmctx.as_ptr().add(self.offsets().func_ref(index) as usize) as *const VMFuncRef }
+    }
+}
+
+/// An instantiated module in a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Instance {
+    store_id: u64,
+    index: usize,
+}
+
+impl Instance {
+    /// Instantiates `module` with `imports` given in the module's import order.
+    pub fn new(
+        mut store: impl AsStoreMut,
+        module: &Module,
+        imports: &[Extern],
+    ) -> Result<Instance, Error> {
+        let store = store.store_opaque_mut();
+        instantiate(store, module, imports)
+    }
+
+    pub(crate) fn from_vmctx(store: &StoreOpaque, vmctx: *mut u8) -> Option<Instance> {
+        if vmctx.is_null() {
+            return None;
+        }
+        store
+            .instances
+            .iter()
+            .position(|i| i.vmctx.as_ptr() == vmctx)
+            .map(|index| Instance {
+                store_id: store.id,
+                index,
+            })
+    }
+
+    fn data<'a>(&self, store: &'a StoreOpaque) -> Option<&'a InstanceData> {
+        (store.id == self.store_id).then(|| &*store.instances[self.index])
+    }
+
+    /// The module this instance was created from.
+    pub fn module<'a>(&self, store: &'a impl AsStore) -> Option<&'a Module> {
+        self.data(store.store_opaque()).map(|d| &d.module)
+    }
+
+    /// Looks up an export by name.
+    pub fn get_export(&self, store: &impl AsStore, name: &str) -> Option<Extern> {
+        let store = store.store_opaque();
+        let data = self.data(store)?;
+        let (_, idx) = data.module.inner.info.exports.iter().find(|(n, _)| n == name)?;
+        Some(match *idx {
+            ExportIndex::Func(f) => Extern::Func(Func::from_vmfuncref(store.id, data.func_ref_ptr(f))),
+            ExportIndex::Memory(m) => Extern::Memory(Memory::from_id(store.id, data.memory_ids[m as usize])),
+            ExportIndex::Table(t) => Extern::Table(Table::from_id(store.id, data.table_ids[t as usize])),
+            ExportIndex::Global(g) => Extern::Global(Global::from_id(store.id, data.global_ids[g as usize])),
+        })
+    }
+
+    /// The exported function `name`.
+    pub fn get_func(&self, store: &impl AsStore, name: &str) -> Option<Func> {
+        self.get_export(store, name)?.into_func()
+    }
+
+    /// The exported memory `name`.
+    pub fn get_memory(&self, store: &impl AsStore, name: &str) -> Option<Memory> {
+        self.get_export(store, name)?.into_memory()
+    }
+
+    /// The exported global `name`.
+    pub fn get_global(&self, store: &impl AsStore, name: &str) -> Option<Global> {
+        self.get_export(store, name)?.into_global()
+    }
+
+    /// The exported table `name`.
+    pub fn get_table(&self, store: &impl AsStore, name: &str) -> Option<Table> {
+        self.get_export(store, name)?.into_table()
+    }
+}
+
+fn link_err(module: &Module, i: usize, reason: impl Into<String>) -> Error {
+    let imp = &module.inner.info.imports[i];
+    Error::Link {
+        module: imp.module.clone(),
+        name: imp.name.clone(),
+        reason: reason.into(),
+    }
+}
+
+fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[Extern]) -> Result<Instance, Error> {
+    if !super::Engine::same(&store.engine, &module.inner.engine) {
+        return Err(Error::TypeMismatch("module belongs to another engine".into()));
+    }
+    let info = &module.inner.info;
+    if imports.len() != info.imports.len() {
+        return Err(Error::TypeMismatch(format!(
+            "module needs {} imports, {} given",
+            info.imports.len(),
+            imports.len()
+        )));
+    }
+    let offsets = module.inner.offsets;
+    let layout = Layout::from_size_align(offsets.size().max(8) as usize, 16)
+        .map_err(|e| Error::Resource(e.to_string()))?;
+    // SAFETY: the layout has non-zero size.
+    let vmctx = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
+        .ok_or_else(|| Error::Resource("out of memory for vmctx".into()))?;
+    let mut data = Box::new(InstanceData {
+        module: module.clone(),
+        vmctx,
+        layout,
+        memory_ids: Vec::new(),
+        table_ids: Vec::new(),
+        global_ids: Vec::new(),
+        memories: Vec::new(),
+        tables: Vec::new(),
+        elements: Vec::new(),
+        data_dropped: vec![false; info.data.len()],
+    });
+    let data_ptr: *mut InstanceData = &mut *data;
+    data.write(VMOffsets::MAGIC, VMCTX_MAGIC);
+    data.write(VMOffsets::STORE, &mut *store.vm as *mut _ as usize);
+    data.write(VMOffsets::INSTANCE, data_ptr as usize);
+    for (i, id) in module.inner.type_ids.iter().enumerate() {
+        data.write(offsets.type_id(i as u32), *id);
+    }
+
+    // Imports.
+    let mut func_index = 0u32;
+    for (i, (imp, ext)) in info.imports.iter().zip(imports).enumerate() {
+        match (&imp.kind, ext) {
+            (ImportKind::Func(t), Extern::Func(f)) => {
+                if f.store_id != store.id {
+                    return Err(Error::WrongStore);
+                }
+                let fr = *f.vmfuncref();
+                if fr.type_id != module.inner.type_ids[*t as usize] {
+                    return Err(link_err(module, i, "incompatible import type"));
+                }
+                data.write(offsets.func_ref(func_index), fr);
+                func_index += 1;
+            }
+            (ImportKind::Memory(ty), Extern::Memory(m)) => {
+                let id = m.id(store)?;
+                let mem = &mut store.memories[id];
+                let actual = crate::types::Limits {
+                    min: mem.pages(),
+                    max: mem.ty.limits.max,
+                };
+                if !actual.matches(&ty.limits) {
+                    return Err(link_err(module, i, "incompatible import type"));
+                }
+                data.write(offsets.memory(data.memory_ids.len() as u32), &mut mem.def as *mut _ as usize);
+                data.memories.push(&mut **mem);
+                data.memory_ids.push(id);
+            }
+            (ImportKind::Table(ty), Extern::Table(t)) => {
+                let id = t.id(store)?;
+                let table = &mut store.tables[id];
+                let actual = crate::types::Limits {
+                    min: table.len(),
+                    max: table.ty.limits.max,
+                };
+                if table.ty.element != ty.element || !actual.matches(&ty.limits) {
+                    return Err(link_err(module, i, "incompatible import type"));
+                }
+                data.write(offsets.table(data.table_ids.len() as u32), &mut table.def as *mut _ as usize);
+                data.tables.push(&mut **table);
+                data.table_ids.push(id);
+            }
+            (ImportKind::Global(ty), Extern::Global(g)) => {
+                let id = g.id(store)?;
+                let global = &mut store.globals[id];
+                if global.ty != *ty {
+                    return Err(link_err(module, i, "incompatible import type"));
+                }
+                data.write(offsets.global(data.global_ids.len() as u32), &mut global.def as *mut _ as usize);
+                data.global_ids.push(id);
+            }
+            _ => return Err(link_err(module, i, "incompatible import type")),
+        }
+    }
+
+    // Defined functions.
+    let type_ids = &module.inner.type_ids;
+    for (i, f) in module.inner.functions.iter().enumerate() {
+        let index = info.num_imported_funcs + i as u32;
+        data.write(
+            offsets.func_ref(index),
+            VMFuncRef {
+                wasm_call: f.body as *const u8,
+                array_call: f.entry_trampoline as *const u8,
+                vmctx: vmctx.as_ptr(),
+                type_id: type_ids[info.functions[index as usize] as usize],
+                _pad: 0,
+            },
+        );
+    }
+
+    // Defined memories.
+    for ty in &info.memories[info.num_imported_memories as usize..] {
+        let mut mem = MemoryStorage::new(*ty).map_err(|e| Error::Resource(e.to_string()))?;
+        data.write(offsets.memory(data.memory_ids.len() as u32), &mut mem.def as *mut _ as usize);
+        data.memories.push(&mut *mem);
+        data.memory_ids.push(store.memories.len());
+        store.memories.push(mem);
+    }
+
+    // Defined globals (their initializers may read imported globals and name functions).
+    for (i, ty) in info.globals[info.num_imported_globals as usize..].iter().enumerate() {
+        let bits = eval_const(store, &data, &info.global_inits[i]);
+        let mut g = Box::new(GlobalStorage {
+            def: VMGlobalDefinition { bits },
+            ty: *ty,
+        });
+        data.write(offsets.global(data.global_ids.len() as u32), &mut g.def as *mut _ as usize);
+        data.global_ids.push(store.globals.len());
+        store.globals.push(g);
+    }
+
+    // Defined tables.
+    for (i, ty) in info.tables[info.num_imported_tables as usize..].iter().enumerate() {
+        let init = info.table_inits[i]
+            .as_ref()
+            .map_or(0, |c| eval_const(store, &data, c) as usize);
+        let mut t = TableStorage::new(*ty, init)
+            .ok_or_else(|| Error::Resource(format!("table of {} elements", ty.limits.min)))?;
+        data.write(offsets.table(data.table_ids.len() as u32), &mut t.def as *mut _ as usize);
+        data.tables.push(&mut *t);
+        data.table_ids.push(store.tables.len());
+        store.tables.push(t);
+    }
+
+    // Element segments: evaluate all, keep passive ones.
+    let mut pending_active = Vec::new();
+    for seg in &info.elements {
+        let values: Vec<usize> = seg
+            .items
+            .iter()
+            .map(|c| eval_const(store, &data, c) as usize)
+            .collect();
+        match &seg.mode {
+            SegmentMode::Passive => data.elements.push(Some(values)),
+            SegmentMode::Declared => data.elements.push(None),
+            SegmentMode::Active { index, offset } => {
+                let at = eval_const(store, &data, offset) as u32;
+                pending_active.push((*index, at, values));
+                data.elements.push(None);
+            }
+        }
+    }
+
+    let index = store.instances.len();
+    store.instances.push(data);
+    let instance = Instance {
+        store_id: store.id,
+        index,
+    };
+    let data = &*store.instances[index];
+
+    // Active segments, in order; a failure traps but leaves earlier writes in place.
+    for (table, at, values) in pending_active {
+        // SAFETY: table pointers point at boxed storage owned by the store, alive and not
+        // otherwise borrowed here.
+        let tp = data.tables[table as usize];
+        let t = unsafe { &mut *tp };
+        let end = at as usize + values.len();
+        if end > t.len() as usize {
+            return Err(Trap::new(TrapCode::TableOutOfBounds).into());
+        }
+        t.elements_mut()[at as usize..end].copy_from_slice(&values);
+    }
+    let wasm = module.wasm_bytes();
+    let mut applied = Vec::new();
+    for (i, seg) in info.data.iter().enumerate() {
+        if let SegmentMode::Active { index: mem, offset } = &seg.mode {
+            let at = eval_const(store, data, offset) as u32 as usize;
+            // SAFETY: as for tables above.
+            let mp = data.memories[*mem as usize];
+            let m = unsafe { &mut *mp };
+            let bytes = &wasm[seg.range.clone()];
+            let end = at + bytes.len();
+            if end > m.data().len() {
+                return Err(Trap::new(TrapCode::MemoryOutOfBounds).into());
+            }
+            m.data_mut()[at..end].copy_from_slice(bytes);
+            applied.push(i);
+        }
+    }
+    for i in applied {
+        store.instances[index].data_dropped[i] = true;
+    }
+
+    if let Some(start) = info.start {
+        let f = store.instances[index].func_ref_ptr(start);
+        // SAFETY: `f` is this instance's function, which takes no arguments (validated).
+        unsafe { invoke(store, &*f, &mut [])? };
+    }
+    Ok(instance)
+}
+
+fn eval_const(store: &StoreOpaque, data: &InstanceData, c: &ConstExpr) -> u64 {
+    match *c {
+        ConstExpr::I32(v) => v as u32 as u64,
+        ConstExpr::I64(v) => v as u64,
+        ConstExpr::F32(v) => u64::from(v),
+        ConstExpr::F64(v) => v,
+        ConstExpr::RefNull => 0,
+        ConstExpr::RefFunc(f) => data.func_ref_ptr(f) as u64,
+        ConstExpr::GlobalGet(g) => store.globals[data.global_ids[g as usize]].def.bits,
+    }
+}
+

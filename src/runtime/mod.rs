@@ -1,0 +1,25 @@
+//! The runtime: engines, modules loaded from artifacts, stores, instances, functions,
+//! memories, tables and globals.
+
+mod code_memory;
+mod engine;
+mod error;
+mod externals;
+mod func;
+mod instance;
+mod libcalls;
+mod module;
+mod storage;
+mod store;
+mod values;
+pub mod vmcontext;
+
+pub use code_memory::{CodeMemory, CodeMemoryError};
+pub use engine::{Config, Engine};
+pub use error::{Error, HostError, Trap};
+pub use externals::{Global, Memory, Table};
+pub use func::{Func, HostResult, TypedFunc};
+pub use instance::{Extern, Instance};
+pub use module::{compile_artifact, Module, ModuleLoadError};
+pub use store::{AsStore, AsStoreMut, Caller, Store, StoreOpaque};
+pub use values::{Val, WasmTuple, WasmTy};

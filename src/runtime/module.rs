@@ -1,0 +1,345 @@
+//! A loaded module: its artifact bytes (owned or memory-mapped), its code mapped
+//! executable, and the metadata re-read from the embedded wasm.
+//!
+//! Every module goes through the artifact: `Module::new` compiles, writes the ELF
+//! artifact and loads it like `Module::deserialize` would, so the path a saved artifact
+//! takes is the path every test takes. The artifact's metadata sections stay in the
+//! artifact bytes and are read through borrowed views.
+
+use super::code_memory::CodeMemory;
+use super::engine::Engine;
+use super::libcalls;
+use crate::artifact::{self, Artifact, ArtifactError};
+use crate::compile::module_info::{self, ModuleInfo};
+use crate::compile::{self, CompileError};
+use crate::runtime::vmcontext::VMOffsets;
+use crate::stackmap::StackMapBuilder;
+use crate::types::{ExternType, FuncType};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why a module could not be created or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleLoadError {
+    /// Compilation failed.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// The artifact is invalid.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// Reading the file failed.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Writing the artifact failed.
+    #[error(transparent)]
+    Write(#[from] artifact::WriteError),
+    /// Mapping the code failed.
+    #[error(transparent)]
+    Code(#[from] super::code_memory::CodeMemoryError),
+}
+
+/// The bytes of an artifact: owned, or a read-only file mapping.
+enum ArtifactBytes {
+    Owned(Vec<u8>),
+    Mapped { ptr: *const u8, len: usize },
+}
+
+// SAFETY: the mapping is read-only and private; sharing it between threads is sound.
+unsafe impl Send for ArtifactBytes {}
+// SAFETY: as above.
+unsafe impl Sync for ArtifactBytes {}
+
+impl ArtifactBytes {
+    fn map_file(path: &Path) -> std::io::Result<ArtifactBytes> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| std::io::Error::other("file too large"))?;
+        if len == 0 {
+            return Ok(ArtifactBytes::Owned(Vec::new()));
+        }
+        // SAFETY: a private read-only mapping of a file we opened; checked for MAP_FAILED.
+        // If another process truncates the file while mapped, reads fault (SIGBUS) — the
+        // same caveat every mmap-based loader has; artifacts are not meant to be edited in place.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(ArtifactBytes::Mapped {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            ArtifactBytes::Owned(v) => v,
+            // SAFETY: the mapping is `len` readable bytes and lives as long as `self`.
+            ArtifactBytes::Mapped { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+        }
+    }
+}
+
+impl Drop for ArtifactBytes {
+    fn drop(&mut self) {
+        if let ArtifactBytes::Mapped { ptr, len } = self {
+            // SAFETY: we own this mapping and nothing borrows it past `self`.
+            unsafe {
+                libc::munmap(ptr.cast_mut().cast(), *len);
+            }
+        }
+    }
+}
+
+/// Where one defined function lives in the mapped code.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LoadedFunction {
+    pub(crate) body: usize,
+    pub(crate) body_len: u32,
+    pub(crate) entry_trampoline: usize,
+    pub(crate) text_offset: u32,
+}
+
+pub(crate) struct ModuleInner {
+    pub(crate) engine: Engine,
+    bytes: ArtifactBytes,
+    text: Range<usize>,
+    traps: Range<usize>,
+    address_map: Range<usize>,
+    stack_maps: Range<usize>,
+    wasm: Range<usize>,
+    pub(crate) info: ModuleInfo,
+    pub(crate) offsets: VMOffsets,
+    pub(crate) code: CodeMemory,
+    pub(crate) functions: Vec<LoadedFunction>,
+    /// Engine-wide type id of each module type.
+    pub(crate) type_ids: Vec<u32>,
+    pub(crate) names: Vec<Option<String>>,
+}
+
+/// A compiled WebAssembly module, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct Module {
+    pub(crate) inner: Arc<ModuleInner>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("name", &self.inner.info.name)
+            .field("functions", &self.inner.functions.len())
+            .finish()
+    }
+}
+
+fn subrange(outer: &[u8], inner: &[u8]) -> Range<usize> {
+    let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
+    start..start + inner.len()
+}
+
+/// Compiles `bytes` (wasm binary or text) into artifact bytes.
+pub fn compile_artifact(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, ModuleLoadError> {
+    let compiled = compile::compile_module(&*engine.inner.isa, bytes)?;
+    let mut builder = StackMapBuilder::new();
+    for m in &compiled.stack_maps {
+        builder
+            .add(m.return_offset, m.span, &m.slots)
+            .map_err(|e| CompileError::Host(format!("stack map: {e}")))?;
+    }
+    let stack_maps = builder.finish();
+    Ok(artifact::write_artifact(
+        &compiled,
+        &stack_maps,
+        engine.inner.isa_fingerprint,
+    )?)
+}
+
+impl Module {
+    /// Compiles a module from wasm binary or text.
+    pub fn new(engine: &Engine, bytes: &[u8]) -> Result<Module, ModuleLoadError> {
+        let artifact = compile_artifact(engine, bytes)?;
+        Self::from_bytes(engine, ArtifactBytes::Owned(artifact))
+    }
+
+    /// Loads a module from artifact bytes produced by [`Module::serialize`] or
+    /// `framewalk compile`. The bytes are validated; corrupt input is an error.
+    pub fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Module, ModuleLoadError> {
+        Self::from_bytes(engine, ArtifactBytes::Owned(bytes.to_vec()))
+    }
+
+    /// Loads a module from an artifact file, mapping it rather than reading it.
+    pub fn deserialize_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Module, ModuleLoadError> {
+        let path = path.as_ref();
+        let bytes = ArtifactBytes::map_file(path).map_err(|source| ModuleLoadError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(engine, bytes)
+    }
+
+    /// Whether `bytes` look like an artifact (an ELF file) rather than wasm.
+    pub fn is_artifact(bytes: &[u8]) -> bool {
+        bytes.starts_with(b"\x7fELF")
+    }
+
+    fn from_bytes(engine: &Engine, bytes: ArtifactBytes) -> Result<Module, ModuleLoadError> {
+        let all = bytes.as_slice();
+        let art = Artifact::parse(all, engine.inner.isa_fingerprint)?;
+        let (info, _) = module_info::parse(art.wasm).map_err(CompileError::from)?;
+        let offsets = compile::vmoffsets(&info)?;
+        if art.num_functions() != info.num_defined_funcs() as usize {
+            return Err(ArtifactError::Malformed {
+                section: artifact::sections::FUNCTIONS,
+                reason: "function count does not match the embedded wasm".into(),
+            }
+            .into());
+        }
+        let code = CodeMemory::new(art.text, &art.relocs, libcalls::address_of)?;
+        let base = code.base();
+        let mut functions = Vec::with_capacity(art.num_functions());
+        let mut names: Vec<Option<String>> = vec![None; info.functions.len()];
+        for (i, f) in art.functions().enumerate() {
+            if f.func_index != info.num_imported_funcs + i as u32 {
+                return Err(ArtifactError::Malformed {
+                    section: artifact::sections::FUNCTIONS,
+                    reason: format!("record {i} is for function {}", f.func_index),
+                }
+                .into());
+            }
+            functions.push(LoadedFunction {
+                body: base + f.offset as usize,
+                body_len: f.len,
+                entry_trampoline: f.entry_trampoline.map_or(0, |(o, _)| base + o as usize),
+                text_offset: f.offset,
+            });
+        }
+        for (i, n) in &info.func_names {
+            if let Some(slot) = names.get_mut(*i as usize) {
+                *slot = Some(n.clone());
+            }
+        }
+        let type_ids = info.types.iter().map(|t| engine.type_id(t)).collect();
+        let text = subrange(all, art.text);
+        let traps = subrange(all, art.trap_bytes());
+        let address_map = subrange(all, art.address_map_bytes());
+        let stack_maps = subrange(all, art.stack_maps);
+        let wasm = subrange(all, art.wasm);
+        drop(art);
+        Ok(Module {
+            inner: Arc::new(ModuleInner {
+                engine: engine.clone(),
+                bytes,
+                text,
+                traps,
+                address_map,
+                stack_maps,
+                wasm,
+                info,
+                offsets,
+                code,
+                functions,
+                type_ids,
+                names,
+            }),
+        })
+    }
+
+    /// The artifact bytes (what `framewalk compile` writes).
+    pub fn serialize(&self) -> Vec<u8> {
+        self.inner.bytes.as_slice().to_vec()
+    }
+
+    /// The artifact, validated again (cheap) for inspection.
+    pub fn artifact(&self) -> Result<Artifact<'_>, ArtifactError> {
+        Artifact::parse(self.inner.bytes.as_slice(), self.inner.engine.inner.isa_fingerprint)
+    }
+
+    /// The module's name from the name section.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.info.name.as_deref()
+    }
+
+    /// Imports: (module, name, type).
+    pub fn imports(&self) -> impl Iterator<Item = (&str, &str, ExternType)> + '_ {
+        let info = &self.inner.info;
+        info.imports.iter().map(move |i| {
+            let ty = match &i.kind {
+                module_info::ImportKind::Func(t) => ExternType::Func(info.types[*t as usize].clone()),
+                module_info::ImportKind::Table(t) => ExternType::Table(*t),
+                module_info::ImportKind::Memory(m) => ExternType::Memory(*m),
+                module_info::ImportKind::Global(g) => ExternType::Global(*g),
+            };
+            (i.module.as_str(), i.name.as_str(), ty)
+        })
+    }
+
+    /// Exports: (name, type).
+    pub fn exports(&self) -> impl Iterator<Item = (&str, ExternType)> + '_ {
+        let info = &self.inner.info;
+        info.exports.iter().map(move |(name, e)| {
+            let ty = match e {
+                module_info::ExportIndex::Func(f) => ExternType::Func(info.func_type(*f).clone()),
+                module_info::ExportIndex::Table(t) => ExternType::Table(info.tables[*t as usize]),
+                module_info::ExportIndex::Memory(m) => ExternType::Memory(info.memories[*m as usize]),
+                module_info::ExportIndex::Global(g) => ExternType::Global(info.globals[*g as usize]),
+            };
+            (name.as_str(), ty)
+        })
+    }
+
+    /// The type of function `index`.
+    pub fn func_type(&self, index: u32) -> Option<&FuncType> {
+        let info = &self.inner.info;
+        info.functions.get(index as usize).map(|t| &info.types[*t as usize])
+    }
+
+    /// Name of function `index`, if the name section gave one.
+    pub fn func_name(&self, index: u32) -> Option<&str> {
+        self.inner.names.get(index as usize)?.as_deref()
+    }
+
+    pub(crate) fn text_range(&self) -> Range<usize> {
+        let base = self.inner.code.base();
+        base..base + self.inner.code.len()
+    }
+
+    /// The trap section (validated pairs).
+    pub(crate) fn trap_bytes(&self) -> &[u8] {
+        &self.inner.bytes.as_slice()[self.inner.traps.clone()]
+    }
+
+    /// The address map (validated pairs).
+    pub(crate) fn address_map_bytes(&self) -> &[u8] {
+        &self.inner.bytes.as_slice()[self.inner.address_map.clone()]
+    }
+
+    /// The stack-map section bytes.
+    pub fn stack_map_bytes(&self) -> &[u8] {
+        &self.inner.bytes.as_slice()[self.inner.stack_maps.clone()]
+    }
+
+    /// The embedded wasm binary.
+    pub fn wasm_bytes(&self) -> &[u8] {
+        &self.inner.bytes.as_slice()[self.inner.wasm.clone()]
+    }
+
+    /// Length of the text section in bytes.
+    pub fn text_len(&self) -> usize {
+        self.inner.bytes.as_slice()[self.inner.text.clone()].len()
+    }
+}

@@ -1,0 +1,190 @@
+//! The storage behind memories, tables and globals. Each is boxed and owned by a store;
+//! generated code holds pointers to the `#[repr(C)]` definition at the start of each.
+
+use super::vmcontext::{VMGlobalDefinition, VMMemoryDefinition, VMTableDefinition};
+use crate::types::{GlobalType, MemoryType, TableType};
+
+/// WebAssembly page size.
+pub const WASM_PAGE: usize = 65536;
+/// The largest table framewalk allocates, in elements (a larger `table.grow` fails with -1).
+pub const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
+
+/// A linear memory: a reservation of its maximum size, of which `current_length` bytes
+/// are accessible. The base never moves.
+#[repr(C)]
+#[derive(Debug)]
+pub struct MemoryStorage {
+    /// What generated code reads. Must stay the first field.
+    pub def: VMMemoryDefinition,
+    reserved: usize,
+    max_pages: u32,
+    /// The memory's type.
+    pub ty: MemoryType,
+}
+
+impl MemoryStorage {
+    /// Reserves and initializes a memory of type `ty`.
+    pub fn new(ty: MemoryType) -> std::io::Result<Box<MemoryStorage>> {
+        let max_pages = ty.limits.max.unwrap_or(65536).min(65536);
+        let reserved = (max_pages as usize * WASM_PAGE).max(WASM_PAGE);
+        // SAFETY: an anonymous private PROT_NONE reservation; checked for MAP_FAILED.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                reserved,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut m = Box::new(MemoryStorage {
+            def: VMMemoryDefinition {
+                base: base.cast(),
+                current_length: 0,
+            },
+            reserved,
+            max_pages,
+            ty,
+        });
+        if m.grow(ty.limits.min).is_none() {
+            return Err(std::io::Error::other("initial memory size exceeds its maximum"));
+        }
+        Ok(m)
+    }
+
+    /// Current size in pages.
+    pub fn pages(&self) -> u32 {
+        (self.def.current_length / WASM_PAGE) as u32
+    }
+
+    /// Grows by `delta` pages; returns the old size, or `None` if it would exceed the
+    /// maximum or the OS refused.
+    pub fn grow(&mut self, delta: u32) -> Option<u32> {
+        let old = self.pages();
+        let new = old.checked_add(delta)?;
+        if new > self.max_pages {
+            return None;
+        }
+        if delta > 0 {
+            let new_len = new as usize * WASM_PAGE;
+            debug_assert!(new_len <= self.reserved);
+            // SAFETY: `base..base+new_len` lies inside our reservation.
+            let rc = unsafe {
+                libc::mprotect(
+                    self.def.base.cast(),
+                    new_len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                )
+            };
+            if rc != 0 {
+                return None;
+            }
+            self.def.current_length = new_len;
+        }
+        Some(old)
+    }
+
+    /// The accessible bytes.
+    pub fn data(&self) -> &[u8] {
+        // SAFETY: `current_length` bytes from `base` are mapped read-write.
+        unsafe { std::slice::from_raw_parts(self.def.base, self.def.current_length) }
+    }
+
+    /// The accessible bytes, mutably.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `data`, and `&mut self` makes this the only Rust view.
+        unsafe { std::slice::from_raw_parts_mut(self.def.base, self.def.current_length) }
+    }
+}
+
+impl Drop for MemoryStorage {
+    fn drop(&mut self) {
+        // SAFETY: we own the reservation.
+        unsafe {
+            libc::munmap(self.def.base.cast(), self.reserved);
+        }
+    }
+}
+
+/// A table: pointer-sized elements (`*const VMFuncRef` or an externref pointer; 0 = null).
+#[repr(C)]
+#[derive(Debug)]
+pub struct TableStorage {
+    /// What generated code reads. Must stay the first field.
+    pub def: VMTableDefinition,
+    elements: Vec<usize>,
+    /// The table's type.
+    pub ty: TableType,
+}
+
+impl TableStorage {
+    /// A table of type `ty` with every element `init`.
+    pub fn new(ty: TableType, init: usize) -> Option<Box<TableStorage>> {
+        if ty.limits.min > MAX_TABLE_ELEMENTS {
+            return None;
+        }
+        let mut t = Box::new(TableStorage {
+            def: VMTableDefinition {
+                base: std::ptr::null_mut(),
+                current_elements: 0,
+                _pad: 0,
+            },
+            elements: vec![init; ty.limits.min as usize],
+            ty,
+        });
+        t.sync();
+        Some(t)
+    }
+
+    fn sync(&mut self) {
+        self.def.base = self.elements.as_mut_ptr();
+        self.def.current_elements = self.elements.len() as u32;
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> u32 {
+        self.elements.len() as u32
+    }
+
+    /// Whether the table has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.elements.is_empty()
+    }
+
+    /// The elements.
+    pub fn elements(&self) -> &[usize] {
+        &self.elements
+    }
+
+    /// The elements, mutably.
+    pub fn elements_mut(&mut self) -> &mut [usize] {
+        &mut self.elements
+    }
+
+    /// Grows by `delta` elements set to `init`; returns the old size or `None`.
+    pub fn grow(&mut self, delta: u32, init: usize) -> Option<u32> {
+        let old = self.len();
+        let new = old.checked_add(delta)?;
+        let max = self.ty.limits.max.unwrap_or(u32::MAX).min(MAX_TABLE_ELEMENTS);
+        if new > max {
+            return None;
+        }
+        self.elements.resize(new as usize, init);
+        self.sync();
+        Some(old)
+    }
+}
+
+/// A global's storage.
+#[repr(C)]
+#[derive(Debug)]
+pub struct GlobalStorage {
+    /// What generated code reads. Must stay the first field.
+    pub def: VMGlobalDefinition,
+    /// The global's type.
+    pub ty: GlobalType,
+}

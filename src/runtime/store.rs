@@ -1,0 +1,214 @@
+//! `Store<T>`: owns instances, memories, tables, globals, host functions and the host
+//! data `T`. Everything wasm can reach lives in a store and is freed with it.
+//!
+//! The store is boxed so that raw pointers held by generated code (the
+//! `VMStoreContext`) and by host function contexts stay valid when the `Store` value
+//! moves.
+
+use super::code_memory::CodeMemory;
+use super::engine::Engine;
+use super::instance::InstanceData;
+use super::storage::{GlobalStorage, MemoryStorage, TableStorage};
+use super::vmcontext::VMStoreContext;
+use crate::gc::ExternRef;
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A host function context owned by a store, freed by its own drop function.
+pub(crate) struct OwnedHostFunc {
+    pub(crate) ptr: *mut u8,
+    pub(crate) drop_fn: unsafe fn(*mut u8),
+}
+
+impl Drop for OwnedHostFunc {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `Box::into_raw` of the type `drop_fn` was instantiated
+        // for, and is dropped exactly once (here).
+        unsafe { (self.drop_fn)(self.ptr) }
+    }
+}
+
+/// The part of a store that does not depend on `T`.
+pub struct StoreOpaque {
+    pub(crate) id: u64,
+    pub(crate) engine: Engine,
+    pub(crate) vm: Box<VMStoreContext>,
+    pub(crate) instances: Vec<Box<InstanceData>>,
+    pub(crate) memories: Vec<Box<MemoryStorage>>,
+    pub(crate) tables: Vec<Box<TableStorage>>,
+    pub(crate) globals: Vec<Box<GlobalStorage>>,
+    pub(crate) host_funcs: Vec<OwnedHostFunc>,
+    pub(crate) exit_trampolines: Vec<Arc<CodeMemory>>,
+    /// Every externref that entered this store's wasm; kept alive until the store drops.
+    pub(crate) keepalive: Vec<ExternRef>,
+    pub(crate) pending_error: Option<super::error::HostError>,
+    pub(crate) pending_panic: Option<Box<dyn Any + Send>>,
+}
+
+impl StoreOpaque {
+    /// This store's engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Keeps `r` alive for the store's lifetime and returns the address wasm sees.
+    pub(crate) fn root_externref(&mut self, r: &ExternRef) -> usize {
+        self.keepalive.push(r.clone());
+        r.as_raw()
+    }
+}
+
+pub(crate) struct StoreInner<T> {
+    pub(crate) opaque: StoreOpaque,
+    pub(crate) data: T,
+}
+
+/// A collection of wasm objects and host data `T`.
+pub struct Store<T> {
+    pub(crate) inner: Box<StoreInner<T>>,
+}
+
+impl<T> Store<T> {
+    /// A new store for `engine` holding `data`.
+    pub fn new(engine: &Engine, data: T) -> Store<T> {
+        Store {
+            inner: Box::new(StoreInner {
+                opaque: StoreOpaque {
+                    id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+                    engine: engine.clone(),
+                    vm: Box::new(VMStoreContext {
+                        stack_limit: 0,
+                        activation_head: std::ptr::null(),
+                    }),
+                    instances: Vec::new(),
+                    memories: Vec::new(),
+                    tables: Vec::new(),
+                    globals: Vec::new(),
+                    host_funcs: Vec::new(),
+                    exit_trampolines: Vec::new(),
+                    keepalive: Vec::new(),
+                    pending_error: None,
+                    pending_panic: None,
+                },
+                data,
+            }),
+        }
+    }
+
+    /// The host data.
+    pub fn data(&self) -> &T {
+        &self.inner.data
+    }
+
+    /// The host data, mutably.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.inner.data
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.opaque.engine
+    }
+}
+
+impl<T> std::fmt::Debug for Store<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("id", &self.inner.opaque.id)
+            .field("instances", &self.inner.opaque.instances.len())
+            .finish()
+    }
+}
+
+/// The host's view of the store while a host function runs, plus the calling instance.
+pub struct Caller<'a, T> {
+    pub(crate) store: &'a mut StoreInner<T>,
+    pub(crate) caller_vmctx: *mut u8,
+}
+
+impl<T> Caller<'_, T> {
+    /// The host data.
+    pub fn data(&self) -> &T {
+        &self.store.data
+    }
+
+    /// The host data, mutably.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.store.data
+    }
+
+    /// An export of the calling instance (e.g. its memory), if called from wasm.
+    pub fn get_export(&self, name: &str) -> Option<super::instance::Extern> {
+        let inst = super::instance::Instance::from_vmctx(&self.store.opaque, self.caller_vmctx)?;
+        inst.get_export(&self.store.opaque, name)
+    }
+}
+
+/// Anything that gives shared access to a store.
+pub trait AsStore {
+    /// The store.
+    fn store_opaque(&self) -> &StoreOpaque;
+}
+
+/// Anything that gives exclusive access to a store.
+pub trait AsStoreMut: AsStore {
+    /// The store.
+    fn store_opaque_mut(&mut self) -> &mut StoreOpaque;
+}
+
+impl AsStore for StoreOpaque {
+    fn store_opaque(&self) -> &StoreOpaque {
+        self
+    }
+}
+
+impl AsStoreMut for StoreOpaque {
+    fn store_opaque_mut(&mut self) -> &mut StoreOpaque {
+        self
+    }
+}
+
+impl<T> AsStore for Store<T> {
+    fn store_opaque(&self) -> &StoreOpaque {
+        &self.inner.opaque
+    }
+}
+
+impl<T> AsStoreMut for Store<T> {
+    fn store_opaque_mut(&mut self) -> &mut StoreOpaque {
+        &mut self.inner.opaque
+    }
+}
+
+impl<T> AsStore for Caller<'_, T> {
+    fn store_opaque(&self) -> &StoreOpaque {
+        &self.store.opaque
+    }
+}
+
+impl<T> AsStoreMut for Caller<'_, T> {
+    fn store_opaque_mut(&mut self) -> &mut StoreOpaque {
+        &mut self.store.opaque
+    }
+}
+
+impl<S: AsStore + ?Sized> AsStore for &S {
+    fn store_opaque(&self) -> &StoreOpaque {
+        (**self).store_opaque()
+    }
+}
+
+impl<S: AsStore + ?Sized> AsStore for &mut S {
+    fn store_opaque(&self) -> &StoreOpaque {
+        (**self).store_opaque()
+    }
+}
+
+impl<S: AsStoreMut + ?Sized> AsStoreMut for &mut S {
+    fn store_opaque_mut(&mut self) -> &mut StoreOpaque {
+        (**self).store_opaque_mut()
+    }
+}

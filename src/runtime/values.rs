@@ -1,0 +1,225 @@
+//! `Val`, the dynamically typed value, and the static `WasmTy` mapping used by typed
+//! calls and `Func::wrap`.
+
+use super::func::Func;
+use super::store::StoreOpaque;
+use super::vmcontext::ValRaw;
+use crate::gc::ExternRef;
+use crate::types::ValType;
+
+/// A WebAssembly value.
+#[derive(Clone, Debug)]
+pub enum Val {
+    /// i32
+    I32(i32),
+    /// i64
+    I64(i64),
+    /// f32, as bits (NaN payloads are preserved).
+    F32(u32),
+    /// f64, as bits.
+    F64(u64),
+    /// funcref
+    FuncRef(Option<Func>),
+    /// externref
+    ExternRef(Option<ExternRef>),
+}
+
+impl Val {
+    /// The value's type.
+    pub fn ty(&self) -> ValType {
+        match self {
+            Val::I32(_) => ValType::I32,
+            Val::I64(_) => ValType::I64,
+            Val::F32(_) => ValType::F32,
+            Val::F64(_) => ValType::F64,
+            Val::FuncRef(_) => ValType::FuncRef,
+            Val::ExternRef(_) => ValType::ExternRef,
+        }
+    }
+
+    /// The zero / null value of `ty`.
+    pub fn default_for(ty: ValType) -> Val {
+        match ty {
+            ValType::I32 => Val::I32(0),
+            ValType::I64 => Val::I64(0),
+            ValType::F32 => Val::F32(0),
+            ValType::F64 => Val::F64(0),
+            ValType::FuncRef => Val::FuncRef(None),
+            ValType::ExternRef => Val::ExternRef(None),
+        }
+    }
+
+    /// The raw form wasm sees. Externrefs are rooted in the store; funcrefs must belong
+    /// to it.
+    pub(crate) fn to_raw(&self, store: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
+        Ok(ValRaw(match self {
+            Val::I32(v) => *v as u32 as u64,
+            Val::I64(v) => *v as u64,
+            Val::F32(v) => u64::from(*v),
+            Val::F64(v) => *v,
+            Val::FuncRef(None) | Val::ExternRef(None) => 0,
+            Val::FuncRef(Some(f)) => {
+                if f.store_id != store.id {
+                    return Err(super::Error::WrongStore);
+                }
+                f.raw() as u64
+            }
+            Val::ExternRef(Some(r)) => store.root_externref(r) as u64,
+        }))
+    }
+
+    /// Reads a raw value of type `ty` produced by wasm code of `store`.
+    pub(crate) fn from_raw(raw: ValRaw, ty: ValType, store: &StoreOpaque) -> Val {
+        match ty {
+            ValType::I32 => Val::I32(raw.0 as u32 as i32),
+            ValType::I64 => Val::I64(raw.0 as i64),
+            ValType::F32 => Val::F32(raw.0 as u32),
+            ValType::F64 => Val::F64(raw.0),
+            ValType::FuncRef => Val::FuncRef(Func::from_raw(store, raw.0 as usize)),
+            // SAFETY: every externref wasm holds entered through `to_raw` (or a host
+            // function's result), which rooted it in the store's keep-alive list.
+            ValType::ExternRef => Val::ExternRef(unsafe { ExternRef::clone_from_raw(raw.0 as usize) }),
+        }
+    }
+
+    /// The i32, if this is one.
+    pub fn i32(&self) -> Option<i32> {
+        match self {
+            Val::I32(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The i64, if this is one.
+    pub fn i64(&self) -> Option<i64> {
+        match self {
+            Val::I64(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl From<i32> for Val {
+    fn from(v: i32) -> Val {
+        Val::I32(v)
+    }
+}
+impl From<i64> for Val {
+    fn from(v: i64) -> Val {
+        Val::I64(v)
+    }
+}
+impl From<f32> for Val {
+    fn from(v: f32) -> Val {
+        Val::F32(v.to_bits())
+    }
+}
+impl From<f64> for Val {
+    fn from(v: f64) -> Val {
+        Val::F64(v.to_bits())
+    }
+}
+
+/// A Rust type that maps to one wasm value type.
+pub trait WasmTy: Sized {
+    /// The wasm type.
+    const TYPE: ValType;
+    /// To the raw form (rooting references in `store`).
+    fn into_raw(self, store: &mut StoreOpaque) -> ValRaw;
+    /// From the raw form.
+    fn from_raw(raw: ValRaw, store: &StoreOpaque) -> Self;
+}
+
+macro_rules! int_ty {
+    ($t:ty, $vt:ident, $to:expr, $from:expr) => {
+        impl WasmTy for $t {
+            const TYPE: ValType = ValType::$vt;
+            fn into_raw(self, _: &mut StoreOpaque) -> ValRaw {
+                let f: fn($t) -> u64 = $to;
+                ValRaw(f(self))
+            }
+            fn from_raw(raw: ValRaw, _: &StoreOpaque) -> Self {
+                let f: fn(u64) -> $t = $from;
+                f(raw.0)
+            }
+        }
+    };
+}
+
+int_ty!(i32, I32, |v| v as u32 as u64, |r| r as u32 as i32);
+int_ty!(u32, I32, |v| v as u64, |r| r as u32);
+int_ty!(i64, I64, |v| v as u64, |r| r as i64);
+int_ty!(u64, I64, |v| v, |r| r);
+int_ty!(f32, F32, |v| u64::from(v.to_bits()), |r| f32::from_bits(r as u32));
+int_ty!(f64, F64, |v| v.to_bits(), f64::from_bits);
+
+impl WasmTy for Option<ExternRef> {
+    const TYPE: ValType = ValType::ExternRef;
+    fn into_raw(self, store: &mut StoreOpaque) -> ValRaw {
+        ValRaw(self.map_or(0, |r| store.root_externref(&r) as u64))
+    }
+    fn from_raw(raw: ValRaw, _: &StoreOpaque) -> Self {
+        // SAFETY: see `Val::from_raw`.
+        unsafe { ExternRef::clone_from_raw(raw.0 as usize) }
+    }
+}
+
+/// A tuple of wasm values (parameters or results).
+pub trait WasmTuple: Sized {
+    /// The types, in order.
+    fn types() -> Vec<ValType>;
+    /// Number of values.
+    const LEN: usize;
+    /// Writes into `out[..LEN]`.
+    fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]);
+    /// Reads from `raw[..LEN]`.
+    fn load_raw(raw: &[ValRaw], store: &StoreOpaque) -> Self;
+}
+
+impl WasmTuple for () {
+    fn types() -> Vec<ValType> {
+        Vec::new()
+    }
+    const LEN: usize = 0;
+    fn store_raw(self, _: &mut StoreOpaque, _: &mut [ValRaw]) {}
+    fn load_raw(_: &[ValRaw], _: &StoreOpaque) -> Self {}
+}
+
+impl<A: WasmTy> WasmTuple for A {
+    fn types() -> Vec<ValType> {
+        vec![A::TYPE]
+    }
+    const LEN: usize = 1;
+    fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) {
+        out[0] = self.into_raw(store);
+    }
+    fn load_raw(raw: &[ValRaw], store: &StoreOpaque) -> Self {
+        A::from_raw(raw[0], store)
+    }
+}
+
+macro_rules! tuple {
+    ($n:expr; $($t:ident $i:tt),+) => {
+        impl<$($t: WasmTy),+> WasmTuple for ($($t,)+) {
+            fn types() -> Vec<ValType> {
+                vec![$($t::TYPE),+]
+            }
+            const LEN: usize = $n;
+            fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) {
+                $(out[$i] = self.$i.into_raw(store);)+
+            }
+            fn load_raw(raw: &[ValRaw], store: &StoreOpaque) -> Self {
+                ($($t::from_raw(raw[$i], store),)+)
+            }
+        }
+    };
+}
+
+tuple!(1; A 0);
+tuple!(2; A 0, B 1);
+tuple!(3; A 0, B 1, C 2);
+tuple!(4; A 0, B 1, C 2, D 3);
+tuple!(5; A 0, B 1, C 2, D 3, E 4);
+tuple!(6; A 0, B 1, C 2, D 3, E 4, F 5);
+tuple!(7; A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple!(8; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);

@@ -1,0 +1,166 @@
+//! Value and function types shared by the compiler, the artifact loader and the runtime.
+//!
+//! framewalk supports WebAssembly 2.0 without SIMD, so the value types are the four
+//! numeric types and the two reference types. Function types are compared structurally
+//! and interned engine-wide (see `runtime::type_registry`).
+
+use std::fmt;
+
+/// A WebAssembly value type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValType {
+    /// 32-bit integer.
+    I32,
+    /// 64-bit integer.
+    I64,
+    /// 32-bit IEEE float.
+    F32,
+    /// 64-bit IEEE float.
+    F64,
+    /// A nullable reference to a function.
+    FuncRef,
+    /// A nullable reference to a host value.
+    ExternRef,
+}
+
+impl ValType {
+    /// Whether this is a reference type.
+    pub fn is_ref(self) -> bool {
+        matches!(self, ValType::FuncRef | ValType::ExternRef)
+    }
+}
+
+impl fmt::Display for ValType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ValType::I32 => "i32",
+            ValType::I64 => "i64",
+            ValType::F32 => "f32",
+            ValType::F64 => "f64",
+            ValType::FuncRef => "funcref",
+            ValType::ExternRef => "externref",
+        })
+    }
+}
+
+/// The type of a function: parameters and results.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FuncType {
+    params: Box<[ValType]>,
+    results: Box<[ValType]>,
+}
+
+impl FuncType {
+    /// A function type with these parameters and results.
+    pub fn new(
+        params: impl IntoIterator<Item = ValType>,
+        results: impl IntoIterator<Item = ValType>,
+    ) -> Self {
+        FuncType {
+            params: params.into_iter().collect(),
+            results: results.into_iter().collect(),
+        }
+    }
+
+    /// Parameter types, in order.
+    pub fn params(&self) -> &[ValType] {
+        &self.params
+    }
+
+    /// Result types, in order.
+    pub fn results(&self) -> &[ValType] {
+        &self.results
+    }
+}
+
+impl fmt::Display for FuncType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(func")?;
+        if !self.params.is_empty() {
+            f.write_str(" (param")?;
+            for p in self.params.iter() {
+                write!(f, " {p}")?;
+            }
+            f.write_str(")")?;
+        }
+        if !self.results.is_empty() {
+            f.write_str(" (result")?;
+            for r in self.results.iter() {
+                write!(f, " {r}")?;
+            }
+            f.write_str(")")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Limits of a memory (in 64 KiB pages) or a table (in elements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Limits {
+    /// Initial size.
+    pub min: u32,
+    /// Maximum size, if any.
+    pub max: Option<u32>,
+}
+
+impl Limits {
+    /// Whether limits `self` (of an import's definition) satisfy `required`.
+    pub fn matches(&self, required: &Limits) -> bool {
+        self.min >= required.min
+            && match (self.max, required.max) {
+                (_, None) => true,
+                (Some(actual), Some(req)) => actual <= req,
+                (None, Some(_)) => false,
+            }
+    }
+}
+
+/// The type of a linear memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemoryType {
+    /// Size limits in pages.
+    pub limits: Limits,
+}
+
+/// The type of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TableType {
+    /// `FuncRef` or `ExternRef`.
+    pub element: ValType,
+    /// Size limits in elements.
+    pub limits: Limits,
+}
+
+/// The type of a global.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GlobalType {
+    /// The value type.
+    pub content: ValType,
+    /// Whether `global.set` may change it.
+    pub mutable: bool,
+}
+
+/// The type of an import or export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExternType {
+    /// A function.
+    Func(FuncType),
+    /// A table.
+    Table(TableType),
+    /// A linear memory.
+    Memory(MemoryType),
+    /// A global.
+    Global(GlobalType),
+}
+
+impl ExternType {
+    /// A short word for the kind of entity ("func", "table", "memory", "global").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExternType::Func(_) => "func",
+            ExternType::Table(_) => "table",
+            ExternType::Memory(_) => "memory",
+            ExternType::Global(_) => "global",
+        }
+    }
+}
