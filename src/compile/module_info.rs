@@ -363,7 +363,11 @@ pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<FunctionToCompile<'_>>), Mo
     let mut info = ModuleInfo::default();
     let mut bodies = Vec::new();
     let err = ModuleError::from_validator;
-    for payload in Parser::new(0).parse_all(wasm) {
+    let mut parser = Parser::new(0);
+    // The readers must decode with the same features the validator enforces (e.g. a
+    // memarg offset is a u32 without memory64).
+    parser.set_features(supported_features());
+    for payload in parser.parse_all(wasm) {
         let payload = payload.map_err(err)?;
         match validator.payload(&payload).map_err(err)? {
             wasmparser::ValidPayload::Ok => {}
