@@ -1,6 +1,8 @@
 //! framewalk: walks the stacks of Cranelift-compiled WebAssembly without libunwind.
 #![deny(missing_docs)]
 
+#[path = "../arch/mod.rs"]
+pub mod arch;
 pub mod artifact;
 pub mod compile;
 pub mod gc;
@@ -8,6 +10,7 @@ pub mod runtime;
 pub mod stackmap;
 pub mod trap;
 pub mod types;
+pub mod unwind;
 
 pub use gc::ExternRef;
 pub use runtime::{

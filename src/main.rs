@@ -6,7 +6,11 @@ use framewalk::{Engine, Extern, Func, Instance, Module, Store, Val, ValType};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "framewalk", version, about = "Run Cranelift-compiled WebAssembly and walk its stacks")]
+#[command(
+    name = "framewalk",
+    version,
+    about = "Run Cranelift-compiled WebAssembly and walk its stacks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,8 +82,16 @@ fn parse_arg(ty: ValType, s: &str) -> Result<Val> {
                 .or_else(|_| s.parse::<u64>().map(|v| v as i64))
                 .with_context(|| format!("`{s}` is not an i64"))?,
         ),
-        ValType::F32 => Val::F32(s.parse::<f32>().with_context(|| format!("`{s}` is not an f32"))?.to_bits()),
-        ValType::F64 => Val::F64(s.parse::<f64>().with_context(|| format!("`{s}` is not an f64"))?.to_bits()),
+        ValType::F32 => Val::F32(
+            s.parse::<f32>()
+                .with_context(|| format!("`{s}` is not an f32"))?
+                .to_bits(),
+        ),
+        ValType::F64 => Val::F64(
+            s.parse::<f64>()
+                .with_context(|| format!("`{s}` is not an f64"))?
+                .to_bits(),
+        ),
         ValType::FuncRef | ValType::ExternRef => {
             if s == "null" {
                 Val::default_for(ty)
@@ -128,7 +140,11 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String]) -> Result<()> {
         .ok_or_else(|| anyhow!("module has no exported function `{name}`"))?;
     let ty = func.ty(&store)?;
     if args.len() != ty.params().len() {
-        bail!("`{name}` has type {ty}: expected {} arguments, got {}", ty.params().len(), args.len());
+        bail!(
+            "`{name}` has type {ty}: expected {} arguments, got {}",
+            ty.params().len(),
+            args.len()
+        );
     }
     let params = ty
         .params()

@@ -185,7 +185,11 @@ impl<'a> Artifact<'a> {
                 expected: s::VERSION,
             });
         }
-        let stored = u64::from_le_bytes(header[s::CHECKSUM_OFFSET..s::CHECKSUM_OFFSET + 8].try_into().unwrap_or_default());
+        let stored = u64::from_le_bytes(
+            header[s::CHECKSUM_OFFSET..s::CHECKSUM_OFFSET + 8]
+                .try_into()
+                .unwrap_or_default(),
+        );
         let at = header_range
             .and_then(|(o, _)| usize::try_from(o).ok())
             .and_then(|o| o.checked_add(s::CHECKSUM_OFFSET))
@@ -195,7 +199,11 @@ impl<'a> Artifact<'a> {
         if stored != computed {
             return Err(ArtifactError::Checksum { stored, computed });
         }
-        let found_isa = u64::from_le_bytes(header[s::ISA_OFFSET..s::ISA_OFFSET + 8].try_into().unwrap_or_default());
+        let found_isa = u64::from_le_bytes(
+            header[s::ISA_OFFSET..s::ISA_OFFSET + 8]
+                .try_into()
+                .unwrap_or_default(),
+        );
         if found_isa != isa_fingerprint {
             return Err(ArtifactError::IsaMismatch {
                 found: found_isa,
@@ -204,7 +212,8 @@ impl<'a> Artifact<'a> {
         }
 
         let (text, _, text_index) = section(s::TEXT)?;
-        let text_len = u32::try_from(text.len()).map_err(|_| malformed(s::TEXT, "larger than 4 GiB"))?;
+        let text_len =
+            u32::try_from(text.len()).map_err(|_| malformed(s::TEXT, "larger than 4 GiB"))?;
         let (functions, _, _) = section(s::FUNCTIONS)?;
         let (names, _, _) = section(s::NAMES)?;
         let (traps, _, _) = section(s::TRAPS)?;
@@ -214,31 +223,51 @@ impl<'a> Artifact<'a> {
 
         // Function records.
         if functions.len() % s::FUNCTION_RECORD_SIZE != 0 {
-            return Err(malformed(s::FUNCTIONS, "length is not a whole number of records"));
+            return Err(malformed(
+                s::FUNCTIONS,
+                "length is not a whole number of records",
+            ));
         }
         let in_text = |off: u32, len: u32| off.checked_add(len).is_some_and(|end| end <= text_len);
         let mut prev_index = None;
         for rec in functions.chunks_exact(s::FUNCTION_RECORD_SIZE) {
             let f = |i: usize| u32_at(rec, i * 4);
-            let (index, off, len, toff, tlen, noff, nlen) = (f(0), f(1), f(2), f(3), f(4), f(5), f(6));
+            let (index, off, len, toff, tlen, noff, nlen) =
+                (f(0), f(1), f(2), f(3), f(4), f(5), f(6));
             if prev_index.is_some_and(|p| index <= p) {
-                return Err(malformed(s::FUNCTIONS, "function indices are not increasing"));
+                return Err(malformed(
+                    s::FUNCTIONS,
+                    "function indices are not increasing",
+                ));
             }
             prev_index = Some(index);
             if !in_text(off, len) || (tlen != 0 && !in_text(toff, tlen)) {
-                return Err(malformed(s::FUNCTIONS, format!("function {index} lies outside the text")));
+                return Err(malformed(
+                    s::FUNCTIONS,
+                    format!("function {index} lies outside the text"),
+                ));
             }
             let name_end = noff.checked_add(nlen).map(|e| e as usize);
             match name_end {
                 Some(end) if end <= names.len() => {
                     if std::str::from_utf8(&names[noff as usize..end]).is_err() {
-                        return Err(malformed(s::NAMES, format!("name of function {index} is not UTF-8")));
+                        return Err(malformed(
+                            s::NAMES,
+                            format!("name of function {index} is not UTF-8"),
+                        ));
                     }
                 }
-                _ => return Err(malformed(s::NAMES, format!("name of function {index} is out of range"))),
+                _ => {
+                    return Err(malformed(
+                        s::NAMES,
+                        format!("name of function {index} is out of range"),
+                    ))
+                }
             }
         }
-        check_pairs(s::TRAPS, traps, text_len, |v| TrapCode::from_u8(v as u8).is_some() && v <= u32::from(u8::MAX))?;
+        check_pairs(s::TRAPS, traps, text_len, |v| {
+            TrapCode::from_u8(v as u8).is_some() && v <= u32::from(u8::MAX)
+        })?;
         check_pairs(s::ADDRESS_MAP, address_map, text_len, |_| true)?;
 
         // Relocations.
@@ -249,10 +278,12 @@ impl<'a> Artifact<'a> {
         for (offset, r) in text_section.relocations() {
             let bad = |reason: String| ArtifactError::BadRelocation { offset, reason };
             let (kind, size) = match r.flags() {
-                RelocationFlags::Elf { r_type: object::elf::R_X86_64_64 } => (RelocKind::Abs8, 8),
-                RelocationFlags::Elf { r_type: object::elf::R_X86_64_PLT32 | object::elf::R_X86_64_PC32 } => {
-                    (RelocKind::PcRel4, 4)
-                }
+                RelocationFlags::Elf {
+                    r_type: object::elf::R_X86_64_64,
+                } => (RelocKind::Abs8, 8),
+                RelocationFlags::Elf {
+                    r_type: object::elf::R_X86_64_PLT32 | object::elf::R_X86_64_PC32,
+                } => (RelocKind::PcRel4, 4),
                 other => return Err(bad(format!("unsupported relocation type {other:?}"))),
             };
             let off32 = u32::try_from(offset).ok().filter(|o| in_text(*o, size));
@@ -371,7 +402,10 @@ fn check_pairs(
     for p in bytes.chunks_exact(s::PAIR_SIZE) {
         let (off, v) = (u32_at(p, 0), u32_at(p, 4));
         if off >= text_len {
-            return Err(malformed(name, format!("offset {off:#x} lies outside the text")));
+            return Err(malformed(
+                name,
+                format!("offset {off:#x} lies outside the text"),
+            ));
         }
         if prev.is_some_and(|q| off < q) {
             return Err(malformed(name, "entries are not sorted"));
@@ -398,5 +432,8 @@ pub fn lookup_le(pairs: &[u8], key: u32) -> Option<(u32, u32)> {
         }
     }
     let i = lo.checked_sub(1)?;
-    Some((u32_at(pairs, i * s::PAIR_SIZE), u32_at(pairs, i * s::PAIR_SIZE + 4)))
+    Some((
+        u32_at(pairs, i * s::PAIR_SIZE),
+        u32_at(pairs, i * s::PAIR_SIZE + 4),
+    ))
 }

@@ -42,7 +42,15 @@ pub const STACK_MAPS: &str = ".fw.stackmaps";
 pub const WASM: &str = ".fw.wasm";
 
 /// Every framewalk-specific section, in the order they are written.
-pub const ALL_METADATA: &[&str] = &[HEADER, FUNCTIONS, NAMES, TRAPS, ADDRESS_MAP, STACK_MAPS, WASM];
+pub const ALL_METADATA: &[&str] = &[
+    HEADER,
+    FUNCTIONS,
+    NAMES,
+    TRAPS,
+    ADDRESS_MAP,
+    STACK_MAPS,
+    WASM,
+];
 
 /// `.fw.header` magic.
 pub const MAGIC: [u8; 8] = *b"FRAMEWLK";

@@ -121,7 +121,11 @@ pub fn write_artifact(
         (s::STACK_MAPS, stack_maps),
         (s::WASM, &module.wasm[..]),
     ] {
-        let id = obj.add_section(Vec::new(), name.as_bytes().to_vec(), SectionKind::ReadOnlyData);
+        let id = obj.add_section(
+            Vec::new(),
+            name.as_bytes().to_vec(),
+            SectionKind::ReadOnlyData,
+        );
         obj.append_section_data(id, data, 8);
     }
     let mut bytes = obj.write().map_err(|e| WriteError::Object(e.to_string()))?;
@@ -129,7 +133,8 @@ pub fn write_artifact(
     // Patch the checksum into the header now that the file's bytes are final.
     let header_offset = {
         use object::{Object as _, ObjectSection as _};
-        let file = object::File::parse(&bytes[..]).map_err(|e| WriteError::Object(e.to_string()))?;
+        let file =
+            object::File::parse(&bytes[..]).map_err(|e| WriteError::Object(e.to_string()))?;
         let section = file
             .section_by_name(s::HEADER)
             .ok_or_else(|| WriteError::Object("header section vanished".into()))?;

@@ -156,7 +156,9 @@ impl<'a> FuncEnv<'a> {
             def,
             VMTableDefinition::LENGTH_OFFSET as i32,
         );
-        let oob = pos.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, index, len);
+        let oob = pos
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, index, len);
         pos.ins().trapnz(oob, TrapCode::TableOutOfBounds);
         let base = pos.ins().load(
             types::I64,
@@ -306,8 +308,7 @@ impl FuncEnvironment for FuncEnv<'_> {
         let store = self.vmctx_load_gv(builder.func, VMOffsets::STORE);
         let limit = builder.func.create_global_value(GlobalValueData::Load {
             base: store,
-            offset: (crate::runtime::vmcontext::VMStoreContext::STACK_LIMIT_OFFSET as i32)
-                .into(),
+            offset: (crate::runtime::vmcontext::VMStoreContext::STACK_LIMIT_OFFSET as i32).into(),
             global_type: types::I64,
             flags: MemFlags::trusted(),
         });
@@ -416,10 +417,12 @@ impl FuncEnvironment for FuncEnv<'_> {
                 vmctx,
                 off + VMFuncRef::WASM_CALL_OFFSET as i32,
             );
-            let callee_vmctx =
-                builder
-                    .ins()
-                    .load(types::I64, flags, vmctx, off + VMFuncRef::VMCTX_OFFSET as i32);
+            let callee_vmctx = builder.ins().load(
+                types::I64,
+                flags,
+                vmctx,
+                off + VMFuncRef::VMCTX_OFFSET as i32,
+            );
             args.push(callee_vmctx);
             args.push(vmctx);
             args.extend_from_slice(call_args);
@@ -431,7 +434,11 @@ impl FuncEnvironment for FuncEnv<'_> {
             args.extend_from_slice(call_args);
             builder.ins().call(callee, &args)
         };
-        let results = self.info.func_type(callee_index.as_u32()).results().to_vec();
+        let results = self
+            .info
+            .func_type(callee_index.as_u32())
+            .results()
+            .to_vec();
         Self::declare_ref_results(builder, inst, &results);
         Ok(inst)
     }

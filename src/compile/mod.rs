@@ -67,7 +67,15 @@ pub fn host_isa() -> Result<OwnedTargetIsa, CompileError> {
     set(&mut flags, "preserve_frame_pointers", "true")?;
     set(&mut flags, "enable_probestack", "false")?;
     set(&mut flags, "unwind_info", "false")?;
-    set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
+    set(
+        &mut flags,
+        "enable_verifier",
+        if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        },
+    )?;
     let builder = cranelift_native::builder().map_err(|e| CompileError::Host(e.to_string()))?;
     builder
         .finish(settings::Flags::new(flags))
@@ -207,7 +215,11 @@ fn compile_function(
                         .ok_or_else(|| codegen_err(format!("unsupported libcall {lc:?}")))?,
                 )
             }
-            other => return Err(codegen_err(format!("unexpected relocation target {other:?}"))),
+            other => {
+                return Err(codegen_err(format!(
+                    "unexpected relocation target {other:?}"
+                )))
+            }
         };
         relocs.push(Relocation {
             offset: r.offset,
@@ -248,7 +260,10 @@ fn compile_function(
 }
 
 /// Compiles a function with no relocations (an exit trampoline) and returns its code.
-pub fn compile_standalone(isa: &dyn TargetIsa, func: ir::Function) -> Result<Vec<u8>, CompileError> {
+pub fn compile_standalone(
+    isa: &dyn TargetIsa,
+    func: ir::Function,
+) -> Result<Vec<u8>, CompileError> {
     let code = compile_function(isa, func, u32::MAX)?;
     if !code.relocs.is_empty() {
         return Err(CompileError::Codegen {
@@ -285,10 +300,11 @@ impl TextBuilder {
             .extend(code.traps.into_iter().map(|(o, c)| (o + start, c)));
         m.address_map
             .extend(code.srclocs.into_iter().map(|(o, w)| (o + start, w)));
-        m.stack_maps.extend(code.stack_maps.into_iter().map(|mut s| {
-            s.return_offset += start;
-            s
-        }));
+        m.stack_maps
+            .extend(code.stack_maps.into_iter().map(|mut s| {
+                s.return_offset += start;
+                s
+            }));
         Ok((start, len))
     }
 }

@@ -50,8 +50,7 @@ impl ModuleError {
         let message = e.message().to_string();
         // The validator phrases every disabled proposal as "... support is not enabled";
         // name it as a feature framewalk lacks rather than as broken input.
-        if message.contains("support is not enabled") || message.contains("proposal not enabled")
-        {
+        if message.contains("support is not enabled") || message.contains("proposal not enabled") {
             ModuleError::Unsupported {
                 offset: e.offset(),
                 feature: message,

@@ -14,8 +14,10 @@
 //! frame-pointer chain stays intact across every transition.
 
 use super::environ::{clif_type, wasm_signature, NS_WASM_FUNC};
+use crate::runtime::vmcontext::{VMOffsets, VMStoreContext};
 use crate::trap::HOST_ERROR_USER_CODE;
 use crate::types::{FuncType, ValType};
+use crate::unwind::ACTIVATION_EXIT_FP_OFFSET;
 use cranelift_codegen::ir::{
     self, types, AbiParam, ExtFuncData, ExternalName, InstBuilder, MemFlags, Signature,
     StackSlotData, StackSlotKind, TrapCode, UserExternalName, UserFuncName,
@@ -36,18 +38,14 @@ pub fn array_call_signature() -> Signature {
     sig
 }
 
-fn load_value(
-    b: &mut FunctionBuilder,
-    ty: ValType,
-    base: ir::Value,
-    index: usize,
-) -> ir::Value {
+fn load_value(b: &mut FunctionBuilder, ty: ValType, base: ir::Value, index: usize) -> ir::Value {
     b.ins()
         .load(clif_type(ty), MemFlags::trusted(), base, (index * 8) as i32)
 }
 
 fn store_value(b: &mut FunctionBuilder, v: ir::Value, base: ir::Value, index: usize) {
-    b.ins().store(MemFlags::trusted(), v, base, (index * 8) as i32);
+    b.ins()
+        .store(MemFlags::trusted(), v, base, (index * 8) as i32);
 }
 
 /// The entry trampoline for wasm function `func_index` of type `ty`.
@@ -90,8 +88,14 @@ pub fn entry_trampoline(func_index: u32, ty: &FuncType) -> ir::Function {
     func
 }
 
-/// The exit trampoline for host functions of type `ty`.
-pub fn exit_trampoline(ty: &FuncType) -> ir::Function {
+/// The exit trampoline for host functions of type `ty`. `raise` is the address of the
+/// runtime function (`extern "C" fn(caller_vmctx) -> !`) called when the host function
+/// fails; exit trampolines are compiled in-process, so an absolute address is fine.
+///
+/// Before calling the host it records its own frame pointer as the exit of the
+/// caller's store's current activation (`[FP]`/`[FP+8]` are then the youngest wasm
+/// frame's FP and PC), and clears it when the host returns.
+pub fn exit_trampoline(ty: &FuncType, raise: u64) -> ir::Function {
     let mut func = ir::Function::with_name_signature(UserFuncName::user(3, 0), wasm_signature(ty));
     let mut fctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(&mut func, &mut fctx);
@@ -118,13 +122,49 @@ pub fn exit_trampoline(ty: &FuncType) -> ir::Function {
         callee_vmctx,
         HOST_CTX_ARRAY_CALL_OFFSET,
     );
+    // Record the exit: activation_head(caller's store).exit_fp = our FP.
+    let store_ctx = b.ins().load(
+        types::I64,
+        MemFlags::trusted().with_readonly(),
+        caller_vmctx,
+        VMOffsets::STORE as i32,
+    );
+    let activation = b.ins().load(
+        types::I64,
+        MemFlags::trusted(),
+        store_ctx,
+        VMStoreContext::ACTIVATION_HEAD_OFFSET as i32,
+    );
+    let fp = b.ins().get_frame_pointer(types::I64);
+    let exit_fp_offset = ACTIVATION_EXIT_FP_OFFSET as i32;
+    b.ins()
+        .store(MemFlags::trusted(), fp, activation, exit_fp_offset);
     let sig = b.import_signature(array_call_signature());
     let n = b.ins().iconst(types::I64, len as i64);
     let call = b
         .ins()
         .call_indirect(sig, host, &[callee_vmctx, caller_vmctx, values, n]);
     let ok = b.inst_results(call)[0];
-    b.ins().trapz(ok, TrapCode::User(HOST_ERROR_USER_CODE));
+    let zero = b.ins().iconst(types::I64, 0);
+    b.ins()
+        .store(MemFlags::trusted(), zero, activation, exit_fp_offset);
+    let fail = b.create_block();
+    let done = b.create_block();
+    b.ins().brif(ok, done, &[], fail, &[]);
+    b.seal_block(fail);
+    b.seal_block(done);
+    b.switch_to_block(fail);
+    // The host failed: record the exit again (for the backtrace) and leave through
+    // the runtime, which resumes at the activation's entry.
+    b.ins()
+        .store(MemFlags::trusted(), fp, activation, exit_fp_offset);
+    let mut raise_sig = Signature::new(CallConv::SystemV);
+    raise_sig.params.push(AbiParam::new(types::I64));
+    let raise_sig = b.import_signature(raise_sig);
+    let raise = b.ins().iconst(types::I64, raise as i64);
+    b.ins().call_indirect(raise_sig, raise, &[caller_vmctx]);
+    b.ins().trap(TrapCode::User(HOST_ERROR_USER_CODE));
+    b.switch_to_block(done);
     let mut results = Vec::new();
     for (i, t) in ty.results().iter().enumerate() {
         let v = load_value(&mut b, *t, values, i);

@@ -59,7 +59,9 @@ impl ExternRef {
     pub unsafe fn clone_from_raw(raw: usize) -> Option<ExternRef> {
         let ptr = NonNull::new(raw as *mut VMExternData)?;
         // SAFETY: the caller guarantees the header is live.
-        unsafe { ptr.as_ref() }.count.fetch_add(1, Ordering::Relaxed);
+        unsafe { ptr.as_ref() }
+            .count
+            .fetch_add(1, Ordering::Relaxed);
         Some(ExternRef { ptr })
     }
 
@@ -78,7 +80,9 @@ impl ExternRef {
 impl Clone for ExternRef {
     fn clone(&self) -> Self {
         // SAFETY: live while we hold a count.
-        unsafe { self.ptr.as_ref() }.count.fetch_add(1, Ordering::Relaxed);
+        unsafe { self.ptr.as_ref() }
+            .count
+            .fetch_add(1, Ordering::Relaxed);
         ExternRef { ptr: self.ptr }
     }
 }
@@ -86,7 +90,11 @@ impl Clone for ExternRef {
 impl Drop for ExternRef {
     fn drop(&mut self) {
         // SAFETY: live while we hold a count.
-        if unsafe { self.ptr.as_ref() }.count.fetch_sub(1, Ordering::Release) == 1 {
+        if unsafe { self.ptr.as_ref() }
+            .count
+            .fetch_sub(1, Ordering::Release)
+            == 1
+        {
             std::sync::atomic::fence(Ordering::Acquire);
             // SAFETY: this was the last count; the header came from `Box::leak`.
             drop(unsafe { Box::from_raw(self.ptr.as_ptr()) });

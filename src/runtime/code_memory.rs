@@ -71,9 +71,8 @@ impl CodeMemory {
         if ptr == libc::MAP_FAILED {
             return Err(CodeMemoryError::Os(std::io::Error::last_os_error()));
         }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| {
-            CodeMemoryError::Os(std::io::Error::other("mmap returned null"))
-        })?;
+        let ptr = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| CodeMemoryError::Os(std::io::Error::other("mmap returned null")))?;
         let mem = CodeMemory {
             ptr,
             map_len,

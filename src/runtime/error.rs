@@ -1,36 +1,6 @@
 //! Errors the runtime API returns.
 
-use crate::trap::TrapCode;
-use std::fmt;
-
-/// An error a host function returned, carried back to the host that called into wasm.
-pub type HostError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// A wasm trap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trap {
-    code: TrapCode,
-}
-
-impl Trap {
-    /// A trap with `code`.
-    pub fn new(code: TrapCode) -> Trap {
-        Trap { code }
-    }
-
-    /// Why execution stopped.
-    pub fn code(&self) -> TrapCode {
-        self.code
-    }
-}
-
-impl fmt::Display for Trap {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "wasm trap: {}", self.code.message())
-    }
-}
-
-impl std::error::Error for Trap {}
+use crate::trap::Trap;
 
 /// Everything that can go wrong using the runtime API.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +21,6 @@ pub enum Error {
     /// Execution trapped (including during instantiation).
     #[error(transparent)]
     Trap(#[from] Trap),
-    /// A host function returned an error.
-    #[error("host function error: {0}")]
-    Host(HostError),
     /// Values or types passed to the API do not match.
     #[error("type mismatch: {0}")]
     TypeMismatch(String),

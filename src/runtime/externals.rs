@@ -155,7 +155,11 @@ impl Global {
     pub fn new(mut store: impl AsStoreMut, ty: GlobalType, v: Val) -> Result<Global, Error> {
         let store = store.store_opaque_mut();
         if v.ty() != ty.content {
-            return Err(Error::TypeMismatch(format!("{} value for a {} global", v.ty(), ty.content)));
+            return Err(Error::TypeMismatch(format!(
+                "{} value for a {} global",
+                v.ty(),
+                ty.content
+            )));
         }
         let bits = v.to_raw(store)?.0;
         store.globals.push(Box::new(GlobalStorage {
@@ -175,7 +179,11 @@ impl Global {
     pub fn get(&self, store: &impl AsStore) -> Result<Val, Error> {
         let store = store.store_opaque();
         let g = &store.globals[self.id(store)?];
-        Ok(Val::from_raw(super::vmcontext::ValRaw(g.def.bits), g.ty.content, store))
+        Ok(Val::from_raw(
+            super::vmcontext::ValRaw(g.def.bits),
+            g.ty.content,
+            store,
+        ))
     }
 
     /// Sets the value of a mutable global.
@@ -187,7 +195,11 @@ impl Global {
             return Err(Error::TypeMismatch("global is immutable".into()));
         }
         if v.ty() != ty.content {
-            return Err(Error::TypeMismatch(format!("{} value for a {} global", v.ty(), ty.content)));
+            return Err(Error::TypeMismatch(format!(
+                "{} value for a {} global",
+                v.ty(),
+                ty.content
+            )));
         }
         let bits = v.to_raw(store)?.0;
         store.globals[id].def.bits = bits;

@@ -6,12 +6,14 @@
 //! Wasm → host: a host function's `VMFuncRef.wasm_call` is the engine's exit trampoline
 //! for its type, which calls [`host_array_call`] with the arguments spilled to an array.
 
-use super::error::{Error, HostError};
+pub(crate) use super::entry::invoke;
+use super::error::Error;
 use super::store::{AsStore, AsStoreMut, Caller, OwnedHostFunc, StoreInner, StoreOpaque};
 use super::values::{Val, WasmTuple};
-use super::vmcontext::{ArrayCallFn, ValRaw, VMFuncRef, HOST_CTX_MAGIC};
+use super::vmcontext::{ArrayCallFn, VMFuncRef, ValRaw, HOST_CTX_MAGIC};
 use super::Store;
 use crate::compile::trampoline::HOST_CTX_ARRAY_CALL_OFFSET;
+use crate::trap::HostError;
 use crate::types::FuncType;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -192,9 +194,16 @@ impl Func {
                 let opaque = caller.store_opaque_mut();
                 for (i, (v, t)) in results.iter().zip(fty.results()).enumerate() {
                     if v.ty() != *t {
-                        return Err(format!("host function returned {} where {} was expected", v.ty(), t).into());
+                        return Err(format!(
+                            "host function returned {} where {} was expected",
+                            v.ty(),
+                            t
+                        )
+                        .into());
                     }
-                    raw[i] = v.to_raw(opaque).map_err(|e| -> HostError { e.to_string().into() })?;
+                    raw[i] = v
+                        .to_raw(opaque)
+                        .map_err(|e| -> HostError { e.to_string().into() })?;
                 }
                 Ok(())
             }),
@@ -269,7 +278,10 @@ impl Func {
     }
 
     /// A statically typed view of this function; fails if the types differ.
-    pub fn typed<P: WasmTuple, R: WasmTuple>(&self, store: &impl AsStore) -> Result<TypedFunc<P, R>, Error> {
+    pub fn typed<P: WasmTuple, R: WasmTuple>(
+        &self,
+        store: &impl AsStore,
+    ) -> Result<TypedFunc<P, R>, Error> {
         let ty = self.ty(store)?;
         if ty.params() != P::types().as_slice() || ty.results() != R::types().as_slice() {
             return Err(Error::TypeMismatch(format!(
@@ -345,49 +357,5 @@ impl<R: WasmTuple, E: Into<HostError>> HostResult for Result<R, E> {
     type Ok = R;
     fn into_result(self) -> Result<R, HostError> {
         self.map_err(Into::into)
-    }
-}
-
-/// Approximates the current stack pointer (the address of a local).
-#[inline(never)]
-fn approximate_sp() -> usize {
-    let marker = 0u8;
-    std::hint::black_box(&marker) as *const u8 as usize
-}
-
-/// The one host → wasm entry path: calls `f`'s array entry point with `values`.
-///
-/// # Safety
-/// `f` must belong to `store` and `values` must hold the function's arguments (correctly
-/// typed) and have room for its results.
-pub(crate) unsafe fn invoke(
-    store: &mut StoreOpaque,
-    f: &VMFuncRef,
-    values: &mut [ValRaw],
-) -> Result<(), Error> {
-    if f.array_call.is_null() {
-        return Err(Error::TypeMismatch(
-            "function cannot be called from the host".into(),
-        ));
-    }
-    // SAFETY: a non-null `array_call` is an `ArrayCallFn` (entry trampoline or host shim).
-    let entry: ArrayCallFn = unsafe { std::mem::transmute(f.array_call) };
-    let prev_limit = store.vm.stack_limit;
-    if prev_limit == 0 {
-        let sp = approximate_sp();
-        store.vm.stack_limit = sp.saturating_sub(store.engine.config().max_wasm_stack);
-    }
-    // SAFETY: per this function's contract; `f.vmctx` is the callee's context.
-    let ok = unsafe { entry(f.vmctx, std::ptr::null_mut(), values.as_mut_ptr(), values.len()) };
-    store.vm.stack_limit = prev_limit;
-    if ok {
-        return Ok(());
-    }
-    if let Some(panic) = store.pending_panic.take() {
-        std::panic::resume_unwind(panic);
-    }
-    match store.pending_error.take() {
-        Some(e) => Err(Error::Host(e)),
-        None => Err(Error::Host("host function failed".into())),
     }
 }

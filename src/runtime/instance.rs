@@ -1,7 +1,7 @@
 //! Instantiation: resolving imports, laying out the vmctx, initializing tables,
 //! memories and globals, applying segments and running the start function.
 
-use super::error::{Error, Trap};
+use super::error::Error;
 use super::externals::{Global, Memory, Table};
 use super::func::{invoke, Func};
 use super::module::Module;
@@ -9,6 +9,7 @@ use super::storage::{GlobalStorage, MemoryStorage, TableStorage};
 use super::store::{AsStore, AsStoreMut, StoreOpaque};
 use super::vmcontext::{VMFuncRef, VMGlobalDefinition, VMOffsets, VMCTX_MAGIC};
 use crate::compile::module_info::{ConstExpr, ExportIndex, ImportKind, SegmentMode};
+use crate::trap::Trap;
 use crate::trap::TrapCode;
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -90,12 +91,22 @@ impl InstanceData {
     fn write<T>(&self, offset: u32, value: T) {
         // SAFETY: every offset comes from `VMOffsets` of this module and lies inside the
         // vmctx allocation; fields are naturally aligned by the layout.
-        unsafe { self.vmctx.as_ptr().add(offset as usize).cast::<T>().write(value) }
+        unsafe {
+            self.vmctx
+                .as_ptr()
+                .add(offset as usize)
+                .cast::<T>()
+                .write(value)
+        }
     }
 
     pub(crate) fn func_ref_ptr(&self, index: u32) -> *const VMFuncRef {
         // SAFETY: in-bounds offset of the vmctx (see `write`).
-        unsafe { self.vmctx.as_ptr().add(self.offsets().func_ref(index) as usize) as *const VMFuncRef }
+        unsafe {
+            self.vmctx
+                .as_ptr()
+                .add(self.offsets().func_ref(index) as usize) as *const VMFuncRef
+        }
     }
 }
 
@@ -144,12 +155,26 @@ impl Instance {
     pub fn get_export(&self, store: &impl AsStore, name: &str) -> Option<Extern> {
         let store = store.store_opaque();
         let data = self.data(store)?;
-        let (_, idx) = data.module.inner.info.exports.iter().find(|(n, _)| n == name)?;
+        let (_, idx) = data
+            .module
+            .inner
+            .info
+            .exports
+            .iter()
+            .find(|(n, _)| n == name)?;
         Some(match *idx {
-            ExportIndex::Func(f) => Extern::Func(Func::from_vmfuncref(store.id, data.func_ref_ptr(f))),
-            ExportIndex::Memory(m) => Extern::Memory(Memory::from_id(store.id, data.memory_ids[m as usize])),
-            ExportIndex::Table(t) => Extern::Table(Table::from_id(store.id, data.table_ids[t as usize])),
-            ExportIndex::Global(g) => Extern::Global(Global::from_id(store.id, data.global_ids[g as usize])),
+            ExportIndex::Func(f) => {
+                Extern::Func(Func::from_vmfuncref(store.id, data.func_ref_ptr(f)))
+            }
+            ExportIndex::Memory(m) => {
+                Extern::Memory(Memory::from_id(store.id, data.memory_ids[m as usize]))
+            }
+            ExportIndex::Table(t) => {
+                Extern::Table(Table::from_id(store.id, data.table_ids[t as usize]))
+            }
+            ExportIndex::Global(g) => {
+                Extern::Global(Global::from_id(store.id, data.global_ids[g as usize]))
+            }
         })
     }
 
@@ -183,9 +208,15 @@ fn link_err(module: &Module, i: usize, reason: impl Into<String>) -> Error {
     }
 }
 
-fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[Extern]) -> Result<Instance, Error> {
+fn instantiate(
+    store: &mut StoreOpaque,
+    module: &Module,
+    imports: &[Extern],
+) -> Result<Instance, Error> {
     if !super::Engine::same(&store.engine, &module.inner.engine) {
-        return Err(Error::TypeMismatch("module belongs to another engine".into()));
+        return Err(Error::TypeMismatch(
+            "module belongs to another engine".into(),
+        ));
     }
     let info = &module.inner.info;
     if imports.len() != info.imports.len() {
@@ -246,7 +277,10 @@ fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[Extern]) -> 
                 if !actual.matches(&ty.limits) {
                     return Err(link_err(module, i, "incompatible import type"));
                 }
-                data.write(offsets.memory(data.memory_ids.len() as u32), &mut mem.def as *mut _ as usize);
+                data.write(
+                    offsets.memory(data.memory_ids.len() as u32),
+                    &mut mem.def as *mut _ as usize,
+                );
                 data.memories.push(&mut **mem);
                 data.memory_ids.push(id);
             }
@@ -260,7 +294,10 @@ fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[Extern]) -> 
                 if table.ty.element != ty.element || !actual.matches(&ty.limits) {
                     return Err(link_err(module, i, "incompatible import type"));
                 }
-                data.write(offsets.table(data.table_ids.len() as u32), &mut table.def as *mut _ as usize);
+                data.write(
+                    offsets.table(data.table_ids.len() as u32),
+                    &mut table.def as *mut _ as usize,
+                );
                 data.tables.push(&mut **table);
                 data.table_ids.push(id);
             }
@@ -270,7 +307,10 @@ fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[Extern]) -> 
                 if global.ty != *ty {
                     return Err(link_err(module, i, "incompatible import type"));
                 }
-                data.write(offsets.global(data.global_ids.len() as u32), &mut global.def as *mut _ as usize);
+                data.write(
+                    offsets.global(data.global_ids.len() as u32),
+                    &mut global.def as *mut _ as usize,
+                );
                 data.global_ids.push(id);
             }
             _ => return Err(link_err(module, i, "incompatible import type")),
@@ -296,32 +336,47 @@ fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[Extern]) -> 
     // Defined memories.
     for ty in &info.memories[info.num_imported_memories as usize..] {
         let mut mem = MemoryStorage::new(*ty).map_err(|e| Error::Resource(e.to_string()))?;
-        data.write(offsets.memory(data.memory_ids.len() as u32), &mut mem.def as *mut _ as usize);
+        data.write(
+            offsets.memory(data.memory_ids.len() as u32),
+            &mut mem.def as *mut _ as usize,
+        );
         data.memories.push(&mut *mem);
         data.memory_ids.push(store.memories.len());
         store.memories.push(mem);
     }
 
     // Defined globals (their initializers may read imported globals and name functions).
-    for (i, ty) in info.globals[info.num_imported_globals as usize..].iter().enumerate() {
+    for (i, ty) in info.globals[info.num_imported_globals as usize..]
+        .iter()
+        .enumerate()
+    {
         let bits = eval_const(store, &data, &info.global_inits[i]);
         let mut g = Box::new(GlobalStorage {
             def: VMGlobalDefinition { bits },
             ty: *ty,
         });
-        data.write(offsets.global(data.global_ids.len() as u32), &mut g.def as *mut _ as usize);
+        data.write(
+            offsets.global(data.global_ids.len() as u32),
+            &mut g.def as *mut _ as usize,
+        );
         data.global_ids.push(store.globals.len());
         store.globals.push(g);
     }
 
     // Defined tables.
-    for (i, ty) in info.tables[info.num_imported_tables as usize..].iter().enumerate() {
+    for (i, ty) in info.tables[info.num_imported_tables as usize..]
+        .iter()
+        .enumerate()
+    {
         let init = info.table_inits[i]
             .as_ref()
             .map_or(0, |c| eval_const(store, &data, c) as usize);
         let mut t = TableStorage::new(*ty, init)
             .ok_or_else(|| Error::Resource(format!("table of {} elements", ty.limits.min)))?;
-        data.write(offsets.table(data.table_ids.len() as u32), &mut t.def as *mut _ as usize);
+        data.write(
+            offsets.table(data.table_ids.len() as u32),
+            &mut t.def as *mut _ as usize,
+        );
         data.tables.push(&mut *t);
         data.table_ids.push(store.tables.len());
         store.tables.push(t);
@@ -362,7 +417,7 @@ fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[Extern]) -> 
         let t = unsafe { &mut *tp };
         let end = at as usize + values.len();
         if end > t.len() as usize {
-            return Err(Trap::new(TrapCode::TableOutOfBounds).into());
+            return Err(Trap::new(TrapCode::TableOutOfBounds, Vec::new()).into());
         }
         t.elements_mut()[at as usize..end].copy_from_slice(&values);
     }
@@ -377,7 +432,7 @@ fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[Extern]) -> 
             let bytes = &wasm[seg.range.clone()];
             let end = at + bytes.len();
             if end > m.data().len() {
-                return Err(Trap::new(TrapCode::MemoryOutOfBounds).into());
+                return Err(Trap::new(TrapCode::MemoryOutOfBounds, Vec::new()).into());
             }
             m.data_mut()[at..end].copy_from_slice(bytes);
             applied.push(i);
@@ -406,4 +461,3 @@ fn eval_const(store: &StoreOpaque, data: &InstanceData, c: &ConstExpr) -> u64 {
         ConstExpr::GlobalGet(g) => store.globals[data.global_ids[g as usize]].def.bits,
     }
 }
-

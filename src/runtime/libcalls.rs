@@ -28,12 +28,27 @@ unsafe extern "C" fn memory_grow(vmctx: *mut u8, mem: u32, delta: u32) -> u32 {
     m.grow(delta).unwrap_or(u32::MAX)
 }
 
-unsafe extern "C" fn memory_copy(vmctx: *mut u8, dst_mem: u32, src_mem: u32, dst: u32, src: u32, len: u32) -> u32 {
+unsafe extern "C" fn memory_copy(
+    vmctx: *mut u8,
+    dst_mem: u32,
+    src_mem: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) -> u32 {
     // SAFETY: as above.
     let inst = unsafe { instance(vmctx) };
     // SAFETY: as above; both may be the same memory, so only raw pointers are used.
-    let (d, s) = unsafe { (&*inst.memories[dst_mem as usize], &*inst.memories[src_mem as usize]) };
-    let (Some(dr), Some(sr)) = (range(dst, len, d.def.current_length), range(src, len, s.def.current_length)) else {
+    let (d, s) = unsafe {
+        (
+            &*inst.memories[dst_mem as usize],
+            &*inst.memories[src_mem as usize],
+        )
+    };
+    let (Some(dr), Some(sr)) = (
+        range(dst, len, d.def.current_length),
+        range(src, len, s.def.current_length),
+    ) else {
         return 0;
     };
     // SAFETY: both ranges are in bounds of mapped memory; `copy` handles overlap.
@@ -51,7 +66,14 @@ unsafe extern "C" fn memory_fill(vmctx: *mut u8, mem: u32, dst: u32, val: u32, l
     1
 }
 
-unsafe extern "C" fn memory_init(vmctx: *mut u8, mem: u32, seg: u32, dst: u32, src: u32, len: u32) -> u32 {
+unsafe extern "C" fn memory_init(
+    vmctx: *mut u8,
+    mem: u32,
+    seg: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) -> u32 {
     // SAFETY: as above.
     let inst = unsafe { instance(vmctx) };
     let module = inst.module.clone();
@@ -63,7 +85,10 @@ unsafe extern "C" fn memory_init(vmctx: *mut u8, mem: u32, seg: u32, dst: u32, s
     };
     // SAFETY: as above.
     let m = unsafe { &mut *inst.memories[mem as usize] };
-    let (Some(dr), Some(sr)) = (range(dst, len, m.def.current_length), range(src, len, data.len())) else {
+    let (Some(dr), Some(sr)) = (
+        range(dst, len, m.def.current_length),
+        range(src, len, data.len()),
+    ) else {
         return 0;
     };
     m.data_mut()[dr].copy_from_slice(&data[sr]);
@@ -91,7 +116,14 @@ unsafe extern "C" fn table_fill(vmctx: *mut u8, table: u32, dst: u32, val: u64, 
     1
 }
 
-unsafe extern "C" fn table_copy(vmctx: *mut u8, dst_t: u32, src_t: u32, dst: u32, src: u32, len: u32) -> u32 {
+unsafe extern "C" fn table_copy(
+    vmctx: *mut u8,
+    dst_t: u32,
+    src_t: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) -> u32 {
     // SAFETY: as above.
     let inst = unsafe { instance(vmctx) };
     let (dp, sp) = (inst.tables[dst_t as usize], inst.tables[src_t as usize]);
@@ -111,14 +143,24 @@ unsafe extern "C" fn table_copy(vmctx: *mut u8, dst_t: u32, src_t: u32, dst: u32
     1
 }
 
-unsafe extern "C" fn table_init(vmctx: *mut u8, table: u32, seg: u32, dst: u32, src: u32, len: u32) -> u32 {
+unsafe extern "C" fn table_init(
+    vmctx: *mut u8,
+    table: u32,
+    seg: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) -> u32 {
     // SAFETY: as above.
     let inst = unsafe { instance(vmctx) };
     let empty = Vec::new();
     let values = inst.elements[seg as usize].as_ref().unwrap_or(&empty);
     // SAFETY: as above.
     let t = unsafe { &mut *inst.tables[table as usize] };
-    let (Some(dr), Some(sr)) = (range(dst, len, t.len() as usize), range(src, len, values.len())) else {
+    let (Some(dr), Some(sr)) = (
+        range(dst, len, t.len() as usize),
+        range(src, len, values.len()),
+    ) else {
         return 0;
     };
     t.elements_mut()[dr].copy_from_slice(&values[sr]);

@@ -3,20 +3,23 @@
 
 mod code_memory;
 mod engine;
+mod entry;
 mod error;
 mod externals;
 mod func;
 mod instance;
 mod libcalls;
 mod module;
+mod registry;
 mod storage;
 mod store;
 mod values;
 pub mod vmcontext;
 
+pub use crate::trap::{HostError, Trap};
 pub use code_memory::{CodeMemory, CodeMemoryError};
 pub use engine::{Config, Engine};
-pub use error::{Error, HostError, Trap};
+pub use error::Error;
 pub use externals::{Global, Memory, Table};
 pub use func::{Func, HostResult, TypedFunc};
 pub use instance::{Extern, Instance};

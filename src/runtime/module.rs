@@ -15,9 +15,10 @@ use crate::compile::{self, CompileError};
 use crate::runtime::vmcontext::VMOffsets;
 use crate::stackmap::StackMapBuilder;
 use crate::types::{ExternType, FuncType};
+use crate::unwind::{FunctionRange, ModuleRegistration, ModuleText};
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Why a module could not be created or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +117,9 @@ pub(crate) struct LoadedFunction {
 }
 
 pub(crate) struct ModuleInner {
+    /// Must stay the first field: unregistering comes before freeing what the registry
+    /// data points at.
+    registration: OnceLock<ModuleRegistration<'static>>,
     pub(crate) engine: Engine,
     bytes: ArtifactBytes,
     text: Range<usize>,
@@ -130,6 +134,18 @@ pub(crate) struct ModuleInner {
     /// Engine-wide type id of each module type.
     pub(crate) type_ids: Vec<u32>,
     pub(crate) names: Vec<Option<String>>,
+}
+
+impl ModuleInner {
+    /// The trap section (validated pairs).
+    pub(crate) fn trap_bytes(&self) -> &[u8] {
+        &self.bytes.as_slice()[self.traps.clone()]
+    }
+
+    /// The address map (validated pairs).
+    pub(crate) fn address_map_bytes(&self) -> &[u8] {
+        &self.bytes.as_slice()[self.address_map.clone()]
+    }
 }
 
 /// A compiled WebAssembly module, ready to instantiate. Cheap to clone.
@@ -183,7 +199,10 @@ impl Module {
     }
 
     /// Loads a module from an artifact file, mapping it rather than reading it.
-    pub fn deserialize_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Module, ModuleLoadError> {
+    pub fn deserialize_file(
+        engine: &Engine,
+        path: impl AsRef<Path>,
+    ) -> Result<Module, ModuleLoadError> {
         let path = path.as_ref();
         let bytes = ArtifactBytes::map_file(path).map_err(|source| ModuleLoadError::Io {
             path: path.display().to_string(),
@@ -240,23 +259,45 @@ impl Module {
         let stack_maps = subrange(all, art.stack_maps);
         let wasm = subrange(all, art.wasm);
         drop(art);
-        Ok(Module {
-            inner: Arc::new(ModuleInner {
-                engine: engine.clone(),
-                bytes,
-                text,
-                traps,
-                address_map,
-                stack_maps,
-                wasm,
-                info,
-                offsets,
-                code,
-                functions,
-                type_ids,
-                names,
-            }),
-        })
+        let inner = Arc::new(ModuleInner {
+            registration: OnceLock::new(),
+            engine: engine.clone(),
+            bytes,
+            text,
+            traps,
+            address_map,
+            stack_maps,
+            wasm,
+            info,
+            offsets,
+            code,
+            functions,
+            type_ids,
+            names,
+        });
+        if !inner.code.is_empty() {
+            let text = ModuleText {
+                text_start: inner.code.base(),
+                text_len: inner.code.len(),
+                functions: inner
+                    .functions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.body_len > 0)
+                    .map(|(i, f)| FunctionRange {
+                        start: f.text_offset,
+                        len: f.body_len,
+                        func_index: inner.info.num_imported_funcs + i as u32,
+                    })
+                    .collect(),
+                data: Arc::as_ptr(&inner) as usize,
+            };
+            let registration = super::registry::REGISTRY
+                .register(text)
+                .map_err(|e| CompileError::Host(format!("registering code: {e}")))?;
+            let _ = inner.registration.set(registration);
+        }
+        Ok(Module { inner })
     }
 
     /// The artifact bytes (what `framewalk compile` writes).
@@ -266,7 +307,10 @@ impl Module {
 
     /// The artifact, validated again (cheap) for inspection.
     pub fn artifact(&self) -> Result<Artifact<'_>, ArtifactError> {
-        Artifact::parse(self.inner.bytes.as_slice(), self.inner.engine.inner.isa_fingerprint)
+        Artifact::parse(
+            self.inner.bytes.as_slice(),
+            self.inner.engine.inner.isa_fingerprint,
+        )
     }
 
     /// The module's name from the name section.
@@ -279,7 +323,9 @@ impl Module {
         let info = &self.inner.info;
         info.imports.iter().map(move |i| {
             let ty = match &i.kind {
-                module_info::ImportKind::Func(t) => ExternType::Func(info.types[*t as usize].clone()),
+                module_info::ImportKind::Func(t) => {
+                    ExternType::Func(info.types[*t as usize].clone())
+                }
                 module_info::ImportKind::Table(t) => ExternType::Table(*t),
                 module_info::ImportKind::Memory(m) => ExternType::Memory(*m),
                 module_info::ImportKind::Global(g) => ExternType::Global(*g),
@@ -295,8 +341,12 @@ impl Module {
             let ty = match e {
                 module_info::ExportIndex::Func(f) => ExternType::Func(info.func_type(*f).clone()),
                 module_info::ExportIndex::Table(t) => ExternType::Table(info.tables[*t as usize]),
-                module_info::ExportIndex::Memory(m) => ExternType::Memory(info.memories[*m as usize]),
-                module_info::ExportIndex::Global(g) => ExternType::Global(info.globals[*g as usize]),
+                module_info::ExportIndex::Memory(m) => {
+                    ExternType::Memory(info.memories[*m as usize])
+                }
+                module_info::ExportIndex::Global(g) => {
+                    ExternType::Global(info.globals[*g as usize])
+                }
             };
             (name.as_str(), ty)
         })
@@ -305,27 +355,14 @@ impl Module {
     /// The type of function `index`.
     pub fn func_type(&self, index: u32) -> Option<&FuncType> {
         let info = &self.inner.info;
-        info.functions.get(index as usize).map(|t| &info.types[*t as usize])
+        info.functions
+            .get(index as usize)
+            .map(|t| &info.types[*t as usize])
     }
 
     /// Name of function `index`, if the name section gave one.
     pub fn func_name(&self, index: u32) -> Option<&str> {
         self.inner.names.get(index as usize)?.as_deref()
-    }
-
-    pub(crate) fn text_range(&self) -> Range<usize> {
-        let base = self.inner.code.base();
-        base..base + self.inner.code.len()
-    }
-
-    /// The trap section (validated pairs).
-    pub(crate) fn trap_bytes(&self) -> &[u8] {
-        &self.inner.bytes.as_slice()[self.inner.traps.clone()]
-    }
-
-    /// The address map (validated pairs).
-    pub(crate) fn address_map_bytes(&self) -> &[u8] {
-        &self.inner.bytes.as_slice()[self.inner.address_map.clone()]
     }
 
     /// The stack-map section bytes.

@@ -51,7 +51,9 @@ impl MemoryStorage {
             ty,
         });
         if m.grow(ty.limits.min).is_none() {
-            return Err(std::io::Error::other("initial memory size exceeds its maximum"));
+            return Err(std::io::Error::other(
+                "initial memory size exceeds its maximum",
+            ));
         }
         Ok(m)
     }
@@ -169,7 +171,12 @@ impl TableStorage {
     pub fn grow(&mut self, delta: u32, init: usize) -> Option<u32> {
         let old = self.len();
         let new = old.checked_add(delta)?;
-        let max = self.ty.limits.max.unwrap_or(u32::MAX).min(MAX_TABLE_ELEMENTS);
+        let max = self
+            .ty
+            .limits
+            .max
+            .unwrap_or(u32::MAX)
+            .min(MAX_TABLE_ELEMENTS);
         if new > max {
             return None;
         }

@@ -44,7 +44,7 @@ pub struct StoreOpaque {
     pub(crate) exit_trampolines: Vec<Arc<CodeMemory>>,
     /// Every externref that entered this store's wasm; kept alive until the store drops.
     pub(crate) keepalive: Vec<ExternRef>,
-    pub(crate) pending_error: Option<super::error::HostError>,
+    pub(crate) pending_error: Option<crate::trap::HostError>,
     pub(crate) pending_panic: Option<Box<dyn Any + Send>>,
 }
 

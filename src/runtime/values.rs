@@ -78,7 +78,9 @@ impl Val {
             ValType::FuncRef => Val::FuncRef(Func::from_raw(store, raw.0 as usize)),
             // SAFETY: every externref wasm holds entered through `to_raw` (or a host
             // function's result), which rooted it in the store's keep-alive list.
-            ValType::ExternRef => Val::ExternRef(unsafe { ExternRef::clone_from_raw(raw.0 as usize) }),
+            ValType::ExternRef => {
+                Val::ExternRef(unsafe { ExternRef::clone_from_raw(raw.0 as usize) })
+            }
         }
     }
 
@@ -150,7 +152,9 @@ int_ty!(i32, I32, |v| v as u32 as u64, |r| r as u32 as i32);
 int_ty!(u32, I32, |v| v as u64, |r| r as u32);
 int_ty!(i64, I64, |v| v as u64, |r| r as i64);
 int_ty!(u64, I64, |v| v, |r| r);
-int_ty!(f32, F32, |v| u64::from(v.to_bits()), |r| f32::from_bits(r as u32));
+int_ty!(f32, F32, |v| u64::from(v.to_bits()), |r| f32::from_bits(
+    r as u32
+));
 int_ty!(f64, F64, |v| v.to_bits(), f64::from_bits);
 
 impl WasmTy for Option<ExternRef> {

@@ -28,6 +28,7 @@
 //! The definitions they point at are boxed and owned by the store, so their addresses are
 //! stable for the store's lifetime.
 
+use crate::unwind::Activation;
 use memoffset::offset_of;
 
 /// The four words that describe a callable function. `ref.func` values and funcref table
@@ -64,8 +65,12 @@ impl VMFuncRef {
 /// The array calling convention: arguments are read from and results written to
 /// `values[..]`, one 8-byte [`ValRaw`] each; returns `true` on success. Entry trampolines
 /// (host → wasm) and host functions (wasm → host) both use it.
-pub type ArrayCallFn =
-    unsafe extern "C" fn(callee_vmctx: *mut u8, caller_vmctx: *mut u8, values: *mut ValRaw, len: usize) -> bool;
+pub type ArrayCallFn = unsafe extern "C" fn(
+    callee_vmctx: *mut u8,
+    caller_vmctx: *mut u8,
+    values: *mut ValRaw,
+    len: usize,
+) -> bool;
 
 /// One value in the array calling convention. i32 and f32 use the low 4 bytes; references
 /// are pointers (0 is null).
@@ -130,7 +135,7 @@ pub struct VMStoreContext {
     /// 0 disables the check.
     pub stack_limit: usize,
     /// The newest activation of this store on the current thread's stack, or null.
-    pub activation_head: *const u8,
+    pub activation_head: *const Activation,
 }
 
 impl VMStoreContext {

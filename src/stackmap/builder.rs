@@ -8,8 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    StackMapError, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAP_HEADER_WORDS, SLOTS_PER_WORD,
-    SLOT_SIZE,
+    StackMapError, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAP_HEADER_WORDS, SLOTS_PER_WORD, SLOT_SIZE,
 };
 
 /// One distinct map: span and minimal bitmap (empty, or last word non-zero).
@@ -77,7 +76,12 @@ impl StackMapBuilder {
     /// multiple of 8; [`SlotOutsideFrame`](StackMapError::SlotOutsideFrame) for a slot
     /// `>= span`; [`SectionTooLarge`](StackMapError::SectionTooLarge) if the section
     /// could exceed 4 GiB.
-    pub fn add(&mut self, return_offset: u32, span: u32, slots: &[u32]) -> Result<(), StackMapError> {
+    pub fn add(
+        &mut self,
+        return_offset: u32,
+        span: u32,
+        slots: &[u32],
+    ) -> Result<(), StackMapError> {
         if self.safepoints.contains_key(&return_offset) {
             return Err(StackMapError::DuplicateOffset { return_offset });
         }
@@ -392,9 +396,7 @@ mod tests {
         }
         assert_eq!(
             builder.add(10, 64, &[8]),
-            Err(StackMapError::SectionTooLarge {
-                size: 36 + 24 * 11
-            })
+            Err(StackMapError::SectionTooLarge { size: 36 + 24 * 11 })
         );
         assert_eq!(builder.len(), 10);
         assert_eq!(builder.encoded_len(false), 36 + 24 * 10);

@@ -338,7 +338,9 @@ pub enum StackMapError {
         return_offset: u32,
     },
     /// A slot offset given to the builder is not a multiple of [`SLOT_SIZE`].
-    #[error("stack map at return offset {return_offset:#x}: slot offset {slot} is not a multiple of 8")]
+    #[error(
+        "stack map at return offset {return_offset:#x}: slot offset {slot} is not a multiple of 8"
+    )]
     MisalignedSlot {
         /// The safepoint.
         return_offset: u32,
@@ -395,8 +397,16 @@ pub(crate) fn check_reader_on(data: &[u8]) {
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn check_section(section: &StackMapSection<'_>) {
     let entries: Vec<(u32, StackMap<'_>)> = section.iter().collect();
-    assert_eq!(section.iter().len(), section.len(), "iter() must know its length");
-    assert_eq!(entries.len(), section.len(), "iter() must yield len() entries");
+    assert_eq!(
+        section.iter().len(),
+        section.len(),
+        "iter() must know its length"
+    );
+    assert_eq!(
+        entries.len(),
+        section.len(),
+        "iter() must yield len() entries"
+    );
     assert_eq!(section.is_empty(), entries.is_empty());
     assert!(
         section.map_count() <= section.len(),
@@ -418,7 +428,11 @@ pub(crate) fn check_section(section: &StackMapSection<'_>) {
     let mut rebuilt = StackMapBuilder::new();
     let mut rebuilt_ok = true;
     for &(offset, map) in &entries {
-        assert_eq!(section.lookup(offset), Some(map), "lookup must find every entry");
+        assert_eq!(
+            section.lookup(offset),
+            Some(map),
+            "lookup must find every entry"
+        );
         for neighbour in [offset.checked_sub(1), offset.checked_add(1)]
             .into_iter()
             .flatten()
@@ -431,11 +445,21 @@ pub(crate) fn check_section(section: &StackMapSection<'_>) {
         }
 
         let slots: Vec<u32> = map.slots().collect();
-        assert_eq!(slots.len(), map.slot_count(), "slot_count must match slots()");
-        assert_eq!(map.slots().len(), map.slot_count(), "Slots must know its length");
+        assert_eq!(
+            slots.len(),
+            map.slot_count(),
+            "slot_count must match slots()"
+        );
+        assert_eq!(
+            map.slots().len(),
+            map.slot_count(),
+            "Slots must know its length"
+        );
         assert!(slots.windows(2).all(|w| w[0] < w[1]), "slots must ascend");
         assert!(
-            slots.iter().all(|&s| s.is_multiple_of(SLOT_SIZE) && s < map.span()),
+            slots
+                .iter()
+                .all(|&s| s.is_multiple_of(SLOT_SIZE) && s < map.span()),
             "slots must be aligned and inside the span"
         );
         assert_eq!(map.span() % SLOT_SIZE, 0, "span must be aligned");
@@ -448,7 +472,11 @@ pub(crate) fn check_section(section: &StackMapSection<'_>) {
         }
     }
     for probe in [0, 1, 0x7fff_ffff, 0x8000_0000, u32::MAX - 1, u32::MAX] {
-        assert_eq!(section.lookup(probe), expected(probe), "exact match at {probe:#x}");
+        assert_eq!(
+            section.lookup(probe),
+            expected(probe),
+            "exact match at {probe:#x}"
+        );
     }
 
     if rebuilt_ok {

@@ -104,9 +104,17 @@ impl<'a> StackMapSection<'a> {
         // overlapping its predecessor; the last one must end the section.
         let tables = [
             (SectionPart::Index, header::INDEX_OFFSET, safepoint_count),
-            (SectionPart::MapRefs, header::MAP_REFS_OFFSET, safepoint_count),
+            (
+                SectionPart::MapRefs,
+                header::MAP_REFS_OFFSET,
+                safepoint_count,
+            ),
             (SectionPart::MapTable, header::MAP_TABLE_OFFSET, map_count),
-            (SectionPart::MapData, header::MAP_DATA_OFFSET, map_data_words),
+            (
+                SectionPart::MapData,
+                header::MAP_DATA_OFFSET,
+                map_data_words,
+            ),
         ];
         let mut slices: [&'a [Word]; 4] = [&[]; 4];
         let mut previous_end = u64::from(HEADER_SIZE);
@@ -416,7 +424,9 @@ impl<'a> StackMap<'a> {
         }
         let n = slot / SLOT_SIZE;
         let (w, b) = ((n / SLOTS_PER_WORD) as usize, n % SLOTS_PER_WORD);
-        self.bits.get(w).is_some_and(|&bits| word(bits) >> b & 1 == 1)
+        self.bits
+            .get(w)
+            .is_some_and(|&bits| word(bits) >> b & 1 == 1)
     }
 }
 
@@ -573,9 +583,7 @@ mod tests {
     fn bad_magic_and_short_inputs() {
         assert_eq!(
             StackMapSection::parse(b"ELF\x7f and more").unwrap_err(),
-            StackMapError::BadMagic {
-                found: *b"ELF\x7f"
-            }
+            StackMapError::BadMagic { found: *b"ELF\x7f" }
         );
         for len in 0..HEADER_SIZE as usize {
             let bytes = &Raw::valid().encode()[..len];
@@ -922,7 +930,10 @@ mod tests {
         // Slots 0, 31*8, 32*8 (word 1 bit 0), 95*8 (word 2 bit 31).
         raw.maps[0] = vec![1024, 3, 1 | 1 << 31, 1, 1 << 31];
         let bytes = raw.encode();
-        let map = StackMapSection::parse(&bytes).unwrap().lookup(0x10).unwrap();
+        let map = StackMapSection::parse(&bytes)
+            .unwrap()
+            .lookup(0x10)
+            .unwrap();
         assert_eq!(map.slots().collect::<Vec<_>>(), [0, 248, 256, 760]);
         assert_eq!(map.slot_count(), 4);
         let mut slots = map.slots();
@@ -931,7 +942,10 @@ mod tests {
         assert_eq!(slots.len(), 3);
         assert_eq!(slots.by_ref().count(), 3);
         assert_eq!(slots.next(), None);
-        assert_eq!(format!("{map:?}"), "StackMap { span: 1024, slots: [0, 248, 256, 760] }");
+        assert_eq!(
+            format!("{map:?}"),
+            "StackMap { span: 1024, slots: [0, 248, 256, 760] }"
+        );
     }
 
     #[test]

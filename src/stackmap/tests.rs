@@ -198,7 +198,10 @@ fn exhaustive_bit_flips_and_truncations_never_panic() {
         }
     }
     for len in 0..bytes.len() {
-        assert!(StackMapSection::parse(&bytes[..len]).is_err(), "length {len}");
+        assert!(
+            StackMapSection::parse(&bytes[..len]).is_err(),
+            "length {len}"
+        );
     }
     // Some flips (slot bits, offsets that stay sorted) give valid sections, and those
     // went through the full consistency check above.

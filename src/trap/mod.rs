@@ -1,5 +1,9 @@
-//! Traps: their codes now; signal handling and backtraces come with the walker.
+//! Traps: their codes, the signal handlers that catch them in wasm code, and the
+//! `Trap` value with its backtrace.
 
+mod backtrace;
 mod code;
+pub mod handler;
 
+pub use backtrace::{FrameInfo, HostError, Trap};
 pub use code::{TrapCode, HOST_ERROR_USER_CODE};

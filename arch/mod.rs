@@ -1,0 +1,32 @@
+//! Per-architecture facts, selected by one `cfg` switch.
+//!
+//! Everything the rest of framewalk needs to know about a target's machine-level
+//! frames lives under `arch/<target>/` and is re-exported here, so the walker in
+//! `crate::unwind` never hard-codes an offset. Porting framewalk to another
+//! architecture means adding `arch/<target>/` with the same items and one more
+//! branch below; every other target stops the build with a `compile_error!`.
+//!
+//! Invariant: the items re-exported here describe the frames that Cranelift emits with
+//! `preserve_frame_pointers = true` and that framewalk's trampolines build by hand.
+//! A constant that changes here changes what the walker reads, so each one is pinned
+//! by a test beside its definition.
+
+cfg_if::cfg_if! {
+    if #[cfg(target_arch = "x86_64")] {
+        mod x86_64;
+
+        pub use self::x86_64::frame::{
+            CALLER_SP_OFFSET, FP_ALIGN, RETURN_ADDR_OFFSET, SAVED_FP_OFFSET, STACK_GROWS_DOWN,
+            WORD_SIZE,
+        };
+        pub use self::x86_64::entry::{
+            framewalk_enter, framewalk_resume, EntryRegs, ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED,
+        };
+        pub use self::x86_64::signal::{redirect, trap_registers, TrapRegisters};
+    } else {
+        compile_error!(
+            "framewalk supports only x86-64: add arch/<target>/ with the frame facts of \
+             arch/x86_64/frame.rs and a branch in arch/mod.rs to port it"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! x86-64: frame layout facts for Cranelift code compiled with frame pointers, the
+//! host → wasm entry and resume-after-trap assembly, and signal-context access.
+//!
+//! `arch/mod.rs` re-exports the items of this module; nothing else names
+//! `arch::x86_64` directly.
+
+pub mod entry;
+pub mod frame;
+pub mod signal;

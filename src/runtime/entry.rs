@@ -1,0 +1,271 @@
+//! The one host → wasm entry path, and the two ways back out of wasm early: a trap
+//! (via the signal handlers) and a host function's error or panic (via `raise`).
+//!
+//! Every call from the host into wasm code goes through [`invoke`]:
+//!
+//! 1. it builds an [`EntryRecord`] on its own stack frame: the [`Activation`] the walker
+//!    reads, the resume registers, the links to the store's and the thread's previous
+//!    records;
+//! 2. pushes the activation onto the store's list (`VMStoreContext::activation_head`)
+//!    and the record onto the thread's list (`CURRENT`) *before* any wasm frame exists;
+//! 3. calls `framewalk_enter`, which records `entry_fp` and the resume SP and calls the
+//!    callee's entry trampoline;
+//! 4. pops both on every way out: normal return, trap, host error, host panic.
+//!
+//! A trap runs `on_trap` (redirected there by the signal handler) on the wasm stack; a
+//! failed host call runs `raise` (called by the exit trampoline). Both capture the
+//! backtrace once — walking this store's activations from the trap's registers or the
+//! recorded exit — store it in the innermost record and call `framewalk_resume`, which
+//! abandons every wasm frame of the activation and makes `framewalk_enter` return
+//! `ENTRY_TRAPPED`. Nothing is unwound: the abandoned frames are Cranelift frames and
+//! the handler's own frame, which own nothing.
+
+use super::error::Error;
+use super::store::StoreOpaque;
+use super::vmcontext::{VMFuncRef, VMOffsets, VMStoreContext, ValRaw, HOST_CTX_MAGIC};
+use crate::arch::{framewalk_enter, framewalk_resume, EntryRegs, ENTRY_OK, ENTRY_TRAPPED};
+use crate::trap::{handler, FrameInfo, Trap, TrapCode};
+use crate::unwind::{Activation, ActivationList, LiveStackReader, StartRegs};
+use std::cell::Cell;
+use std::ops::ControlFlow;
+
+/// Everything one host → wasm call needs to find its way back.
+#[repr(C)]
+pub(crate) struct EntryRecord {
+    /// Must stay first: the store's list points at it.
+    activation: Activation,
+    regs: EntryRegs,
+    prev_on_thread: *mut EntryRecord,
+    store: *mut StoreOpaque,
+    trap: Option<Trap>,
+}
+
+thread_local! {
+    /// The innermost entry record on this thread (any store), or null.
+    static CURRENT: Cell<*mut EntryRecord> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+#[inline(never)]
+fn approximate_sp() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+fn install_handlers() {
+    handler::install(handler::TrapHooks {
+        lookup: super::registry::trap_code_at,
+        on_trap,
+    });
+    handler::ensure_alt_stack();
+}
+
+/// Calls `f`'s array entry point with `values` (arguments in, results out).
+///
+/// # Safety
+/// `f` must belong to `store`, and `values` must hold the function's arguments
+/// (correctly typed) and have room for its results.
+pub(crate) unsafe fn invoke(
+    store: &mut StoreOpaque,
+    f: &VMFuncRef,
+    values: &mut [ValRaw],
+) -> Result<(), Error> {
+    if f.array_call.is_null() {
+        return Err(Error::TypeMismatch(
+            "function cannot be called from the host".into(),
+        ));
+    }
+    // SAFETY: `f.vmctx` points at a vmctx or host context; both start with a u32 magic.
+    let is_host = unsafe { *(f.vmctx as *const u32) } == HOST_CTX_MAGIC;
+    if is_host {
+        // A host function called from the host creates no wasm frame: no activation.
+        let entry: super::vmcontext::ArrayCallFn =
+            // SAFETY: a host context's `array_call` is `host_array_call`.
+            unsafe { std::mem::transmute(f.array_call) };
+        // SAFETY: per this function's contract.
+        let ok = unsafe {
+            entry(
+                f.vmctx,
+                std::ptr::null_mut(),
+                values.as_mut_ptr(),
+                values.len(),
+            )
+        };
+        return if ok {
+            Ok(())
+        } else {
+            Err(take_host_failure(store, Vec::new()))
+        };
+    }
+
+    install_handlers();
+    let prev_limit = store.vm.stack_limit;
+    if prev_limit == 0 {
+        let sp = approximate_sp();
+        store.vm.stack_limit = sp.saturating_sub(store.engine.config().max_wasm_stack);
+    }
+    let store_ptr: *mut StoreOpaque = store;
+    let mut record = EntryRecord {
+        activation: Activation {
+            prev: store.vm.activation_head,
+            entry_fp: 0,
+            exit_fp: 0,
+            owner: store.id as usize,
+        },
+        regs: EntryRegs::default(),
+        prev_on_thread: CURRENT.get(),
+        store: store_ptr,
+        trap: None,
+    };
+    let record_ptr: *mut EntryRecord = &mut record;
+    store.vm.activation_head = record_ptr as *const Activation;
+    CURRENT.set(record_ptr);
+    // SAFETY: `record` outlives the call; the entry point and vmctx come from a live
+    // VMFuncRef of this store; `values` is as the caller promised.
+    let status = unsafe {
+        framewalk_enter(
+            &mut (*record_ptr).regs,
+            f.array_call,
+            f.vmctx,
+            std::ptr::null_mut(),
+            values.as_mut_ptr().cast(),
+            values.len(),
+        )
+    };
+    // SAFETY: wasm has returned (or been abandoned); nothing else references `record`.
+    let record = unsafe { &mut *record_ptr };
+    CURRENT.set(record.prev_on_thread);
+    // SAFETY: `store_ptr` is the store we were lent; its vm context is live.
+    let store = unsafe { &mut *store_ptr };
+    store.vm.activation_head = record.activation.prev;
+    store.vm.stack_limit = prev_limit;
+    match status {
+        ENTRY_OK => Ok(()),
+        ENTRY_TRAPPED => {
+            if let Some(panic) = store.pending_panic.take() {
+                std::panic::resume_unwind(panic);
+            }
+            Err(Error::Trap(record.trap.take().unwrap_or_else(|| {
+                Trap::new(TrapCode::Unreachable, Vec::new())
+                    .with_walk_error("trap record missing".into())
+            })))
+        }
+        _ => Err(take_host_failure(store, Vec::new())),
+    }
+}
+
+/// The error a failed host call left in the store (resuming a panic if it was one).
+fn take_host_failure(store: &mut StoreOpaque, frames: Vec<FrameInfo>) -> Error {
+    if let Some(panic) = store.pending_panic.take() {
+        std::panic::resume_unwind(panic);
+    }
+    let e = store
+        .pending_error
+        .take()
+        .unwrap_or_else(|| "host function failed".into());
+    Error::Trap(Trap::host(e, frames))
+}
+
+/// Walks this store's activations (newest first) and symbolizes every wasm frame.
+///
+/// # Safety
+/// `head` must be the store's live activation list on this thread; every activation
+/// except possibly the first (if `start` is given) has its exit recorded.
+unsafe fn capture(
+    head: *const Activation,
+    start: Option<StartRegs>,
+    owner: usize,
+) -> (Vec<FrameInfo>, Option<String>) {
+    // SAFETY: per the contract; the list is not modified during the walk.
+    let list = unsafe { ActivationList::from_head(head) }.only_owner(owner);
+    let lo = start.map_or(0, |s| s.fp.min(s.sp));
+    let hi = list
+        .iter()
+        .filter_map(|a| a.ok())
+        .map(|a| a.entry_fp)
+        .max()
+        .unwrap_or(usize::MAX);
+    // SAFETY: the walk reads only inside the live frames of these activations, which
+    // lie between the newest start and the oldest entry_fp on this thread's stack.
+    let reader = unsafe { LiveStackReader::new(lo.saturating_sub(16), hi.saturating_add(16)) };
+    let mut frames = Vec::new();
+    let result =
+        crate::unwind::visit_frames(list, start, &reader, &super::registry::REGISTRY, |frame| {
+            let exact = start.is_some() && frames.is_empty();
+            frames.push(super::registry::symbolize(frame, exact));
+            ControlFlow::<()>::Continue(())
+        });
+    (frames, result.err().map(|e| e.to_string()))
+}
+
+/// Where the signal handler sends a thread that trapped in wasm code.
+///
+/// # Safety
+/// Only the signal handler calls this, on the trapping thread, with the trap's
+/// registers; the thread's innermost entry record is the trapping activation's.
+unsafe extern "C" fn on_trap(pc: usize, fp: usize, sp: usize, code: usize) -> ! {
+    let record = CURRENT.get();
+    if record.is_null() {
+        // Not inside framewalk_enter: nothing to resume to. Cannot happen for a PC in
+        // wasm code, which only runs inside an activation.
+        std::process::abort();
+    }
+    // SAFETY: the record is live (its framewalk_enter frame is above us on this stack).
+    let record = unsafe { &mut *record };
+    let code = TrapCode::from_u8(code as u8).unwrap_or(TrapCode::Unreachable);
+    // SAFETY: the trapping activation is the head of its store's list.
+    let (frames, walk_error) = unsafe {
+        capture(
+            &record.activation,
+            Some(StartRegs { pc, fp, sp }),
+            record.activation.owner,
+        )
+    };
+    let mut trap = Trap::new(code, frames);
+    if let Some(e) = walk_error {
+        trap = trap.with_walk_error(e);
+    }
+    record.trap = Some(trap);
+    // SAFETY: `regs` was filled by the framewalk_enter that is still on this stack.
+    unsafe { framewalk_resume(&record.regs) }
+}
+
+/// Called by an exit trampoline when its host function failed (error or panic). The
+/// activation's exit is recorded, so the backtrace starts at the wasm caller.
+///
+/// # Safety
+/// Only exit trampolines call this, with their caller's vmctx.
+pub(crate) unsafe extern "C" fn raise(caller_vmctx: *mut u8) -> ! {
+    // SAFETY: the caller vmctx is a live instance vmctx; its store pointer is valid.
+    let store_ctx =
+        unsafe { *(caller_vmctx.add(VMOffsets::STORE as usize) as *const *const VMStoreContext) };
+    let record = CURRENT.get();
+    if record.is_null() {
+        std::process::abort();
+    }
+    // SAFETY: as in `on_trap`.
+    let record = unsafe { &mut *record };
+    // SAFETY: the head of the calling store is the activation the trampoline recorded.
+    let head = unsafe { (*store_ctx).activation_head };
+    // SAFETY: `head` is live, with its exit recorded by the trampoline.
+    let owner = unsafe { (*head).owner };
+    // SAFETY: as above.
+    let (frames, walk_error) = unsafe { capture(head, None, owner) };
+    // SAFETY: the record's store is live.
+    let store = unsafe { &mut *record.store };
+    let trap = if store.pending_panic.is_some() {
+        None
+    } else {
+        let e = store
+            .pending_error
+            .take()
+            .unwrap_or_else(|| "host function failed".into());
+        let mut t = Trap::host(e, frames);
+        if let Some(w) = walk_error {
+            t = t.with_walk_error(w);
+        }
+        Some(t)
+    };
+    record.trap = trap;
+    // SAFETY: as in `on_trap`.
+    unsafe { framewalk_resume(&record.regs) }
+}

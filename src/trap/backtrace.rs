@@ -1,0 +1,149 @@
+//! `Trap`: why wasm stopped, with the wasm frames that were live, as users see it.
+
+use super::TrapCode;
+use std::fmt;
+
+/// One wasm frame of a trap's backtrace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameInfo {
+    /// Function index in its module (imports included in the index space).
+    pub func_index: u32,
+    /// The function's name from the name section.
+    pub func_name: Option<String>,
+    /// The module's name from the name section.
+    pub module_name: Option<String>,
+    /// Offset of the instruction in the module's wasm binary, if known.
+    pub wasm_offset: Option<u32>,
+    /// The native PC (the trapping instruction, or a return address).
+    pub pc: usize,
+}
+
+/// A host function's error as carried in a trap.
+pub type HostError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why wasm execution stopped, and where.
+#[derive(Debug)]
+pub struct Trap {
+    code: TrapCode,
+    host_error: Option<HostError>,
+    frames: Vec<FrameInfo>,
+    walk_error: Option<String>,
+}
+
+impl Trap {
+    /// A trap with `code` and a backtrace, newest frame first.
+    pub fn new(code: TrapCode, frames: Vec<FrameInfo>) -> Trap {
+        Trap {
+            code,
+            host_error: None,
+            frames,
+            walk_error: None,
+        }
+    }
+
+    /// A host function's error, with the wasm frames below the host function.
+    pub fn host(error: HostError, frames: Vec<FrameInfo>) -> Trap {
+        Trap {
+            code: TrapCode::HostError,
+            host_error: Some(error),
+            frames,
+            walk_error: None,
+        }
+    }
+
+    /// Records that the backtrace is incomplete because the walk failed.
+    pub fn with_walk_error(mut self, e: String) -> Trap {
+        self.walk_error = Some(e);
+        self
+    }
+
+    /// Why execution stopped.
+    pub fn code(&self) -> TrapCode {
+        self.code
+    }
+
+    /// The wasm frames, newest first, across every activation.
+    pub fn frames(&self) -> &[FrameInfo] {
+        &self.frames
+    }
+
+    /// The host function's error, for `TrapCode::HostError`.
+    pub fn host_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.host_error.as_deref()
+    }
+
+    /// Takes the host function's error out.
+    pub fn into_host_error(self) -> Option<HostError> {
+        self.host_error
+    }
+}
+
+impl fmt::Display for Trap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host_error {
+            Some(e) => write!(f, "{e}")?,
+            None => write!(f, "wasm trap: {}", self.code.message())?,
+        }
+        if self.frames.is_empty() && self.walk_error.is_none() {
+            return Ok(());
+        }
+        f.write_str("\nwasm backtrace:")?;
+        for (i, frame) in self.frames.iter().enumerate() {
+            write!(f, "\n  {i:>3}: ")?;
+            match frame.wasm_offset {
+                Some(o) => write!(f, "{o:#6x} - ")?,
+                None => f.write_str("       - ")?,
+            }
+            if let Some(m) = &frame.module_name {
+                write!(f, "{m}!")?;
+            }
+            match &frame.func_name {
+                Some(n) => f.write_str(n)?,
+                None => write!(f, "<wasm function {}>", frame.func_index)?,
+            }
+        }
+        if let Some(e) = &self.walk_error {
+            write!(f, "\n  (backtrace incomplete: {e})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Trap {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.host_error
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(func_index: u32, name: Option<&str>, off: u32) -> FrameInfo {
+        FrameInfo {
+            func_index,
+            func_name: name.map(Into::into),
+            module_name: Some("demo".into()),
+            wasm_offset: Some(off),
+            pc: 0,
+        }
+    }
+
+    #[test]
+    fn display_matches_the_documented_shape() {
+        let t = Trap::new(
+            TrapCode::IntegerDivisionByZero,
+            vec![
+                frame(0, Some("divide"), 0x4a),
+                frame(1, Some("middle"), 0x61),
+                frame(2, None, 0x75),
+            ],
+        );
+        assert_eq!(
+            t.to_string(),
+            "wasm trap: integer divide by zero\nwasm backtrace:\n    0:   0x4a - demo!divide\n    1:   0x61 - demo!middle\n    2:   0x75 - demo!<wasm function 2>"
+        );
+    }
+}

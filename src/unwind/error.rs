@@ -1,0 +1,101 @@
+//! Why a walk stopped early.
+//!
+//! Every check the walker makes has its own variant, so a test (or a bug report) says
+//! exactly which invariant of the frame chain or the activation list broke. A walk that
+//! returns an error has yielded only frames that passed every check before it.
+
+/// A failed check during a stack walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalkError {
+    /// A PC (a trap PC or a return address) is not inside any registered wasm
+    /// function.
+    #[error("pc {pc:#x} is not inside registered wasm code")]
+    PcNotInWasmCode {
+        /// The offending PC.
+        pc: usize,
+    },
+    /// A frame pointer (in the chain, a start register, `entry_fp` or `exit_fp`) is 0.
+    #[error("null frame pointer")]
+    NullFramePointer,
+    /// A frame pointer is not a multiple of `arch::FP_ALIGN`.
+    #[error("frame pointer {fp:#x} is not 16-byte aligned")]
+    MisalignedFramePointer {
+        /// The offending frame pointer.
+        fp: usize,
+    },
+    /// The caller's FP read from a frame is lower than that frame's FP (but not below
+    /// the activation's range): the chain points back towards newer frames.
+    #[error("frame pointer moved backwards from {fp:#x} to {next_fp:#x}")]
+    FramePointerMovedBackwards {
+        /// FP of the frame whose saved FP was read.
+        fp: usize,
+        /// The saved FP read from it.
+        next_fp: usize,
+    },
+    /// The caller's FP read from a frame equals that frame's FP: a one-frame loop.
+    #[error("frame pointer {fp:#x} points to itself")]
+    FramePointerDidNotMove {
+        /// The frame pointer that points to itself.
+        fp: usize,
+    },
+    /// A frame pointer lies outside the stack range of its activation, `lo..=hi`.
+    ///
+    /// For a caller's FP read from the chain, `lo` is the FP the walk of this
+    /// activation started from (`exit_fp` or the start registers' FP) and `hi` is the
+    /// activation's `entry_fp`. For the start itself (`exit_fp` or the start FP), the
+    /// range is strictly between the next newer activation's `entry_fp` (or 0) and
+    /// this activation's `entry_fp`.
+    #[error("frame pointer {fp:#x} is outside its activation's range {lo:#x}..={hi:#x}")]
+    FramePointerOutOfRange {
+        /// The offending frame pointer.
+        fp: usize,
+        /// Lowest allowed value.
+        lo: usize,
+        /// Highest allowed value.
+        hi: usize,
+    },
+    /// The start registers have an SP above their FP; a frame's SP is never above its
+    /// FP.
+    #[error("start sp {sp:#x} is above start fp {fp:#x}")]
+    StackPointerAboveFramePointer {
+        /// The start SP.
+        sp: usize,
+        /// The start FP.
+        fp: usize,
+    },
+    /// The stack reader refused to read the word at `addr`.
+    #[error("cannot read the stack word at {addr:#x}")]
+    UnreadableStack {
+        /// Address of the word.
+        addr: usize,
+    },
+    /// `base + offset` overflowed while computing a stack address.
+    #[error("stack address {base:#x} + {offset} overflows")]
+    AddressOverflow {
+        /// The frame pointer the offset was added to.
+        base: usize,
+        /// The offset in bytes.
+        offset: usize,
+    },
+    /// An activation that the walk must start from its recorded exit has `exit_fp == 0`.
+    #[error("activation {activation_index} has no recorded exit")]
+    NoExitRecorded {
+        /// Position of the activation in the list (newest = 0).
+        activation_index: usize,
+    },
+    /// Going from newer to older activations, `entry_fp` did not strictly increase.
+    /// This also ends walks over a cyclic list.
+    #[error(
+        "activation {activation_index} has entry_fp {entry_fp:#x}, not above the newer \
+         activation's {newer_entry_fp:#x}"
+    )]
+    ActivationsOutOfOrder {
+        /// Position of the offending activation in the list (newest = 0).
+        activation_index: usize,
+        /// `entry_fp` of the next newer activation.
+        newer_entry_fp: usize,
+        /// `entry_fp` of the offending activation.
+        entry_fp: usize,
+    },
+}

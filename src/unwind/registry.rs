@@ -1,0 +1,611 @@
+//! The code registry: which module and function contains a PC.
+//!
+//! Modules register their text section and its sorted function ranges when their code
+//! becomes executable, and unregister (by dropping the [`ModuleRegistration`]) before it
+//! is unmapped. [`CodeRegistry::lookup_pc`] finds a PC in O(log modules + log
+//! functions).
+//!
+//! ```text
+//!  snapshot (sorted by text_start, never overlapping)
+//!  +----------------------------+----------------------------+---
+//!  | module 3: [0x5000, 0x5400) | module 1: [0x9000, 0x9800) | ...
+//!  +----------------------------+----------------------------+---
+//!                 |
+//!                 v  functions of module 3 (offsets from text_start, sorted)
+//!           +-----------+-----------+-----------+
+//!           | f0 [0,40) | f1 [48,96)| f2 [96,..)|   gaps (padding) are not code
+//!           +-----------+-----------+-----------+
+//! ```
+//!
+//! # Reads without locks
+//!
+//! A lookup may run in a signal handler that interrupted the very thread that is
+//! registering a module, so the read path takes no lock and does not allocate: the
+//! registry publishes an immutable snapshot through an `AtomicPtr`, and readers
+//! announce themselves in one of two reader counters (picked by the parity of an epoch
+//! counter). A writer, serialised by a mutex, swaps in a new snapshot, flips the
+//! epoch, then waits until the old parity's counter drains before freeing the old
+//! snapshot (a minimal read-copy-update). Readers never wait for writers; a writer
+//! waits only for readers that started before its swap.
+//!
+//! Invariants:
+//! - module text ranges in a snapshot are non-empty, sorted and pairwise disjoint;
+//! - function ranges of a module are non-empty, sorted, disjoint and inside the text;
+//! - a snapshot reachable from `current`, or loaded by a reader that registered in the
+//!   current epoch's counter, is not freed until that reader leaves;
+//! - module ids are never reused, so a stale id cannot name a newer module.
+//!
+//! Registering and unregistering must not happen in a signal handler (they allocate,
+//! lock and may wait).
+
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::walker::{CodeLocation, CodeLookup};
+
+/// One function's code inside a module's text section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FunctionRange {
+    /// Offset of the function's first byte from the start of the text section.
+    pub start: u32,
+    /// Length in bytes (non-zero).
+    pub len: u32,
+    /// Index of the function in the module's function space.
+    pub func_index: u32,
+}
+
+/// A module's code, as given to [`CodeRegistry::register`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleText {
+    /// Address of the first byte of the executable text.
+    pub text_start: usize,
+    /// Length of the text in bytes (non-zero, at most `u32::MAX + 1`).
+    pub text_len: usize,
+    /// The functions, sorted by `start`, non-overlapping, inside the text.
+    pub functions: Vec<FunctionRange>,
+    /// Opaque word returned with every lookup in this module
+    /// ([`CodeRegistry::lookup_with_data`]); the runtime stores a pointer to its
+    /// module there, valid while the registration lives.
+    pub data: usize,
+}
+
+/// Why a module could not be registered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// `text_len` is 0.
+    #[error("module text is empty")]
+    EmptyText,
+    /// `text_len` does not fit offsets in a `u32`.
+    #[error("module text of {text_len} bytes is larger than 4 GiB")]
+    TextTooLarge {
+        /// The given length.
+        text_len: usize,
+    },
+    /// `text_start + text_len` overflows.
+    #[error("module text at {text_start:#x} of {text_len} bytes wraps around the address space")]
+    TextRangeOverflows {
+        /// The given start.
+        text_start: usize,
+        /// The given length.
+        text_len: usize,
+    },
+    /// The text overlaps a registered module's text.
+    #[error("module text overlaps registered module {module}")]
+    OverlapsModule {
+        /// Id of the registered module.
+        module: usize,
+    },
+    /// A function has length 0.
+    #[error("function {func_index} is empty")]
+    EmptyFunction {
+        /// The function's index.
+        func_index: u32,
+    },
+    /// A function ends past the end of the text.
+    #[error("function {func_index} ends outside the module text")]
+    FunctionOutsideText {
+        /// The function's index.
+        func_index: u32,
+    },
+    /// Two functions are out of order or overlap.
+    #[error("function {second} starts before function {first} ends")]
+    FunctionsOutOfOrder {
+        /// The earlier function in the given list.
+        first: u32,
+        /// The function that follows it in the list.
+        second: u32,
+    },
+}
+
+/// A registered module, shared between snapshots.
+#[derive(Debug)]
+struct ModuleEntry {
+    id: usize,
+    text_start: usize,
+    /// One past the last byte; `text_start < text_end`.
+    text_end: usize,
+    functions: Box<[FunctionRange]>,
+    data: usize,
+}
+
+impl ModuleEntry {
+    fn lookup(&self, pc: usize) -> Option<CodeLocation> {
+        if pc >= self.text_end {
+            return None;
+        }
+        // Fails (`None`) below the text; fits a `u32` as registration checked.
+        let text_offset = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
+        let after = self
+            .functions
+            .partition_point(|func| func.start <= text_offset);
+        let func = self.functions.get(after.checked_sub(1)?)?;
+        // `func.start <= text_offset` by the search, so this never fails.
+        if text_offset.checked_sub(func.start)? >= func.len {
+            return None;
+        }
+        Some(CodeLocation {
+            module: self.id,
+            func_index: func.func_index,
+            text_offset,
+        })
+    }
+}
+
+/// An immutable list of modules, sorted by `text_start`.
+#[derive(Debug, Default)]
+struct Snapshot {
+    modules: Vec<Arc<ModuleEntry>>,
+}
+
+impl Snapshot {
+    fn lookup(&self, pc: usize) -> Option<CodeLocation> {
+        self.lookup_with_data(pc).map(|(loc, _)| loc)
+    }
+
+    fn lookup_with_data(&self, pc: usize) -> Option<(CodeLocation, usize)> {
+        let after = self.modules.partition_point(|m| m.text_start <= pc);
+        let module = self.modules.get(after.checked_sub(1)?)?;
+        module.lookup(pc).map(|loc| (loc, module.data))
+    }
+}
+
+/// Maps PCs to (module, function) for every registered module.
+///
+/// Lookups are lock-free and allocation-free (see the module docs); registration is
+/// serialised. `CodeRegistry::new` is `const`, so a process-wide registry can be a
+/// `static`.
+#[derive(Debug)]
+pub struct CodeRegistry {
+    /// The current snapshot (`Box::into_raw`), or null for no modules.
+    current: AtomicPtr<Snapshot>,
+    /// Increments on every published snapshot; its parity picks the reader counter.
+    epoch: AtomicUsize,
+    /// Readers inside a lookup, by the epoch parity they registered under.
+    readers: [AtomicUsize; 2],
+    /// Serialises writers.
+    writer: Mutex<()>,
+    /// The next module id (ids start at 1 and are never reused).
+    next_id: AtomicUsize,
+}
+
+impl Default for CodeRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CodeRegistry {
+    /// An empty registry.
+    pub const fn new() -> Self {
+        CodeRegistry {
+            current: AtomicPtr::new(ptr::null_mut()),
+            epoch: AtomicUsize::new(0),
+            readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            writer: Mutex::new(()),
+            next_id: AtomicUsize::new(1),
+        }
+    }
+
+    /// Registers a module's code; it stays registered until the returned handle is
+    /// dropped.
+    ///
+    /// # Errors
+    ///
+    /// A [`RegistryError`] if the text or the function ranges are malformed, or if the
+    /// text overlaps a registered module.
+    pub fn register(&self, module: ModuleText) -> Result<ModuleRegistration<'_>, RegistryError> {
+        let ModuleText {
+            text_start,
+            text_len,
+            functions,
+            data,
+        } = module;
+        if text_len == 0 {
+            return Err(RegistryError::EmptyText);
+        }
+        // Offsets are `u32`: the last byte's offset must fit.
+        if u32::try_from(text_len - 1).is_err() {
+            return Err(RegistryError::TextTooLarge { text_len });
+        }
+        let text_end =
+            text_start
+                .checked_add(text_len)
+                .ok_or(RegistryError::TextRangeOverflows {
+                    text_start,
+                    text_len,
+                })?;
+        check_functions(&functions, text_len)?;
+
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = self.next_id.fetch_add(1, SeqCst);
+        let entry = Arc::new(ModuleEntry {
+            id,
+            text_start,
+            text_end,
+            functions: functions.into_boxed_slice(),
+            data,
+        });
+        let modules = self.read(|snapshot| {
+            let at = snapshot
+                .modules
+                .partition_point(|m| m.text_start < text_start);
+            // Only the neighbours can overlap: the snapshot is sorted and disjoint.
+            let before = at.checked_sub(1).map(|i| &snapshot.modules[i]);
+            if let Some(before) = before.filter(|m| m.text_end > text_start) {
+                return Err(RegistryError::OverlapsModule { module: before.id });
+            }
+            if let Some(after) = snapshot.modules.get(at).filter(|m| m.text_start < text_end) {
+                return Err(RegistryError::OverlapsModule { module: after.id });
+            }
+            let mut modules = Vec::with_capacity(snapshot.modules.len() + 1);
+            modules.extend_from_slice(&snapshot.modules[..at]);
+            modules.push(entry);
+            modules.extend_from_slice(&snapshot.modules[at..]);
+            Ok(modules)
+        })?;
+        self.publish(Snapshot { modules });
+        Ok(ModuleRegistration { registry: self, id })
+    }
+
+    /// The number of registered modules.
+    pub fn module_count(&self) -> usize {
+        self.read(|snapshot| snapshot.modules.len())
+    }
+
+    /// The wasm function containing `pc`, if any. Lock-free and allocation-free.
+    pub fn lookup(&self, pc: usize) -> Option<CodeLocation> {
+        self.read(|snapshot| snapshot.lookup(pc))
+    }
+
+    /// Like [`CodeRegistry::lookup`], also returning the module's
+    /// [`ModuleText::data`]. Lock-free and allocation-free.
+    pub fn lookup_with_data(&self, pc: usize) -> Option<(CodeLocation, usize)> {
+        self.read(|snapshot| snapshot.lookup_with_data(pc))
+    }
+
+    /// Removes module `id`; called by [`ModuleRegistration`]'s `Drop`.
+    fn unregister(&self, id: usize) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let modules = self.read(|snapshot| {
+            snapshot
+                .modules
+                .iter()
+                .filter(|m| m.id != id)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        self.publish(Snapshot { modules });
+    }
+
+    /// Runs `f` on the current snapshot without taking a lock.
+    fn read<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> T {
+        let _reader = self.enter_read();
+        let current = self.current.load(SeqCst);
+        if current.is_null() {
+            return f(&Snapshot::default());
+        }
+        // SAFETY: `current` came from `Box::into_raw` in `publish`. `_reader` counts
+        // this thread in the counter of an epoch that was current after it registered,
+        // and every writer that replaces a snapshot waits, before freeing it, for the
+        // counter of the epoch it flips away from (see `publish`); the writer that
+        // replaces `current` (or the one after it) therefore waits for `_reader` to be
+        // dropped, after `f` returns. Snapshots are never mutated after publication.
+        f(unsafe { &*current })
+    }
+
+    /// Registers a reader in the counter of the current epoch.
+    fn enter_read(&self) -> ReadGuard<'_> {
+        loop {
+            let epoch = self.epoch.load(SeqCst);
+            let counter = &self.readers[epoch % 2];
+            counter.fetch_add(1, SeqCst);
+            // If a writer flipped the epoch meanwhile, it may not wait for this
+            // counter: retry under the new epoch.
+            if self.epoch.load(SeqCst) == epoch {
+                return ReadGuard { counter };
+            }
+            counter.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// Makes `snapshot` current and frees the old one once no reader can hold it.
+    /// Callers hold `self.writer`.
+    fn publish(&self, snapshot: Snapshot) {
+        let new = Box::into_raw(Box::new(snapshot));
+        let old = self.current.swap(new, SeqCst);
+        let epoch = self.epoch.fetch_add(1, SeqCst);
+        // Readers that registered under `epoch` may have loaded `old`; readers that
+        // register from now on see the new epoch and can only load `new` (or later).
+        while self.readers[epoch % 2].load(SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        if !old.is_null() {
+            // SAFETY: `old` came from `Box::into_raw` in an earlier `publish`, is no
+            // longer reachable from `current`, and every reader that could have loaded
+            // it has left (the loop above); only this writer frees it.
+            drop(unsafe { Box::from_raw(old) });
+        }
+    }
+}
+
+impl Drop for CodeRegistry {
+    fn drop(&mut self) {
+        let current = *self.current.get_mut();
+        if !current.is_null() {
+            // SAFETY: `&mut self` excludes readers and writers; `current` came from
+            // `Box::into_raw` and is freed only here.
+            drop(unsafe { Box::from_raw(current) });
+        }
+    }
+}
+
+impl CodeLookup for CodeRegistry {
+    fn lookup_pc(&self, pc: usize) -> Option<CodeLocation> {
+        self.lookup(pc)
+    }
+}
+
+/// Leaves the reader counter it entered when dropped.
+struct ReadGuard<'a> {
+    counter: &'a AtomicUsize,
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, SeqCst);
+    }
+}
+
+/// Keeps a module registered; dropping it unregisters the module.
+#[derive(Debug)]
+#[must_use = "dropping the registration unregisters the module at once"]
+pub struct ModuleRegistration<'r> {
+    registry: &'r CodeRegistry,
+    id: usize,
+}
+
+impl ModuleRegistration<'_> {
+    /// The module's id, as found in [`CodeLocation::module`].
+    pub fn id(&self) -> usize {
+        self.id
+    }
+}
+
+impl Drop for ModuleRegistration<'_> {
+    fn drop(&mut self) {
+        self.registry.unregister(self.id);
+    }
+}
+
+/// Checks that `functions` are non-empty, sorted, disjoint and inside `text_len`.
+fn check_functions(functions: &[FunctionRange], text_len: usize) -> Result<(), RegistryError> {
+    let mut previous: Option<(u32, u64)> = None; // (func_index, end)
+    for func in functions {
+        if func.len == 0 {
+            return Err(RegistryError::EmptyFunction {
+                func_index: func.func_index,
+            });
+        }
+        let end = u64::from(func.start) + u64::from(func.len);
+        if end > text_len as u64 {
+            return Err(RegistryError::FunctionOutsideText {
+                func_index: func.func_index,
+            });
+        }
+        if let Some((first, previous_end)) = previous {
+            if u64::from(func.start) < previous_end {
+                return Err(RegistryError::FunctionsOutOfOrder {
+                    first,
+                    second: func.func_index,
+                });
+            }
+        }
+        previous = Some((func.func_index, end));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn func(start: u32, len: u32, func_index: u32) -> FunctionRange {
+        FunctionRange {
+            start,
+            len,
+            func_index,
+        }
+    }
+
+    fn module(text_start: usize, text_len: usize, functions: &[FunctionRange]) -> ModuleText {
+        ModuleText {
+            text_start,
+            text_len,
+            functions: functions.to_vec(),
+            data: text_start ^ 0x5a5a,
+        }
+    }
+
+    #[test]
+    fn finds_functions_and_not_gaps() {
+        let registry = CodeRegistry::new();
+        let a = registry
+            .register(module(
+                0x1000,
+                0x100,
+                &[func(0, 0x40, 0), func(0x50, 0x30, 3)],
+            ))
+            .unwrap();
+        let b = registry
+            .register(module(0x400, 0x10, &[func(0, 0x10, 9)]))
+            .unwrap();
+        assert_ne!(a.id(), b.id());
+        assert_eq!(registry.module_count(), 2);
+        let at = |pc| {
+            registry
+                .lookup(pc)
+                .map(|l| (l.module, l.func_index, l.text_offset))
+        };
+        assert_eq!(at(0x1000), Some((a.id(), 0, 0)));
+        assert_eq!(at(0x103f), Some((a.id(), 0, 0x3f)));
+        assert_eq!(at(0x1040), None, "padding between functions");
+        assert_eq!(at(0x1050), Some((a.id(), 3, 0x50)));
+        assert_eq!(at(0x107f), Some((a.id(), 3, 0x7f)));
+        assert_eq!(at(0x1080), None, "inside text, after the last function");
+        assert_eq!(at(0x1100), None, "past the text");
+        assert_eq!(at(0xfff), None);
+        assert_eq!(at(0x40f), Some((b.id(), 9, 0xf)));
+        assert_eq!(at(0), None);
+        assert_eq!(at(usize::MAX), None);
+        assert_eq!(registry.lookup_pc(0x1001), registry.lookup(0x1001));
+
+        drop(a);
+        assert_eq!(at(0x1000), None, "unregistered on drop");
+        assert_eq!(at(0x400), Some((b.id(), 9, 0)));
+        drop(b);
+        assert_eq!(registry.module_count(), 0);
+    }
+
+    #[test]
+    fn rejects_malformed_and_overlapping_modules() {
+        let registry = CodeRegistry::new();
+        let _a = registry
+            .register(module(0x1000, 0x100, &[func(0, 0x100, 0)]))
+            .unwrap();
+        let err = |m| registry.register(m).map(|r| r.id()).unwrap_err();
+        assert_eq!(err(module(0x2000, 0, &[])), RegistryError::EmptyText);
+        assert_eq!(
+            err(module(usize::MAX - 4, 8, &[])),
+            RegistryError::TextRangeOverflows {
+                text_start: usize::MAX - 4,
+                text_len: 8
+            }
+        );
+        assert_eq!(
+            err(module(0, (1 << 32) + 1, &[])),
+            RegistryError::TextTooLarge {
+                text_len: (1 << 32) + 1
+            }
+        );
+        for (start, len) in [(0x10ff, 1), (0xf00, 0x101), (0x1080, 8), (0x0, 0x2000)] {
+            assert!(
+                matches!(
+                    err(module(start, len, &[])),
+                    RegistryError::OverlapsModule { .. }
+                ),
+                "{start:#x}+{len:#x}"
+            );
+        }
+        assert_eq!(
+            err(module(0x2000, 0x10, &[func(0, 0, 4)])),
+            RegistryError::EmptyFunction { func_index: 4 }
+        );
+        assert_eq!(
+            err(module(0x2000, 0x10, &[func(8, 9, 4)])),
+            RegistryError::FunctionOutsideText { func_index: 4 }
+        );
+        assert_eq!(
+            err(module(0x2000, 0x10, &[func(4, 4, 1), func(7, 2, 2)])),
+            RegistryError::FunctionsOutOfOrder {
+                first: 1,
+                second: 2
+            }
+        );
+        assert_eq!(
+            err(module(0x2000, 0x10, &[func(8, 4, 1), func(0, 2, 2)])),
+            RegistryError::FunctionsOutOfOrder {
+                first: 1,
+                second: 2
+            }
+        );
+        // Adjacent modules are fine, and failed registrations left nothing behind.
+        let _b = registry.register(module(0x1100, 0x10, &[])).unwrap();
+        let _c = registry.register(module(0xff0, 0x10, &[])).unwrap();
+        assert_eq!(registry.module_count(), 3);
+    }
+
+    #[test]
+    fn ids_are_not_reused() {
+        let registry = CodeRegistry::new();
+        let first = registry.register(module(0x1000, 1, &[])).unwrap().id();
+        let second = registry.register(module(0x1000, 1, &[])).unwrap().id();
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn registry_is_send_and_sync_and_static() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<CodeRegistry>();
+        static REGISTRY: CodeRegistry = CodeRegistry::new();
+        let _m = REGISTRY
+            .register(module(0x7000, 4, &[func(0, 4, 1)]))
+            .unwrap();
+        assert_eq!(REGISTRY.lookup(0x7003).map(|l| l.func_index), Some(1));
+    }
+
+    /// Lookups of a module that stays registered always succeed while other threads
+    /// register and unregister neighbours; churned modules are found or absent, never
+    /// misattributed.
+    #[test]
+    fn lookups_run_while_other_threads_register() {
+        let registry = CodeRegistry::new();
+        let stable = registry
+            .register(module(0x10_0000, 0x100, &[func(0, 0x100, 42)]))
+            .unwrap();
+        let stable_id = stable.id();
+        let rounds = if cfg!(miri) { 5 } else { 300 };
+        std::thread::scope(|scope| {
+            for t in 0..2usize {
+                let registry = &registry;
+                scope.spawn(move || {
+                    for round in 0..rounds {
+                        let base = 0x20_0000 + t * 0x1000;
+                        let m = registry
+                            .register(module(base, 0x10, &[func(0, 0x10, round as u32)]))
+                            .unwrap();
+                        let found = registry.lookup(base + 1).unwrap();
+                        assert_eq!((found.module, found.func_index), (m.id(), round as u32));
+                    }
+                });
+            }
+            for _ in 0..2 {
+                let registry = &registry;
+                scope.spawn(move || {
+                    for _ in 0..rounds * 2 {
+                        let found = registry.lookup(0x10_0010).unwrap();
+                        assert_eq!((found.module, found.func_index), (stable_id, 42));
+                        for t in 0..2usize {
+                            if let Some(found) = registry.lookup(0x20_0001 + t * 0x1000) {
+                                assert_ne!(found.module, stable_id);
+                                assert_eq!(found.text_offset, 1);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(registry.module_count(), 1);
+    }
+}

@@ -1,0 +1,432 @@
+//! The frame-pointer walk: a cursor over wasm frames and a visitor built on it.
+//!
+//! See the module documentation of `crate::unwind` for the model. This file is safe
+//! code: memory is read through a [`StackReader`], activations through an
+//! [`ActivationList`], and code is identified through a [`CodeLookup`].
+//!
+//! Invariants kept by [`FrameCursor`]:
+//! - every yielded frame passed every check (PC in wasm code, FP non-null, aligned,
+//!   strictly above the previous FP, inside its activation's range);
+//! - FPs of yielded frames strictly increase over the whole walk, across activations;
+//! - no stack word at or above an activation's `entry_fp`, nor below the FP its walk
+//!   started from, is ever read;
+//! - nothing allocates, locks or panics (all address arithmetic is checked).
+
+use core::ops::ControlFlow;
+
+use super::activation::{ActivationInfo, ActivationIter, ActivationList};
+use super::error::WalkError;
+use super::reader::StackReader;
+use crate::arch;
+
+// The range checks below assume older frames sit at higher addresses.
+const _: () = assert!(arch::STACK_GROWS_DOWN);
+
+/// What the walker needs to know about code: which wasm function contains a PC.
+///
+/// The [`CodeRegistry`](super::registry::CodeRegistry) implements it for a runtime;
+/// tests use fakes. Implementations used from a signal handler must not allocate or
+/// take locks.
+pub trait CodeLookup {
+    /// The wasm function containing `pc`, or `None` if `pc` is not in wasm code.
+    fn lookup_pc(&self, pc: usize) -> Option<CodeLocation>;
+}
+
+impl<T: CodeLookup + ?Sized> CodeLookup for &T {
+    fn lookup_pc(&self, pc: usize) -> Option<CodeLocation> {
+        (**self).lookup_pc(pc)
+    }
+}
+
+/// Where a PC is in wasm code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodeLocation {
+    /// Opaque id of the module (assigned by the code registry).
+    pub module: usize,
+    /// Index of the function in the module's function space.
+    pub func_index: u32,
+    /// `pc` minus the start of the module's text section.
+    pub text_offset: u32,
+}
+
+/// The registers a walk starts from instead of an activation's recorded exit, e.g. a
+/// trap's registers taken from a signal context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartRegs {
+    /// The PC of the youngest wasm frame (the trapping instruction).
+    pub pc: usize,
+    /// Its frame pointer.
+    pub fp: usize,
+    /// Its stack pointer.
+    pub sp: usize,
+}
+
+/// One wasm frame found by the walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The PC in this frame's function: the start PC for the first frame of a walk
+    /// started from [`StartRegs`], otherwise a return address (the instruction after
+    /// the call that is in progress).
+    pub pc: usize,
+    /// This frame's frame pointer.
+    pub fp: usize,
+    /// This frame's SP at the call in progress: the callee's FP + 16 (for the youngest
+    /// frame of an activation: `exit_fp + 16`, or the start SP).
+    pub sp: usize,
+    /// The function containing `pc`.
+    pub location: CodeLocation,
+    /// Position of this frame's activation in the list (newest = 0), counting the
+    /// activations of every owner.
+    pub activation_index: usize,
+}
+
+/// Where the cursor is.
+#[derive(Clone, Copy, Debug)]
+enum Position {
+    /// At `frame`, inside an activation whose walk started at FP `lo` and ends when
+    /// the chain reaches `entry_fp`.
+    At {
+        frame: Frame,
+        lo: usize,
+        entry_fp: usize,
+    },
+    /// No more frames (the walk finished or failed).
+    Done,
+}
+
+/// What the saved FP of a frame says about the next step.
+enum NextFp {
+    /// Another wasm frame with this FP.
+    Frame(usize),
+    /// The chain reached `entry_fp`: this activation has no more wasm frames.
+    End,
+}
+
+/// A cursor over the wasm frames of an activation list, newest first.
+///
+/// `new` positions it on the first frame (or at the end); `frame` reads the current
+/// frame; `advance` moves to the next one, checking it. After an error, or at the end,
+/// `done` is true and `advance` does nothing. It never allocates.
+pub struct FrameCursor<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> {
+    reader: &'a R,
+    code: &'a C,
+    activations: ActivationIter<'a>,
+    position: Position,
+}
+
+impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> {
+    /// A cursor on the first wasm frame of `activations`.
+    ///
+    /// If `start` is given, the first activation visited (the newest one that passes
+    /// the owner filter) is walked from those registers instead of from its recorded
+    /// exit; every other activation is walked from its `exit_fp`.
+    ///
+    /// # Errors
+    ///
+    /// Any [`WalkError`] found while locating the first frame.
+    pub fn new(
+        activations: ActivationList<'a>,
+        start: Option<StartRegs>,
+        reader: &'a R,
+        code: &'a C,
+    ) -> Result<Self, WalkError> {
+        let mut cursor = FrameCursor {
+            reader,
+            code,
+            activations: activations.iter(),
+            position: Position::Done,
+        };
+        cursor.enter_next_activation(start)?;
+        Ok(cursor)
+    }
+
+    /// The current frame, or `None` when the walk is done.
+    pub fn frame(&self) -> Option<Frame> {
+        match self.position {
+            Position::At { frame, .. } => Some(frame),
+            Position::Done => None,
+        }
+    }
+
+    /// True when there are no more frames (the walk finished or failed).
+    pub fn done(&self) -> bool {
+        matches!(self.position, Position::Done)
+    }
+
+    /// Moves to the next older frame, possibly in an older activation.
+    ///
+    /// # Errors
+    ///
+    /// Any [`WalkError`] found while checking the next frame; the cursor is then done.
+    pub fn advance(&mut self) -> Result<(), WalkError> {
+        let Position::At {
+            frame,
+            lo,
+            entry_fp,
+        } = self.position
+        else {
+            return Ok(());
+        };
+        // Done unless the step below succeeds.
+        self.position = Position::Done;
+        let next_fp = self.read_at(frame.fp, arch::SAVED_FP_OFFSET)?;
+        match next_fp_in_chain(next_fp, frame.fp, lo, entry_fp)? {
+            NextFp::End => self.enter_next_activation(None),
+            NextFp::Frame(fp) => {
+                let pc = self.read_at(frame.fp, arch::RETURN_ADDR_OFFSET)?;
+                let sp = offset(frame.fp, arch::CALLER_SP_OFFSET)?;
+                let location = self.locate(pc)?;
+                self.position = Position::At {
+                    frame: Frame {
+                        pc,
+                        fp,
+                        sp,
+                        location,
+                        activation_index: frame.activation_index,
+                    },
+                    lo,
+                    entry_fp,
+                };
+                Ok(())
+            }
+        }
+    }
+
+    /// Positions the cursor on the first frame of the next activation that has wasm
+    /// frames, or at the end.
+    fn enter_next_activation(&mut self, mut start: Option<StartRegs>) -> Result<(), WalkError> {
+        while let Some(activation) = self.activations.next() {
+            let activation = activation?;
+            if let Some(position) = self.first_frame(&activation, start.take())? {
+                self.position = position;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The youngest wasm frame of `activation`, or `None` if its recorded exit leads
+    /// straight back to its entry (no wasm frames).
+    fn first_frame(
+        &self,
+        activation: &ActivationInfo,
+        start: Option<StartRegs>,
+    ) -> Result<Option<Position>, WalkError> {
+        let entry_fp = activation.entry_fp;
+        check_fp_shape(entry_fp)?;
+        // Frames of this activation lie strictly between the newer activation's entry
+        // frame and this one's.
+        let start_range_lo = match activation.newer_entry_fp {
+            Some(newer) => newer.checked_add(1).ok_or(WalkError::AddressOverflow {
+                base: newer,
+                offset: 1,
+            })?,
+            None => 1,
+        };
+        // `entry_fp` is non-zero (checked above), so this never fails.
+        let start_range_hi = entry_fp.checked_sub(1).ok_or(WalkError::NullFramePointer)?;
+        let check_start_fp = |fp: usize| {
+            check_fp_shape(fp)?;
+            if fp < start_range_lo || fp > start_range_hi {
+                return Err(WalkError::FramePointerOutOfRange {
+                    fp,
+                    lo: start_range_lo,
+                    hi: start_range_hi,
+                });
+            }
+            Ok(())
+        };
+        let frame = match start {
+            Some(regs) => {
+                check_start_fp(regs.fp)?;
+                if regs.sp > regs.fp {
+                    return Err(WalkError::StackPointerAboveFramePointer {
+                        sp: regs.sp,
+                        fp: regs.fp,
+                    });
+                }
+                Frame {
+                    pc: regs.pc,
+                    fp: regs.fp,
+                    sp: regs.sp,
+                    location: self.locate(regs.pc)?,
+                    activation_index: activation.index,
+                }
+            }
+            None => {
+                let exit_fp = activation.exit_fp;
+                if exit_fp == 0 {
+                    return Err(WalkError::NoExitRecorded {
+                        activation_index: activation.index,
+                    });
+                }
+                check_start_fp(exit_fp)?;
+                let fp = match next_fp_in_chain(
+                    self.read_at(exit_fp, arch::SAVED_FP_OFFSET)?,
+                    exit_fp,
+                    exit_fp,
+                    entry_fp,
+                )? {
+                    NextFp::Frame(fp) => fp,
+                    NextFp::End => return Ok(None),
+                };
+                let pc = self.read_at(exit_fp, arch::RETURN_ADDR_OFFSET)?;
+                Frame {
+                    pc,
+                    fp,
+                    sp: offset(exit_fp, arch::CALLER_SP_OFFSET)?,
+                    location: self.locate(pc)?,
+                    activation_index: activation.index,
+                }
+            }
+        };
+        Ok(Some(Position::At {
+            frame,
+            // For the exit case, the exit trampoline's FP is the lowest FP of the chain.
+            lo: start.map_or(activation.exit_fp, |regs| regs.fp),
+            entry_fp,
+        }))
+    }
+
+    /// Reads the word at `fp + off`.
+    fn read_at(&self, fp: usize, off: usize) -> Result<usize, WalkError> {
+        let addr = offset(fp, off)?;
+        self.reader
+            .read_word(addr)
+            .ok_or(WalkError::UnreadableStack { addr })
+    }
+
+    /// The wasm function containing `pc`.
+    fn locate(&self, pc: usize) -> Result<CodeLocation, WalkError> {
+        self.code
+            .lookup_pc(pc)
+            .ok_or(WalkError::PcNotInWasmCode { pc })
+    }
+}
+
+/// `base + off`, or an error instead of an overflow.
+fn offset(base: usize, off: usize) -> Result<usize, WalkError> {
+    base.checked_add(off)
+        .ok_or(WalkError::AddressOverflow { base, offset: off })
+}
+
+/// Checks that `fp` could be a frame pointer at all: non-null and aligned.
+fn check_fp_shape(fp: usize) -> Result<(), WalkError> {
+    if fp == 0 {
+        return Err(WalkError::NullFramePointer);
+    }
+    if !fp.is_multiple_of(arch::FP_ALIGN) {
+        return Err(WalkError::MisalignedFramePointer { fp });
+    }
+    Ok(())
+}
+
+/// Classifies `next`, the saved FP read from the frame at `fp`, in an activation whose
+/// chain started at `lo` and ends at `entry_fp` (`lo <= fp < entry_fp`).
+fn next_fp_in_chain(
+    next: usize,
+    fp: usize,
+    lo: usize,
+    entry_fp: usize,
+) -> Result<NextFp, WalkError> {
+    if next == entry_fp {
+        return Ok(NextFp::End);
+    }
+    check_fp_shape(next)?;
+    if next < lo || next > entry_fp {
+        return Err(WalkError::FramePointerOutOfRange {
+            fp: next,
+            lo,
+            hi: entry_fp,
+        });
+    }
+    if next == fp {
+        return Err(WalkError::FramePointerDidNotMove { fp });
+    }
+    if next < fp {
+        return Err(WalkError::FramePointerMovedBackwards { fp, next_fp: next });
+    }
+    Ok(NextFp::Frame(next))
+}
+
+/// Calls `f` on every wasm frame of `activations`, newest first, until `f` breaks.
+///
+/// `start` is as in [`FrameCursor::new`]. Returns `Ok(Some(b))` if `f` returned
+/// `ControlFlow::Break(b)`, `Ok(None)` if every frame was visited. Does not allocate.
+///
+/// # Errors
+///
+/// The first [`WalkError`] found; `f` has then seen exactly the frames before it.
+pub fn visit_frames<R, C, B>(
+    activations: ActivationList<'_>,
+    start: Option<StartRegs>,
+    reader: &R,
+    code: &C,
+    mut f: impl FnMut(&Frame) -> ControlFlow<B>,
+) -> Result<Option<B>, WalkError>
+where
+    R: StackReader + ?Sized,
+    C: CodeLookup + ?Sized,
+{
+    let mut cursor = FrameCursor::new(activations, start, reader, code)?;
+    while let Some(frame) = cursor.frame() {
+        if let ControlFlow::Break(b) = f(&frame) {
+            return Ok(Some(b));
+        }
+        cursor.advance()?;
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_checked() {
+        assert_eq!(offset(0x1000, 8), Ok(0x1008));
+        assert_eq!(
+            offset(usize::MAX - 7, 16),
+            Err(WalkError::AddressOverflow {
+                base: usize::MAX - 7,
+                offset: 16
+            })
+        );
+    }
+
+    #[test]
+    fn next_fp_classification() {
+        let (lo, fp, entry) = (0x1000, 0x1100, 0x2000);
+        let next = |n| {
+            next_fp_in_chain(n, fp, lo, entry).map(|r| match r {
+                NextFp::Frame(f) => Some(f),
+                NextFp::End => None,
+            })
+        };
+        assert_eq!(next(entry), Ok(None));
+        assert_eq!(next(0x1200), Ok(Some(0x1200)));
+        assert_eq!(next(0), Err(WalkError::NullFramePointer));
+        assert_eq!(
+            next(0x1208),
+            Err(WalkError::MisalignedFramePointer { fp: 0x1208 })
+        );
+        assert_eq!(next(fp), Err(WalkError::FramePointerDidNotMove { fp }));
+        assert_eq!(
+            next(0x1010),
+            Err(WalkError::FramePointerMovedBackwards {
+                fp,
+                next_fp: 0x1010
+            })
+        );
+        for out in [0xff0, 0x2010, usize::MAX & !15] {
+            assert_eq!(
+                next(out),
+                Err(WalkError::FramePointerOutOfRange {
+                    fp: out,
+                    lo,
+                    hi: entry
+                })
+            );
+        }
+    }
+}
