@@ -16,7 +16,7 @@
 //!   | rbx r12 r13 r14 r15, padding  |
 //!   |                               | <- resume_sp (16-byte aligned)
 //!   | return address into enter     |
-//!   | saved rbp (trampoline)        | <- entry_fp = resume_sp - 16: the entry
+//!   | saved rbp (trampoline)        | <- *entry_fp_out = resume_sp - 16: the entry
 //!   | ...                           |    trampoline's FP, which the oldest wasm
 //!                                        frame saves at its [FP]
 //! ```
@@ -27,11 +27,12 @@
 
 /// Where `framewalk_enter` records its resume point and the callee's frame pointer.
 #[repr(C)]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EntryRegs {
-    /// FP the entry trampoline will have (the walk of this activation stops there).
-    pub entry_fp: usize,
-    /// SP to restore when resuming after a trap.
+    /// Where to write the FP the entry trampoline will have (the walk of this
+    /// activation stops there): the activation's `entry_fp` field.
+    pub entry_fp_out: *mut usize,
+    /// SP to restore when resuming after a trap (written by `framewalk_enter`).
     pub resume_sp: usize,
 }
 
@@ -60,7 +61,8 @@ core::arch::global_asm!(
     "sub rsp, 8",
     "mov [rdi + 8], rsp",
     "lea rax, [rsp - 16]",
-    "mov [rdi], rax",
+    "mov r10, [rdi]",
+    "mov [r10], rax",
     "mov rax, rsi",
     "mov rdi, rdx",
     "mov rsi, rcx",
@@ -109,6 +111,6 @@ unsafe extern "C" {
 }
 
 const _: () = {
-    assert!(core::mem::offset_of!(EntryRegs, entry_fp) == 0);
+    assert!(core::mem::offset_of!(EntryRegs, entry_fp_out) == 0);
     assert!(core::mem::offset_of!(EntryRegs, resume_sp) == 8);
 };

@@ -111,12 +111,19 @@ pub(crate) unsafe fn invoke(
             exit_fp: 0,
             owner: store.id as usize,
         },
-        regs: EntryRegs::default(),
+        regs: EntryRegs {
+            entry_fp_out: std::ptr::null_mut(),
+            resume_sp: 0,
+        },
         prev_on_thread: CURRENT.get(),
         store: store_ptr,
         trap: None,
     };
     let record_ptr: *mut EntryRecord = &mut record;
+    // SAFETY: `record_ptr` is live; the field address is taken without a reference.
+    unsafe {
+        (*record_ptr).regs.entry_fp_out = std::ptr::addr_of_mut!((*record_ptr).activation.entry_fp)
+    };
     store.vm.activation_head = record_ptr as *const Activation;
     CURRENT.set(record_ptr);
     // SAFETY: `record` outlives the call; the entry point and vmctx come from a live
@@ -268,4 +275,46 @@ pub(crate) unsafe extern "C" fn raise(caller_vmctx: *mut u8) -> ! {
     record.trap = trap;
     // SAFETY: as in `on_trap`.
     unsafe { framewalk_resume(&record.regs) }
+}
+
+/// Calls `f` on every wasm frame of `store`'s activations, newest first, until it
+/// breaks. Meant for host functions (every activation has its exit recorded then);
+/// from outside wasm it visits nothing. Does not allocate.
+pub(crate) fn visit_store_frames<B>(
+    store: &StoreOpaque,
+    f: impl FnMut(&crate::unwind::Frame) -> ControlFlow<B>,
+) -> Result<Option<B>, crate::unwind::WalkError> {
+    let head = store.vm.activation_head;
+    if head.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the store's list is live on this thread (we are inside a host call made
+    // by its newest activation) and is not modified during the walk.
+    let list = unsafe { ActivationList::from_head(head) }.only_owner(store.id as usize);
+    let mut lo = usize::MAX;
+    let mut hi = 0;
+    for a in list.iter().flatten() {
+        if a.exit_fp != 0 {
+            lo = lo.min(a.exit_fp);
+        }
+        hi = hi.max(a.entry_fp);
+    }
+    if lo == usize::MAX {
+        return Ok(None);
+    }
+    // SAFETY: `[lo, hi)` spans the live frames of these activations on this thread.
+    let reader = unsafe { LiveStackReader::new(lo, hi) };
+    crate::unwind::visit_frames(list, None, &reader, &super::registry::REGISTRY, f)
+}
+
+/// The symbolized wasm frames of `store`, newest first.
+pub(crate) fn store_backtrace(
+    store: &StoreOpaque,
+) -> Result<Vec<FrameInfo>, crate::unwind::WalkError> {
+    let mut frames = Vec::new();
+    visit_store_frames(store, |frame| {
+        frames.push(super::registry::symbolize(frame, false));
+        ControlFlow::<()>::Continue(())
+    })?;
+    Ok(frames)
 }

@@ -140,6 +140,23 @@ impl<T> Caller<'_, T> {
         &mut self.store.data
     }
 
+    /// The wasm frames of this store's activations, newest first, symbolized: what a
+    /// trap here would report. Allocates the result; see [`Caller::visit_frames`] for
+    /// the allocation-free walk.
+    pub fn backtrace(&self) -> Result<Vec<crate::trap::FrameInfo>, crate::unwind::WalkError> {
+        super::entry::store_backtrace(&self.store.opaque)
+    }
+
+    /// Calls `f` on each wasm frame of this store's activations, newest first, until it
+    /// returns `Break`; other stores' activations interleaved on the stack are skipped.
+    /// Does not allocate.
+    pub fn visit_frames<B>(
+        &self,
+        f: impl FnMut(&crate::unwind::Frame) -> std::ops::ControlFlow<B>,
+    ) -> Result<Option<B>, crate::unwind::WalkError> {
+        super::entry::visit_store_frames(&self.store.opaque, f)
+    }
+
     /// An export of the calling instance (e.g. its memory), if called from wasm.
     pub fn get_export(&self, name: &str) -> Option<super::instance::Extern> {
         let inst = super::instance::Instance::from_vmctx(&self.store.opaque, self.caller_vmctx)?;
