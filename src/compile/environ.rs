@@ -86,6 +86,16 @@ pub struct FuncEnv<'a> {
     libcalls: HashMap<Libcall, ir::FuncRef>,
     /// Signature refs of indirect calls, by module type index (for result stack maps).
     indirect_sigs: HashMap<ir::SigRef, u32>,
+    /// Open control constructs: (kind, param types, result types).
+    control: Vec<(ControlKind, Vec<ValType>, Vec<ValType>)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ControlKind {
+    Function,
+    Block,
+    Loop,
+    If,
 }
 
 impl<'a> FuncEnv<'a> {
@@ -105,7 +115,115 @@ impl<'a> FuncEnv<'a> {
             vmctx: None,
             libcalls: HashMap::new(),
             indirect_sigs: HashMap::new(),
+            control: Vec::new(),
         }
+    }
+
+    fn block_type(&self, ty: &wasmparser::BlockType) -> (Vec<ValType>, Vec<ValType>) {
+        use crate::compile::module_info::val_type_of;
+        match ty {
+            wasmparser::BlockType::Empty => (Vec::new(), Vec::new()),
+            wasmparser::BlockType::Type(t) => (Vec::new(), val_type_of(*t).into_iter().collect()),
+            wasmparser::BlockType::FuncType(i) => self
+                .info
+                .types
+                .get(*i as usize)
+                .map(|f| (f.params().to_vec(), f.results().to_vec()))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Declares the externref-typed parameters of the builder's current block as
+    /// needing stack maps (block parameters are new SSA values the translator does not
+    /// declare; a reference merged at the end of a block lives in one).
+    fn declare_block_params(builder: &mut FunctionBuilder, types: &[ValType]) {
+        let Some(block) = builder.current_block() else {
+            return;
+        };
+        let params = builder.func.dfg.block_params(block).to_vec();
+        if params.len() != types.len() {
+            return;
+        }
+        for (v, t) in params.into_iter().zip(types) {
+            if *t == ValType::ExternRef {
+                builder.declare_value_needs_stack_map(v);
+            }
+        }
+    }
+
+    /// Inlined fast path of "a reference enters wasm frames": link it into the store's
+    /// root set unless it is null or already there (see `gc::VMExternRefSet`).
+    fn enter_root_set(&mut self, builder: &mut FunctionBuilder, v: ir::Value) {
+        use crate::gc::{VMExternData, IN_SET};
+        use crate::runtime::vmcontext::VMStoreContext;
+        let check = builder.create_block();
+        let insert = builder.create_block();
+        let done = builder.create_block();
+        builder.set_cold_block(insert);
+        builder.ins().brif(v, check, &[], done, &[]);
+        builder.seal_block(check);
+        builder.switch_to_block(check);
+        let flags = builder.ins().load(
+            types::I64,
+            MemFlags::trusted(),
+            v,
+            VMExternData::FLAGS_OFFSET as i32,
+        );
+        let in_set = builder.ins().band_imm(flags, IN_SET as i64);
+        builder.ins().brif(in_set, done, &[], insert, &[]);
+        builder.seal_block(insert);
+        builder.switch_to_block(insert);
+        let vmctx = {
+            let gv = self.vmctx_gv(builder.func);
+            builder.ins().global_value(types::I64, gv)
+        };
+        let store = builder.ins().load(
+            types::I64,
+            MemFlags::trusted().with_readonly(),
+            vmctx,
+            VMOffsets::STORE as i32,
+        );
+        let head = builder.ins().load(
+            types::I64,
+            MemFlags::trusted(),
+            store,
+            VMStoreContext::EXTERNREF_SET_HEAD_OFFSET as i32,
+        );
+        builder.ins().store(
+            MemFlags::trusted(),
+            head,
+            v,
+            VMExternData::NEXT_OFFSET as i32,
+        );
+        let flags = builder.ins().bor_imm(flags, IN_SET as i64);
+        builder.ins().store(
+            MemFlags::trusted(),
+            flags,
+            v,
+            VMExternData::FLAGS_OFFSET as i32,
+        );
+        builder.ins().store(
+            MemFlags::trusted(),
+            v,
+            store,
+            VMStoreContext::EXTERNREF_SET_HEAD_OFFSET as i32,
+        );
+        let len = builder.ins().load(
+            types::I64,
+            MemFlags::trusted(),
+            store,
+            VMStoreContext::EXTERNREF_SET_LEN_OFFSET as i32,
+        );
+        let len = builder.ins().iadd_imm(len, 1);
+        builder.ins().store(
+            MemFlags::trusted(),
+            len,
+            store,
+            VMStoreContext::EXTERNREF_SET_LEN_OFFSET as i32,
+        );
+        builder.ins().jump(done, &[]);
+        builder.seal_block(done);
+        builder.switch_to_block(done);
     }
 
     fn vmctx_gv(&mut self, func: &mut ir::Function) -> ir::GlobalValue {
@@ -313,6 +431,69 @@ impl FuncEnvironment for FuncEnv<'_> {
             flags: MemFlags::trusted(),
         });
         builder.func.stack_limit = Some(limit);
+        self.control.clear();
+        self.control.push((
+            ControlKind::Function,
+            Vec::new(),
+            self.func_type.results().to_vec(),
+        ));
+        Ok(())
+    }
+
+    fn before_translate_operator(
+        &mut self,
+        op: &wasmparser::Operator,
+        _builder: &mut FunctionBuilder,
+        _state: &FuncTranslationState,
+    ) -> WasmResult<()> {
+        use wasmparser::Operator as O;
+        match op {
+            O::Block { blockty } => {
+                let (p, r) = self.block_type(blockty);
+                self.control.push((ControlKind::Block, p, r));
+            }
+            O::Loop { blockty } => {
+                let (p, r) = self.block_type(blockty);
+                self.control.push((ControlKind::Loop, p, r));
+            }
+            O::If { blockty } => {
+                let (p, r) = self.block_type(blockty);
+                self.control.push((ControlKind::If, p, r));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn after_translate_operator(
+        &mut self,
+        op: &wasmparser::Operator,
+        builder: &mut FunctionBuilder,
+        _state: &FuncTranslationState,
+    ) -> WasmResult<()> {
+        use wasmparser::Operator as O;
+        match op {
+            O::Loop { .. } => {
+                if let Some((_, params, _)) = self.control.last() {
+                    let params = params.clone();
+                    Self::declare_block_params(builder, &params);
+                }
+            }
+            O::Else => {
+                if let Some((_, params, _)) = self.control.last() {
+                    let params = params.clone();
+                    Self::declare_block_params(builder, &params);
+                }
+            }
+            O::End => {
+                if let Some((kind, _, results)) = self.control.pop() {
+                    if kind != ControlKind::Function {
+                        Self::declare_block_params(builder, &results);
+                    }
+                }
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -662,6 +843,7 @@ impl FuncEnvironment for FuncEnv<'_> {
         let v = pos.ins().load(types::I64, MemFlags::trusted(), addr, 0);
         if self.info.tables[table_index.index()].element == ValType::ExternRef {
             builder.declare_value_needs_stack_map(v);
+            self.enter_root_set(builder, v);
         }
         Ok(v)
     }
@@ -674,6 +856,17 @@ impl FuncEnvironment for FuncEnv<'_> {
         index: ir::Value,
     ) -> WasmResult<()> {
         let mut pos = builder.cursor();
+        if self.info.tables[table_index.index()].element == ValType::ExternRef {
+            // Counts move from the old value to the new one: done by the runtime.
+            let t = Self::i32_const(&mut pos, table_index.as_u32());
+            self.call_checked(
+                &mut pos,
+                Libcall::TableSetExternref,
+                &[t, index, value],
+                TrapCode::TableOutOfBounds,
+            );
+            return Ok(());
+        }
         let addr = self.table_elem_addr(&mut pos, table_index, index);
         pos.ins().store(MemFlags::trusted(), value, addr, 0);
         Ok(())
@@ -786,6 +979,7 @@ impl FuncEnvironment for FuncEnv<'_> {
         );
         let v = pos.ins().load(types::I64, MemFlags::trusted(), def, 0);
         builder.declare_value_needs_stack_map(v);
+        self.enter_root_set(builder, v);
         Ok(v)
     }
 
@@ -796,14 +990,8 @@ impl FuncEnvironment for FuncEnv<'_> {
         val: ir::Value,
     ) -> WasmResult<()> {
         let mut pos = builder.cursor();
-        let vmctx = self.vmctx_val(&mut pos);
-        let def = pos.ins().load(
-            types::I64,
-            MemFlags::trusted().with_readonly(),
-            vmctx,
-            self.offsets.global(global_index.as_u32()) as i32,
-        );
-        pos.ins().store(MemFlags::trusted(), val, def, 0);
+        let g = Self::i32_const(&mut pos, global_index.as_u32());
+        self.call_libcall(&mut pos, Libcall::GlobalSetExternref, &[g, val]);
         Ok(())
     }
 

@@ -61,6 +61,8 @@ libcalls! {
     TableCopy = "table_copy": (I32, I32, I32, I32, I32) -> (I32);
     TableInit = "table_init": (I32, I32, I32, I32, I32) -> (I32);
     ElemDrop = "elem_drop": (I32) -> ();
+    TableSetExternref = "table_set_externref": (I32, I32, I64) -> (I32);
+    GlobalSetExternref = "global_set_externref": (I32, I64) -> ();
 }
 
 impl Libcall {

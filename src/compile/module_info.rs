@@ -276,6 +276,11 @@ fn val_type(ty: wasmparser::ValType, offset: usize) -> Result<ValType, ModuleErr
     })
 }
 
+/// The framewalk type of a wasmparser value type, if supported.
+pub fn val_type_of(ty: wasmparser::ValType) -> Option<ValType> {
+    val_type(ty, 0).ok()
+}
+
 fn ref_type(r: wasmparser::RefType, offset: usize) -> Result<ValType, ModuleError> {
     val_type(wasmparser::ValType::Ref(r), offset)
 }

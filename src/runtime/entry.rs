@@ -284,12 +284,26 @@ pub(crate) fn visit_store_frames<B>(
     store: &StoreOpaque,
     f: impl FnMut(&crate::unwind::Frame) -> ControlFlow<B>,
 ) -> Result<Option<B>, crate::unwind::WalkError> {
-    let head = store.vm.activation_head;
-    if head.is_null() {
+    let Some((lo, hi)) = store_stack_bounds(store) else {
         return Ok(None);
-    }
+    };
     // SAFETY: the store's list is live on this thread (we are inside a host call made
     // by its newest activation) and is not modified during the walk.
+    let list = unsafe { ActivationList::from_head(store.vm.activation_head) }
+        .only_owner(store.id as usize);
+    // SAFETY: `[lo, hi)` spans the live frames of these activations on this thread.
+    let reader = unsafe { LiveStackReader::new(lo, hi) };
+    crate::unwind::visit_frames(list, None, &reader, &super::registry::REGISTRY, f)
+}
+
+/// The stack range `[lowest recorded exit, highest entry)` of `store`'s activations on
+/// this thread, or `None` if it has none with a recorded exit.
+pub(crate) fn store_stack_bounds(store: &StoreOpaque) -> Option<(usize, usize)> {
+    let head = store.vm.activation_head;
+    if head.is_null() {
+        return None;
+    }
+    // SAFETY: the store's list is live on this thread and not modified meanwhile.
     let list = unsafe { ActivationList::from_head(head) }.only_owner(store.id as usize);
     let mut lo = usize::MAX;
     let mut hi = 0;
@@ -299,12 +313,7 @@ pub(crate) fn visit_store_frames<B>(
         }
         hi = hi.max(a.entry_fp);
     }
-    if lo == usize::MAX {
-        return Ok(None);
-    }
-    // SAFETY: `[lo, hi)` spans the live frames of these activations on this thread.
-    let reader = unsafe { LiveStackReader::new(lo, hi) };
-    crate::unwind::visit_frames(list, None, &reader, &super::registry::REGISTRY, f)
+    (lo != usize::MAX).then_some((lo, hi))
 }
 
 /// The symbolized wasm frames of `store`, newest first.

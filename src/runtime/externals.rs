@@ -4,7 +4,6 @@ use super::error::Error;
 use super::storage::{GlobalStorage, MemoryStorage, TableStorage};
 use super::store::{AsStore, AsStoreMut, StoreOpaque};
 use super::values::Val;
-use super::vmcontext::VMGlobalDefinition;
 use crate::types::{GlobalType, MemoryType, TableType};
 
 macro_rules! handle {
@@ -81,7 +80,7 @@ impl Memory {
     }
 }
 
-fn ref_to_raw(store: &mut StoreOpaque, ty: TableType, v: &Val) -> Result<usize, Error> {
+fn ref_to_raw(store: &StoreOpaque, ty: TableType, v: &Val) -> Result<usize, Error> {
     if v.ty() != ty.element {
         return Err(Error::TypeMismatch(format!(
             "{} value for a table of {}",
@@ -89,7 +88,7 @@ fn ref_to_raw(store: &mut StoreOpaque, ty: TableType, v: &Val) -> Result<usize, 
             ty.element
         )));
     }
-    Ok(v.to_raw(store)?.0 as usize)
+    Ok(v.to_owned_raw(store)?.0 as usize)
 }
 
 impl Table {
@@ -131,11 +130,10 @@ impl Table {
         let store = store.store_opaque_mut();
         let id = self.id(store)?;
         let raw = ref_to_raw(store, store.tables[id].ty, &v)?;
-        let slot = store.tables[id]
-            .elements_mut()
-            .get_mut(index as usize)
-            .ok_or_else(|| Error::OutOfBounds(format!("table index {index}")))?;
-        *slot = raw;
+        if index >= store.tables[id].len() {
+            return Err(Error::OutOfBounds(format!("table index {index}")));
+        }
+        store.tables[id].set(index as usize, raw);
         Ok(())
     }
 
@@ -161,11 +159,8 @@ impl Global {
                 ty.content
             )));
         }
-        let bits = v.to_raw(store)?.0;
-        store.globals.push(Box::new(GlobalStorage {
-            def: VMGlobalDefinition { bits },
-            ty,
-        }));
+        let bits = v.to_owned_raw(store)?.0;
+        store.globals.push(GlobalStorage::new(ty, bits));
         Ok(Global::from_id(store.id, store.globals.len() - 1))
     }
 
@@ -201,8 +196,8 @@ impl Global {
                 ty.content
             )));
         }
-        let bits = v.to_raw(store)?.0;
-        store.globals[id].def.bits = bits;
+        let bits = v.to_owned_raw(store)?.0;
+        store.globals[id].set(bits);
         Ok(())
     }
 }

@@ -192,6 +192,7 @@ impl Func {
                     &mut results,
                 )?;
                 let opaque = caller.store_opaque_mut();
+                opaque.maybe_gc();
                 for (i, (v, t)) in results.iter().zip(fty.results()).enumerate() {
                     if v.ty() != *t {
                         return Err(format!(
@@ -224,7 +225,9 @@ impl Func {
                 let store: *mut StoreInner<T> = caller.store;
                 let out = f(caller, params).into_result()?;
                 // SAFETY: the closure's borrow of the store ended when it returned.
-                out.store_raw(unsafe { &mut (*store).opaque }, raw);
+                let opaque = unsafe { &mut (*store).opaque };
+                opaque.maybe_gc();
+                out.store_raw(opaque, raw);
                 Ok(())
             }),
         )
@@ -258,6 +261,7 @@ impl Func {
             )));
         }
         let opaque = store.store_opaque_mut();
+        opaque.maybe_gc();
         let mut raw = vec![ValRaw::default(); params.len().max(results.len())];
         for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
             if p.ty() != *t {
@@ -317,6 +321,7 @@ impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
         if opaque.id != self.func.store_id {
             return Err(Error::WrongStore);
         }
+        opaque.maybe_gc();
         let mut buf = [ValRaw::default(); 16];
         let mut heap;
         let n = P::LEN.max(R::LEN);

@@ -7,7 +7,7 @@ use super::func::{invoke, Func};
 use super::module::Module;
 use super::storage::{GlobalStorage, MemoryStorage, TableStorage};
 use super::store::{AsStore, AsStoreMut, StoreOpaque};
-use super::vmcontext::{VMFuncRef, VMGlobalDefinition, VMOffsets, VMCTX_MAGIC};
+use super::vmcontext::{VMFuncRef, VMOffsets, VMCTX_MAGIC};
 use crate::compile::module_info::{ConstExpr, ExportIndex, ImportKind, SegmentMode};
 use crate::trap::Trap;
 use crate::trap::TrapCode;
@@ -70,14 +70,34 @@ pub(crate) struct InstanceData {
     /// Direct pointers to the same storage, for libcalls.
     pub(crate) memories: Vec<*mut MemoryStorage>,
     pub(crate) tables: Vec<*mut TableStorage>,
-    /// Passive element segments' values; `None` once dropped.
+    /// Passive element segments' values; `None` once dropped. Externref segments own
+    /// one count per non-null value (see `drop_element`).
     pub(crate) elements: Vec<Option<Vec<usize>>>,
     /// Whether each data segment was dropped.
     pub(crate) data_dropped: Vec<bool>,
 }
 
+impl InstanceData {
+    /// Drops element segment `index` (`elem.drop`, or after an active segment was
+    /// applied), releasing the counts an externref segment owns.
+    pub(crate) fn drop_element(&mut self, index: usize) {
+        let Some(values) = self.elements.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        if self.module.inner.info.elements[index].ty == crate::types::ValType::ExternRef {
+            for v in values.into_iter().filter(|v| *v != 0) {
+                // SAFETY: the segment owned one count of each value.
+                unsafe { crate::gc::release(v) };
+            }
+        }
+    }
+}
+
 impl Drop for InstanceData {
     fn drop(&mut self) {
+        for i in 0..self.elements.len() {
+            self.drop_element(i);
+        }
         // SAFETY: allocated in `instantiate` with this layout.
         unsafe { std::alloc::dealloc(self.vmctx.as_ptr(), self.layout) }
     }
@@ -351,10 +371,7 @@ fn instantiate(
         .enumerate()
     {
         let bits = eval_const(store, &data, &info.global_inits[i]);
-        let mut g = Box::new(GlobalStorage {
-            def: VMGlobalDefinition { bits },
-            ty: *ty,
-        });
+        let mut g = GlobalStorage::new(*ty, bits);
         data.write(
             offsets.global(data.global_ids.len() as u32),
             &mut g.def as *mut _ as usize,
@@ -382,21 +399,27 @@ fn instantiate(
         store.tables.push(t);
     }
 
-    // Element segments: evaluate all, keep passive ones.
+    // Element segments: evaluate all (externref segments own counts of their values).
     let mut pending_active = Vec::new();
-    for seg in &info.elements {
+    for (i, seg) in info.elements.iter().enumerate() {
         let values: Vec<usize> = seg
             .items
             .iter()
             .map(|c| eval_const(store, &data, c) as usize)
             .collect();
+        if seg.ty == crate::types::ValType::ExternRef {
+            for v in values.iter().filter(|v| **v != 0) {
+                // SAFETY: the value was read from a live global.
+                unsafe { crate::gc::retain(*v) };
+            }
+        }
+        data.elements.push(Some(values));
         match &seg.mode {
-            SegmentMode::Passive => data.elements.push(Some(values)),
-            SegmentMode::Declared => data.elements.push(None),
+            SegmentMode::Passive => {}
+            SegmentMode::Declared => data.drop_element(i),
             SegmentMode::Active { index, offset } => {
                 let at = eval_const(store, &data, offset) as u32;
-                pending_active.push((*index, at, values));
-                data.elements.push(None);
+                pending_active.push((i, *index, at));
             }
         }
     }
@@ -407,10 +430,11 @@ fn instantiate(
         store_id: store.id,
         index,
     };
-    let data = &*store.instances[index];
 
     // Active segments, in order; a failure traps but leaves earlier writes in place.
-    for (table, at, values) in pending_active {
+    for (seg, table, at) in pending_active {
+        let data = &mut *store.instances[index];
+        let values = data.elements[seg].clone().unwrap_or_default();
         // SAFETY: table pointers point at boxed storage owned by the store, alive and not
         // otherwise borrowed here.
         let tp = data.tables[table as usize];
@@ -419,8 +443,10 @@ fn instantiate(
         if end > t.len() as usize {
             return Err(Trap::new(TrapCode::TableOutOfBounds, Vec::new()).into());
         }
-        t.elements_mut()[at as usize..end].copy_from_slice(&values);
+        t.write_all(at as usize, &values);
+        data.drop_element(seg);
     }
+    let data = &*store.instances[index];
     let wasm = module.wasm_bytes();
     let mut applied = Vec::new();
     for (i, seg) in info.data.iter().enumerate() {

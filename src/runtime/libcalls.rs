@@ -112,7 +112,7 @@ unsafe extern "C" fn table_fill(vmctx: *mut u8, table: u32, dst: u32, val: u64, 
     let Some(r) = range(dst, len, t.len() as usize) else {
         return 0;
     };
-    t.elements_mut()[r].fill(val as usize);
+    t.fill(r, val as usize);
     1
 }
 
@@ -134,11 +134,11 @@ unsafe extern "C" fn table_copy(
     };
     if dp == sp {
         // SAFETY: one table, borrowed once.
-        unsafe { &mut *dp }.elements_mut().copy_within(sr, dr.start);
+        unsafe { &mut *dp }.copy_within(sr, dr.start);
     } else {
         // SAFETY: two distinct tables.
         let (d, s) = unsafe { (&mut *dp, &*sp) };
-        d.elements_mut()[dr].copy_from_slice(&s.elements()[sr]);
+        d.write_all(dr.start, &s.elements()[sr]);
     }
     1
 }
@@ -163,13 +163,36 @@ unsafe extern "C" fn table_init(
     ) else {
         return 0;
     };
-    t.elements_mut()[dr].copy_from_slice(&values[sr]);
+    t.write_all(dr.start, &values[sr]);
     1
 }
 
 unsafe extern "C" fn elem_drop(vmctx: *mut u8, seg: u32) {
     // SAFETY: as above.
-    unsafe { instance(vmctx) }.elements[seg as usize] = None;
+    unsafe { instance(vmctx) }.drop_element(seg as usize);
+}
+
+unsafe extern "C" fn table_set_externref(vmctx: *mut u8, table: u32, index: u32, val: u64) -> u32 {
+    // SAFETY: as above.
+    let t = unsafe { &mut *instance(vmctx).tables[table as usize] };
+    if index >= t.len() {
+        return 0;
+    }
+    // The value is live: it is on the wasm stack, hence owned or in the root set.
+    t.set(index as usize, val as usize);
+    1
+}
+
+unsafe extern "C" fn global_set_externref(vmctx: *mut u8, global: u32, val: u64) {
+    // SAFETY: as above; the global pointer in the vmctx points at live storage whose
+    // first field is the definition, i.e. at the `GlobalStorage`.
+    let inst = unsafe { instance(vmctx) };
+    let off = inst.offsets().global(global) as usize;
+    // SAFETY: in-bounds vmctx field holding a `*mut GlobalStorage`.
+    let g = unsafe {
+        &mut *(*(inst.vmctx.as_ptr().add(off) as *const *mut super::storage::GlobalStorage))
+    };
+    g.set(val);
 }
 
 extern "C" fn ceilf32(x: f32) -> f32 {
@@ -212,6 +235,8 @@ pub(crate) fn address_of(target: LoadTarget) -> usize {
             Libcall::TableCopy => table_copy as *const () as usize,
             Libcall::TableInit => table_init as *const () as usize,
             Libcall::ElemDrop => elem_drop as *const () as usize,
+            Libcall::TableSetExternref => table_set_externref as *const () as usize,
+            Libcall::GlobalSetExternref => global_set_externref as *const () as usize,
         },
         LoadTarget::ClifLibcall(name) => match name {
             "framewalk_clif_ceilf32" => ceilf32 as *const () as usize,

@@ -7,6 +7,7 @@ mod entry;
 mod error;
 mod externals;
 mod func;
+mod gc_roots;
 mod instance;
 mod libcalls;
 mod module;

@@ -125,8 +125,10 @@ pub(crate) struct ModuleInner {
     text: Range<usize>,
     traps: Range<usize>,
     address_map: Range<usize>,
-    stack_maps: Range<usize>,
     wasm: Range<usize>,
+    /// The stack-map section, validated at load. It borrows `bytes`, whose heap buffer
+    /// or mapping never moves and is freed only when this struct is dropped.
+    pub(crate) stack_maps: crate::stackmap::StackMapSection<'static>,
     pub(crate) info: ModuleInfo,
     pub(crate) offsets: VMOffsets,
     pub(crate) code: CodeMemory,
@@ -256,8 +258,16 @@ impl Module {
         let text = subrange(all, art.text);
         let traps = subrange(all, art.trap_bytes());
         let address_map = subrange(all, art.address_map_bytes());
-        let stack_maps = subrange(all, art.stack_maps);
         let wasm = subrange(all, art.wasm);
+        let maps = crate::stackmap::StackMapSection::parse(art.stack_maps).map_err(|e| {
+            ArtifactError::Malformed {
+                section: artifact::sections::STACK_MAPS,
+                reason: e.to_string(),
+            }
+        })?;
+        // SAFETY: the section borrows the artifact bytes, which move into the same
+        // `ModuleInner` and whose heap/mapped storage never moves or is freed before it.
+        let maps: crate::stackmap::StackMapSection<'static> = unsafe { std::mem::transmute(maps) };
         drop(art);
         let inner = Arc::new(ModuleInner {
             registration: OnceLock::new(),
@@ -266,7 +276,7 @@ impl Module {
             text,
             traps,
             address_map,
-            stack_maps,
+            stack_maps: maps,
             wasm,
             info,
             offsets,
@@ -367,7 +377,7 @@ impl Module {
 
     /// The stack-map section bytes.
     pub fn stack_map_bytes(&self) -> &[u8] {
-        &self.inner.bytes.as_slice()[self.inner.stack_maps.clone()]
+        self.inner.stack_maps.bytes()
     }
 
     /// The embedded wasm binary.

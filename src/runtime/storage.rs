@@ -2,7 +2,8 @@
 //! generated code holds pointers to the `#[repr(C)]` definition at the start of each.
 
 use super::vmcontext::{VMGlobalDefinition, VMMemoryDefinition, VMTableDefinition};
-use crate::types::{GlobalType, MemoryType, TableType};
+use crate::gc::{release, retain};
+use crate::types::{GlobalType, MemoryType, TableType, ValType};
 
 /// WebAssembly page size.
 pub const WASM_PAGE: usize = 65536;
@@ -124,7 +125,28 @@ pub struct TableStorage {
 }
 
 impl TableStorage {
-    /// A table of type `ty` with every element `init`.
+    fn holds_externrefs(&self) -> bool {
+        self.ty.element == ValType::ExternRef
+    }
+
+    /// Adds `n` owners to an externref `raw` (a table slot owns its reference).
+    fn retain_n(&self, raw: usize, n: usize) {
+        if raw != 0 && self.holds_externrefs() {
+            for _ in 0..n {
+                // SAFETY: `raw` is a live header: the caller holds it.
+                unsafe { retain(raw) };
+            }
+        }
+    }
+
+    fn release_one(&self, raw: usize) {
+        if raw != 0 && self.holds_externrefs() {
+            // SAFETY: the slot owned one count of `raw`.
+            unsafe { release(raw) };
+        }
+    }
+
+    /// A table of type `ty` with every element `init` (a live reference or 0).
     pub fn new(ty: TableType, init: usize) -> Option<Box<TableStorage>> {
         if ty.limits.min > MAX_TABLE_ELEMENTS {
             return None;
@@ -138,8 +160,50 @@ impl TableStorage {
             elements: vec![init; ty.limits.min as usize],
             ty,
         });
+        t.retain_n(init, ty.limits.min as usize);
         t.sync();
         Some(t)
+    }
+
+    /// Stores `raw` at `index` (in bounds), moving counts from the old value to the new.
+    pub fn set(&mut self, index: usize, raw: usize) {
+        self.retain_n(raw, 1);
+        let old = std::mem::replace(&mut self.elements[index], raw);
+        self.release_one(old);
+    }
+
+    /// Fills `range` (in bounds) with `raw`.
+    pub fn fill(&mut self, range: std::ops::Range<usize>, raw: usize) {
+        for i in range {
+            self.set(i, raw);
+        }
+    }
+
+    /// Copies `values` into `at..` (in bounds), with counts.
+    pub fn write_all(&mut self, at: usize, values: &[usize]) {
+        for (i, v) in values.iter().enumerate() {
+            self.set(at + i, *v);
+        }
+    }
+
+    /// `copy_within` with counts (the ranges may overlap).
+    pub fn copy_within(&mut self, src: std::ops::Range<usize>, dst: usize) {
+        if self.holds_externrefs() {
+            for v in &self.elements[src.clone()] {
+                if *v != 0 {
+                    // SAFETY: a slot's value is live.
+                    unsafe { retain(*v) };
+                }
+            }
+            for v in &self.elements[dst..dst + src.len()] {
+                if *v != 0 {
+                    // SAFETY: the slot owned this count; the retains above keep any
+                    // value that is also being copied alive.
+                    unsafe { release(*v) };
+                }
+            }
+        }
+        self.elements.copy_within(src, dst);
     }
 
     fn sync(&mut self) {
@@ -162,11 +226,6 @@ impl TableStorage {
         &self.elements
     }
 
-    /// The elements, mutably.
-    pub fn elements_mut(&mut self) -> &mut [usize] {
-        &mut self.elements
-    }
-
     /// Grows by `delta` elements set to `init`; returns the old size or `None`.
     pub fn grow(&mut self, delta: u32, init: usize) -> Option<u32> {
         let old = self.len();
@@ -181,12 +240,21 @@ impl TableStorage {
             return None;
         }
         self.elements.resize(new as usize, init);
+        self.retain_n(init, delta as usize);
         self.sync();
         Some(old)
     }
 }
 
-/// A global's storage.
+impl Drop for TableStorage {
+    fn drop(&mut self) {
+        for v in std::mem::take(&mut self.elements) {
+            self.release_one(v);
+        }
+    }
+}
+
+/// A global's storage. An externref global owns one count of its value.
 #[repr(C)]
 #[derive(Debug)]
 pub struct GlobalStorage {
@@ -194,4 +262,38 @@ pub struct GlobalStorage {
     pub def: VMGlobalDefinition,
     /// The global's type.
     pub ty: GlobalType,
+}
+
+impl GlobalStorage {
+    /// A global holding `bits` (for an externref: a live reference or 0, retained here).
+    pub fn new(ty: GlobalType, bits: u64) -> Box<GlobalStorage> {
+        if ty.content == ValType::ExternRef && bits != 0 {
+            // SAFETY: the caller holds the reference.
+            unsafe { retain(bits as usize) };
+        }
+        Box::new(GlobalStorage {
+            def: VMGlobalDefinition { bits },
+            ty,
+        })
+    }
+
+    /// Replaces the value, moving counts for externrefs.
+    pub fn set(&mut self, bits: u64) {
+        let is_ref = self.ty.content == ValType::ExternRef;
+        if is_ref && bits != 0 {
+            // SAFETY: the caller holds the new reference.
+            unsafe { retain(bits as usize) };
+        }
+        let old = std::mem::replace(&mut self.def.bits, bits);
+        if is_ref && old != 0 {
+            // SAFETY: the global owned one count of the old value.
+            unsafe { release(old as usize) };
+        }
+    }
+}
+
+impl Drop for GlobalStorage {
+    fn drop(&mut self) {
+        self.set(0);
+    }
 }

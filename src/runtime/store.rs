@@ -42,8 +42,9 @@ pub struct StoreOpaque {
     pub(crate) globals: Vec<Box<GlobalStorage>>,
     pub(crate) host_funcs: Vec<OwnedHostFunc>,
     pub(crate) exit_trampolines: Vec<Arc<CodeMemory>>,
-    /// Every externref that entered this store's wasm; kept alive until the store drops.
-    pub(crate) keepalive: Vec<ExternRef>,
+    pub(crate) gc_stats: crate::gc::GcStats,
+    /// Collect when the root set reaches this size.
+    pub(crate) gc_threshold: usize,
     pub(crate) pending_error: Option<crate::trap::HostError>,
     pub(crate) pending_panic: Option<Box<dyn Any + Send>>,
 }
@@ -54,10 +55,56 @@ impl StoreOpaque {
         &self.engine
     }
 
-    /// Keeps `r` alive for the store's lifetime and returns the address wasm sees.
+    /// Adds `r` to the root set (it is about to enter wasm frames) and returns the
+    /// address wasm sees.
     pub(crate) fn root_externref(&mut self, r: &ExternRef) -> usize {
-        self.keepalive.push(r.clone());
+        // SAFETY: `r` is a live handle.
+        unsafe { self.vm.externrefs.insert(r.as_raw()) };
         r.as_raw()
+    }
+
+    /// Runs a collection if the root set has outgrown its threshold. Called where
+    /// references are about to enter wasm, before any of them is inserted.
+    pub(crate) fn maybe_gc(&mut self) {
+        if self.vm.externrefs.len >= self.gc_threshold {
+            let _ = self.gc();
+        }
+    }
+
+    /// Collects garbage `externref`s: walks this store's wasm frames, keeps the
+    /// references found in live stack-map slots, frees the rest of the root set that
+    /// nothing owns. The threshold then adapts to twice the survivors (at least
+    /// [`GC_THRESHOLD_FLOOR`]).
+    pub fn gc(&mut self) -> Result<(), crate::unwind::WalkError> {
+        let roots = super::gc_roots::StoreRoots::new(self);
+        let result = crate::gc::collect(&mut self.vm.externrefs, &roots, &mut self.gc_stats);
+        self.gc_threshold = (self.vm.externrefs.len * 2).max(GC_THRESHOLD_FLOOR);
+        result
+    }
+
+    /// Collection statistics.
+    pub fn gc_stats(&self) -> crate::gc::GcStats {
+        self.gc_stats
+    }
+
+    /// Current size of the root set (references that may be on the stack).
+    pub fn root_set_len(&self) -> usize {
+        self.vm.externrefs.len
+    }
+}
+
+/// The smallest automatic-collection threshold (root-set size).
+pub const GC_THRESHOLD_FLOOR: usize = 1024;
+
+impl Drop for StoreOpaque {
+    fn drop(&mut self) {
+        // Instances first (their element segments hold counts), then tables and globals
+        // (which own counts), then the root set: every reference the store still holds
+        // is released exactly once; those the host still owns stay valid.
+        self.instances.clear();
+        self.tables.clear();
+        self.globals.clear();
+        self.vm.externrefs.clear();
     }
 }
 
@@ -82,6 +129,7 @@ impl<T> Store<T> {
                     vm: Box::new(VMStoreContext {
                         stack_limit: 0,
                         activation_head: std::ptr::null(),
+                        externrefs: Default::default(),
                     }),
                     instances: Vec::new(),
                     memories: Vec::new(),
@@ -89,7 +137,8 @@ impl<T> Store<T> {
                     globals: Vec::new(),
                     host_funcs: Vec::new(),
                     exit_trampolines: Vec::new(),
-                    keepalive: Vec::new(),
+                    gc_stats: Default::default(),
+                    gc_threshold: GC_THRESHOLD_FLOOR,
                     pending_error: None,
                     pending_panic: None,
                 },
@@ -111,6 +160,16 @@ impl<T> Store<T> {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.inner.opaque.engine
+    }
+
+    /// Runs a garbage collection of this store's `externref`s now.
+    pub fn gc(&mut self) -> Result<(), crate::unwind::WalkError> {
+        self.inner.opaque.gc()
+    }
+
+    /// Collection statistics.
+    pub fn gc_stats(&self) -> crate::gc::GcStats {
+        self.inner.opaque.gc_stats
     }
 }
 
@@ -155,6 +214,12 @@ impl<T> Caller<'_, T> {
         f: impl FnMut(&crate::unwind::Frame) -> std::ops::ControlFlow<B>,
     ) -> Result<Option<B>, crate::unwind::WalkError> {
         super::entry::visit_store_frames(&self.store.opaque, f)
+    }
+
+    /// Runs a garbage collection of this store's `externref`s now (see
+    /// [`StoreOpaque::gc`]).
+    pub fn gc(&mut self) -> Result<(), crate::unwind::WalkError> {
+        self.store.opaque.gc()
     }
 
     /// An export of the calling instance (e.g. its memory), if called from wasm.

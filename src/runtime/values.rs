@@ -68,6 +68,25 @@ impl Val {
         }))
     }
 
+    /// The raw form for storing into a table or global of `store` (which retains it
+    /// itself): references are not added to the root set.
+    pub(crate) fn to_owned_raw(&self, store: &StoreOpaque) -> Result<ValRaw, super::Error> {
+        Ok(ValRaw(match self {
+            Val::I32(v) => *v as u32 as u64,
+            Val::I64(v) => *v as u64,
+            Val::F32(v) => u64::from(*v),
+            Val::F64(v) => *v,
+            Val::FuncRef(None) | Val::ExternRef(None) => 0,
+            Val::FuncRef(Some(f)) => {
+                if f.store_id != store.id {
+                    return Err(super::Error::WrongStore);
+                }
+                f.raw() as u64
+            }
+            Val::ExternRef(Some(r)) => r.as_raw() as u64,
+        }))
+    }
+
     /// Reads a raw value of type `ty` produced by wasm code of `store`.
     pub(crate) fn from_raw(raw: ValRaw, ty: ValType, store: &StoreOpaque) -> Val {
         match ty {
@@ -76,8 +95,8 @@ impl Val {
             ValType::F32 => Val::F32(raw.0 as u32),
             ValType::F64 => Val::F64(raw.0),
             ValType::FuncRef => Val::FuncRef(Func::from_raw(store, raw.0 as usize)),
-            // SAFETY: every externref wasm holds entered through `to_raw` (or a host
-            // function's result), which rooted it in the store's keep-alive list.
+            // SAFETY: every externref wasm holds is owned (table, global) or in the
+            // store's root set, so it is live.
             ValType::ExternRef => {
                 Val::ExternRef(unsafe { ExternRef::clone_from_raw(raw.0 as usize) })
             }

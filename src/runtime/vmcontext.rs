@@ -28,6 +28,7 @@
 //! The definitions they point at are boxed and owned by the store, so their addresses are
 //! stable for the store's lifetime.
 
+use crate::gc::VMExternRefSet;
 use crate::unwind::Activation;
 use memoffset::offset_of;
 
@@ -136,6 +137,8 @@ pub struct VMStoreContext {
     pub stack_limit: usize,
     /// The newest activation of this store on the current thread's stack, or null.
     pub activation_head: *const Activation,
+    /// The over-approximated set of externrefs wasm frames may hold.
+    pub externrefs: VMExternRefSet,
 }
 
 impl VMStoreContext {
@@ -143,6 +146,12 @@ impl VMStoreContext {
     pub const STACK_LIMIT_OFFSET: u32 = offset_of!(VMStoreContext, stack_limit) as u32;
     /// Offset of `activation_head`.
     pub const ACTIVATION_HEAD_OFFSET: u32 = offset_of!(VMStoreContext, activation_head) as u32;
+    /// Offset of the root set's head.
+    pub const EXTERNREF_SET_HEAD_OFFSET: u32 =
+        offset_of!(VMStoreContext, externrefs) as u32 + VMExternRefSet::HEAD_OFFSET;
+    /// Offset of the root set's length.
+    pub const EXTERNREF_SET_LEN_OFFSET: u32 =
+        offset_of!(VMStoreContext, externrefs) as u32 + VMExternRefSet::LEN_OFFSET;
 }
 
 /// Magic value at offset 0 of every instance vmctx.
@@ -261,6 +270,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<VMGlobalDefinition>(), 8);
         assert_eq!(VMStoreContext::STACK_LIMIT_OFFSET, 0);
         assert_eq!(VMStoreContext::ACTIVATION_HEAD_OFFSET, 8);
+        assert_eq!(VMStoreContext::EXTERNREF_SET_HEAD_OFFSET, 16);
+        assert_eq!(VMStoreContext::EXTERNREF_SET_LEN_OFFSET, 24);
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Writer of the stack-map section.
 //!
 //! This writes the encoding described in the module docs of `stackmap` and read by
-//! `reader.rs`: header, sorted index, map references, map table, map data, back to
-//! back. The output is canonical: the same set of safepoints (in any insertion order)
-//! always gives the same bytes.
+//! `reader.rs`: header, page table, sorted index, map references, map table, map data,
+//! back to back. The output is deterministic: the same set of safepoints (in any
+//! insertion order) always gives the same bytes.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    StackMapError, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAP_HEADER_WORDS, SLOTS_PER_WORD, SLOT_SIZE,
+    StackMapError, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAP_HEADER_WORDS, MAX_PAGE_SHIFT,
+    MIN_ENTRIES_PER_PAGE, SLOTS_PER_WORD, SLOT_SIZE,
 };
 
 /// One distinct map: span and minimal bitmap (empty, or last word non-zero).
@@ -27,8 +28,8 @@ impl MapKey {
 
 /// Collects the safepoints of a module and serializes them as a stack-map section.
 ///
-/// Identical maps (same span, same slot set) are stored once. Memory use is one
-/// `BTreeMap` entry per safepoint plus one copy of each distinct map.
+/// Identical maps (same span, same slot set) are stored once, in the builder as in the
+/// section: memory use is one `BTreeMap` entry per safepoint plus the distinct maps.
 #[derive(Clone, Debug)]
 pub struct StackMapBuilder {
     /// Return offset -> number of its map in `maps`.
@@ -36,11 +37,25 @@ pub struct StackMapBuilder {
     /// Distinct maps, numbered in order of insertion.
     maps: Vec<MapKey>,
     interned: HashMap<MapKey, u32>,
-    /// Size in bytes of the section written *without* deduplication, the larger of
-    /// the two encodings; kept `<= size_limit` so that `finish` cannot fail.
-    undeduplicated_size: u64,
+    /// An upper bound on the size in bytes of either encoding (with or without
+    /// deduplication); kept `<= size_limit` so that `finish` cannot fail.
+    size_bound: u64,
     /// `u32::MAX`: every offset in the format is a u32. Lowered only by tests.
     size_limit: u64,
+}
+
+/// The page layout for `count` safepoints whose largest return offset is `last`: the
+/// smallest shift that gives at most `count / MIN_ENTRIES_PER_PAGE` pages (at least
+/// one), and the resulting page count (0 without safepoints).
+pub(super) fn page_layout(count: usize, last: Option<u32>) -> (u32, u64) {
+    let Some(last) = last else { return (0, 0) };
+    let wanted = (count / MIN_ENTRIES_PER_PAGE).max(1) as u64;
+    let pages = |shift: u32| u64::from(last >> shift) + 1;
+    let mut shift = 0;
+    while shift < MAX_PAGE_SHIFT && pages(shift) > wanted {
+        shift += 1;
+    }
+    (shift, pages(shift))
 }
 
 impl Default for StackMapBuilder {
@@ -56,7 +71,10 @@ impl StackMapBuilder {
             safepoints: BTreeMap::new(),
             maps: Vec::new(),
             interned: HashMap::new(),
-            undeduplicated_size: u64::from(HEADER_SIZE),
+            // The header and 3 page-table words. The page table has P + 1 words, at
+            // most max(3, N / 8 + 1) (see `page_layout`), so these 3 words plus the
+            // one page-table word that `add` counts per safepoint bound it.
+            size_bound: u64::from(HEADER_SIZE) + 4 * 3,
             size_limit: u64::from(u32::MAX),
         }
     }
@@ -117,8 +135,9 @@ impl StackMapBuilder {
         }
         let key = MapKey { span, bits };
 
-        // Index word + map-ref word + map-table word + the map itself.
-        let size = self.undeduplicated_size + 4 * (3 + key.words());
+        // Index word + map-ref word + page-table word (a bound, see `new`) +
+        // map-table word + the map itself.
+        let size = self.size_bound + 4 * (4 + key.words());
         if size > self.size_limit {
             return Err(StackMapError::SectionTooLarge { size });
         }
@@ -135,7 +154,7 @@ impl StackMapBuilder {
             }
         };
         self.safepoints.insert(return_offset, map);
-        self.undeduplicated_size = size;
+        self.size_bound = size;
         Ok(())
     }
 
@@ -157,15 +176,24 @@ impl StackMapBuilder {
     /// Size in bytes of the section [`finish_with(dedup)`](Self::finish_with) would
     /// write now; compare both to measure what deduplication saves.
     pub fn encoded_len(&self, dedup: bool) -> usize {
-        let size = if dedup {
-            let n = self.safepoints.len() as u64;
-            let maps: u64 = self.maps.iter().map(|m| 4 * (1 + m.words())).sum();
-            u64::from(HEADER_SIZE) + 8 * n + maps
+        let n = self.safepoints.len() as u64;
+        let (_, pages) = page_layout(self.safepoints.len(), self.last_offset());
+        let maps: u64 = if dedup {
+            self.maps.iter().map(|m| 4 * (1 + m.words())).sum()
         } else {
-            self.undeduplicated_size
+            self.safepoints
+                .values()
+                .map(|&m| 4 * (1 + self.maps[m as usize].words()))
+                .sum()
         };
-        // `add` keeps both sizes <= u32::MAX.
+        let size = u64::from(HEADER_SIZE) + 4 * (pages + 1) + 8 * n + maps;
+        // `add` keeps this <= its bound on the undeduplicated size, <= u32::MAX.
+        debug_assert!(size <= self.size_bound, "size_bound must bound the size");
         usize::try_from(size).unwrap_or(usize::MAX)
+    }
+
+    fn last_offset(&self) -> Option<u32> {
+        self.safepoints.last_key_value().map(|(&offset, _)| offset)
     }
 
     /// Serializes the section, storing identical maps once.
@@ -177,10 +205,8 @@ impl StackMapBuilder {
     /// of its map (still a valid section). That mode exists to measure the effect of
     /// deduplication.
     ///
-    /// # Panics
-    ///
-    /// Never: [`add`](Self::add) refuses any safepoint that would take either encoding
-    /// past the format's 32-bit offsets, which is what the internal `expect` checks.
+    /// Cannot fail: [`add`](Self::add) refuses any safepoint that would take either
+    /// encoding past the format's 32-bit offsets.
     pub fn finish_with(self, dedup: bool) -> Vec<u8> {
         const UNNUMBERED: u32 = u32::MAX;
         // `add` bounded the section by u32::MAX bytes, so every count, offset and
@@ -204,8 +230,10 @@ impl StackMapBuilder {
 
         let n = self.safepoints.len() as u64;
         let m = written.len() as u64;
+        let (page_shift, page_count) = page_layout(self.safepoints.len(), self.last_offset());
         let data_words: u64 = written.iter().map(|map| map.words()).sum();
-        let index_offset = u64::from(HEADER_SIZE);
+        let page_table_offset = u64::from(HEADER_SIZE);
+        let index_offset = page_table_offset + 4 * (page_count + 1);
         let map_refs_offset = index_offset + 4 * n;
         let map_table_offset = map_refs_offset + 4 * n;
         let map_data_offset = map_table_offset + 4 * m;
@@ -216,11 +244,26 @@ impl StackMapBuilder {
         put(FORMAT_VERSION);
         put(to_u32(n));
         put(to_u32(m));
+        put(page_shift);
+        put(to_u32(page_count));
+        put(to_u32(page_table_offset));
         put(to_u32(index_offset));
         put(to_u32(map_refs_offset));
         put(to_u32(map_table_offset));
         put(to_u32(map_data_offset));
         put(to_u32(data_words));
+        // page_table[p] = first entry whose page is >= p, for p in 0..=P.
+        let mut entry: u64 = 0;
+        let mut offsets = self.safepoints.keys().peekable();
+        for page in 0..=page_count {
+            while offsets
+                .next_if(|&&o| u64::from(o >> page_shift) < page)
+                .is_some()
+            {
+                entry += 1;
+            }
+            put(to_u32(entry));
+        }
         for &offset in self.safepoints.keys() {
             put(offset);
         }
@@ -308,14 +351,49 @@ mod tests {
         let deduped = builder.clone().finish();
         let plain = builder.finish_with(false);
         assert_eq!((deduped.len(), plain.len()), (deduped_len, plain_len));
-        // 103 safepoints: 36 + 8*103 bytes of index; maps of 3 words + table word.
-        assert_eq!(deduped.len(), 36 + 8 * 103 + 3 * 16);
-        assert_eq!(plain.len(), 36 + 8 * 103 + 103 * 16);
+        // Each map stored once less saves its 3 words and its map-table word.
+        assert_eq!(plain.len() - deduped.len(), (103 - 3) * 16);
 
         let a = StackMapSection::parse(&deduped).unwrap();
         let b = StackMapSection::parse(&plain).unwrap();
         assert_eq!((a.map_count(), b.map_count()), (3, 103));
         assert!(a.iter().eq(b.iter()), "dedup changes no answer");
+    }
+
+    #[test]
+    fn page_layout_gives_about_eight_safepoints_per_page() {
+        assert_eq!(page_layout(0, None), (0, 0));
+        // Fewer than 16 safepoints: one page holding them all.
+        assert_eq!(page_layout(1, Some(0)), (0, 1));
+        assert_eq!(page_layout(15, Some(0x1234)), (13, 1));
+        assert_eq!(page_layout(1, Some(u32::MAX)), (31, 2));
+        // 100,000 safepoints up to 6.4 MB of code: at most 12,500 pages.
+        let (shift, pages) = page_layout(100_000, Some(6_400_000));
+        assert_eq!((shift, pages), (10, 6251));
+        assert!(pages <= 100_000 / 8 && (6_400_000u64 >> (shift - 1)) + 1 > 12_500);
+    }
+
+    #[test]
+    fn pages_split_the_index() {
+        // 64 safepoints 16 bytes apart, then one far away: 8 pages wanted.
+        let mut builder = StackMapBuilder::new();
+        for i in 0..64u32 {
+            builder.add(i * 16, 16, &[8]).unwrap();
+        }
+        builder.add(0x10_0000, 16, &[]).unwrap();
+        let bytes = builder.finish();
+        let section = StackMapSection::parse(&bytes).unwrap();
+        for i in 0..64u32 {
+            assert_eq!(slots_of(&section, i * 16), Some((16, vec![8])));
+            assert_eq!(slots_of(&section, i * 16 + 8), None);
+        }
+        assert_eq!(slots_of(&section, 0x10_0000), Some((16, vec![])));
+        assert_eq!(slots_of(&section, 0x10_0010), None);
+        assert_eq!(slots_of(&section, 0x0f_fff0), None);
+        assert!(
+            format!("{section:?}").contains("page_shift: 18"),
+            "{section:?}"
+        );
     }
 
     #[test]
@@ -378,9 +456,11 @@ mod tests {
         let top = span - 8;
         let mut builder = StackMapBuilder::new();
         builder.add(7, span, &[top, 0]).unwrap();
+        let expected_len = builder.encoded_len(true);
         let bytes = builder.finish();
+        assert_eq!(bytes.len(), expected_len);
         // Slot number 2^29 - 2 sits in bitmap word 2^24 - 1.
-        assert_eq!(bytes.len(), 36 + 8 + 4 + 4 * (2 + (1 << 24)));
+        assert!(bytes.len() > 4 << 24);
         let section = StackMapSection::parse(&bytes).unwrap();
         assert_eq!(slots_of(&section, 7), Some((span, vec![0, top])));
     }
@@ -388,18 +468,18 @@ mod tests {
     #[test]
     fn section_too_large_is_an_error_not_a_panic() {
         // The real limit is 4 GiB; the size arithmetic is the same with a small one.
-        // Each safepoint with a one-word map costs 4 * (3 + 3) = 24 bytes undeduplicated.
         let mut builder = StackMapBuilder::new();
-        builder.size_limit = 36 + 24 * 10;
         for offset in 0..10 {
             builder.add(offset, 64, &[8]).unwrap();
         }
-        assert_eq!(
-            builder.add(10, 64, &[8]),
-            Err(StackMapError::SectionTooLarge { size: 36 + 24 * 11 })
+        builder.size_limit = builder.size_bound;
+        let err = builder.add(10, 64, &[8]).unwrap_err();
+        assert!(
+            matches!(err, StackMapError::SectionTooLarge { size } if size > builder.size_limit),
+            "{err}"
         );
         assert_eq!(builder.len(), 10);
-        assert_eq!(builder.encoded_len(false), 36 + 24 * 10);
+        assert!(builder.encoded_len(false) <= builder.size_limit as usize);
         let bytes = builder.finish_with(false);
         let section = StackMapSection::parse(&bytes).unwrap();
         assert_eq!((section.len(), section.map_count()), (10, 10));
@@ -408,7 +488,7 @@ mod tests {
     #[test]
     fn default_is_new() {
         let builder = StackMapBuilder::default();
-        assert_eq!(builder.encoded_len(false), 36);
+        assert_eq!(builder.encoded_len(false), 48 + 4);
         assert_eq!(builder.finish(), StackMapBuilder::new().finish());
     }
 }

@@ -11,7 +11,7 @@ use std::iter::FusedIterator;
 
 use super::{
     header, SectionPart, StackMapError, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAP_HEADER_WORDS,
-    SLOTS_PER_WORD, SLOT_SIZE,
+    MAX_PAGE_SHIFT, SLOTS_PER_WORD, SLOT_SIZE,
 };
 
 /// One little-endian `u32` in the section, unaligned.
@@ -29,6 +29,11 @@ fn word(w: Word) -> u32 {
 #[derive(Clone, Copy)]
 pub struct StackMapSection<'a> {
     bytes: &'a [u8],
+    /// Page `p` covers return offsets `r` with `r >> page_shift == p`.
+    page_shift: u32,
+    /// `P + 1` entries: entries `page_table[p]..page_table[p + 1]` of the index are
+    /// exactly those in page `p`.
+    page_table: &'a [Word],
     /// Return offsets, strictly increasing.
     index: &'a [Word],
     /// Map number of each safepoint, `< map_table.len()`.
@@ -55,9 +60,10 @@ fn header_field(bytes: &[u8], at: usize) -> u32 {
     word(w)
 }
 
-/// Bytes of a table of `count` words starting at `offset`; cannot overflow a `u64`.
-fn table_end(offset: u32, count: u32) -> u64 {
-    u64::from(offset) + 4 * u64::from(count)
+/// Bytes of a table of `count` words starting at `offset`; cannot overflow a `u64`
+/// (`count` is at most `u32::MAX + 1`).
+fn table_end(offset: u32, count: u64) -> u64 {
+    u64::from(offset) + 4 * count
 }
 
 fn len_u64(bytes: &[u8]) -> u64 {
@@ -67,15 +73,15 @@ fn len_u64(bytes: &[u8]) -> u64 {
 
 impl<'a> StackMapSection<'a> {
     /// Checks `bytes` against every invariant of the format and returns a reader over
-    /// them. Runs in O(N + W) time (N safepoints, W words of map data) and allocates
-    /// nothing.
+    /// them. Runs in time linear in the size of the section and allocates nothing.
     ///
     /// # Errors
     ///
     /// A [`StackMapError`] naming the first violated invariant: wrong magic or version,
-    /// a table that is truncated, misaligned, overlapping or followed by trailing bytes,
-    /// an index that is not strictly increasing, a map reference out of range or out of
-    /// order, an unused map, or a map that is malformed or runs past the map data.
+    /// a bad page shift, a table that is truncated, misaligned, overlapping or followed
+    /// by trailing bytes, an index that is not strictly increasing, a page table that
+    /// does not match the index, a map reference out of range or out of order, an
+    /// unused map, or a map that is malformed or runs past the map data.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, StackMapError> {
         let len = bytes.len();
         if let Some(found) = bytes.get(header::MAGIC..header::MAGIC + 4) {
@@ -96,13 +102,23 @@ impl<'a> StackMapSection<'a> {
         if version != FORMAT_VERSION {
             return Err(StackMapError::UnsupportedVersion { found: version });
         }
-        let safepoint_count = header_field(bytes, header::SAFEPOINT_COUNT);
-        let map_count = header_field(bytes, header::MAP_COUNT);
-        let map_data_words = header_field(bytes, header::MAP_DATA_WORDS);
+        let safepoint_count = u64::from(header_field(bytes, header::SAFEPOINT_COUNT));
+        let map_count = u64::from(header_field(bytes, header::MAP_COUNT));
+        let page_shift = header_field(bytes, header::PAGE_SHIFT);
+        let page_count = header_field(bytes, header::PAGE_COUNT);
+        let map_data_words = u64::from(header_field(bytes, header::MAP_DATA_WORDS));
+        if page_shift > MAX_PAGE_SHIFT {
+            return Err(StackMapError::BadPageShift { shift: page_shift });
+        }
 
         // The tables, in the order they must appear, each 4-byte aligned, none
         // overlapping its predecessor; the last one must end the section.
         let tables = [
+            (
+                SectionPart::PageTable,
+                header::PAGE_TABLE_OFFSET,
+                u64::from(page_count) + 1,
+            ),
             (SectionPart::Index, header::INDEX_OFFSET, safepoint_count),
             (
                 SectionPart::MapRefs,
@@ -116,7 +132,7 @@ impl<'a> StackMapSection<'a> {
                 map_data_words,
             ),
         ];
-        let mut slices: [&'a [Word]; 4] = [&[]; 4];
+        let mut slices: [&'a [Word]; 5] = [&[]; 5];
         let mut previous_end = u64::from(HEADER_SIZE);
         for (slot, (part, field, count)) in slices.iter_mut().zip(tables) {
             let offset = header_field(bytes, field);
@@ -159,16 +175,19 @@ impl<'a> StackMapSection<'a> {
                 len,
             });
         }
-        let [index, map_refs, map_table, map_data] = slices;
+        let [page_table, index, map_refs, map_table, map_data] = slices;
 
         let section = StackMapSection {
             bytes,
+            page_shift,
+            page_table,
             index,
             map_refs,
             map_table,
             map_data,
         };
         section.check_index()?;
+        section.check_page_table()?;
         section.check_maps()?;
         section.check_map_refs()?;
         Ok(section)
@@ -183,6 +202,43 @@ impl<'a> StackMapSection<'a> {
                     entry: entry + 1,
                     previous,
                     offset,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The page count fits the last offset, and each page-table entry is exactly the
+    /// first index entry at or after its page. Needs a sorted index.
+    fn check_page_table(&self) -> Result<(), StackMapError> {
+        // `page_table` has `page_count + 1 >= 1` words (checked by the table layout).
+        let page_count = self.page_table.len() - 1;
+        let expected_pages = self
+            .index
+            .last()
+            .map_or(0, |&last| u64::from(word(last) >> self.page_shift) + 1);
+        if page_count as u64 != expected_pages {
+            return Err(StackMapError::PageCountMismatch {
+                page_count: u32::try_from(page_count).unwrap_or(u32::MAX),
+                expected: expected_pages,
+            });
+        }
+        // One merged pass over pages and entries: O(P + N).
+        let mut entry = 0;
+        for (page, &recorded) in self.page_table.iter().enumerate() {
+            while self
+                .index
+                .get(entry)
+                .is_some_and(|&offset| ((word(offset) >> self.page_shift) as usize) < page)
+            {
+                entry += 1;
+            }
+            let recorded = word(recorded);
+            if usize::try_from(recorded).ok() != Some(entry) {
+                return Err(StackMapError::PageTableMismatch {
+                    page: u32::try_from(page).unwrap_or(u32::MAX),
+                    recorded,
+                    expected: entry as u64,
                 });
             }
         }
@@ -288,15 +344,27 @@ impl<'a> StackMapSection<'a> {
     /// from the start of `.text`, or `None` if there is none.
     ///
     /// `None` means the frame holds no live references at that call; the lookup is an
-    /// exact match and never answers with a neighbouring safepoint. O(log N), no
-    /// allocation.
+    /// exact match and never answers with a neighbouring safepoint. One page-table
+    /// step, then a binary search over the safepoints of one page; no allocation.
     #[inline]
     pub fn lookup(&self, return_offset: u32) -> Option<StackMap<'a>> {
-        let entry = self
-            .index
+        self.find(return_offset)
+            .map(|entry| self.map_of_entry(entry))
+    }
+
+    /// The index entry whose return offset is exactly `return_offset`.
+    #[inline]
+    fn find(&self, return_offset: u32) -> Option<usize> {
+        let page = (return_offset >> self.page_shift) as usize;
+        // Page `page` has no entry if `page >= P`, i.e. `page + 1` is past the table.
+        let first = word(*self.page_table.get(page)?) as usize;
+        let end = word(*self.page_table.get(page.checked_add(1)?)?) as usize;
+        // parse: `first <= end <= N` for every page.
+        let run = &self.index[first..end];
+        let within = run
             .binary_search_by(|&probe| word(probe).cmp(&return_offset))
             .ok()?;
-        Some(self.map_of_entry(entry))
+        Some(first + within)
     }
 
     /// The map of index entry `entry < len()`.
@@ -350,6 +418,8 @@ impl fmt::Debug for StackMapSection<'_> {
         f.debug_struct("StackMapSection")
             .field("len", &self.len())
             .field("map_count", &self.map_count())
+            .field("page_shift", &self.page_shift)
+            .field("page_count", &(self.page_table.len() - 1))
             .field("bytes", &self.bytes.len())
             .finish()
     }
@@ -477,6 +547,7 @@ impl FusedIterator for Slots<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stackmap::builder::page_layout;
     use crate::stackmap::StackMapBuilder;
 
     /// Writes the little-endian `u32` `value` at byte `at`.
@@ -504,11 +575,21 @@ mod tests {
             }
         }
 
+        /// Lays the tables out back to back after the header, with the page table
+        /// the builder would choose (computed here from its definition).
         fn encode(&self) -> Vec<u8> {
             let n = self.index.len() as u32;
             let m = self.maps.len() as u32;
             let w: u32 = self.maps.iter().map(|m| m.len() as u32).sum();
-            let index_offset = HEADER_SIZE;
+            let (shift, pages) = page_layout(self.index.len(), self.index.last().copied());
+            let page_table: Vec<u32> = (0..=pages)
+                .map(|p| {
+                    let first = self.index.iter().position(|&o| u64::from(o >> shift) >= p);
+                    first.unwrap_or(self.index.len()) as u32
+                })
+                .collect();
+            let page_table_offset = HEADER_SIZE;
+            let index_offset = page_table_offset + 4 * page_table.len() as u32;
             let refs_offset = index_offset + 4 * n;
             let table_offset = refs_offset + 4 * n;
             let data_offset = table_offset + 4 * m;
@@ -517,12 +598,16 @@ mod tests {
                 FORMAT_VERSION,
                 n,
                 m,
+                shift,
+                pages as u32,
+                page_table_offset,
                 index_offset,
                 refs_offset,
                 table_offset,
                 data_offset,
                 w,
             ];
+            words.extend(&page_table);
             words.extend(&self.index);
             words.extend(&self.map_refs);
             let mut start = 0;
@@ -570,7 +655,7 @@ mod tests {
             maps: vec![],
         }
         .encode();
-        assert_eq!(bytes.len(), HEADER_SIZE as usize);
+        assert_eq!(bytes.len(), HEADER_SIZE as usize + 4); // page_table == [0]
         let section = StackMapSection::parse(&bytes).unwrap();
         assert!(section.is_empty());
         assert_eq!(section.map_count(), 0);
@@ -591,7 +676,7 @@ mod tests {
                 StackMapSection::parse(bytes).unwrap_err(),
                 StackMapError::Truncated {
                     part: SectionPart::Header,
-                    needed: 36,
+                    needed: 48,
                     len
                 },
                 "length {len}"
@@ -668,14 +753,14 @@ mod tests {
 
     #[test]
     fn zero_counts_with_leftover_tables_are_rejected() {
-        // Claim zero safepoints but keep the tables: the map is then unused.
+        // Claim zero safepoints but keep the tables: the page count no longer fits.
         let mut bytes = Raw::valid().encode();
         put(&mut bytes, header::SAFEPOINT_COUNT, 0);
         assert_eq!(
             StackMapSection::parse(&bytes).unwrap_err(),
-            StackMapError::UnusedMap {
-                map: 0,
-                map_count: 2
+            StackMapError::PageCountMismatch {
+                page_count: 1,
+                expected: 0
             }
         );
     }
@@ -705,13 +790,104 @@ mod tests {
         );
 
         let mut bytes = Raw::valid().encode();
-        put(&mut bytes, header::INDEX_OFFSET, 0);
+        put(&mut bytes, header::PAGE_TABLE_OFFSET, 0);
         assert_eq!(
             StackMapSection::parse(&bytes).unwrap_err(),
             StackMapError::OverlappingTable {
-                part: SectionPart::Index,
+                part: SectionPart::PageTable,
                 offset: 0,
-                previous_end: 36
+                previous_end: u64::from(HEADER_SIZE)
+            }
+        );
+    }
+
+    #[test]
+    fn bad_page_shift_and_page_count() {
+        let mut bytes = Raw::valid().encode();
+        put(&mut bytes, header::PAGE_SHIFT, 32);
+        assert_eq!(
+            StackMapSection::parse(&bytes).unwrap_err(),
+            StackMapError::BadPageShift { shift: 32 }
+        );
+
+        // Index 0x10, 0x20, 0x30 with shift 6: one page. Claim shift 4 instead: the
+        // last offset 0x30 is then in page 3, so 4 pages are needed.
+        let mut bytes = Raw::valid().encode();
+        assert_eq!(get(&bytes, header::PAGE_SHIFT), 6);
+        put(&mut bytes, header::PAGE_SHIFT, 4);
+        assert_eq!(
+            StackMapSection::parse(&bytes).unwrap_err(),
+            StackMapError::PageCountMismatch {
+                page_count: 1,
+                expected: 4
+            }
+        );
+    }
+
+    #[test]
+    fn page_table_must_match_the_index() {
+        // A valid section with shift 4 and 4 pages: [0, 0, 1, 2, 3] for offsets
+        // 0x10, 0x20, 0x30 (pages 1, 2, 3; page 0 empty).
+        let raw = Raw::valid();
+        let mut bytes = raw.encode();
+        let table = get(&bytes, header::PAGE_TABLE_OFFSET) as usize;
+        let index = get(&bytes, header::INDEX_OFFSET) as usize;
+        // Grow the page table from 2 to 5 words, then fix the later table offsets.
+        let words: Vec<u8> = [0u32, 0, 1, 2, 3]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        bytes.splice(table..index, words);
+        for field in [
+            header::INDEX_OFFSET,
+            header::MAP_REFS_OFFSET,
+            header::MAP_TABLE_OFFSET,
+            header::MAP_DATA_OFFSET,
+        ] {
+            let moved = get(&bytes, field) + 12;
+            put(&mut bytes, field, moved);
+        }
+        put(&mut bytes, header::PAGE_SHIFT, 4);
+        put(&mut bytes, header::PAGE_COUNT, 4);
+        let section = StackMapSection::parse(&bytes).unwrap();
+        for offset in [0x10, 0x20, 0x30] {
+            assert!(section.lookup(offset).is_some());
+        }
+        assert_eq!(section.lookup(0x0), None);
+        assert_eq!(section.lookup(0x31), None);
+        assert_eq!(section.lookup(0x40), None); // page 4: past the table
+
+        // Page 2 said to start at entry 0: lookups of 0x10 would search page 2.
+        let mut wrong = bytes.clone();
+        put(&mut wrong, table + 8, 0);
+        assert_eq!(
+            StackMapSection::parse(&wrong).unwrap_err(),
+            StackMapError::PageTableMismatch {
+                page: 2,
+                recorded: 0,
+                expected: 1
+            }
+        );
+        // The last entry must be N.
+        let mut wrong = bytes.clone();
+        put(&mut wrong, table + 16, 2);
+        assert_eq!(
+            StackMapSection::parse(&wrong).unwrap_err(),
+            StackMapError::PageTableMismatch {
+                page: 4,
+                recorded: 2,
+                expected: 3
+            }
+        );
+        // A page table pointing past the index.
+        let mut wrong = bytes;
+        put(&mut wrong, table + 4, u32::MAX);
+        assert_eq!(
+            StackMapSection::parse(&wrong).unwrap_err(),
+            StackMapError::PageTableMismatch {
+                page: 1,
+                recorded: u32::MAX,
+                expected: 0
             }
         );
     }

@@ -184,13 +184,15 @@ proptest! {
     }
 }
 
-/// Every single-bit flip and every truncation of a small valid section.
+/// Every single-bit flip and every truncation of a small valid section (under Miri,
+/// one bit per byte, which still touches every field).
 #[test]
 fn exhaustive_bit_flips_and_truncations_never_panic() {
     let bytes = sample_section();
     let mut parsed = 0;
     for at in 0..bytes.len() {
-        for bit in 0..8 {
+        let bits = if cfg!(miri) { at % 8..at % 8 + 1 } else { 0..8 };
+        for bit in bits {
             let mut mutated = bytes.clone();
             mutated[at] ^= 1 << bit;
             parsed += usize::from(StackMapSection::parse(&mutated).is_ok());

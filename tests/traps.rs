@@ -1,0 +1,569 @@
+//! Traps: every kind, with its exact message and exact backtrace, the store working
+//! after each, host errors and panics, traps inside nested activations, and traps on
+//! two threads at once.
+//!
+//! Every expected backtrace is built from offsets computed from the module binary
+//! (see `common`), and compared as a whole: `trap.to_string()` against the full
+//! rendered text, and `trap.frames()` frame by frame.
+//!
+//! `TRAPS_THREAD_ITERATIONS` (default 2,000) sets how many traps and walks each of the
+//! two threads of [`two_threads_trap_and_walk_concurrently`] does.
+
+mod common;
+
+use common::{assert_frames, env_count, render_trap, with_big_stack, Expected, Wasm};
+use framewalk::trap::TrapCode;
+use framewalk::{Caller, Config, Engine, Error, Extern, Func, Instance, Module, Store, Trap, Val};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use wasmparser::Operator;
+
+/// One trapping function per trap kind, each called from an exported function, so
+/// every backtrace has two frames: the trapping instruction and the export's call.
+const TRAPS_WAT: &str = r#"
+(module $traps
+  (type $to_i32 (func (result i32)))
+  (import "host" "fail" (func $host_fail (param i32) (result i32)))
+  (import "host" "panic" (func $host_panic (param i32) (result i32)))
+  (import "host" "reenter" (func $host_reenter (param i32) (result i32)))
+  (import "host" "walk" (func $host_walk (result i32)))
+  (memory 1)
+  (table $table 4 funcref)
+  (elem (i32.const 0) $seven $seven_i64)
+
+  (func $seven (result i32) (i32.const 7))
+  (func $seven_i64 (result i64) (i64.const 7))
+
+  (func $do_unreachable (result i32) (unreachable))
+  (func $divide (param i32 i32) (result i32) (i32.div_s (local.get 0) (local.get 1)))
+  (func $truncate (param f32) (result i32) (i32.trunc_f32_s (local.get 0)))
+  (func $load (param i32) (result i32) (i32.load (local.get 0)))
+  (func $table_get (param i32) (result i32) (ref.is_null (table.get $table (local.get 0))))
+  (func $call_slot (param i32) (result i32) (call_indirect (type $to_i32) (local.get 0)))
+  (func $recurse (param i32) (result i32)
+    (call $recurse (i32.add (local.get 0) (i32.const 1))))
+
+  (func $unreachable (export "unreachable") (result i32) (call $do_unreachable))
+  (func $divide_by_zero (export "divide_by_zero") (result i32)
+    (call $divide (i32.const 1) (i32.const 0)))
+  (func $overflow (export "overflow") (result i32)
+    (call $divide (i32.const 0x80000000) (i32.const -1)))
+  (func $nan_to_int (export "nan_to_int") (result i32)
+    (call $truncate (f32.const nan)))
+  (func $big_to_int (export "big_to_int") (result i32)
+    (call $truncate (f32.const 3e9)))
+  (func $memory_oob (export "memory_oob") (result i32)
+    (call $load (i32.const 65536)))
+  (func $table_oob (export "table_oob") (result i32)
+    (call $table_get (i32.const 4)))
+  (func $null_element (export "null_element") (result i32)
+    (call $call_slot (i32.const 2)))
+  (func $type_mismatch (export "type_mismatch") (result i32)
+    (call $call_slot (i32.const 1)))
+  (func $undefined_element (export "undefined_element") (result i32)
+    (call $call_slot (i32.const 4)))
+  (func $exhaust (export "exhaust") (result i32)
+    (call $recurse (i32.const 0)))
+  (func $host_error (export "host_error") (result i32)
+    (call $host_fail (i32.const 13)))
+  (func $panics (export "panics") (param i32) (result i32)
+    (call $host_panic (local.get 0)))
+  (func $panics_nine (export "panics_nine") (result i32)
+    (call $host_panic (i32.const 9)))
+  (func $walk_middle (result i32) (call $host_walk))
+  (func $walks (export "walks") (result i32) (call $walk_middle))
+  (func $nest (export "nest") (param i32) (result i32)
+    (call $host_reenter (local.get 0)))
+
+  ;; Uses memory, a direct call, call_indirect and a host call: x/7 + 7 + 2.
+  (func $works (export "works") (param i32) (result i32)
+    (i32.store (i32.const 16) (local.get 0))
+    (i32.add
+      (i32.add
+        (call $divide (i32.load (i32.const 16)) (i32.const 7))
+        (call_indirect (type $to_i32) (i32.const 0)))
+      (call $host_fail (i32.const 1))))
+)
+"#;
+
+/// `works(700)`: 700 / 7 + 7 + (1 + 1).
+const WORKS_ARG: i32 = 700;
+const WORKS_RESULT: i32 = 109;
+
+/// The message `host.fail` fails with.
+const HOST_FAIL_MESSAGE: &str = "host says no: 13";
+
+fn is_call_indirect(op: &Operator<'_>) -> bool {
+    matches!(op, Operator::CallIndirect { .. })
+}
+
+/// Host state of the trap tests' store.
+#[derive(Default)]
+struct Host {
+    instance: Option<Instance>,
+    /// The export the innermost `reenter` calls.
+    innermost: &'static str,
+    /// At which depth `reenter` calls `innermost` instead of `nest`.
+    bottom: i32,
+    /// What the innermost `reenter` saw: the inner call's error, rendered.
+    seen_at_bottom: Option<String>,
+    /// The inner call's error frames, as seen by the innermost `reenter`.
+    frames_at_bottom: Vec<framewalk::trap::FrameInfo>,
+    /// What the last `walk` saw.
+    walked: Vec<framewalk::trap::FrameInfo>,
+}
+
+/// A store with an instance of [`TRAPS_WAT`], and the module's ground truth.
+struct Fixture {
+    wasm: Wasm,
+    store: Store<Host>,
+    instance: Instance,
+}
+
+impl Fixture {
+    fn new(engine: &Engine) -> Fixture {
+        let wasm = Wasm::new(TRAPS_WAT);
+        let module = Module::new(engine, &wasm.bytes).expect("module compiles");
+        Fixture::with_module(engine, wasm, &module)
+    }
+
+    fn with_module(engine: &Engine, wasm: Wasm, module: &Module) -> Fixture {
+        let mut store = Store::new(engine, Host::default());
+        let fail = Func::wrap(&mut store, |_: Caller<'_, Host>, n: i32| {
+            if n == 13 {
+                Err(HOST_FAIL_MESSAGE.to_string())
+            } else {
+                Ok(n + 1)
+            }
+        })
+        .unwrap();
+        let panic = Func::wrap(&mut store, |_: Caller<'_, Host>, n: i32| -> i32 {
+            std::panic::panic_any(format!("host panic {n}"))
+        })
+        .unwrap();
+        let reenter = Func::wrap(
+            &mut store,
+            |mut caller: Caller<'_, Host>, depth: i32| -> Result<i32, Error> {
+                let host = caller.data();
+                let instance = host.instance.expect("instance set");
+                let (name, bottom) = (host.innermost, depth >= host.bottom);
+                let mut results = [Val::I32(0)];
+                let result = if bottom {
+                    let f = instance.get_func(&caller, name).expect("innermost export");
+                    f.call(&mut caller, &[], &mut results)
+                } else {
+                    let f = instance.get_func(&caller, "nest").expect("nest");
+                    f.call(&mut caller, &[Val::I32(depth + 1)], &mut results)
+                };
+                if bottom {
+                    if let Err(e) = &result {
+                        caller.data_mut().seen_at_bottom = Some(e.to_string());
+                        caller.data_mut().frames_at_bottom =
+                            e.as_trap().map(|t| t.frames().to_vec()).unwrap_or_default();
+                    }
+                }
+                result?;
+                Ok(results[0].i32().expect("i32 result"))
+            },
+        )
+        .unwrap();
+        let walk = Func::wrap(&mut store, |mut caller: Caller<'_, Host>, (): ()| -> i32 {
+            let frames = caller.backtrace().expect("walk succeeds");
+            let n = frames.len() as i32;
+            caller.data_mut().walked = frames;
+            n
+        })
+        .unwrap();
+        let imports = [
+            Extern::Func(fail),
+            Extern::Func(panic),
+            Extern::Func(reenter),
+            Extern::Func(walk),
+        ];
+        let instance = Instance::new(&mut store, module, &imports).expect("instantiates");
+        store.data_mut().instance = Some(instance);
+        Fixture {
+            wasm,
+            store,
+            instance,
+        }
+    }
+
+    fn call(&mut self, name: &str, params: &[Val]) -> Result<i32, Error> {
+        let f = self.instance.get_func(&self.store, name).expect(name);
+        let mut results = [Val::I32(0)];
+        f.call(&mut self.store, params, &mut results)?;
+        Ok(results[0].i32().expect("i32 result"))
+    }
+
+    /// Calls `name`, which must trap; returns the trap.
+    fn trap(&mut self, name: &str, params: &[Val]) -> Trap {
+        match self.call(name, params) {
+            Ok(v) => panic!("{name} returned {v} instead of trapping"),
+            Err(Error::Trap(t)) => t,
+            Err(e) => panic!("{name} failed without a trap: {e}"),
+        }
+    }
+
+    /// The store still runs wasm correctly (memory, calls, tables, host calls).
+    fn assert_works(&mut self) {
+        assert_eq!(
+            self.call("works", &[Val::I32(WORKS_ARG)]).expect("works"),
+            WORKS_RESULT
+        );
+    }
+}
+
+/// A case of [`every_trap_kind_has_its_message_and_backtrace`]: an export, the
+/// function it calls, and the trapping instruction in that function.
+struct Case {
+    export: &'static str,
+    callee: &'static str,
+    code: TrapCode,
+    message: &'static str,
+    /// What the trapping instruction is, and how to find it in `callee`.
+    what: &'static str,
+    op: fn(&Operator<'_>) -> bool,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            export: "unreachable",
+            callee: "do_unreachable",
+            code: TrapCode::Unreachable,
+            message: "wasm trap: unreachable",
+            what: "unreachable",
+            op: |op| matches!(op, Operator::Unreachable),
+        },
+        Case {
+            export: "divide_by_zero",
+            callee: "divide",
+            code: TrapCode::IntegerDivisionByZero,
+            message: "wasm trap: integer divide by zero",
+            what: "i32.div_s",
+            op: |op| matches!(op, Operator::I32DivS),
+        },
+        Case {
+            export: "overflow",
+            callee: "divide",
+            code: TrapCode::IntegerOverflow,
+            message: "wasm trap: integer overflow",
+            what: "i32.div_s",
+            op: |op| matches!(op, Operator::I32DivS),
+        },
+        Case {
+            export: "nan_to_int",
+            callee: "truncate",
+            code: TrapCode::BadConversionToInteger,
+            message: "wasm trap: invalid conversion to integer",
+            what: "i32.trunc_f32_s",
+            op: |op| matches!(op, Operator::I32TruncF32S),
+        },
+        Case {
+            export: "big_to_int",
+            callee: "truncate",
+            code: TrapCode::IntegerOverflow,
+            message: "wasm trap: integer overflow",
+            what: "i32.trunc_f32_s",
+            op: |op| matches!(op, Operator::I32TruncF32S),
+        },
+        Case {
+            export: "memory_oob",
+            callee: "load",
+            code: TrapCode::MemoryOutOfBounds,
+            message: "wasm trap: out of bounds memory access",
+            what: "i32.load",
+            op: |op| matches!(op, Operator::I32Load { .. }),
+        },
+        Case {
+            export: "table_oob",
+            callee: "table_get",
+            code: TrapCode::TableOutOfBounds,
+            message: "wasm trap: undefined element: out of bounds table access",
+            what: "table.get",
+            op: |op| matches!(op, Operator::TableGet { .. }),
+        },
+        Case {
+            export: "null_element",
+            callee: "call_slot",
+            code: TrapCode::IndirectCallToNull,
+            message: "wasm trap: uninitialized element",
+            what: "call_indirect",
+            op: is_call_indirect,
+        },
+        Case {
+            export: "type_mismatch",
+            callee: "call_slot",
+            code: TrapCode::BadSignature,
+            message: "wasm trap: indirect call type mismatch",
+            what: "call_indirect",
+            op: is_call_indirect,
+        },
+        Case {
+            export: "undefined_element",
+            callee: "call_slot",
+            code: TrapCode::TableOutOfBounds,
+            message: "wasm trap: undefined element: out of bounds table access",
+            what: "call_indirect",
+            op: is_call_indirect,
+        },
+    ]
+}
+
+fn engine() -> Engine {
+    Engine::new(Config::default()).expect("engine")
+}
+
+/// Each trap kind: its code, its exact `Display` (message and backtrace), and its
+/// frames; after each, the same store runs `works` correctly, and the same trap
+/// happens again identically.
+#[test]
+fn every_trap_kind_has_its_message_and_backtrace() {
+    let mut fx = Fixture::new(&engine());
+    fx.assert_works();
+    for case in cases() {
+        let offset = fx.wasm.only_op(case.callee, case.what, case.op);
+        let expected = [
+            fx.wasm.frame(case.callee, offset),
+            fx.wasm.at_call(case.export, case.callee),
+        ];
+        for attempt in 0..2 {
+            let trap = fx.trap(case.export, &[]);
+            assert_eq!(
+                trap.code(),
+                case.code,
+                "{} (attempt {attempt})",
+                case.export
+            );
+            assert!(trap.host_error().is_none(), "{}", case.export);
+            assert_frames(trap.frames(), &expected);
+            assert_eq!(
+                trap.to_string(),
+                render_trap(case.message, &expected),
+                "{} (attempt {attempt})",
+                case.export
+            );
+            fx.assert_works();
+        }
+    }
+}
+
+/// A host function's error: its own message on the first line, `HostError` as the
+/// code, the error itself given back, and the backtrace starting at the wasm
+/// function that called the import (at its `call` instruction).
+#[test]
+fn host_error_has_its_message_and_backtrace() {
+    let mut fx = Fixture::new(&engine());
+    let expected = [fx.wasm.at_call("host_error", "host_fail")];
+    for _ in 0..2 {
+        let trap = fx.trap("host_error", &[]);
+        assert_eq!(trap.code(), TrapCode::HostError);
+        assert_eq!(
+            trap.host_error().map(|e| e.to_string()).as_deref(),
+            Some(HOST_FAIL_MESSAGE)
+        );
+        assert_frames(trap.frames(), &expected);
+        assert_eq!(trap.to_string(), render_trap(HOST_FAIL_MESSAGE, &expected));
+        fx.assert_works();
+    }
+}
+
+/// Infinite recursion: "call stack exhausted" once the wasm stack reaches
+/// `max_wasm_stack`. The newest frame stopped in `$recurse`'s prologue (the stack
+/// check), at no wasm instruction, so it has no offset; every other `$recurse` frame
+/// is at its `call $recurse`, and the oldest frame is `$exhaust` at its call.
+///
+/// The frame count follows from the limit: each `$recurse` frame is at least 16
+/// bytes (return address and saved FP) and, for this body, at most 64.
+#[test]
+fn stack_exhaustion_has_its_message_and_backtrace() {
+    let max_wasm_stack = 512 * 1024;
+    let engine = Engine::new(Config { max_wasm_stack }).expect("engine");
+    let mut fx = Fixture::new(&engine);
+    let recurse_call = fx.wasm.call("recurse", "recurse");
+    for _ in 0..2 {
+        let trap = fx.trap("exhaust", &[]);
+        assert_eq!(trap.code(), TrapCode::StackOverflow);
+        let n = trap.frames().len();
+        assert!(
+            (max_wasm_stack / 64..=max_wasm_stack / 16).contains(&n),
+            "{n} frames for a {max_wasm_stack}-byte stack"
+        );
+        let mut expected = vec![fx.wasm.frame_without_offset("recurse")];
+        expected.extend((0..n - 2).map(|_| fx.wasm.frame("recurse", recurse_call)));
+        expected.push(fx.wasm.at_call("exhaust", "recurse"));
+        assert_frames(trap.frames(), &expected);
+        assert_eq!(
+            trap.to_string(),
+            render_trap("wasm trap: call stack exhausted", &expected)
+        );
+        fx.assert_works();
+    }
+}
+
+/// A panic in a host function is resumed in the host, with its payload, after the wasm
+/// frames are gone; the store keeps working. Also from the innermost of three nested
+/// activations: the panic crosses every activation and reaches the outermost caller.
+#[test]
+fn host_panic_is_resumed_in_the_host() {
+    let mut fx = Fixture::new(&engine());
+    for n in [5, 6] {
+        let payload = catch_unwind(AssertUnwindSafe(|| fx.call("panics", &[Val::I32(n)])))
+            .expect_err("the host panic reaches the caller");
+        assert_eq!(
+            payload.downcast_ref::<String>().map(String::as_str),
+            Some(format!("host panic {n}").as_str())
+        );
+        fx.assert_works();
+    }
+
+    fx.store.data_mut().innermost = "panics_nine";
+    fx.store.data_mut().bottom = 2;
+    let payload = catch_unwind(AssertUnwindSafe(|| fx.call("nest", &[Val::I32(0)])))
+        .expect_err("the host panic reaches the outermost caller");
+    assert_eq!(
+        payload.downcast_ref::<String>().map(String::as_str),
+        Some("host panic 9")
+    );
+    fx.assert_works();
+    // The nesting itself still works: depth 2 is the bottom, which now divides.
+    fx.store.data_mut().innermost = "unreachable";
+    assert!(matches!(
+        fx.call("nest", &[Val::I32(0)]),
+        Err(Error::Trap(_))
+    ));
+    fx.assert_works();
+}
+
+/// The frames of `activations` nested activations of `nest` (host `reenter` in between),
+/// newest first, below the innermost export's own frames.
+fn nest_frames(wasm: &Wasm, activations: usize) -> Vec<Expected> {
+    (0..activations)
+        .map(|_| wasm.at_call("nest", "host_reenter"))
+        .collect()
+}
+
+/// A trap in the innermost of three nested activations (host → `nest` → host →
+/// `nest` → host → `divide_by_zero` → `$divide` traps): the innermost host function
+/// sees a trap whose backtrace holds every activation's frames, newest first.
+#[test]
+fn trap_in_innermost_of_three_activations_has_every_frame() {
+    let mut fx = Fixture::new(&engine());
+    fx.store.data_mut().innermost = "divide_by_zero";
+    fx.store.data_mut().bottom = 2;
+    let div = fx
+        .wasm
+        .only_op("divide", "i32.div_s", |op| matches!(op, Operator::I32DivS));
+    let mut expected = vec![
+        fx.wasm.frame("divide", div),
+        fx.wasm.at_call("divide_by_zero", "divide"),
+    ];
+    expected.extend(nest_frames(&fx.wasm, 3));
+    let text = render_trap("wasm trap: integer divide by zero", &expected);
+
+    let outer = fx.trap("nest", &[Val::I32(0)]);
+    let host = fx.store.data_mut();
+    assert_frames(&host.frames_at_bottom, &expected);
+    assert_eq!(host.seen_at_bottom.take().as_deref(), Some(text.as_str()));
+    fx.assert_works();
+
+    // The host functions returned the inner error unchanged, so the caller sees the
+    // same trap, captured once: same code, same frames, same text.
+    assert_eq!(outer.code(), TrapCode::IntegerDivisionByZero);
+    assert_frames(outer.frames(), &expected);
+    assert_eq!(outer.to_string(), text);
+}
+
+/// A trap in the innermost of 1,000 nested host ↔ wasm activations. Each host function
+/// returns its inner call's `Err` unchanged; the outermost caller gets the original
+/// trap, with a backtrace captured once that lists every activation's frames.
+#[test]
+fn trap_in_innermost_of_1000_activations_propagates_once() {
+    let activations = env_count("TRAPS_NESTED_ACTIVATIONS", 1000);
+    with_big_stack(256, move || {
+        let engine = Engine::new(Config {
+            max_wasm_stack: 128 << 20,
+        })
+        .expect("engine");
+        let mut fx = Fixture::new(&engine);
+        fx.store.data_mut().innermost = "unreachable";
+        fx.store.data_mut().bottom = i32::try_from(activations - 1).expect("fits");
+        let unreachable = fx.wasm.only_op("do_unreachable", "unreachable", |op| {
+            matches!(op, Operator::Unreachable)
+        });
+        let mut expected = vec![
+            fx.wasm.frame("do_unreachable", unreachable),
+            fx.wasm.at_call("unreachable", "do_unreachable"),
+        ];
+        expected.extend(nest_frames(&fx.wasm, activations));
+        let text = render_trap("wasm trap: unreachable", &expected);
+
+        let trap = fx.trap("nest", &[Val::I32(0)]);
+        // The innermost host function saw the whole backtrace.
+        assert_frames(&fx.store.data().frames_at_bottom, &expected);
+        // Check the code before rendering: a wrapped error renders every level.
+        assert_eq!(
+            trap.code(),
+            TrapCode::Unreachable,
+            "the outermost caller must get the original trap, not a host error wrapping it"
+        );
+        assert_frames(trap.frames(), &expected);
+        assert_eq!(trap.to_string(), text);
+        fx.assert_works();
+    });
+}
+
+/// Two threads, each with its own store (one shared engine and module), trapping and
+/// walking at the same time: every trap's backtrace and every walk is exactly right.
+/// Each thread uses a different trap, so a backtrace taken from the wrong thread's
+/// state would show. Per iteration: a trap, a host error (walk from the exit record)
+/// and a walk from a host function (`Caller::backtrace`).
+#[test]
+fn two_threads_trap_and_walk_concurrently() {
+    let iterations = env_count("TRAPS_THREAD_ITERATIONS", 2000);
+    let engine = engine();
+    let wasm = Wasm::new(TRAPS_WAT);
+    let module = Arc::new(Module::new(&engine, &wasm.bytes).expect("module compiles"));
+    let threads: Vec<_> = [("divide_by_zero", "divide"), ("memory_oob", "load")]
+        .into_iter()
+        .map(|(export, callee)| {
+            let module = module.clone();
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let wasm = Wasm::new(TRAPS_WAT);
+                let case = cases()
+                    .into_iter()
+                    .find(|c| c.export == export)
+                    .expect("case");
+                let offset = wasm.only_op(callee, case.what, case.op);
+                let expected = [wasm.frame(callee, offset), wasm.at_call(export, callee)];
+                let text = render_trap(case.message, &expected);
+                // The host error path walks from a host function (the exit record).
+                let walk_expected = [wasm.at_call("host_error", "host_fail")];
+                let walk_text = render_trap(HOST_FAIL_MESSAGE, &walk_expected);
+                let walked = [
+                    wasm.at_call("walk_middle", "host_walk"),
+                    wasm.at_call("walks", "walk_middle"),
+                ];
+                let mut fx = Fixture::with_module(&engine, wasm, &module);
+                for i in 0..iterations {
+                    let trap = fx.trap(export, &[]);
+                    assert_eq!(trap.to_string(), text, "{export}, iteration {i}");
+                    assert_frames(trap.frames(), &expected);
+                    let trap = fx.trap("host_error", &[]);
+                    assert_eq!(trap.to_string(), walk_text, "host_error, iteration {i}");
+                    assert_eq!(fx.call("walks", &[]).expect("walks"), 2);
+                    assert_frames(&fx.store.data().walked, &walked);
+                    if i % 64 == 0 {
+                        fx.assert_works();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    }
+}
