@@ -5,7 +5,7 @@
 use super::registry::REGISTRY;
 use super::store::StoreOpaque;
 use crate::gc::RootSource;
-use crate::unwind::{Activation, ActivationList, LiveStackReader, StackReader, WalkError};
+use crate::unwind::{Activation, ActivationList, Frame, LiveStackReader, StackReader, WalkError};
 use std::ops::ControlFlow;
 
 /// The roots of one store, captured at the start of a collection.
@@ -30,20 +30,22 @@ impl StoreRoots {
     }
 }
 
-impl RootSource for StoreRoots {
-    fn visit_root_slots(&self, slot: &mut dyn FnMut(usize)) -> Result<(), WalkError> {
+impl StoreRoots {
+    /// Calls `slot(frame, address)` for every live reference slot of every wasm frame.
+    pub(crate) fn visit_slots(&self, mut slot: impl FnMut(&Frame, usize)) -> Result<(), WalkError> {
         if self.head.is_null() {
             return Ok(());
         }
-        // SAFETY: the store's list is live on this thread and unchanged during the GC.
+        // SAFETY: the store's list is live on this thread and unchanged during the walk.
         let list = unsafe { ActivationList::from_head(self.head) }.only_owner(self.owner);
         crate::unwind::visit_frames(list, None, &self.reader, &REGISTRY, |frame| {
             if let Some((_, data)) = REGISTRY.lookup_with_data(frame.pc) {
                 // SAFETY: the frame's module is registered while its code is on the stack.
                 let module = unsafe { &*(data as *const super::module::ModuleInner) };
+                // Exact lookup by return address: no entry means no live references.
                 if let Some(map) = module.stack_maps.lookup(frame.location.text_offset) {
                     for off in map.slots() {
-                        slot(frame.sp + off as usize);
+                        slot(frame, frame.sp + off as usize);
                     }
                 }
             }
@@ -51,8 +53,32 @@ impl RootSource for StoreRoots {
         })?;
         Ok(())
     }
+}
+
+impl RootSource for StoreRoots {
+    fn visit_root_slots(&self, slot: &mut dyn FnMut(usize)) -> Result<(), WalkError> {
+        self.visit_slots(|_, addr| slot(addr))
+    }
 
     fn reader(&self) -> &dyn StackReader {
         &self.reader
     }
+}
+
+/// The non-null references in live stack-map slots of `store`'s wasm frames, newest
+/// frame first, with the function index of the frame holding each.
+pub(crate) fn stack_roots(
+    store: &StoreOpaque,
+) -> Result<Vec<(u32, crate::gc::ExternRef)>, WalkError> {
+    let roots = StoreRoots::new(store);
+    let mut out = Vec::new();
+    roots.visit_slots(|frame, addr| {
+        if let Some(raw) = roots.reader.read_word(addr).filter(|r| *r != 0) {
+            // SAFETY: a live slot holds a live reference (owned or in the root set).
+            if let Some(r) = unsafe { crate::gc::ExternRef::clone_from_raw(raw) } {
+                out.push((frame.location.func_index, r));
+            }
+        }
+    })?;
+    Ok(out)
 }

@@ -222,6 +222,19 @@ impl<T> Caller<'_, T> {
         self.store.opaque.gc()
     }
 
+    /// The references held in live stack slots of this store's wasm frames (what a
+    /// collection would keep as stack roots), newest frame first, each with the index of
+    /// the function whose frame holds it. A reference held in several slots appears
+    /// once per slot.
+    pub fn stack_roots(&self) -> Result<Vec<(u32, ExternRef)>, crate::unwind::WalkError> {
+        super::gc_roots::stack_roots(&self.store.opaque)
+    }
+
+    /// Collection statistics.
+    pub fn gc_stats(&self) -> crate::gc::GcStats {
+        self.store.opaque.gc_stats
+    }
+
     /// An export of the calling instance (e.g. its memory), if called from wasm.
     pub fn get_export(&self, name: &str) -> Option<super::instance::Extern> {
         let inst = super::instance::Instance::from_vmctx(&self.store.opaque, self.caller_vmctx)?;

@@ -1,0 +1,432 @@
+//! The deferred-reference-counting collector, observed through payload drops.
+//!
+//! Every payload carries a canary checked on every access and a shared drop log, so a
+//! reference freed too early is caught when wasm or the host touches it again, and a
+//! leak or a double drop shows in the log.
+
+use anyhow::Result;
+use framewalk::{Caller, Engine, Extern, ExternRef, Func, Instance, Module, Store, Val};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+const CANARY: u64 = 0x5eed_cafe_f00d_d00d;
+
+struct Payload {
+    id: i32,
+    canary: u64,
+    log: Rc<RefCell<Vec<i32>>>,
+}
+
+impl Payload {
+    fn check(&self) -> i32 {
+        assert_eq!(
+            self.canary, CANARY,
+            "payload {} used after it was freed",
+            self.id
+        );
+        self.id
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        assert_eq!(self.canary, CANARY, "payload {} dropped twice", self.id);
+        self.canary = 0;
+        self.log.borrow_mut().push(self.id);
+    }
+}
+
+#[derive(Default)]
+struct Data {
+    log: Rc<RefCell<Vec<i32>>>,
+    /// The drop log as it was right after each GC run from wasm.
+    after_gc: Vec<Vec<i32>>,
+    /// `(function index, payload id)` of each stack root seen by `roots`.
+    roots: Vec<Vec<(u32, i32)>>,
+}
+
+fn id_of(r: &Option<ExternRef>) -> i32 {
+    match r {
+        Some(r) => r
+            .data()
+            .downcast_ref::<Payload>()
+            .expect("a payload")
+            .check(),
+        None => -1,
+    }
+}
+
+fn sorted(mut v: Vec<i32>) -> Vec<i32> {
+    v.sort();
+    v
+}
+
+const WAT: &str = r#"
+(module $gc
+  (import "host" "make" (func $make (param i32) (result externref)))
+  (import "host" "gc" (func $gc))
+  (import "host" "check" (func $check (param externref) (result i32)))
+  (import "host" "roots" (func $roots))
+  (import "host" "reenter" (func $reenter (param i32) (result i32)))
+  (table $t (export "t") 4 externref)
+  (global $g (export "g") (mut externref) (ref.null extern))
+
+  ;; Two references held only in locals across a collection.
+  (func (export "hold") (result i32)
+    (local $a externref) (local $b externref)
+    (local.set $a (call $make (i32.const 1)))
+    (local.set $b (call $make (i32.const 2)))
+    (call $gc)
+    (i32.add (call $check (local.get $a)) (call $check (local.get $b))))
+
+  ;; One reference dropped on the floor before the collection, one kept.
+  (func (export "drop_one") (result i32)
+    (local $a externref)
+    (local.set $a (call $make (i32.const 3)))
+    (drop (call $make (i32.const 4)))
+    (call $gc)
+    (call $check (local.get $a)))
+
+  ;; A reference that exists only as a block result (a merge of two references made
+  ;; on either arm of an `if`) across the collection.
+  (func (export "block_hold") (result i32)
+    (if (result externref) (i32.const 1)
+      (then (call $make (i32.const 5)))
+      (else (call $make (i32.const 6))))
+    (call $roots)
+    (call $gc)
+    (call $check))
+
+  ;; table.get result kept in a local after the slot is cleared.
+  (func (export "get_hold") (param $i i32) (result i32)
+    (local $r externref)
+    (local.set $r (table.get $t (local.get $i)))
+    (table.set $t (local.get $i) (ref.null extern))
+    (call $gc)
+    (call $check (local.get $r)))
+
+  (func (export "stash") (param $id i32) (param $i i32)
+    (table.set $t (local.get $i) (call $make (local.get $id))))
+  (func (export "unstash") (param $i i32)
+    (table.set $t (local.get $i) (ref.null extern)))
+  (func (export "set_global") (param $id i32)
+    (global.set $g (call $make (local.get $id))))
+  (func (export "clear_global")
+    (global.set $g (ref.null extern)))
+  (func (export "read_global") (result i32)
+    (call $gc)
+    (call $check (global.get $g)))
+
+  ;; A chain of frames, each holding its own reference; the bottom one lists roots.
+  (func $chain (export "chain") (param $n i32) (result i32)
+    (local $mine externref)
+    (local.set $mine (call $make (i32.add (i32.const 100) (local.get $n))))
+    (if (i32.eqz (local.get $n))
+      (then (call $roots) (call $gc))
+      (else (drop (call $chain (i32.sub (local.get $n) (i32.const 1))))))
+    (call $check (local.get $mine)))
+
+  ;; Nested activations: hold a reference, go to the host, which re-enters `nest`.
+  (func (export "nest") (param $depth i32) (result i32)
+    (local $mine externref)
+    (local.set $mine (call $make (i32.add (i32.const 200) (local.get $depth))))
+    (if (i32.eqz (local.get $depth))
+      (then (call $gc))
+      (else (drop (call $reenter (i32.sub (local.get $depth) (i32.const 1))))))
+    (call $check (local.get $mine)))
+
+  ;; Many references live on the stack at once (recursion), each made by the host.
+  (func $many (export "many") (param $n i32) (result i32)
+    (local $mine externref)
+    (if (result i32) (i32.eqz (local.get $n))
+      (then (i32.const 0))
+      (else
+        (local.set $mine (call $make (local.get $n)))
+        (i32.add
+          (call $many (i32.sub (local.get $n) (i32.const 1)))
+          (call $check (local.get $mine))))))
+
+  (func (export "echo") (param externref) (result externref) (local.get 0))
+)
+"#;
+
+struct Fixture {
+    store: Store<Data>,
+    instance: Instance,
+}
+
+impl Fixture {
+    fn new() -> Result<Fixture> {
+        let engine = Engine::new(Default::default())?;
+        let module = Module::new(&engine, WAT.as_bytes())?;
+        let mut store = Store::new(&engine, Data::default());
+        let make = Func::wrap(
+            &mut store,
+            |caller: Caller<'_, Data>, id: i32| -> Option<ExternRef> {
+                Some(ExternRef::new(Payload {
+                    id,
+                    canary: CANARY,
+                    log: caller.data().log.clone(),
+                }))
+            },
+        )?;
+        let gc = Func::wrap(&mut store, |mut caller: Caller<'_, Data>, (): ()| {
+            caller.gc().expect("walk");
+            let snapshot = caller.data().log.borrow().clone();
+            caller.data_mut().after_gc.push(snapshot);
+        })?;
+        let check = Func::wrap(
+            &mut store,
+            |_: Caller<'_, Data>, r: Option<ExternRef>| -> i32 { id_of(&r) },
+        )?;
+        let roots = Func::wrap(&mut store, |mut caller: Caller<'_, Data>, (): ()| {
+            let roots: Vec<(u32, i32)> = caller
+                .stack_roots()
+                .expect("walk")
+                .iter()
+                .map(|(f, r)| (*f, id_of(&Some(r.clone()))))
+                .collect();
+            caller.data_mut().roots.push(roots);
+        })?;
+        let reenter = Func::wrap(
+            &mut store,
+            |mut caller: Caller<'_, Data>, depth: i32| -> Result<i32, framewalk::Error> {
+                let nest = caller
+                    .get_export("nest")
+                    .and_then(Extern::into_func)
+                    .expect("nest");
+                nest.typed::<i32, i32>(&caller)?.call(&mut caller, depth)
+            },
+        )?;
+        let imports = [make, gc, check, roots, reenter].map(Extern::Func);
+        let instance = Instance::new(&mut store, &module, &imports)?;
+        Ok(Fixture { store, instance })
+    }
+
+    fn call(&mut self, name: &str, args: &[Val]) -> Result<Vec<Val>> {
+        let f = self.instance.get_func(&self.store, name).expect(name);
+        let ty = f.ty(&self.store)?;
+        let mut results: Vec<Val> = ty.results().iter().map(|t| Val::default_for(*t)).collect();
+        f.call(&mut self.store, args, &mut results)?;
+        Ok(results)
+    }
+
+    fn log(&self) -> Vec<i32> {
+        sorted(self.store.data().log.borrow().clone())
+    }
+}
+
+#[test]
+fn references_held_only_by_wasm_locals_survive_a_collection() -> Result<()> {
+    let mut fx = Fixture::new()?;
+    let r = fx.call("hold", &[])?;
+    assert_eq!(
+        r[0].i32(),
+        Some(3),
+        "both payloads were readable after the GC"
+    );
+    assert_eq!(
+        fx.store.data().after_gc,
+        vec![Vec::<i32>::new()],
+        "nothing freed while on the stack"
+    );
+    assert_eq!(fx.store.gc_stats().last_stack_roots, 2);
+    // Off the stack now and owned by nobody: the next collection frees both, once.
+    fx.store.gc()?;
+    assert_eq!(fx.log(), vec![1, 2]);
+    fx.store.gc()?;
+    assert_eq!(fx.log(), vec![1, 2], "no double free");
+    Ok(())
+}
+
+#[test]
+fn a_reference_dropped_on_the_floor_is_freed_by_the_collection_inside_the_call() -> Result<()> {
+    let mut fx = Fixture::new()?;
+    assert_eq!(fx.call("drop_one", &[])?[0].i32(), Some(3));
+    assert_eq!(
+        fx.store.data().after_gc,
+        vec![vec![4]],
+        "4 freed during the call, 3 kept"
+    );
+    fx.store.gc()?;
+    assert_eq!(fx.log(), vec![3, 4]);
+    Ok(())
+}
+
+#[test]
+fn a_reference_living_only_in_a_block_result_survives() -> Result<()> {
+    let mut fx = Fixture::new()?;
+    assert_eq!(fx.call("block_hold", &[])?[0].i32(), Some(5));
+    assert_eq!(
+        fx.store.data().roots,
+        vec![vec![(5 + 2, 5)]],
+        "the block result is a stack root"
+    );
+    assert_eq!(fx.store.data().after_gc, vec![Vec::<i32>::new()]);
+    fx.store.gc()?;
+    assert_eq!(fx.log(), vec![5]);
+    Ok(())
+}
+
+#[test]
+fn tables_own_their_references() -> Result<()> {
+    let mut fx = Fixture::new()?;
+    fx.call("stash", &[Val::I32(7), Val::I32(1)])?;
+    fx.store.gc()?;
+    fx.store.gc()?;
+    assert_eq!(fx.log(), Vec::<i32>::new(), "the table keeps 7");
+    // The host reads it through the table API.
+    let t = fx.instance.get_table(&fx.store, "t").unwrap();
+    match t.get(&fx.store, 1)? {
+        Some(Val::ExternRef(r)) => assert_eq!(id_of(&r), 7),
+        other => panic!("unexpected {other:?}"),
+    }
+    fx.call("unstash", &[Val::I32(1)])?;
+    fx.store.gc()?;
+    assert_eq!(
+        fx.log(),
+        vec![7],
+        "freed once the slot is cleared and it is off the stack"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_table_get_result_outlives_its_slot_while_on_the_stack() -> Result<()> {
+    let mut fx = Fixture::new()?;
+    fx.call("stash", &[Val::I32(8), Val::I32(2)])?;
+    assert_eq!(fx.call("get_hold", &[Val::I32(2)])?[0].i32(), Some(8));
+    assert_eq!(fx.store.data().after_gc, vec![Vec::<i32>::new()]);
+    fx.store.gc()?;
+    assert_eq!(fx.log(), vec![8]);
+    Ok(())
+}
+
+#[test]
+fn globals_own_their_references() -> Result<()> {
+    let mut fx = Fixture::new()?;
+    fx.call("set_global", &[Val::I32(9)])?;
+    assert_eq!(fx.call("read_global", &[])?[0].i32(), Some(9));
+    fx.call("set_global", &[Val::I32(10)])?;
+    fx.store.gc()?;
+    assert_eq!(
+        fx.log(),
+        vec![9],
+        "the overwritten value goes, the new one stays"
+    );
+    let g = fx.instance.get_global(&fx.store, "g").unwrap();
+    match g.get(&fx.store)? {
+        Val::ExternRef(r) => assert_eq!(id_of(&r), 10),
+        other => panic!("unexpected {other:?}"),
+    }
+    fx.call("clear_global", &[])?;
+    fx.store.gc()?;
+    assert_eq!(fx.log(), vec![9, 10]);
+    Ok(())
+}
+
+#[test]
+fn the_stack_roots_are_exactly_the_references_each_frame_holds() -> Result<()> {
+    let mut fx = Fixture::new()?;
+    // chain(3) -> chain(2) -> chain(1) -> chain(0): each frame holds payload 100+n.
+    assert_eq!(fx.call("chain", &[Val::I32(3)])?[0].i32(), Some(103));
+    // 5 imports, then hold, drop_one, block_hold, get_hold, stash, unstash,
+    // set_global, clear_global, read_global, chain: defined function 9.
+    let chain_index = 5 + 9;
+    let roots = &fx.store.data().roots;
+    assert_eq!(roots.len(), 1);
+    assert_eq!(
+        roots[0],
+        vec![
+            (chain_index, 100),
+            (chain_index, 101),
+            (chain_index, 102),
+            (chain_index, 103)
+        ],
+        "newest frame first, one slot per frame, each its own reference"
+    );
+    assert_eq!(fx.store.data().after_gc, vec![Vec::<i32>::new()]);
+    fx.store.gc()?;
+    assert_eq!(fx.log(), vec![100, 101, 102, 103]);
+    Ok(())
+}
+
+#[test]
+fn a_collection_in_nested_activations_keeps_every_activations_references() -> Result<()> {
+    let mut fx = Fixture::new()?;
+    assert_eq!(fx.call("nest", &[Val::I32(4)])?[0].i32(), Some(204));
+    assert_eq!(
+        fx.store.data().after_gc,
+        vec![Vec::<i32>::new()],
+        "GC at depth 0 freed nothing"
+    );
+    assert_eq!(
+        fx.store.gc_stats().last_stack_roots,
+        5,
+        "one per activation"
+    );
+    fx.store.gc()?;
+    assert_eq!(fx.log(), vec![200, 201, 202, 203, 204]);
+    Ok(())
+}
+
+#[test]
+fn the_trigger_adapts_to_many_long_lived_stack_references() -> Result<()> {
+    let mut fx = Fixture::new()?;
+    let n = 5000;
+    let r = fx.call("many", &[Val::I32(n)])?;
+    assert_eq!(r[0].i32(), Some(n * (n + 1) / 2));
+    let stats = fx.store.gc_stats();
+    // A fixed threshold of 1024 would collect on nearly every one of the last ~4000
+    // inserts; doubling the threshold with the survivors needs only a handful.
+    assert!(stats.collections >= 1, "the trigger fired: {stats:?}");
+    assert!(stats.collections <= 8, "too many collections: {stats:?}");
+    assert_eq!(stats.freed, 0, "every reference was live on the stack");
+    fx.store.gc()?;
+    assert_eq!(fx.log().len(), n as usize);
+    Ok(())
+}
+
+#[test]
+fn dropping_the_store_drops_every_held_reference_once_and_spares_host_handles() -> Result<()> {
+    let log;
+    let kept;
+    {
+        let mut fx = Fixture::new()?;
+        log = fx.store.data().log.clone();
+        fx.call("stash", &[Val::I32(1), Val::I32(0)])?;
+        fx.call("stash", &[Val::I32(2), Val::I32(3)])?;
+        fx.call("set_global", &[Val::I32(3)])?;
+        // In the root set only (returned to and dropped by the host).
+        fx.call("hold", &[])?;
+        let t = fx.instance.get_table(&fx.store, "t").unwrap();
+        kept = match t.get(&fx.store, 3)? {
+            Some(Val::ExternRef(Some(r))) => r,
+            other => panic!("unexpected {other:?}"),
+        };
+        // The echo round trip hands the host a new owner of the same value.
+        let echo = fx.instance.get_func(&fx.store, "echo").unwrap();
+        let back = echo
+            .typed::<Option<ExternRef>, Option<ExternRef>>(&fx.store)?
+            .call(&mut fx.store, Some(kept.clone()))?;
+        assert!(ExternRef::ptr_eq(back.as_ref().unwrap(), &kept));
+        assert!(log.borrow().is_empty());
+    }
+    let mut dropped = log.borrow().clone();
+    dropped.sort();
+    assert_eq!(
+        dropped,
+        vec![1, 1, 2, 3],
+        "ids 1 (table), 1 and 2 (hold), 3 (global); 2 from the table survives"
+    );
+    assert_eq!(
+        id_of(&Some(kept.clone())),
+        2,
+        "the host's handle outlives the store"
+    );
+    drop(kept);
+    let mut dropped = log.borrow().clone();
+    dropped.sort();
+    assert_eq!(dropped, vec![1, 1, 2, 2, 3]);
+    Ok(())
+}
