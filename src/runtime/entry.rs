@@ -236,27 +236,36 @@ unsafe extern "C" fn on_trap(pc: usize, fp: usize, sp: usize, code: usize) -> ! 
     unsafe { framewalk_resume(&record.regs) }
 }
 
-/// Called by an exit trampoline when its host function failed (error or panic). The
-/// activation's exit is recorded, so the backtrace starts at the wasm caller.
-///
-/// # Safety
-/// Only exit trampolines call this, with their caller's vmctx.
-pub(crate) unsafe extern "C" fn raise(caller_vmctx: *mut u8) -> ! {
+/// A host error with the backtrace of the wasm frames below the failed host call.
+fn host_trap(caller_vmctx: *mut u8, e: crate::trap::HostError) -> Trap {
     // SAFETY: the caller vmctx is a live instance vmctx; its store pointer is valid.
     let store_ctx =
         unsafe { *(caller_vmctx.add(VMOffsets::STORE as usize) as *const *const VMStoreContext) };
-    let record = CURRENT.get();
-    if record.is_null() {
-        std::process::abort();
-    }
-    // SAFETY: as in `on_trap`.
-    let record = unsafe { &mut *record };
     // SAFETY: the head of the calling store is the activation the trampoline recorded.
     let head = unsafe { (*store_ctx).activation_head };
     // SAFETY: `head` is live, with its exit recorded by the trampoline.
     let owner = unsafe { (*head).owner };
     // SAFETY: as above.
     let (frames, walk_error) = unsafe { capture(head, None, owner) };
+    let t = Trap::host(e, frames);
+    match walk_error {
+        Some(w) => t.with_walk_error(w),
+        None => t,
+    }
+}
+
+/// Called by an exit trampoline when its host function failed (error or panic). The
+/// activation's exit is recorded, so the backtrace starts at the wasm caller.
+///
+/// # Safety
+/// Only exit trampolines call this, with their caller's vmctx.
+pub(crate) unsafe extern "C" fn raise(caller_vmctx: *mut u8) -> ! {
+    let record = CURRENT.get();
+    if record.is_null() {
+        std::process::abort();
+    }
+    // SAFETY: as in `on_trap`.
+    let record = unsafe { &mut *record };
     // SAFETY: the record's store is live.
     let store = unsafe { &mut *record.store };
     let trap = if store.pending_panic.is_some() {
@@ -266,11 +275,15 @@ pub(crate) unsafe extern "C" fn raise(caller_vmctx: *mut u8) -> ! {
             .pending_error
             .take()
             .unwrap_or_else(|| "host function failed".into());
-        let mut t = Trap::host(e, frames);
-        if let Some(w) = walk_error {
-            t = t.with_walk_error(w);
-        }
-        Some(t)
+        // A host function that called back into wasm and passes its trap on: the trap
+        // already carries the backtrace of every activation; keep it (captured once).
+        Some(match e.downcast::<Error>() {
+            Ok(inner) => match *inner {
+                Error::Trap(t) => t,
+                other => host_trap(caller_vmctx, Box::new(other)),
+            },
+            Err(e) => host_trap(caller_vmctx, e),
+        })
     };
     record.trap = trap;
     // SAFETY: as in `on_trap`.

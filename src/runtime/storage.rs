@@ -216,11 +216,6 @@ impl TableStorage {
         self.elements.len() as u32
     }
 
-    /// Whether the table has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.elements.is_empty()
-    }
-
     /// The elements.
     pub fn elements(&self) -> &[usize] {
         &self.elements

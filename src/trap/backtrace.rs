@@ -78,17 +78,15 @@ impl Trap {
     }
 }
 
-impl fmt::Display for Trap {
+/// Formats frames the way a trap prints them: a `wasm backtrace:` line, then one line
+/// per frame, newest first (`    0:   0x4a - demo!divide`).
+#[derive(Clone, Copy, Debug)]
+pub struct Backtrace<'a>(pub &'a [FrameInfo]);
+
+impl fmt::Display for Backtrace<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.host_error {
-            Some(e) => write!(f, "{e}")?,
-            None => write!(f, "wasm trap: {}", self.code.message())?,
-        }
-        if self.frames.is_empty() && self.walk_error.is_none() {
-            return Ok(());
-        }
-        f.write_str("\nwasm backtrace:")?;
-        for (i, frame) in self.frames.iter().enumerate() {
+        f.write_str("wasm backtrace:")?;
+        for (i, frame) in self.0.iter().enumerate() {
             write!(f, "\n  {i:>3}: ")?;
             match frame.wasm_offset {
                 Some(o) => write!(f, "{o:#6x} - ")?,
@@ -102,6 +100,20 @@ impl fmt::Display for Trap {
                 None => write!(f, "<wasm function {}>", frame.func_index)?,
             }
         }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Trap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host_error {
+            Some(e) => write!(f, "{e}")?,
+            None => write!(f, "wasm trap: {}", self.code.message())?,
+        }
+        if self.frames.is_empty() && self.walk_error.is_none() {
+            return Ok(());
+        }
+        write!(f, "\n{}", Backtrace(&self.frames))?;
         if let Some(e) = &self.walk_error {
             write!(f, "\n  (backtrace incomplete: {e})")?;
         }

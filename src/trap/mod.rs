@@ -5,5 +5,5 @@ mod backtrace;
 mod code;
 pub mod handler;
 
-pub use backtrace::{FrameInfo, HostError, Trap};
+pub use backtrace::{Backtrace, FrameInfo, HostError, Trap};
 pub use code::{TrapCode, HOST_ERROR_USER_CODE};

@@ -1,4 +1,5 @@
-(module $demo
+;; Plain computation: no host module.
+(module $compute
   (func $fib (export "fib") (param $n i32) (result i32)
     (if (result i32) (i32.lt_u (local.get $n) (i32.const 2))
       (then (local.get $n))
@@ -7,4 +8,4 @@
           (call $fib (i32.sub (local.get $n) (i32.const 1)))
           (call $fib (i32.sub (local.get $n) (i32.const 2)))))))
   (func (export "main") (result i32)
-    (call $fib (i32.const 20))))
+    (call $fib (i32.const 25))))

@@ -1,5 +1,7 @@
 //! The `framewalk` command line: run, compile and inspect wasm modules.
 
+mod host;
+
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use framewalk::{Engine, Extern, Func, Instance, Module, Store, Val, ValType};
@@ -19,12 +21,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a .wat, .wasm or compiled artifact.
+    #[command(after_help = host::HELP)]
     Run {
         /// The module.
         file: PathBuf,
         /// The export to call (default: `main`, or `_start`, or just instantiate).
         #[arg(long)]
         invoke: Option<String>,
+        /// Print garbage-collection statistics to stderr at exit.
+        #[arg(long)]
+        gc_stats: bool,
+        /// Run a collection at the start of every call to the `framewalk` host module
+        /// (finds rooting bugs: a reference freed too early is reported by `ref_value`).
+        #[arg(long)]
+        gc_every_call: bool,
         /// Arguments for the invoked function.
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
@@ -42,7 +52,13 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { file, invoke, args } => run(&file, invoke.as_deref(), &args),
+        Command::Run {
+            file,
+            invoke,
+            gc_stats,
+            gc_every_call,
+            args,
+        } => run(&file, invoke.as_deref(), &args, gc_stats, gc_every_call),
         Command::Compile { file, output } => compile(&file, &output),
     };
     if let Err(e) = result {
@@ -114,14 +130,38 @@ fn format_val(v: &Val) -> String {
     }
 }
 
-fn run(file: &Path, invoke: Option<&str>, args: &[String]) -> Result<()> {
+fn run(
+    file: &Path,
+    invoke: Option<&str>,
+    args: &[String],
+    gc_stats: bool,
+    gc_every_call: bool,
+) -> Result<()> {
     let engine = Engine::new(Default::default())?;
     let module = load(&engine, file)?;
-    let mut store = Store::new(&engine, ());
-    if let Some((m, n, _)) = module.imports().next() {
-        bail!("module imports {m}::{n}, which `framewalk run` does not provide");
+    let mut store = Store::new(
+        &engine,
+        host::HostState {
+            live: Default::default(),
+            gc_every_call,
+        },
+    );
+    let result = run_in(&mut store, &module, invoke, args);
+    if gc_stats {
+        eprintln!("{}", store.gc_stats());
     }
-    let instance = Instance::new(&mut store, &module, &[] as &[Extern])?;
+    result
+}
+
+fn run_in(
+    store: &mut Store<host::HostState>,
+    module: &Module,
+    invoke: Option<&str>,
+    args: &[String],
+) -> Result<()> {
+    let imports: Vec<Extern> = host::imports(store, module)?;
+    let mut store = store;
+    let instance = Instance::new(&mut store, module, &imports)?;
     let name = match invoke {
         Some(n) => Some(n.to_string()),
         None => ["main", "_start"]
@@ -153,7 +193,7 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String]) -> Result<()> {
         .map(|(t, a)| parse_arg(*t, a))
         .collect::<Result<Vec<_>>>()?;
     let mut results: Vec<Val> = ty.results().iter().map(|t| Val::default_for(*t)).collect();
-    func.call(&mut store, &params, &mut results)?;
+    func.call(&mut *store, &params, &mut results)?;
     for r in &results {
         println!("{}", format_val(r));
     }
