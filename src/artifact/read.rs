@@ -152,6 +152,16 @@ const CLIF_SYMBOLS: &[&str] = &[
 impl<'a> Artifact<'a> {
     /// Parses and validates `bytes`, expecting code for `isa_fingerprint`.
     pub fn parse(bytes: &'a [u8], isa_fingerprint: u64) -> Result<Self, ArtifactError> {
+        Self::parse_checked(bytes, Some(isa_fingerprint))
+    }
+
+    /// Parses and validates `bytes` for inspection only: code compiled for another
+    /// host is accepted (it must not be run).
+    pub fn parse_for_inspection(bytes: &'a [u8]) -> Result<Self, ArtifactError> {
+        Self::parse_checked(bytes, None)
+    }
+
+    fn parse_checked(bytes: &'a [u8], isa_fingerprint: Option<u64>) -> Result<Self, ArtifactError> {
         let file = ElfFile64::<LittleEndian>::parse(bytes)
             .map_err(|e| ArtifactError::Elf(e.to_string()))?;
         if file.architecture() != object::Architecture::X86_64 {
@@ -204,10 +214,10 @@ impl<'a> Artifact<'a> {
                 .try_into()
                 .unwrap_or_default(),
         );
-        if found_isa != isa_fingerprint {
+        if let Some(expected) = isa_fingerprint.filter(|e| *e != found_isa) {
             return Err(ArtifactError::IsaMismatch {
                 found: found_isa,
-                expected: isa_fingerprint,
+                expected,
             });
         }
 

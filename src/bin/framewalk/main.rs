@@ -1,6 +1,7 @@
 //! The `framewalk` command line: run, compile and inspect wasm modules.
 
 mod host;
+mod objdump;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -39,6 +40,24 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// List what an artifact holds: functions, stack maps, trap sites, address map
+    /// (all of them unless some are selected).
+    Objdump {
+        /// The artifact.
+        file: PathBuf,
+        /// Function names and ranges.
+        #[arg(long)]
+        functions: bool,
+        /// Safepoints with their live slots.
+        #[arg(long)]
+        stack_maps: bool,
+        /// Trap sites.
+        #[arg(long)]
+        traps: bool,
+        /// Text offset -> wasm offset entries.
+        #[arg(long)]
+        address_map: bool,
+    },
     /// Compile a .wat or .wasm into an artifact (an ELF object).
     Compile {
         /// The module.
@@ -60,9 +79,37 @@ fn main() {
             args,
         } => run(&file, invoke.as_deref(), &args, gc_stats, gc_every_call),
         Command::Compile { file, output } => compile(&file, &output),
+        Command::Objdump {
+            file,
+            functions,
+            stack_maps,
+            traps,
+            address_map,
+        } => {
+            let all = !(functions || stack_maps || traps || address_map);
+            std::fs::read(&file)
+                .with_context(|| format!("reading {}", file.display()))
+                .and_then(|bytes| {
+                    objdump::render(
+                        &bytes,
+                        objdump::Parts {
+                            functions: functions || all,
+                            stack_maps: stack_maps || all,
+                            traps: traps || all,
+                            address_map: address_map || all,
+                        },
+                    )
+                })
+                .map(|s| print!("{s}"))
+        }
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        match e.downcast_ref::<framewalk::Error>() {
+            // A trap prints its message and backtrace; its source (a host function's
+            // error) is already the message.
+            Some(trap @ framewalk::Error::Trap(_)) => eprintln!("error: {trap}"),
+            _ => eprintln!("error: {e:#}"),
+        }
         std::process::exit(1);
     }
 }

@@ -1,0 +1,269 @@
+//! The `framewalk` command line, driven as a user would: its stdout, stderr and exit
+//! status.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn framewalk(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_framewalk"))
+        .args(args)
+        .output()
+        .expect("framewalk runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("framewalk-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn write_wat(name: &str, wat: &str) -> String {
+    let p = temp(name);
+    std::fs::write(&p, wat).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn gc_example_keeps_live_references_and_frees_dropped_ones() {
+    let o = framewalk(&["run", &example("gc.wat"), "--gc-stats"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "604\n0\n");
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("gc: 2 collections, 4 stack roots found (last 0), 8 references freed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gc_example_is_unchanged_when_collecting_at_every_host_call() {
+    let o = framewalk(&["run", &example("gc.wat"), "--gc-every-call"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "604\n0\n");
+}
+
+#[test]
+fn trap_example_prints_one_backtrace_over_three_activations() {
+    let o = framewalk(&["run", &example("trap.wat")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        "error: wasm trap: integer divide by zero\n\
+         wasm backtrace:\n    \
+         0:   0x51 - trap_demo!divide\n    \
+         1:   0x5c - trap_demo!descend\n    \
+         2:   0x66 - trap_demo!descend\n    \
+         3:   0x66 - trap_demo!descend\n    \
+         4:   0x6e - trap_demo!main\n"
+    );
+}
+
+#[test]
+fn compute_example_with_arguments() {
+    let o = framewalk(&["run", &example("compute.wat"), "--invoke", "fib", "20"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "6765\n");
+}
+
+#[test]
+fn every_example_gives_the_same_output_from_its_compiled_artifact() {
+    for name in ["gc.wat", "trap.wat", "compute.wat"] {
+        let art = temp(&format!("{name}.fwo"));
+        let c = framewalk(&["compile", &example(name), "-o", &art.display().to_string()]);
+        assert!(c.status.success(), "{name}: {}", stderr(&c));
+        let from_source = framewalk(&["run", &example(name)]);
+        let from_artifact = framewalk(&["run", &art.display().to_string()]);
+        assert_eq!(stdout(&from_source), stdout(&from_artifact), "{name}");
+        assert_eq!(stderr(&from_source), stderr(&from_artifact), "{name}");
+        assert_eq!(
+            from_source.status.code(),
+            from_artifact.status.code(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn objdump_lists_functions_safepoints_traps_and_a_summary() {
+    let art = temp("gc-objdump.fwo");
+    assert!(framewalk(&[
+        "compile",
+        &example("gc.wat"),
+        "-o",
+        &art.display().to_string()
+    ])
+    .status
+    .success());
+    let o = framewalk(&["objdump", &art.display().to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("function 5 level: text 0x0.."), "{out}");
+    assert!(out.contains("function 6 main: text"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("safepoint") && l.contains("live [sp+")),
+        "{out}"
+    );
+    assert!(out.contains("call stack exhausted"), "{out}");
+    assert!(out.contains(" -> wasm 0x"), "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("summary: 2 functions, 4 safepoints, 1 distinct maps"),
+        "{out}"
+    );
+    let only_traps = stdout(&framewalk(&[
+        "objdump",
+        "--traps",
+        &art.display().to_string(),
+    ]));
+    assert!(
+        !only_traps.contains("  safepoint") && only_traps.contains("  trap 0x"),
+        "{only_traps}"
+    );
+}
+
+#[test]
+fn run_help_documents_the_host_module() {
+    let o = framewalk(&["run", "--help"]);
+    let out = stdout(&o);
+    for f in [
+        "new_ref",
+        "ref_value",
+        "live_refs",
+        "gc",
+        "reenter",
+        "backtrace",
+        "frames",
+        "--gc-stats",
+    ] {
+        assert!(out.contains(f), "--help lacks {f}: {out}");
+    }
+}
+
+#[test]
+fn ref_value_of_null_traps_with_a_clear_message_and_backtrace() {
+    let wat = write_wat(
+        "null.wat",
+        r#"(module $m
+             (import "framewalk" "ref_value" (func $v (param externref) (result i64)))
+             (func $main (export "main") (result i64) (call $v (ref.null extern))))"#,
+    );
+    let o = framewalk(&["run", &wat]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: ref_value: null reference\nwasm backtrace:\n    0: "),
+        "{err}"
+    );
+    assert!(err.ends_with(" - m!main\n"), "{err}");
+}
+
+#[test]
+fn backtrace_and_frames_see_every_activation() {
+    let wat = write_wat(
+        "frames.wat",
+        r#"(module $f
+             (import "framewalk" "frames" (func $frames (result i32)))
+             (import "framewalk" "backtrace" (func $bt))
+             (import "framewalk" "reenter" (func $re (param funcref i64) (result i64)))
+             (elem declare func $inner)
+             (func $inner (param i64) (result i64) (call $bt) (i64.extend_i32_u (call $frames)))
+             (func $main (export "main") (result i64) (call $re (ref.func $inner) (i64.const 0))))"#,
+    );
+    let o = framewalk(&["run", &wat]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "2\n", "inner + main, across two activations");
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert_eq!(lines[0], "wasm backtrace:");
+    assert!(
+        lines[1].ends_with(" - f!inner") && lines[2].ends_with(" - f!main"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_imports_get_a_one_line_link_error() {
+    let unknown = write_wat(
+        "unknown.wat",
+        r#"(module (import "framewalk" "nope" (func)))"#,
+    );
+    let o = framewalk(&["run", &unknown]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: unknown import `framewalk::nope` (see `framewalk run --help`)\n"
+    );
+
+    let wrong = write_wat(
+        "wrong.wat",
+        r#"(module (import "framewalk" "gc" (func (param i32))))"#,
+    );
+    let o = framewalk(&["run", &wrong]);
+    assert_eq!(
+        stderr(&o),
+        "error: import `framewalk::gc` has type (func (param i32)), but the host function is (func)\n"
+    );
+
+    let other = write_wat("other.wat", r#"(module (import "env" "f" (func)))"#);
+    let o = framewalk(&["run", &other]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).starts_with("error: unknown import `env::f`"));
+}
+
+#[test]
+fn user_errors_are_one_line_without_a_panic() {
+    for (args, expected) in [
+        (
+            vec!["run", "/nonexistent/x.wat"],
+            "error: reading /nonexistent/x.wat: No such file or directory (os error 2)\n",
+        ),
+        (
+            vec!["run", &example("compute.wat"), "--invoke", "nope"],
+            "error: module has no exported function `nope`\n",
+        ),
+        (
+            vec!["run", &example("compute.wat"), "--invoke", "fib", "x"],
+            "error: `x` is not an i32: invalid digit found in string\n",
+        ),
+        (
+            vec!["run", &example("compute.wat"), "--invoke", "fib"],
+            "error: `fib` has type (func (param i32) (result i32)): expected 1 arguments, got 0\n",
+        ),
+    ] {
+        let o = framewalk(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&o), expected, "{args:?}");
+    }
+    let bad = write_wat("bad.wat", "(module (func (result i32) (i64.const 0)))");
+    let o = framewalk(&["run", &bad]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: loading ")
+            && err.contains("invalid wasm")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+}
