@@ -240,6 +240,7 @@ impl<'a> Artifact<'a> {
         }
         let in_text = |off: u32, len: u32| off.checked_add(len).is_some_and(|end| end <= text_len);
         let mut prev_index = None;
+        let mut prev_end = 0u32;
         for rec in functions.chunks_exact(s::FUNCTION_RECORD_SIZE) {
             let f = |i: usize| u32_at(rec, i * 4);
             let (index, off, len, toff, tlen, noff, nlen) =
@@ -257,6 +258,13 @@ impl<'a> Artifact<'a> {
                     format!("function {index} lies outside the text"),
                 ));
             }
+            if off < prev_end {
+                return Err(malformed(
+                    s::FUNCTIONS,
+                    format!("function {index} overlaps the previous one"),
+                ));
+            }
+            prev_end = off + len;
             let name_end = noff.checked_add(nlen).map(|e| e as usize);
             match name_end {
                 Some(end) if end <= names.len() => {
