@@ -82,6 +82,9 @@ pub fn host_isa() -> Result<OwnedTargetIsa, CompileError> {
         .map_err(|e| CompileError::Host(e.to_string()))
 }
 
+/// Address-map value for code that belongs to no wasm instruction.
+pub const NO_WASM_OFFSET: u32 = u32::MAX;
+
 /// How a relocation patches the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RelocKind {
@@ -234,12 +237,23 @@ fn compile_function(
             .ok_or_else(|| codegen_err(format!("unexpected trap code {:?}", t.code)))?;
         traps.push((t.offset, code));
     }
-    let mut srclocs = Vec::new();
+    // Address map entries cover each source-location range from its start; code with
+    // no wasm instruction (prologue checks, trap islands, gaps) gets an explicit
+    // `NO_WASM_OFFSET` entry so that a lookup never borrows a neighbour's offset.
+    let mut srclocs: Vec<(u32, u32)> = Vec::new();
     for s in buffer.get_srclocs_sorted() {
-        if !s.loc.is_default() {
-            srclocs.push((s.start, s.loc.bits()));
+        let loc = if s.loc.is_default() {
+            NO_WASM_OFFSET
+        } else {
+            s.loc.bits()
+        };
+        match srclocs.last_mut() {
+            Some(last) if last.0 == s.start => last.1 = loc,
+            _ => srclocs.push((s.start, loc)),
         }
+        srclocs.push((s.end, NO_WASM_OFFSET));
     }
+    srclocs.dedup_by(|next, prev| prev.1 == next.1);
     let mut stack_maps = Vec::new();
     for (offset, span, map) in buffer.user_stack_maps() {
         let mut slots: Vec<u32> = map.entries().map(|(_, off)| off).collect();
@@ -298,8 +312,13 @@ impl TextBuilder {
         }));
         m.traps
             .extend(code.traps.into_iter().map(|(o, c)| (o + start, c)));
-        m.address_map
-            .extend(code.srclocs.into_iter().map(|(o, w)| (o + start, w)));
+        // An entry at the very end of the function would lie past its code.
+        m.address_map.extend(
+            code.srclocs
+                .into_iter()
+                .filter(|(o, _)| *o < len)
+                .map(|(o, w)| (o + start, w)),
+        );
         m.stack_maps
             .extend(code.stack_maps.into_iter().map(|mut s| {
                 s.return_offset += start;

@@ -195,12 +195,13 @@ unsafe fn capture(
     // lie between the newest start and the oldest entry_fp on this thread's stack.
     let reader = unsafe { LiveStackReader::new(lo.saturating_sub(16), hi.saturating_add(16)) };
     let mut frames = Vec::new();
-    let result =
-        crate::unwind::visit_frames(list, start, &reader, &super::registry::REGISTRY, |frame| {
+    let result = super::registry::REGISTRY.with_view(|view| {
+        crate::unwind::visit_frames(list, start, &reader, view, |frame| {
             let exact = start.is_some() && frames.is_empty();
-            frames.push(super::registry::symbolize(frame, exact));
+            frames.push(super::registry::symbolize(frame, exact, view.last_data()));
             ControlFlow::<()>::Continue(())
-        });
+        })
+    });
     (frames, result.err().map(|e| e.to_string()))
 }
 
@@ -306,7 +307,8 @@ pub(crate) fn visit_store_frames<B>(
         .only_owner(store.id as usize);
     // SAFETY: `[lo, hi)` spans the live frames of these activations on this thread.
     let reader = unsafe { LiveStackReader::new(lo, hi) };
-    crate::unwind::visit_frames(list, None, &reader, &super::registry::REGISTRY, f)
+    super::registry::REGISTRY
+        .with_view(|view| crate::unwind::visit_frames(list, None, &reader, view, f))
 }
 
 /// The stack range `[lowest recorded exit, highest entry)` of `store`'s activations on
@@ -335,7 +337,7 @@ pub(crate) fn store_backtrace(
 ) -> Result<Vec<FrameInfo>, crate::unwind::WalkError> {
     let mut frames = Vec::new();
     visit_store_frames(store, |frame| {
-        frames.push(super::registry::symbolize(frame, false));
+        frames.push(super::registry::symbolize(frame, false, None));
         ControlFlow::<()>::Continue(())
     })?;
     Ok(frames)

@@ -38,18 +38,21 @@ impl StoreRoots {
         }
         // SAFETY: the store's list is live on this thread and unchanged during the walk.
         let list = unsafe { ActivationList::from_head(self.head) }.only_owner(self.owner);
-        crate::unwind::visit_frames(list, None, &self.reader, &REGISTRY, |frame| {
-            if let Some((_, data)) = REGISTRY.lookup_with_data(frame.pc) {
-                // SAFETY: the frame's module is registered while its code is on the stack.
-                let module = unsafe { &*(data as *const super::module::ModuleInner) };
-                // Exact lookup by return address: no entry means no live references.
-                if let Some(map) = module.stack_maps.lookup(frame.location.text_offset) {
-                    for off in map.slots() {
-                        slot(frame, frame.sp + off as usize);
+        REGISTRY.with_view(|view| {
+            crate::unwind::visit_frames(list, None, &self.reader, view, |frame| {
+                // The walker just looked this frame's PC up through `view`.
+                if let Some(data) = view.last_data() {
+                    // SAFETY: the frame's module is registered while its code is on the stack.
+                    let module = unsafe { &*(data as *const super::module::ModuleInner) };
+                    // Exact lookup by return address: no entry means no live references.
+                    if let Some(map) = module.stack_maps.lookup(frame.location.text_offset) {
+                        for off in map.slots() {
+                            slot(frame, frame.sp + off as usize);
+                        }
                     }
                 }
-            }
-            ControlFlow::<()>::Continue(())
+                ControlFlow::<()>::Continue(())
+            })
         })?;
         Ok(())
     }

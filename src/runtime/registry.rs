@@ -39,9 +39,11 @@ pub(crate) fn trap_code_at(pc: usize, _signal: i32) -> Option<TrapCode> {
 /// The function name, module name and wasm offset of a walked frame. `exact` says the
 /// PC is the faulting instruction rather than a return address (whose call instruction
 /// ends just before it).
-pub(crate) fn symbolize(frame: &Frame, exact: bool) -> FrameInfo {
+pub(crate) fn symbolize(frame: &Frame, exact: bool, data: Option<usize>) -> FrameInfo {
     let loc = frame.location;
-    let lookup = REGISTRY.lookup_with_data(frame.pc);
+    let lookup = data
+        .map(|d| (loc, d))
+        .or_else(|| REGISTRY.lookup_with_data(frame.pc));
     let mut info = FrameInfo {
         func_index: loc.func_index,
         func_name: None,
@@ -67,7 +69,7 @@ pub(crate) fn symbolize(frame: &Frame, exact: bool) -> FrameInfo {
         .and_then(|i| m.functions.get(i as usize))
         .map(|f| f.text_offset);
     if let (Some((off, wasm)), Some(start)) = (lookup_le(m.address_map_bytes(), key), func_start) {
-        if off >= start {
+        if off >= start && wasm != crate::compile::NO_WASM_OFFSET {
             info.wasm_offset = Some(wasm);
         }
     }

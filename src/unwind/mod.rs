@@ -106,5 +106,7 @@ pub use activation::{
 };
 pub use error::WalkError;
 pub use reader::{LiveStackReader, StackReader};
-pub use registry::{CodeRegistry, FunctionRange, ModuleRegistration, ModuleText, RegistryError};
+pub use registry::{
+    CodeRegistry, FunctionRange, ModuleRegistration, ModuleText, RegistryError, RegistryView,
+};
 pub use walker::{visit_frames, CodeLocation, CodeLookup, Frame, FrameCursor, StartRegs};

@@ -279,6 +279,19 @@ impl CodeRegistry {
         self.read(|snapshot| snapshot.lookup(pc))
     }
 
+    /// Runs `f` with a view of the registered modules that stays valid for the whole
+    /// call: one reader registration for many lookups (a whole walk), instead of one per
+    /// lookup. The view also remembers the last module it found, since consecutive
+    /// frames are usually in the same module. Lock-free and allocation-free.
+    pub fn with_view<T>(&self, f: impl FnOnce(&RegistryView<'_>) -> T) -> T {
+        self.read(|snapshot| {
+            f(&RegistryView {
+                snapshot,
+                last: std::cell::Cell::new(None),
+            })
+        })
+    }
+
     /// Like [`CodeRegistry::lookup`], also returning the module's
     /// [`ModuleText::data`]. Lock-free and allocation-free.
     pub fn lookup_with_data(&self, pc: usize) -> Option<(CodeLocation, usize)> {
@@ -364,6 +377,46 @@ impl Drop for CodeRegistry {
 impl CodeLookup for CodeRegistry {
     fn lookup_pc(&self, pc: usize) -> Option<CodeLocation> {
         self.lookup(pc)
+    }
+}
+
+/// A consistent view of the registry for a sequence of lookups; see
+/// [`CodeRegistry::with_view`].
+pub struct RegistryView<'a> {
+    snapshot: &'a Snapshot,
+    last: std::cell::Cell<Option<&'a ModuleEntry>>,
+}
+
+impl RegistryView<'_> {
+    /// The function containing `pc` and its module's data word.
+    pub fn lookup_with_data(&self, pc: usize) -> Option<(CodeLocation, usize)> {
+        if let Some(m) = self.last.get() {
+            if pc >= m.text_start && pc < m.text_end {
+                return m.lookup(pc).map(|loc| (loc, m.data));
+            }
+        }
+        let after = self
+            .snapshot
+            .modules
+            .partition_point(|m| m.text_start <= pc);
+        let module: &ModuleEntry = self.snapshot.modules.get(after.checked_sub(1)?)?;
+        let found = module.lookup(pc)?;
+        self.last.set(Some(module));
+        Some((found, module.data))
+    }
+}
+
+impl RegistryView<'_> {
+    /// The data word of the module of the most recent successful lookup through this
+    /// view (for a walk: the module of the frame just yielded), without searching again.
+    pub fn last_data(&self) -> Option<usize> {
+        self.last.get().map(|m| m.data)
+    }
+}
+
+impl CodeLookup for RegistryView<'_> {
+    fn lookup_pc(&self, pc: usize) -> Option<CodeLocation> {
+        self.lookup_with_data(pc).map(|(loc, _)| loc)
     }
 }
 

@@ -1,0 +1,123 @@
+//! Collector costs. `cargo bench --bench gc`.
+//!
+//! - `pause/D frames/K table refs`: one `Store::gc` (from a host function at the bottom
+//!   of D wasm frames, each holding one externref live across its call) while K other
+//!   references are held only by a table. The pause should follow D, not K.
+//! - `pass externref into wasm`: a typed host -> wasm call that stores its externref
+//!   argument into a table slot.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use framewalk::{Caller, Engine, Extern, ExternRef, Func, Instance, Module, Store, Val};
+
+const WAT: &str = r#"
+(module
+  (import "host" "bottom" (func $bottom))
+  (import "host" "make" (func $make (param i32) (result externref)))
+  (table $t (export "t") 0 externref)
+  (func $down (export "down") (param $n i32)
+    (local $r externref)
+    (local.set $r (call $make (local.get $n)))
+    (if (i32.eqz (local.get $n))
+      (then (call $bottom))
+      (else (call $down (i32.sub (local.get $n) (i32.const 1)))))
+    (drop (local.get $r)))
+  (func (export "grow") (param $n i32) (param $r externref) (result i32)
+    (table.grow $t (local.get $r) (local.get $n)))
+  (func (export "store") (param $r externref)
+    (table.set $t (i32.const 0) (local.get $r))))
+"#;
+
+#[derive(Default)]
+struct Data {
+    /// A `*mut criterion::Bencher` while a benchmark runs inside `bottom`.
+    bencher: usize,
+}
+
+fn setup(engine: &Engine, module: &Module) -> (Store<Data>, Instance) {
+    let mut store = Store::new(engine, Data::default());
+    let bottom = Func::wrap(&mut store, |mut caller: Caller<'_, Data>, (): ()| {
+        let b = caller.data().bencher as *mut criterion::Bencher<'_>;
+        // SAFETY: the benchmark below stores a live `&mut Bencher` for the duration of
+        // the wasm call that reaches this host function.
+        let b = unsafe { &mut *b };
+        b.iter(|| caller.gc().unwrap());
+    })
+    .unwrap();
+    let make = Func::wrap(
+        &mut store,
+        |_: Caller<'_, Data>, n: i32| -> Option<ExternRef> { Some(ExternRef::new(n)) },
+    )
+    .unwrap();
+    let inst = Instance::new(
+        &mut store,
+        module,
+        &[Extern::Func(bottom), Extern::Func(make)],
+    )
+    .unwrap();
+    (store, inst)
+}
+
+fn pause(c: &mut Criterion) {
+    let engine = Engine::new(framewalk::Config {
+        max_wasm_stack: 64 << 20,
+    })
+    .unwrap();
+    let module = Module::new(&engine, WAT.as_bytes()).unwrap();
+    let mut g = c.benchmark_group("gc pause");
+    for k in [1_000u32, 100_000] {
+        for d in [10u32, 100, 1000] {
+            let (mut store, inst) = setup(&engine, &module);
+            // K distinct references held only by the table.
+            let grow = inst.get_func(&store, "grow").unwrap();
+            for i in 0..k {
+                grow.call(
+                    &mut store,
+                    &[Val::I32(1), Val::ExternRef(Some(ExternRef::new(i)))],
+                    &mut [Val::I32(0)],
+                )
+                .unwrap();
+            }
+            store.gc().unwrap();
+            let down = inst
+                .get_func(&store, "down")
+                .unwrap()
+                .typed::<i32, ()>(&store)
+                .unwrap();
+            g.bench_with_input(
+                BenchmarkId::new(format!("{d} frames"), format!("{k} table refs")),
+                &d,
+                |b, &d| {
+                    store.data_mut().bencher = b as *mut criterion::Bencher<'_> as usize;
+                    down.call(&mut store, d as i32 - 1).unwrap();
+                    store.data_mut().bencher = 0;
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+fn pass(c: &mut Criterion) {
+    let engine = Engine::new(Default::default()).unwrap();
+    let module = Module::new(&engine, WAT.as_bytes()).unwrap();
+    let (mut store, inst) = setup(&engine, &module);
+    let grow = inst.get_func(&store, "grow").unwrap();
+    grow.call(
+        &mut store,
+        &[Val::I32(1), Val::ExternRef(None)],
+        &mut [Val::I32(0)],
+    )
+    .unwrap();
+    let store_ref = inst
+        .get_func(&store, "store")
+        .unwrap()
+        .typed::<Option<ExternRef>, ()>(&store)
+        .unwrap();
+    let r = ExternRef::new(42u64);
+    c.bench_function("pass externref into wasm (typed call, table.set)", |b| {
+        b.iter(|| store_ref.call(&mut store, Some(r.clone())).unwrap())
+    });
+}
+
+criterion_group!(benches, pause, pass);
+criterion_main!(benches);
