@@ -135,7 +135,10 @@ pub(crate) struct ModuleInner {
     pub(crate) functions: Vec<LoadedFunction>,
     /// Engine-wide type id of each module type.
     pub(crate) type_ids: Vec<u32>,
-    pub(crate) names: Vec<Option<String>>,
+    /// Function names (shared with every backtrace frame that names them).
+    pub(crate) names: Vec<Option<Arc<str>>>,
+    /// The module's name from the name section.
+    pub(crate) module_name: Option<Arc<str>>,
 }
 
 impl ModuleInner {
@@ -233,7 +236,7 @@ impl Module {
         let code = CodeMemory::new(art.text, &art.relocs, libcalls::address_of)?;
         let base = code.base();
         let mut functions = Vec::with_capacity(art.num_functions());
-        let mut names: Vec<Option<String>> = vec![None; info.functions.len()];
+        let mut names: Vec<Option<Arc<str>>> = vec![None; info.functions.len()];
         for (i, f) in art.functions().enumerate() {
             if f.func_index != info.num_imported_funcs + i as u32 {
                 return Err(ArtifactError::Malformed {
@@ -251,10 +254,11 @@ impl Module {
         }
         for (i, n) in &info.func_names {
             if let Some(slot) = names.get_mut(*i as usize) {
-                *slot = Some(n.clone());
+                *slot = Some(n.as_str().into());
             }
         }
         let type_ids = info.types.iter().map(|t| engine.type_id(t)).collect();
+        let module_name: Option<Arc<str>> = info.name.as_deref().map(Into::into);
         let text = subrange(all, art.text);
         let traps = subrange(all, art.trap_bytes());
         let address_map = subrange(all, art.address_map_bytes());
@@ -284,6 +288,7 @@ impl Module {
             functions,
             type_ids,
             names,
+            module_name,
         });
         if !inner.code.is_empty() {
             let text = ModuleText {

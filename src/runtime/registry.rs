@@ -57,7 +57,7 @@ pub(crate) fn symbolize(frame: &Frame, exact: bool, data: Option<usize>) -> Fram
     // SAFETY: the frame is live wasm code of a registered module.
     let m = unsafe { module(data) };
     info.func_name = m.names.get(loc.func_index as usize).cloned().flatten();
-    info.module_name = m.info.name.clone();
+    info.module_name = m.module_name.clone();
     let key = if exact {
         loc.text_offset
     } else {

@@ -2,16 +2,18 @@
 
 use super::TrapCode;
 use std::fmt;
+use std::sync::Arc;
 
 /// One wasm frame of a trap's backtrace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrameInfo {
     /// Function index in its module (imports included in the index space).
     pub func_index: u32,
-    /// The function's name from the name section.
-    pub func_name: Option<String>,
+    /// The function's name from the name section (shared with the module, so a frame
+    /// costs no allocation for it).
+    pub func_name: Option<Arc<str>>,
     /// The module's name from the name section.
-    pub module_name: Option<String>,
+    pub module_name: Option<Arc<str>>,
     /// Offset of the instruction in the module's wasm binary, if known.
     pub wasm_offset: Option<u32>,
     /// The native PC (the trapping instruction, or a return address).

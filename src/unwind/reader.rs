@@ -74,6 +74,7 @@ impl LiveStackReader {
 }
 
 impl StackReader for LiveStackReader {
+    #[inline]
     fn read_word(&self, addr: usize) -> Option<usize> {
         if !addr.is_multiple_of(align_of::<usize>()) {
             return None;

@@ -128,10 +128,57 @@ struct ModuleEntry {
     text_end: usize,
     functions: Box<[FunctionRange]>,
     data: usize,
+    /// When every function starts on a `GRANULE`-byte boundary (Cranelift aligns
+    /// functions to 16), a flat table: entry `g` is the index in `functions` of the
+    /// function that starts at or before byte `g * GRANULE` and covers it, or
+    /// `NO_FUNCTION`. A lookup is then one load and one bounds check instead of a
+    /// binary search.
+    granules: Option<Box<[u32]>>,
+}
+
+/// Bytes of text per flat-table entry.
+const GRANULE: u32 = 16;
+/// Flat-table entry for text that belongs to no function.
+const NO_FUNCTION: u32 = u32::MAX;
+
+/// Builds the flat table of `functions`, if they are all granule-aligned (and the
+/// table would not be absurdly large).
+fn granule_table(functions: &[FunctionRange], text_len: usize) -> Option<Box<[u32]>> {
+    if functions.is_empty()
+        || functions.len() >= NO_FUNCTION as usize
+        || functions.iter().any(|f| f.start % GRANULE != 0)
+    {
+        return None;
+    }
+    let n = text_len.div_ceil(GRANULE as usize);
+    let mut table = vec![NO_FUNCTION; n];
+    for (i, f) in functions.iter().enumerate() {
+        let first = (f.start / GRANULE) as usize;
+        let last = ((u64::from(f.start) + u64::from(f.len) - 1) / u64::from(GRANULE)) as usize;
+        for slot in &mut table[first..=last.min(n - 1)] {
+            *slot = i as u32;
+        }
+    }
+    Some(table.into_boxed_slice())
 }
 
 impl ModuleEntry {
+    #[inline(always)]
     fn lookup(&self, pc: usize) -> Option<CodeLocation> {
+        if let Some(table) = &self.granules {
+            let text_offset = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
+            let index = *table.get((text_offset / GRANULE) as usize)?;
+            let func = self.functions.get(index as usize)?;
+            // The granule may hold the end of the function and padding after it.
+            if text_offset < func.start || text_offset - func.start >= func.len {
+                return None;
+            }
+            return Some(CodeLocation {
+                module: self.id,
+                func_index: func.func_index,
+                text_offset,
+            });
+        }
         if pc >= self.text_end {
             return None;
         }
@@ -240,12 +287,14 @@ impl CodeRegistry {
 
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let id = self.next_id.fetch_add(1, SeqCst);
+        let granules = granule_table(&functions, text_len);
         let entry = Arc::new(ModuleEntry {
             id,
             text_start,
             text_end,
             functions: functions.into_boxed_slice(),
             data,
+            granules,
         });
         let modules = self.read(|snapshot| {
             let at = snapshot
@@ -389,6 +438,7 @@ pub struct RegistryView<'a> {
 
 impl RegistryView<'_> {
     /// The function containing `pc` and its module's data word.
+    #[inline(always)]
     pub fn lookup_with_data(&self, pc: usize) -> Option<(CodeLocation, usize)> {
         if let Some(m) = self.last.get() {
             if pc >= m.text_start && pc < m.text_end {
@@ -409,12 +459,14 @@ impl RegistryView<'_> {
 impl RegistryView<'_> {
     /// The data word of the module of the most recent successful lookup through this
     /// view (for a walk: the module of the frame just yielded), without searching again.
+    #[inline]
     pub fn last_data(&self) -> Option<usize> {
         self.last.get().map(|m| m.data)
     }
 }
 
 impl CodeLookup for RegistryView<'_> {
+    #[inline(always)]
     fn lookup_pc(&self, pc: usize) -> Option<CodeLocation> {
         self.lookup_with_data(pc).map(|(loc, _)| loc)
     }

@@ -141,6 +141,7 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     }
 
     /// The current frame, or `None` when the walk is done.
+    #[inline]
     pub fn frame(&self) -> Option<Frame> {
         match self.position {
             Position::At { frame, .. } => Some(frame),
@@ -158,6 +159,7 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     /// # Errors
     ///
     /// Any [`WalkError`] found while checking the next frame; the cursor is then done.
+    #[inline]
     pub fn advance(&mut self) -> Result<(), WalkError> {
         let Position::At {
             frame,
@@ -289,6 +291,7 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     }
 
     /// Reads the word at `fp + off`.
+    #[inline]
     fn read_at(&self, fp: usize, off: usize) -> Result<usize, WalkError> {
         let addr = offset(fp, off)?;
         self.reader
@@ -297,6 +300,7 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     }
 
     /// The wasm function containing `pc`.
+    #[inline]
     fn locate(&self, pc: usize) -> Result<CodeLocation, WalkError> {
         self.code
             .lookup_pc(pc)
@@ -305,12 +309,14 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
 }
 
 /// `base + off`, or an error instead of an overflow.
+#[inline]
 fn offset(base: usize, off: usize) -> Result<usize, WalkError> {
     base.checked_add(off)
         .ok_or(WalkError::AddressOverflow { base, offset: off })
 }
 
 /// Checks that `fp` could be a frame pointer at all: non-null and aligned.
+#[inline]
 fn check_fp_shape(fp: usize) -> Result<(), WalkError> {
     if fp == 0 {
         return Err(WalkError::NullFramePointer);
@@ -323,6 +329,7 @@ fn check_fp_shape(fp: usize) -> Result<(), WalkError> {
 
 /// Classifies `next`, the saved FP read from the frame at `fp`, in an activation whose
 /// chain started at `lo` and ends at `entry_fp` (`lo <= fp < entry_fp`).
+#[inline]
 fn next_fp_in_chain(
     next: usize,
     fp: usize,
