@@ -38,25 +38,28 @@ use crate::unwind::{StackReader, WalkError};
 
 /// Where a collection finds the stack roots.
 pub trait RootSource {
+    /// How slots are read.
+    type Reader: StackReader;
+
     /// Calls `slot(address)` for every live reference slot of every wasm frame of the
     /// store, newest first; the address is where the reference is stored.
-    fn visit_root_slots(&self, slot: &mut dyn FnMut(usize)) -> Result<(), WalkError>;
+    fn visit_root_slots(&self, slot: impl FnMut(usize)) -> Result<(), WalkError>;
 
     /// Reads a slot found by `visit_root_slots`.
-    fn reader(&self) -> &dyn StackReader;
+    fn reader(&self) -> &Self::Reader;
 }
 
 /// One collection: marks the precise stack roots, sweeps the set, and records stats.
 /// Returns the walk error if the walk failed (then nothing was freed).
-pub fn collect(
+pub fn collect<R: RootSource>(
     set: &mut VMExternRefSet,
-    roots: &dyn RootSource,
+    roots: &R,
     stats: &mut GcStats,
 ) -> Result<(), WalkError> {
     let start = std::time::Instant::now();
     let mut found = 0usize;
     let reader = roots.reader();
-    let walk = roots.visit_root_slots(&mut |addr| {
+    let walk = roots.visit_root_slots(|addr| {
         let Some(raw) = reader.read_word(addr) else {
             return;
         };

@@ -59,11 +59,13 @@ impl StoreRoots {
 }
 
 impl RootSource for StoreRoots {
-    fn visit_root_slots(&self, slot: &mut dyn FnMut(usize)) -> Result<(), WalkError> {
+    type Reader = LiveStackReader;
+
+    fn visit_root_slots(&self, mut slot: impl FnMut(usize)) -> Result<(), WalkError> {
         self.visit_slots(|_, addr| slot(addr))
     }
 
-    fn reader(&self) -> &dyn StackReader {
+    fn reader(&self) -> &LiveStackReader {
         &self.reader
     }
 }

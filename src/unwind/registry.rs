@@ -337,6 +337,8 @@ impl CodeRegistry {
             f(&RegistryView {
                 snapshot,
                 last: std::cell::Cell::new(None),
+                recent: Default::default(),
+                last_data: std::cell::Cell::new(None),
             })
         })
     }
@@ -434,12 +436,36 @@ impl CodeLookup for CodeRegistry {
 pub struct RegistryView<'a> {
     snapshot: &'a Snapshot,
     last: std::cell::Cell<Option<&'a ModuleEntry>>,
+    /// A small direct-mapped cache of recent answers, by PC: a stack repeats return
+    /// addresses (recursion, loops calling the same function), and a hit skips the
+    /// dependent loads of a table lookup.
+    recent: [std::cell::Cell<Option<(usize, CodeLocation, usize)>>; RECENT],
+    /// The data word of the last successful lookup.
+    last_data: std::cell::Cell<Option<usize>>,
 }
+
+/// Entries in a view's cache of recent lookups.
+const RECENT: usize = 8;
 
 impl RegistryView<'_> {
     /// The function containing `pc` and its module's data word.
     #[inline(always)]
     pub fn lookup_with_data(&self, pc: usize) -> Option<(CodeLocation, usize)> {
+        let slot = &self.recent[(pc >> 2) % RECENT];
+        if let Some((cached_pc, loc, data)) = slot.get() {
+            if cached_pc == pc {
+                self.last_data.set(Some(data));
+                return Some((loc, data));
+            }
+        }
+        let found = self.lookup_uncached(pc)?;
+        slot.set(Some((pc, found.0, found.1)));
+        self.last_data.set(Some(found.1));
+        Some(found)
+    }
+
+    #[inline(always)]
+    fn lookup_uncached(&self, pc: usize) -> Option<(CodeLocation, usize)> {
         if let Some(m) = self.last.get() {
             if pc >= m.text_start && pc < m.text_end {
                 return m.lookup(pc).map(|loc| (loc, m.data));
@@ -461,7 +487,7 @@ impl RegistryView<'_> {
     /// view (for a walk: the module of the frame just yielded), without searching again.
     #[inline]
     pub fn last_data(&self) -> Option<usize> {
-        self.last.get().map(|m| m.data)
+        self.last_data.get()
     }
 }
 
