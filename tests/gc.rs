@@ -4,6 +4,8 @@
 //! reference freed too early is caught when wasm or the host touches it again, and a
 //! leak or a double drop shows in the log.
 
+mod common;
+
 use anyhow::Result;
 use framewalk::{Caller, Engine, Extern, ExternRef, Func, Instance, Module, Store, Val};
 use std::cell::RefCell;
@@ -43,6 +45,8 @@ struct Data {
     after_gc: Vec<Vec<i32>>,
     /// `(function index, payload id)` of each stack root seen by `roots`.
     roots: Vec<Vec<(u32, i32)>>,
+    /// What the foreign frames recorded: (rbp at the call, the callback's saved rbp).
+    foreign_rbp: Vec<(u64, u64)>,
 }
 
 fn id_of(r: &Option<ExternRef>) -> i32 {
@@ -68,6 +72,7 @@ const WAT: &str = r#"
   (import "host" "check" (func $check (param externref) (result i32)))
   (import "host" "roots" (func $roots))
   (import "host" "reenter" (func $reenter (param i32) (result i32)))
+  (import "host" "foreign_reenter" (func $foreign_reenter (param i32) (result i32)))
   (table $t (export "t") 4 externref)
   (global $g (export "g") (mut externref) (ref.null extern))
 
@@ -147,6 +152,15 @@ const WAT: &str = r#"
           (call $check (local.get $mine))))))
 
   (func (export "echo") (param externref) (result externref) (local.get 0))
+
+  ;; Nested activations with a foreign, rbp-clobbering host frame between each two.
+  (func (export "fnest") (param $depth i32) (result i32)
+    (local $mine externref)
+    (local.set $mine (call $make (i32.add (i32.const 300) (local.get $depth))))
+    (if (i32.eqz (local.get $depth))
+      (then (call $gc))
+      (else (drop (call $foreign_reenter (i32.sub (local.get $depth) (i32.const 1))))))
+    (call $check (local.get $mine)))
 )
 "#;
 
@@ -198,7 +212,23 @@ impl Fixture {
                 nest.typed::<i32, i32>(&caller)?.call(&mut caller, depth)
             },
         )?;
-        let imports = [make, gc, check, roots, reenter].map(Extern::Func);
+        let foreign_reenter = Func::wrap(
+            &mut store,
+            |mut caller: Caller<'_, Data>, depth: i32| -> Result<i32, framewalk::Error> {
+                let fnest = caller
+                    .get_export("fnest")
+                    .and_then(Extern::into_func)
+                    .expect("fnest");
+                let typed = fnest.typed::<i32, i32>(&caller)?;
+                let mut result = None;
+                let rbp = common::foreign::through_foreign_frame(&mut || {
+                    result = Some(typed.call(&mut caller, depth));
+                });
+                caller.data_mut().foreign_rbp.push(rbp);
+                result.expect("the callback ran")
+            },
+        )?;
+        let imports = [make, gc, check, roots, reenter, foreign_reenter].map(Extern::Func);
         let instance = Instance::new(&mut store, &module, &imports)?;
         Ok(Fixture { store, instance })
     }
@@ -259,7 +289,7 @@ fn a_reference_living_only_in_a_block_result_survives() -> Result<()> {
     assert_eq!(fx.call("block_hold", &[])?[0].i32(), Some(5));
     assert_eq!(
         fx.store.data().roots,
-        vec![vec![(5 + 2, 5)]],
+        vec![vec![(6 + 2, 5)]],
         "the block result is a stack root"
     );
     assert_eq!(fx.store.data().after_gc, vec![Vec::<i32>::new()]);
@@ -330,9 +360,9 @@ fn the_stack_roots_are_exactly_the_references_each_frame_holds() -> Result<()> {
     let mut fx = Fixture::new()?;
     // chain(3) -> chain(2) -> chain(1) -> chain(0): each frame holds payload 100+n.
     assert_eq!(fx.call("chain", &[Val::I32(3)])?[0].i32(), Some(103));
-    // 5 imports, then hold, drop_one, block_hold, get_hold, stash, unstash,
+    // 6 imports, then hold, drop_one, block_hold, get_hold, stash, unstash,
     // set_global, clear_global, read_global, chain: defined function 9.
-    let chain_index = 5 + 9;
+    let chain_index = 6 + 9;
     let roots = &fx.store.data().roots;
     assert_eq!(roots.len(), 1);
     assert_eq!(
@@ -429,4 +459,164 @@ fn dropping_the_store_drops_every_held_reference_once_and_spares_host_handles() 
     dropped.sort();
     assert_eq!(dropped, vec![1, 1, 2, 2, 3]);
     Ok(())
+}
+
+#[test]
+fn outer_activations_keep_their_references_across_foreign_rbp_clobbering_frames() -> Result<()> {
+    let mut fx = Fixture::new()?;
+    // fnest(2) -> host -> foreign frame -> fnest(1) -> host -> foreign frame -> fnest(0)
+    // -> GC: three activations, each holding one reference only in a wasm local.
+    assert_eq!(fx.call("fnest", &[Val::I32(2)])?[0].i32(), Some(302));
+    let poison = common::foreign::POISON;
+    assert_eq!(
+        fx.store.data().foreign_rbp,
+        vec![(poison, poison), (poison, poison)],
+        "rbp was clobbered at both foreign frames"
+    );
+    assert_eq!(
+        fx.store.data().after_gc,
+        vec![Vec::<i32>::new()],
+        "the GC in the innermost activation freed nothing"
+    );
+    assert_eq!(
+        fx.store.gc_stats().last_stack_roots,
+        3,
+        "one root per activation"
+    );
+    fx.store.gc()?;
+    assert_eq!(fx.log(), vec![300, 301, 302]);
+    Ok(())
+}
+
+#[test]
+fn a_million_references_through_wasm_stay_bounded_and_are_all_freed() -> Result<()> {
+    let n: usize = common::env_count("GC_CHURN", 1_000_000);
+    let mut fx = Fixture::new()?;
+    let echo = fx.instance.get_func(&fx.store, "echo").unwrap();
+    let echo = echo.typed::<Option<ExternRef>, Option<ExternRef>>(&fx.store)?;
+    let log = fx.store.data().log.clone();
+    let mut max_alive = 0;
+    for i in 0..n {
+        let r = ExternRef::new(Payload {
+            id: i as i32,
+            canary: CANARY,
+            log: log.clone(),
+        });
+        let back = echo.call(&mut fx.store, Some(r))?;
+        assert_eq!(id_of(&back), i as i32);
+        drop(back);
+        max_alive = max_alive.max(i + 1 - log.borrow().len());
+    }
+    let stats = fx.store.gc_stats();
+    println!("{n} references through wasm: at most {max_alive} alive at once; {stats}");
+    assert!(
+        max_alive <= 2 * framewalk::runtime::GC_THRESHOLD_FLOOR + 1,
+        "memory not bounded: {max_alive} alive"
+    );
+    assert!(stats.collections as usize >= n / (2 * framewalk::runtime::GC_THRESHOLD_FLOOR));
+    drop(fx);
+    assert_eq!(
+        log.borrow().len(),
+        n,
+        "every payload dropped exactly once by the end"
+    );
+    Ok(())
+}
+
+/// A module whose `hold` keeps `per_frame` references in locals in each of `depth`
+/// frames, then makes `churn` more references that it drops at once.
+fn live_and_churn_wat(per_frame: usize) -> String {
+    let mut locals = String::new();
+    let mut sets = String::new();
+    let mut sum = String::from("(local.get $below)");
+    for i in 0..per_frame {
+        locals.push_str(&format!(" (local $r{i} externref)"));
+        sets.push_str(&format!("(local.set $r{i} (call $make (i32.const {i})))\n"));
+        sum = format!("(i32.add {sum} (call $check (local.get $r{i})))");
+    }
+    format!(
+        r#"(module
+  (import "host" "make" (func $make (param i32) (result externref)))
+  (import "host" "check" (func $check (param externref) (result i32)))
+  (func $churn (param $n i32)
+    (loop $l
+      (drop (call $make (i32.const -1)))
+      (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+  (func $hold (export "hold") (param $depth i32) (param $churn i32) (result i32)
+    (local $below i32){locals}
+    {sets}
+    (if (i32.eqz (local.get $depth))
+      (then (call $churn (local.get $churn)))
+      (else (local.set $below (call $hold (i32.sub (local.get $depth) (i32.const 1)) (local.get $churn)))))
+    {sum}))"#
+    )
+}
+
+#[test]
+fn gc_work_stays_linear_with_100k_live_stack_references_and_a_million_more() -> Result<()> {
+    let depth = common::env_count("GC_LIVE_DEPTH", 1000) as i32;
+    let churn = common::env_count("GC_CHURN", 1_000_000) as i32;
+    let per_frame = 100;
+    common::with_big_stack(256, move || -> Result<()> {
+        let engine = Engine::new(framewalk::Config {
+            max_wasm_stack: 64 << 20,
+        })?;
+        let module = Module::new(&engine, live_and_churn_wat(per_frame).as_bytes())?;
+        let mut store = Store::new(&engine, Data::default());
+        let make = Func::wrap(
+            &mut store,
+            |caller: Caller<'_, Data>, id: i32| -> Option<ExternRef> {
+                Some(ExternRef::new(Payload {
+                    id,
+                    canary: CANARY,
+                    log: caller.data().log.clone(),
+                }))
+            },
+        )?;
+        let check = Func::wrap(
+            &mut store,
+            |_: Caller<'_, Data>, r: Option<ExternRef>| -> i32 { id_of(&r) },
+        )?;
+        let inst = Instance::new(
+            &mut store,
+            &module,
+            &[Extern::Func(make), Extern::Func(check)],
+        )?;
+        let hold = inst
+            .get_func(&store, "hold")
+            .unwrap()
+            .typed::<(i32, i32), i32>(&store)?;
+        let started = std::time::Instant::now();
+        let sum = hold.call(&mut store, (depth - 1, churn))?;
+        let elapsed = started.elapsed();
+        let per_frame_sum: i32 = (0..per_frame as i32).sum();
+        assert_eq!(
+            sum,
+            depth * per_frame_sum,
+            "every live reference read back intact"
+        );
+        let stats = store.gc_stats();
+        let live = depth as usize * per_frame;
+        println!(
+            "{live} live stack references, {churn} more passed through: {stats}; whole run {elapsed:?}"
+        );
+        // Linear: the threshold follows the live set, so each collection is paid for by
+        // at least as many new references as survived it; a fixed threshold would
+        // collect ~{churn}/1024 times, each walking all {live} live references.
+        assert!(
+            stats.collections <= 16 + (churn as u64) / (live as u64),
+            "{stats}"
+        );
+        assert!(
+            store.data().log.borrow().iter().all(|id| *id == -1),
+            "only churned references were freed while the live ones were on the stack"
+        );
+        store.gc()?;
+        assert_eq!(
+            store.data().log.borrow().len(),
+            churn as usize + live,
+            "after the call, everything is freed once"
+        );
+        Ok(())
+    })
 }

@@ -25,5 +25,5 @@ pub use externals::{Global, Memory, Table};
 pub use func::{Func, HostResult, TypedFunc};
 pub use instance::{Extern, Instance};
 pub use module::{compile_artifact, Module, ModuleLoadError};
-pub use store::{AsStore, AsStoreMut, Caller, Store, StoreOpaque};
+pub use store::{AsStore, AsStoreMut, Caller, Store, StoreOpaque, GC_THRESHOLD_FLOOR};
 pub use values::{Val, WasmTuple, WasmTy};

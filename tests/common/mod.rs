@@ -19,6 +19,8 @@
 //! ```
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod foreign;
+
 use framewalk::trap::FrameInfo;
 use wasmparser::{KnownCustom, Name, Operator, Parser, Payload, TypeRef};
 
