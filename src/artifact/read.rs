@@ -170,13 +170,12 @@ impl<'a> Artifact<'a> {
                 file.architecture()
             )));
         }
-        let section = |name: &'static str| -> Result<(&'a [u8], Option<(u64, u64)>, SectionIndex), ArtifactError> {
+        type Section<'a> = (&'a [u8], Option<(u64, u64)>, SectionIndex);
+        let section = |name: &'static str| -> Result<Section<'a>, ArtifactError> {
             let sec = file
                 .section_by_name(name)
                 .ok_or(ArtifactError::MissingSection(name))?;
-            let data = sec
-                .data()
-                .map_err(|e| malformed(name, e.to_string()))?;
+            let data = sec.data().map_err(|e| malformed(name, e.to_string()))?;
             Ok((data, sec.file_range(), sec.index()))
         };
 
@@ -413,7 +412,7 @@ fn check_pairs(
     text_len: u32,
     value_ok: impl Fn(u32) -> bool,
 ) -> Result<(), ArtifactError> {
-    if bytes.len() % s::PAIR_SIZE != 0 {
+    if !bytes.len().is_multiple_of(s::PAIR_SIZE) {
         return Err(malformed(name, "length is not a whole number of entries"));
     }
     let mut prev = None;

@@ -296,7 +296,7 @@ struct TextBuilder {
 impl TextBuilder {
     fn append(&mut self, code: FunctionCode) -> Result<(u32, u32), CompileError> {
         let text = &mut self.module.text;
-        while text.len() % 16 != 0 {
+        while !text.len().is_multiple_of(16) {
             text.push(0xcc); // int3 padding between functions
         }
         let start = u32::try_from(text.len()).map_err(|_| CompileError::TooLarge("text"))?;

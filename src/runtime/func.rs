@@ -108,7 +108,7 @@ impl Func {
     }
 
     pub(crate) fn from_raw(store: &StoreOpaque, raw: usize) -> Option<Func> {
-        (raw != 0).then(|| Func {
+        (raw != 0).then_some(Func {
             store_id: store.id,
             ptr: raw as *const VMFuncRef,
         })

@@ -19,7 +19,7 @@ unsafe fn instance<'a>(vmctx: *mut u8) -> &'a mut InstanceData {
 /// `start..start+len` if it lies within `bound`.
 fn range(start: u32, len: u32, bound: usize) -> Option<std::ops::Range<usize>> {
     let end = u64::from(start) + u64::from(len);
-    (end <= bound as u64).then(|| start as usize..end as usize)
+    (end <= bound as u64).then_some(start as usize..end as usize)
 }
 
 unsafe extern "C" fn memory_grow(vmctx: *mut u8, mem: u32, delta: u32) -> u32 {

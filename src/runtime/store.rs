@@ -36,9 +36,27 @@ pub struct StoreOpaque {
     pub(crate) id: u64,
     pub(crate) engine: Engine,
     pub(crate) vm: Box<VMStoreContext>,
+    // Boxed so that their addresses never change: generated code and vmctxs hold
+    // pointers to them while the vectors grow.
+    #[expect(
+        clippy::vec_box,
+        reason = "stable addresses for pointers held by generated code"
+    )]
     pub(crate) instances: Vec<Box<InstanceData>>,
+    #[expect(
+        clippy::vec_box,
+        reason = "stable addresses for pointers held by generated code"
+    )]
     pub(crate) memories: Vec<Box<MemoryStorage>>,
+    #[expect(
+        clippy::vec_box,
+        reason = "stable addresses for pointers held by generated code"
+    )]
     pub(crate) tables: Vec<Box<TableStorage>>,
+    #[expect(
+        clippy::vec_box,
+        reason = "stable addresses for pointers held by generated code"
+    )]
     pub(crate) globals: Vec<Box<GlobalStorage>>,
     pub(crate) host_funcs: Vec<OwnedHostFunc>,
     pub(crate) exit_trampolines: Vec<Arc<CodeMemory>>,
