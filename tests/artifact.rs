@@ -200,3 +200,54 @@ fn foreign_and_garbage_files_are_rejected() -> Result<()> {
     );
     Ok(())
 }
+
+/// A module of `n` functions whose externref locals are live across calls, in a few
+/// recurring patterns (as compiled code from one source language tends to be).
+fn externref_heavy_module(n: usize) -> String {
+    let mut wat = String::from("(module (import \"h\" \"f\" (func $f (param externref) (result externref)))\n");
+    for i in 0..n {
+        let keep = 1 + i % 4; // 1..=4 references live across the calls
+        let mut body = String::new();
+        for k in 0..keep {
+            body.push_str(&format!("(local.set $l{k} (call $f (local.get $p)))\n"));
+        }
+        for k in 0..keep {
+            body.push_str(&format!("(drop (call $f (local.get $l{k})))\n"));
+        }
+        let locals: String = (0..keep).map(|k| format!(" (local $l{k} externref)")).collect();
+        wat.push_str(&format!(
+            "(func (export \"f{i}\") (param $p externref) (result externref){locals}\n{body}(local.get $p))\n"
+        ));
+    }
+    wat.push(')');
+    wat
+}
+
+#[test]
+fn identical_stack_maps_are_stored_once() -> Result<()> {
+    let isa = framewalk::compile::host_isa()?;
+    let wat = externref_heavy_module(400);
+    let compiled = framewalk::compile::compile_module(&*isa, wat.as_bytes())?;
+    let build = || {
+        let mut b = framewalk::stackmap::StackMapBuilder::new();
+        for m in &compiled.stack_maps {
+            b.add(m.return_offset, m.span, &m.slots).unwrap();
+        }
+        b
+    };
+    let safepoints = compiled.stack_maps.len();
+    let distinct = build().distinct_maps();
+    let with = build().encoded_len(true);
+    let without = build().encoded_len(false);
+    println!(
+        "400 functions: {safepoints} safepoints, {distinct} distinct maps; section {with} bytes with dedup \
+         ({:.1} per safepoint), {without} bytes without ({:.1} per safepoint)",
+        with as f64 / safepoints as f64,
+        without as f64 / safepoints as f64
+    );
+    assert!(safepoints > 1000, "{safepoints}");
+    assert!(distinct < safepoints / 20, "{distinct} distinct of {safepoints}");
+    assert!(with < without, "{with} vs {without}");
+    assert_eq!(build().finish().len(), with);
+    Ok(())
+}
