@@ -51,12 +51,25 @@ fn approximate_sp() -> usize {
     std::hint::black_box(&marker) as *const u8 as usize
 }
 
+thread_local! {
+    /// Whether this thread has checked that the handlers and its alternate signal
+    /// stack are installed.
+    static READY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs the signal handlers (once per process) and this thread's alternate signal
+/// stack (once per thread); after the first call on a thread, one thread-local load.
+#[inline]
 fn install_handlers() {
+    if READY.get() {
+        return;
+    }
     handler::install(handler::TrapHooks {
         lookup: super::registry::trap_code_at,
         on_trap,
     });
     handler::ensure_alt_stack();
+    READY.set(true);
 }
 
 /// Calls `f`'s array entry point with `values` (arguments in, results out).
