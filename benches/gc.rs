@@ -45,7 +45,9 @@ fn setup(engine: &Engine, module: &Module) -> (Store<Data>, Instance) {
     .unwrap();
     let make = Func::wrap(
         &mut store,
-        |_: Caller<'_, Data>, n: i32| -> Option<ExternRef> { Some(ExternRef::new(n)) },
+        |mut caller: Caller<'_, Data>, n: i32| -> Option<ExternRef> {
+            Some(ExternRef::new(&mut caller, n))
+        },
     )
     .unwrap();
     let inst = Instance::new(
@@ -70,9 +72,10 @@ fn pause(c: &mut Criterion) {
             // K distinct references held only by the table.
             let grow = inst.get_func(&store, "grow").unwrap();
             for i in 0..k {
+                let r = ExternRef::new(&mut store, i);
                 grow.call(
                     &mut store,
-                    &[Val::I32(1), Val::ExternRef(Some(ExternRef::new(i)))],
+                    &[Val::I32(1), Val::ExternRef(Some(r))],
                     &mut [Val::I32(0)],
                 )
                 .unwrap();
@@ -113,7 +116,7 @@ fn pass(c: &mut Criterion) {
         .unwrap()
         .typed::<Option<ExternRef>, ()>(&store)
         .unwrap();
-    let r = ExternRef::new(42u64);
+    let r = ExternRef::new(&mut store, 42u64);
     c.bench_function("pass externref into wasm (typed call, table.set)", |b| {
         b.iter(|| store_ref.call(&mut store, Some(r.clone())).unwrap())
     });

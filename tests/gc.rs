@@ -176,12 +176,18 @@ impl Fixture {
         let mut store = Store::new(&engine, Data::default());
         let make = Func::wrap(
             &mut store,
-            |caller: Caller<'_, Data>, id: i32| -> Option<ExternRef> {
-                Some(ExternRef::new(Payload {
-                    id,
-                    canary: CANARY,
-                    log: caller.data().log.clone(),
-                }))
+            |mut caller: Caller<'_, Data>, id: i32| -> Option<ExternRef> {
+                {
+                    let log = caller.data().log.clone();
+                    Some(ExternRef::new(
+                        &mut caller,
+                        Payload {
+                            id,
+                            canary: CANARY,
+                            log,
+                        },
+                    ))
+                }
             },
         )?;
         let gc = Func::wrap(&mut store, |mut caller: Caller<'_, Data>, (): ()| {
@@ -497,11 +503,14 @@ fn a_million_references_through_wasm_stay_bounded_and_are_all_freed() -> Result<
     let log = fx.store.data().log.clone();
     let mut max_alive = 0;
     for i in 0..n {
-        let r = ExternRef::new(Payload {
-            id: i as i32,
-            canary: CANARY,
-            log: log.clone(),
-        });
+        let r = ExternRef::new(
+            &mut fx.store,
+            Payload {
+                id: i as i32,
+                canary: CANARY,
+                log: log.clone(),
+            },
+        );
         let back = echo.call(&mut fx.store, Some(r))?;
         assert_eq!(id_of(&back), i as i32);
         drop(back);
@@ -565,12 +574,18 @@ fn gc_work_stays_linear_with_100k_live_stack_references_and_a_million_more() -> 
         let mut store = Store::new(&engine, Data::default());
         let make = Func::wrap(
             &mut store,
-            |caller: Caller<'_, Data>, id: i32| -> Option<ExternRef> {
-                Some(ExternRef::new(Payload {
-                    id,
-                    canary: CANARY,
-                    log: caller.data().log.clone(),
-                }))
+            |mut caller: Caller<'_, Data>, id: i32| -> Option<ExternRef> {
+                {
+                    let log = caller.data().log.clone();
+                    Some(ExternRef::new(
+                        &mut caller,
+                        Payload {
+                            id,
+                            canary: CANARY,
+                            log,
+                        },
+                    ))
+                }
             },
         )?;
         let check = Func::wrap(
@@ -619,4 +634,42 @@ fn gc_work_stays_linear_with_100k_live_stack_references_and_a_million_more() -> 
         );
         Ok(())
     })
+}
+
+#[test]
+fn a_reference_made_for_one_store_is_refused_by_another() -> Result<()> {
+    let mut a = Fixture::new()?;
+    let mut b = Fixture::new()?;
+    let log = a.store.data().log.clone();
+    let r = ExternRef::new(
+        &mut a.store,
+        Payload {
+            id: 77,
+            canary: CANARY,
+            log,
+        },
+    );
+    let echo_b = b.instance.get_func(&b.store, "echo").unwrap();
+    let typed = echo_b.typed::<Option<ExternRef>, Option<ExternRef>>(&b.store)?;
+    assert!(matches!(
+        typed.call(&mut b.store, Some(r.clone())),
+        Err(framewalk::Error::WrongStore)
+    ));
+    let mut out = [Val::ExternRef(None)];
+    assert!(matches!(
+        echo_b.call(&mut b.store, &[Val::ExternRef(Some(r.clone()))], &mut out),
+        Err(framewalk::Error::WrongStore)
+    ));
+    let t = b.instance.get_table(&b.store, "t").unwrap();
+    assert!(matches!(
+        t.set(&mut b.store, 0, Val::ExternRef(Some(r.clone()))),
+        Err(framewalk::Error::WrongStore)
+    ));
+    // Its own store takes it.
+    let echo_a = a.instance.get_func(&a.store, "echo").unwrap();
+    let back = echo_a
+        .typed::<Option<ExternRef>, Option<ExternRef>>(&a.store)?
+        .call(&mut a.store, Some(r))?;
+    assert_eq!(id_of(&back), 77);
+    Ok(())
 }

@@ -179,7 +179,11 @@ impl Runner {
         let func = inst
             .get_func(&self.store, inv.name)
             .ok_or_else(|| anyhow!("no export {}", inv.name))?;
-        let args = inv.args.iter().map(arg).collect::<Result<Vec<_>>>()?;
+        let args = inv
+            .args
+            .iter()
+            .map(|a| arg(&mut self.store, a))
+            .collect::<Result<Vec<_>>>()?;
         let ty = func.ty(&self.store)?;
         let mut results: Vec<Val> = ty.results().iter().map(|t| Val::default_for(*t)).collect();
         Ok(func
@@ -317,7 +321,7 @@ fn check_message(e: &Error, expected: &str) -> Result<()> {
     }
 }
 
-fn arg(a: &WastArg<'_>) -> Result<Val> {
+fn arg(store: &mut Store<()>, a: &WastArg<'_>) -> Result<Val> {
     let WastArg::Core(a) = a else {
         bail!("component argument")
     };
@@ -331,7 +335,7 @@ fn arg(a: &WastArg<'_>) -> Result<Val> {
             ..
         }) => Val::FuncRef(None),
         WastArgCore::RefNull(_) => Val::ExternRef(None),
-        WastArgCore::RefExtern(n) => Val::ExternRef(Some(ExternRef::new(*n))),
+        WastArgCore::RefExtern(n) => Val::ExternRef(Some(ExternRef::new(store, *n))),
         other => bail!("unsupported argument {other:?}"),
     })
 }

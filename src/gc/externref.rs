@@ -8,11 +8,18 @@
 //!  +0   count   explicit owners: host handles, table slots, globals, element segments
 //!  +8   next    link in the store's over-approximated stack-root set (see `set.rs`)
 //!  +16  flags   IN_SET (bit 0): in that set; MARK (bit 1): found on the stack by a GC
-//!  +24  value   Box<dyn Any>
+//!  +24  owner   id of the one store whose wasm may hold it
+//!  +32  value   Box<dyn Any>
 //! ```
 //!
 //! Invariant: a header is freed exactly when `count == 0` and it is not `IN_SET`; both
 //! conditions are checked wherever either one changes (`release`, the GC's sweep).
+//!
+//! Invariant: a reference is used by the wasm of one store only, its `owner` (the
+//! runtime refuses to pass it to another store's wasm, tables or globals). The root set
+//! link is a single field, so a header can be in one store's set at a time; sharing it
+//! between stores would let one store's collection free a reference the other store's
+//! frames still hold.
 //!
 //! Threads: counts are plain (non-atomic) words because generated code updates them
 //! inline without atomic instructions, so an `ExternRef` is neither `Send` nor `Sync`;
@@ -34,6 +41,7 @@ pub struct VMExternData {
     pub(crate) count: Cell<usize>,
     pub(crate) next: Cell<*mut VMExternData>,
     pub(crate) flags: Cell<usize>,
+    owner: usize,
     value: Box<dyn Any>,
 }
 
@@ -89,12 +97,14 @@ pub struct ExternRef {
 }
 
 impl ExternRef {
-    /// Wraps `value` (one owner: the returned handle).
-    pub fn new<T: Any>(value: T) -> ExternRef {
+    /// Wraps `value` for use by the store with id `owner` (one owner: the returned
+    /// handle). Embedders use `ExternRef::new(&mut store, value)`.
+    pub fn with_owner<T: Any>(owner: usize, value: T) -> ExternRef {
         let b = Box::new(VMExternData {
             count: Cell::new(1),
             next: Cell::new(std::ptr::null_mut()),
             flags: Cell::new(0),
+            owner,
             value: Box::new(value),
         });
         ExternRef {
@@ -111,6 +121,11 @@ impl ExternRef {
     /// The payload.
     pub fn data(&self) -> &dyn Any {
         &*self.header().value
+    }
+
+    /// The id of the store whose wasm may hold this reference.
+    pub fn owner(&self) -> usize {
+        self.header().owner
     }
 
     /// The address wasm sees.
@@ -183,7 +198,7 @@ mod tests {
     #[test]
     fn payload_dropped_exactly_once_when_last_owner_goes() {
         let witness = Rc::new(());
-        let r = ExternRef::new(witness.clone());
+        let r = ExternRef::with_owner(0, witness.clone());
         let r2 = r.clone();
         // SAFETY: `r` keeps the header alive.
         let r3 = unsafe { ExternRef::clone_from_raw(r.as_raw()) }.unwrap();
@@ -199,7 +214,7 @@ mod tests {
     #[test]
     fn a_header_in_a_set_outlives_its_last_owner() {
         let witness = Rc::new(());
-        let r = ExternRef::new(witness.clone());
+        let r = ExternRef::with_owner(0, witness.clone());
         let raw = r.as_raw();
         // SAFETY: live.
         let h = unsafe { &*(raw as *const VMExternData) };

@@ -172,9 +172,9 @@ mod tests {
     fn sweep_frees_unmarked_ownerless_keeps_marked_and_owned() {
         let w = Rc::new(());
         let (a, b, c) = (
-            ExternRef::new(w.clone()),
-            ExternRef::new(w.clone()),
-            ExternRef::new(w.clone()),
+            ExternRef::with_owner(0, w.clone()),
+            ExternRef::with_owner(0, w.clone()),
+            ExternRef::with_owner(0, w.clone()),
         );
         let mut set = VMExternRefSet::default();
         // SAFETY: live headers.

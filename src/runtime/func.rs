@@ -227,7 +227,8 @@ impl Func {
                 // SAFETY: the closure's borrow of the store ended when it returned.
                 let opaque = unsafe { &mut (*store).opaque };
                 opaque.maybe_gc();
-                out.store_raw(opaque, raw);
+                out.store_raw(opaque, raw)
+                    .map_err(|e| -> HostError { Box::new(e) })?;
                 Ok(())
             }),
         )
@@ -331,7 +332,7 @@ impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
             heap = vec![ValRaw::default(); n];
             &mut heap
         };
-        params.store_raw(opaque, raw);
+        params.store_raw(opaque, raw)?;
         // SAFETY: types were checked in `Func::typed`; the store id matched.
         unsafe { invoke(opaque, self.func.vmfuncref(), raw)? };
         Ok(R::load_raw(raw, opaque))

@@ -75,10 +75,20 @@ impl StoreOpaque {
 
     /// Adds `r` to the root set (it is about to enter wasm frames) and returns the
     /// address wasm sees.
-    pub(crate) fn root_externref(&mut self, r: &ExternRef) -> usize {
-        // SAFETY: `r` is a live handle.
+    pub(crate) fn root_externref(&mut self, r: &ExternRef) -> Result<usize, super::Error> {
+        self.check_owner(r)?;
+        // SAFETY: `r` is a live handle of this store.
         unsafe { self.vm.externrefs.insert(r.as_raw()) };
-        r.as_raw()
+        Ok(r.as_raw())
+    }
+
+    /// Refuses a reference made for another store (see `gc::ExternRef`'s invariant).
+    pub(crate) fn check_owner(&self, r: &ExternRef) -> Result<(), super::Error> {
+        if r.owner() == self.id as usize {
+            Ok(())
+        } else {
+            Err(super::Error::WrongStore)
+        }
     }
 
     /// Runs a collection if the root set has outgrown its threshold. Called where
@@ -123,6 +133,15 @@ impl Drop for StoreOpaque {
         self.tables.clear();
         self.globals.clear();
         self.vm.externrefs.clear();
+    }
+}
+
+impl ExternRef {
+    /// Wraps `value` for `store`: the reference may be passed to that store's wasm,
+    /// tables and globals (any other store refuses it with `Error::WrongStore`). It is
+    /// freed when no host handle, table, global or live wasm frame holds it.
+    pub fn new<T: std::any::Any>(mut store: impl AsStoreMut, value: T) -> ExternRef {
+        ExternRef::with_owner(store.store_opaque_mut().id as usize, value)
     }
 }
 

@@ -64,7 +64,7 @@ impl Val {
                 }
                 f.raw() as u64
             }
-            Val::ExternRef(Some(r)) => store.root_externref(r) as u64,
+            Val::ExternRef(Some(r)) => store.root_externref(r)? as u64,
         }))
     }
 
@@ -83,7 +83,10 @@ impl Val {
                 }
                 f.raw() as u64
             }
-            Val::ExternRef(Some(r)) => r.as_raw() as u64,
+            Val::ExternRef(Some(r)) => {
+                store.check_owner(r)?;
+                r.as_raw() as u64
+            }
         }))
     }
 
@@ -145,8 +148,9 @@ impl From<f64> for Val {
 pub trait WasmTy: Sized {
     /// The wasm type.
     const TYPE: ValType;
-    /// To the raw form (rooting references in `store`).
-    fn into_raw(self, store: &mut StoreOpaque) -> ValRaw;
+    /// To the raw form (rooting references in `store`; a reference of another store
+    /// is refused).
+    fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw, super::Error>;
     /// From the raw form.
     fn from_raw(raw: ValRaw, store: &StoreOpaque) -> Self;
 }
@@ -155,9 +159,9 @@ macro_rules! int_ty {
     ($t:ty, $vt:ident, $to:expr, $from:expr) => {
         impl WasmTy for $t {
             const TYPE: ValType = ValType::$vt;
-            fn into_raw(self, _: &mut StoreOpaque) -> ValRaw {
+            fn into_raw(self, _: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
                 let f: fn($t) -> u64 = $to;
-                ValRaw(f(self))
+                Ok(ValRaw(f(self)))
             }
             fn from_raw(raw: ValRaw, _: &StoreOpaque) -> Self {
                 let f: fn(u64) -> $t = $from;
@@ -178,8 +182,11 @@ int_ty!(f64, F64, |v| v.to_bits(), f64::from_bits);
 
 impl WasmTy for Option<ExternRef> {
     const TYPE: ValType = ValType::ExternRef;
-    fn into_raw(self, store: &mut StoreOpaque) -> ValRaw {
-        ValRaw(self.map_or(0, |r| store.root_externref(&r) as u64))
+    fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
+        Ok(ValRaw(match self {
+            None => 0,
+            Some(r) => store.root_externref(&r)? as u64,
+        }))
     }
     fn from_raw(raw: ValRaw, _: &StoreOpaque) -> Self {
         // SAFETY: see `Val::from_raw`.
@@ -194,7 +201,7 @@ pub trait WasmTuple: Sized {
     /// Number of values.
     const LEN: usize;
     /// Writes into `out[..LEN]`.
-    fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]);
+    fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<(), super::Error>;
     /// Reads from `raw[..LEN]`.
     fn load_raw(raw: &[ValRaw], store: &StoreOpaque) -> Self;
 }
@@ -204,7 +211,9 @@ impl WasmTuple for () {
         Vec::new()
     }
     const LEN: usize = 0;
-    fn store_raw(self, _: &mut StoreOpaque, _: &mut [ValRaw]) {}
+    fn store_raw(self, _: &mut StoreOpaque, _: &mut [ValRaw]) -> Result<(), super::Error> {
+        Ok(())
+    }
     fn load_raw(_: &[ValRaw], _: &StoreOpaque) -> Self {}
 }
 
@@ -213,8 +222,9 @@ impl<A: WasmTy> WasmTuple for A {
         vec![A::TYPE]
     }
     const LEN: usize = 1;
-    fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) {
-        out[0] = self.into_raw(store);
+    fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<(), super::Error> {
+        out[0] = self.into_raw(store)?;
+        Ok(())
     }
     fn load_raw(raw: &[ValRaw], store: &StoreOpaque) -> Self {
         A::from_raw(raw[0], store)
@@ -228,8 +238,9 @@ macro_rules! tuple {
                 vec![$($t::TYPE),+]
             }
             const LEN: usize = $n;
-            fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) {
-                $(out[$i] = self.$i.into_raw(store);)+
+            fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<(), super::Error> {
+                $(out[$i] = self.$i.into_raw(store)?;)+
+                Ok(())
             }
             fn load_raw(raw: &[ValRaw], store: &StoreOpaque) -> Self {
                 ($($t::from_raw(raw[$i], store),)+)

@@ -66,11 +66,14 @@ fn make(store: &mut Store<HostState>, name: &str) -> Result<Option<Func>> {
                 maybe_gc(&mut caller)?;
                 let live = caller.data().live.clone();
                 live.set(live.get() + 1);
-                Ok(Some(ExternRef::new(HostObject {
-                    value,
-                    canary: CANARY,
-                    live,
-                })))
+                Ok(Some(ExternRef::new(
+                    &mut caller,
+                    HostObject {
+                        value,
+                        canary: CANARY,
+                        live,
+                    },
+                )))
             },
         )?,
         "ref_value" => Func::wrap(
