@@ -267,3 +267,29 @@ fn user_errors_are_one_line_without_a_panic() {
     );
     assert!(!err.contains("panicked"));
 }
+
+#[test]
+fn unsupported_features_are_named_in_a_one_line_error() {
+    let simd = write_wat(
+        "simd.wat",
+        "(module (func (export \"main\") (result i32) (drop (v128.const i64x2 0 0)) (i32.const 0)))",
+    );
+    let o = framewalk(&["run", &simd]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: loading ") && err.contains("unsupported wasm feature"),
+        "{err}"
+    );
+    assert!(err.contains("SIMD"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let tail = write_wat(
+        "tail.wat",
+        "(module (func $f (export \"main\") (result i32) (return_call $f)))",
+    );
+    let err = stderr(&framewalk(&["run", &tail]));
+    assert!(
+        err.contains("unsupported wasm feature") && err.contains("tail call"),
+        "{err}"
+    );
+}

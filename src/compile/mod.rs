@@ -453,7 +453,7 @@ fn compile_chunk(
             .translate_body(&mut validator, body.body, &mut func, &mut env)
             .map_err(|e| match e {
                 cranelift_wasm::WasmError::InvalidWebAssembly { message, offset } => {
-                    CompileError::Module(ModuleError::Invalid { offset, message })
+                    CompileError::Module(ModuleError::classify(offset, message))
                 }
                 other => CompileError::Translate {
                     func_index,

@@ -47,19 +47,20 @@ pub enum ModuleError {
 
 impl ModuleError {
     fn from_validator(e: wasmparser::BinaryReaderError) -> Self {
-        let message = e.message().to_string();
+        Self::classify(e.offset(), e.message().to_string())
+    }
+
+    /// A validator message at `offset`, as an unsupported feature or as invalid input.
+    pub fn classify(offset: usize, message: String) -> Self {
         // The validator phrases every disabled proposal as "... support is not enabled";
         // name it as a feature framewalk lacks rather than as broken input.
         if message.contains("support is not enabled") || message.contains("proposal not enabled") {
             ModuleError::Unsupported {
-                offset: e.offset(),
+                offset,
                 feature: message,
             }
         } else {
-            ModuleError::Invalid {
-                offset: e.offset(),
-                message,
-            }
+            ModuleError::Invalid { offset, message }
         }
     }
 }
