@@ -204,7 +204,9 @@ fn foreign_and_garbage_files_are_rejected() -> Result<()> {
 /// A module of `n` functions whose externref locals are live across calls, in a few
 /// recurring patterns (as compiled code from one source language tends to be).
 fn externref_heavy_module(n: usize) -> String {
-    let mut wat = String::from("(module (import \"h\" \"f\" (func $f (param externref) (result externref)))\n");
+    let mut wat = String::from(
+        "(module (import \"h\" \"f\" (func $f (param externref) (result externref)))\n",
+    );
     for i in 0..n {
         let keep = 1 + i % 4; // 1..=4 references live across the calls
         let mut body = String::new();
@@ -214,7 +216,9 @@ fn externref_heavy_module(n: usize) -> String {
         for k in 0..keep {
             body.push_str(&format!("(drop (call $f (local.get $l{k})))\n"));
         }
-        let locals: String = (0..keep).map(|k| format!(" (local $l{k} externref)")).collect();
+        let locals: String = (0..keep)
+            .map(|k| format!(" (local $l{k} externref)"))
+            .collect();
         wat.push_str(&format!(
             "(func (export \"f{i}\") (param $p externref) (result externref){locals}\n{body}(local.get $p))\n"
         ));
@@ -246,7 +250,10 @@ fn identical_stack_maps_are_stored_once() -> Result<()> {
         without as f64 / safepoints as f64
     );
     assert!(safepoints > 1000, "{safepoints}");
-    assert!(distinct < safepoints / 20, "{distinct} distinct of {safepoints}");
+    assert!(
+        distinct < safepoints / 20,
+        "{distinct} distinct of {safepoints}"
+    );
     assert!(with < without, "{with} vs {without}");
     assert_eq!(build().finish().len(), with);
     Ok(())

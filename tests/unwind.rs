@@ -14,7 +14,6 @@ mod common;
 use common::{assert_frames, env_count, render_trap, with_big_stack, Expected, Wasm};
 use framewalk::trap::{FrameInfo, TrapCode};
 use framewalk::{Caller, Config, Engine, Error, Extern, Func, Instance, Module, Store, Val};
-use std::ffi::c_void;
 use std::ops::ControlFlow;
 use wasmparser::Operator;
 
@@ -331,94 +330,9 @@ fn walk_through_deep_recursion() {
 // ---------------------------------------------------------------------------------
 // Foreign frames between activations (Wasmtime PR #1832).
 
-/// The poison `foreign_trampoline` keeps in `rbp` while it calls back.
-const POISON: u64 = 0xdead_beef_0bad_f00d;
-
-/// What `foreign_trampoline` passes to the callback: the two words the assembly
-/// writes first, then the Rust side's state.
-#[repr(C)]
-struct ForeignCall {
-    /// Written by `foreign_trampoline`: the value of `rbp` at its `call` of the
-    /// callback.
-    rbp_at_call: u64,
-    /// Written by `callback_entry`: the word at `[rbp]` in its frame, i.e. the `rbp`
-    /// of its caller, which is what a frame-pointer walk from the callback would
-    /// follow next.
-    callback_saved_rbp: u64,
-    /// The `Caller` of the host function that called `foreign_trampoline`.
-    caller: *mut c_void,
-    /// Which export the callback calls (a new activation).
-    export: &'static str,
-    result: Option<Result<i32, Error>>,
-}
-
-// `foreign_trampoline(cb, arg)` stands for host code built without frame pointers and
-// without unwind tables (`-fomit-frame-pointer -fno-asynchronous-unwind-tables`): no
-// CFI directives, so no `.eh_frame` entry describes it, and it uses `rbp` as a general
-// register. It saves `rbp` (callee-saved), loads POISON into it, records the value
-// live at the call in `arg->rbp_at_call`, calls `cb(arg)`, restores `rbp`.
-//
-// `callback_entry(arg)` is the callback as a compiler keeping frame pointers would
-// emit it: `push rbp; mov rbp, rsp`, so `[rbp]` is its caller's `rbp`. It records
-// that word in `arg->callback_saved_rbp` and calls `foreign_callback_body(arg)`.
-//
-// Stack alignment: each entry sees `rsp = 8 mod 16`; the one push makes it 0 mod 16
-// at the inner `call`, as the System V ABI requires.
-core::arch::global_asm!(
-    ".pushsection .text.framewalk_test_foreign,\"ax\",@progbits",
-    ".globl framewalk_test_foreign_trampoline",
-    ".type framewalk_test_foreign_trampoline,@function",
-    ".p2align 4",
-    "framewalk_test_foreign_trampoline:",
-    "push rbp",
-    "movabs rbp, {poison}",
-    "mov qword ptr [rsi], rbp",
-    "mov rax, rdi",
-    "mov rdi, rsi",
-    "call rax",
-    "pop rbp",
-    "ret",
-    ".size framewalk_test_foreign_trampoline, . - framewalk_test_foreign_trampoline",
-    ".globl framewalk_test_callback_entry",
-    ".type framewalk_test_callback_entry,@function",
-    ".p2align 4",
-    "framewalk_test_callback_entry:",
-    "push rbp",
-    "mov rbp, rsp",
-    "mov rax, qword ptr [rbp]",
-    "mov qword ptr [rdi + 8], rax",
-    "call {body}",
-    "pop rbp",
-    "ret",
-    ".size framewalk_test_callback_entry, . - framewalk_test_callback_entry",
-    ".popsection",
-    poison = const POISON,
-    body = sym foreign_callback_body,
-);
-
-unsafe extern "C" {
-    /// Calls `cb(arg)` with `rbp` = [`POISON`]; see the assembly above.
-    fn framewalk_test_foreign_trampoline(cb: unsafe extern "C" fn(*mut c_void), arg: *mut c_void);
-    /// The callback entry; `arg` must point to a [`ForeignCall`].
-    fn framewalk_test_callback_entry(arg: *mut c_void);
-}
-
-/// The Rust part of the callback: calls `arg.export` through the saved `Caller` (a
-/// new activation of the same store) and stores the result. Must not panic: a panic
-/// cannot unwind through the foreign frame (it would abort).
-///
-/// # Safety
-/// `arg` must point to a live [`ForeignCall`] whose `caller` is the live
-/// `Caller<'_, ForeignHost>` of the host function that called the trampoline, not
-/// otherwise in use while the callback runs.
-unsafe extern "C" fn foreign_callback_body(arg: *mut c_void) {
-    // SAFETY: per the contract.
-    let call = unsafe { &mut *(arg as *mut ForeignCall) };
-    // SAFETY: per the contract; the host function is suspended in the trampoline.
-    let caller = unsafe { &mut *(call.caller as *mut Caller<'_, ForeignHost>) };
-    let instance = caller.data().instance.expect("instance");
-    call.result = Some(call_i32(&mut *caller, instance, call.export, &[]));
-}
+// The foreign code itself (assembly with no frame pointer, no CFI, rbp = poison) is in
+// `tests/common/foreign.rs`.
+use common::foreign::{through_foreign_frame, POISON};
 
 const FOREIGN_WAT: &str = r#"
 (module $foreign
@@ -465,23 +379,14 @@ fn walk_across_foreign_frames_that_clobber_rbp() {
     let through_foreign = Func::wrap(
         &mut store,
         |mut caller: Caller<'_, ForeignHost>, which: i32| -> Result<i32, Error> {
-            let mut call = ForeignCall {
-                rbp_at_call: 0,
-                callback_saved_rbp: 0,
-                caller: (&mut caller as *mut Caller<'_, ForeignHost>).cast(),
-                export: if which == 0 { "inner" } else { "inner_trap" },
-                result: None,
-            };
-            // SAFETY: `call` lives across the call and its `caller` is this host
-            // function's caller, unused here until the trampoline returns.
-            unsafe {
-                framewalk_test_foreign_trampoline(
-                    framewalk_test_callback_entry,
-                    (&mut call as *mut ForeignCall).cast(),
-                )
-            };
-            let result = call.result.take().expect("the callback ran");
-            caller.data_mut().rbp_seen = Some((call.rbp_at_call, call.callback_saved_rbp));
+            let export = if which == 0 { "inner" } else { "inner_trap" };
+            let instance = caller.data().instance.expect("instance");
+            let mut result = None;
+            let rbp_seen = through_foreign_frame(&mut || {
+                result = Some(call_i32(&mut caller, instance, export, &[]));
+            });
+            let result = result.expect("the callback ran");
+            caller.data_mut().rbp_seen = Some(rbp_seen);
             match result {
                 Ok(v) => Ok(v + 1),
                 Err(Error::Trap(t)) => {
