@@ -404,9 +404,16 @@ fn translate_and_compile(
         chunks[i % threads].push(b);
     }
     let results: Vec<Result<Vec<(u32, FunctionCode)>, CompileError>> = if threads <= 1 {
+        // A panic inside Cranelift must not escape as a panic of the caller: the
+        // threaded path below turns it into an error at `join`, and so does this one.
         chunks
             .into_iter()
-            .map(|c| compile_chunk(isa, info, offsets, c))
+            .map(|c| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    compile_chunk(isa, info, offsets, c)
+                }))
+                .unwrap_or_else(|_| Err(CompileError::Host("the code generator panicked".into())))
+            })
             .collect()
     } else {
         std::thread::scope(|s| {
@@ -418,7 +425,7 @@ fn translate_and_compile(
                 .into_iter()
                 .map(|h| {
                     h.join().unwrap_or_else(|_| {
-                        Err(CompileError::Host("a compiler thread panicked".into()))
+                        Err(CompileError::Host("the code generator panicked".into()))
                     })
                 })
                 .collect()
