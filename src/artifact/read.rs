@@ -175,8 +175,17 @@ impl<'a> Artifact<'a> {
             let sec = file
                 .section_by_name(name)
                 .ok_or(ArtifactError::MissingSection(name))?;
-            let data = sec.data().map_err(|e| malformed(name, e.to_string()))?;
-            Ok((data, sec.file_range(), sec.index()))
+            // Sliced from the file by its file range (not `data()`), so every view lies
+            // inside `bytes`: a section without file bytes (e.g. SHT_NOBITS) is refused.
+            let (off, len) = sec
+                .file_range()
+                .ok_or_else(|| malformed(name, "has no bytes in the file"))?;
+            let data = usize::try_from(off)
+                .ok()
+                .zip(usize::try_from(len).ok())
+                .and_then(|(o, l)| bytes.get(o..o.checked_add(l)?))
+                .ok_or_else(|| malformed(name, "lies outside the file"))?;
+            Ok((data, Some((off, len)), sec.index()))
         };
 
         // Header and checksum first: nothing else is trusted before the bytes are whole.

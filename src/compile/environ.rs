@@ -88,6 +88,8 @@ pub struct FuncEnv<'a> {
     indirect_sigs: HashMap<ir::SigRef, u32>,
     /// Open control constructs: (kind, param types, result types).
     control: Vec<(ControlKind, Vec<ValType>, Vec<ValType>)>,
+    /// Indices of the externref locals (parameters included).
+    ref_locals: Vec<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,7 @@ impl<'a> FuncEnv<'a> {
         info: &'a ModuleInfo,
         offsets: VMOffsets,
         func_type: &'a FuncType,
+        ref_locals: Vec<u32>,
     ) -> Self {
         FuncEnv {
             isa,
@@ -116,6 +119,21 @@ impl<'a> FuncEnv<'a> {
             libcalls: HashMap::new(),
             indirect_sigs: HashMap::new(),
             control: Vec::new(),
+            ref_locals,
+        }
+    }
+
+    /// At the start of a block where control flow joins (after `end`, `else`, at a loop
+    /// header), reads every externref local once, so the frontend materializes the
+    /// local's merged value as a block parameter here and declares it as needing a stack
+    /// map. Otherwise a merged value that is live across a later call, but only read
+    /// after a further join, is a block parameter nobody declared, and is in no stack map.
+    fn declare_merged_ref_locals(&self, builder: &mut FunctionBuilder) {
+        if builder.is_unreachable() || builder.current_block().is_none() {
+            return;
+        }
+        for local in &self.ref_locals {
+            let _ = builder.try_use_var(cranelift_frontend::Variable::from_u32(*local));
         }
     }
 
@@ -478,17 +496,33 @@ impl FuncEnvironment for FuncEnv<'_> {
                     let params = params.clone();
                     Self::declare_block_params(builder, &params);
                 }
+                self.declare_merged_ref_locals(builder);
             }
             O::Else => {
                 if let Some((_, params, _)) = self.control.last() {
                     let params = params.clone();
                     Self::declare_block_params(builder, &params);
                 }
+                self.declare_merged_ref_locals(builder);
             }
             O::End => {
                 if let Some((kind, _, results)) = self.control.pop() {
                     if kind != ControlKind::Function {
                         Self::declare_block_params(builder, &results);
+                        self.declare_merged_ref_locals(builder);
+                    }
+                }
+            }
+            // cranelift-wasm does not declare the result of a typed `select`.
+            O::TypedSelect { ty }
+                if crate::compile::module_info::val_type_of(*ty) == Some(ValType::ExternRef) =>
+            {
+                if let Some(inst) = builder
+                    .current_block()
+                    .and_then(|b| builder.func.layout.last_inst(b))
+                {
+                    if let Some(v) = builder.func.dfg.inst_results(inst).first().copied() {
+                        builder.declare_value_needs_stack_map(v);
                     }
                 }
             }

@@ -439,6 +439,26 @@ fn translate_and_compile(
     Ok(all)
 }
 
+/// Indices of the externref locals of a function (its parameters come first).
+fn externref_locals(
+    ty: &crate::types::FuncType,
+    body: &wasmparser::FunctionBody<'_>,
+) -> Result<Vec<u32>, wasmparser::BinaryReaderError> {
+    use crate::types::ValType;
+    let mut out: Vec<u32> = (0..ty.params().len() as u32)
+        .filter(|i| ty.params()[*i as usize] == ValType::ExternRef)
+        .collect();
+    let mut index = ty.params().len() as u32;
+    for decl in body.get_locals_reader()? {
+        let (count, t) = decl?;
+        if module_info::val_type_of(t) == Some(ValType::ExternRef) {
+            out.extend(index..index.saturating_add(count));
+        }
+        index = index.saturating_add(count);
+    }
+    Ok(out)
+}
+
 fn compile_chunk(
     isa: &dyn TargetIsa,
     info: &ModuleInfo,
@@ -454,7 +474,10 @@ fn compile_chunk(
             ir::UserFuncName::user(environ::NS_WASM_FUNC, func_index),
             environ::wasm_signature(ty),
         );
-        let mut env = environ::FuncEnv::new(isa, info, offsets, ty);
+        let ref_locals = externref_locals(ty, &body.body).map_err(|e| {
+            CompileError::Module(ModuleError::classify(e.offset(), e.message().to_string()))
+        })?;
+        let mut env = environ::FuncEnv::new(isa, info, offsets, ty, ref_locals);
         let mut validator = body.validator.into_validator(Default::default());
         translator
             .translate_body(&mut validator, body.body, &mut func, &mut env)
