@@ -19,6 +19,22 @@
 //!
 //! The fuzz targets `fuzz/fuzz_targets/{program,artifact_loader}.rs` include the same
 //! modules by path, so generator and oracle are shared.
+//!
+//! Which property catches what:
+//! - a walker that skips, repeats or misorders a frame, or stops early: "walker frames
+//!   [..], shadow stack [..]" at the first host callback with two or more frames;
+//! - a collector that misses roots (one activation's, one frame's, one slot's): "stack
+//!   root ... used after it was freed" (the next root check), "$check: payload ...
+//!   used after it was freed", or the two GC modes disagreeing;
+//! - a collector that keeps too much: "live payloads ... but only ... are held"; a
+//!   double free: "dropped again" or "freed twice";
+//! - wrong symbolization: "frame of ... at wasm offset ..., which is no instruction",
+//!   or names that differ from the name section.
+//!
+//! Bugs these tests found, now fixed and kept as regression tests below: `select`
+//! results and SSA block parameters of reference locals were in no stack map, and an
+//! artifact with a `SHT_NOBITS` metadata section loaded with a wild range. The
+//! generator's workarounds for the first two (`WORK_AROUND_*` in `props/gen.rs`) are off.
 
 #[path = "props/artifact.rs"]
 mod artifact;
@@ -112,14 +128,25 @@ fn run_property<S>(
             let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
             let mut runner = TestRunner::new_with_rng(config, rng);
             let start = std::time::Instant::now();
+            // Cases run until the first failure (shrinking runs more after it).
+            let run = std::cell::Cell::new(0u32);
+            let first_failure = std::cell::Cell::new(None);
             let result = runner.run(&strategy(), |value| {
-                test(&value).map_err(TestCaseError::fail)
+                run.set(run.get() + 1);
+                let r = test(&value);
+                if r.is_err() && first_failure.get().is_none() {
+                    first_failure.set(Some(run.get()));
+                }
+                r.map_err(TestCaseError::fail)
             });
             match result {
                 Ok(()) => eprintln!("{name}: {cases} cases passed in {:.1?}", start.elapsed()),
                 Err(TestError::Fail(reason, value)) => panic!(
-                    "{name} failed (seed {seed}; rerun with PROPS_SEED={seed}):\n{reason}\n\n\
+                    "{name} failed at case {} of {cases} (seed {seed}; rerun with \
+                     PROPS_SEED={seed}), shrunk in {} more runs:\n{reason}\n\n\
                      shrunk case:\n{}\n\n{value:?}",
+                    first_failure.get().unwrap_or(0),
+                    run.get() - first_failure.get().unwrap_or(0),
                     show(&value)
                 ),
                 Err(TestError::Abort(reason)) => panic!("{name} aborted (seed {seed}): {reason}"),
@@ -247,10 +274,10 @@ fn arbitrary_bytes_are_rejected_without_crashing() {
     );
 }
 
-/// The fuzz target's path: programs built from raw bytes (zeros once they run out)
-/// run under the same oracle, with host panics turned into errors as under libFuzzer.
+/// The fuzz targets' paths: programs and artifact edits built from raw bytes, under
+/// the same oracle, with host panics turned into errors as under libFuzzer.
 #[test]
-fn fuzz_program_smoke() {
+fn fuzz_targets_run_on_raw_inputs() {
     let engine = engine();
     let mut stats = Stats::default();
     let mut inputs: Vec<Vec<u8>> = vec![Vec::new(), vec![0xff; 64]];
@@ -268,13 +295,7 @@ fn fuzz_program_smoke() {
         );
     }
     for input in &inputs {
-        let start = std::time::Instant::now();
         let program = gen::program_from_bytes(input).expect("a program from any bytes");
-        eprintln!(
-            "input of {} bytes: generated in {:?}",
-            input.len(),
-            start.elapsed()
-        );
         if let Err(e) = check_program(
             &engine,
             &program,
@@ -286,9 +307,9 @@ fn fuzz_program_smoke() {
             panic!("{e}\n{}", program.to_wat());
         }
     }
+    let base = framewalk::runtime::compile_artifact(&engine, artifact::BASE_WAT.as_bytes())
+        .expect("compiles");
     for input in &inputs {
-        let base = framewalk::runtime::compile_artifact(&engine, artifact::BASE_WAT.as_bytes())
-            .expect("compiles");
         if let Some(case) = artifact::artifact_case_from_bytes(input) {
             let _ = artifact::load(&engine, &artifact::apply(&base, &case));
         }
@@ -426,7 +447,6 @@ fn check_regression(program: &Program) {
 /// `$check` then reads a freed payload. cranelift-wasm 0.112 translates `TypedSelect`
 /// without declaring its result as needing a stack map.
 #[test]
-#[ignore = "known bug: select results are in no stack map (remove once fixed)"]
 fn select_result_live_across_a_call_is_a_root() {
     check_regression(&Program {
         funcs: vec![FuncDef {
@@ -467,7 +487,6 @@ fn select_result_live_across_a_call_is_a_root() {
 /// only values passed to `def_var` and returned by `use_var`, not the block
 /// parameters its SSA construction inserts on the way.)
 #[test]
-#[ignore = "known bug: SSA block parameters of reference locals are in no stack map (remove once fixed)"]
 fn a_local_merged_at_a_join_is_a_root_across_a_call() {
     check_regression(&Program {
         funcs: vec![FuncDef {
@@ -496,4 +515,34 @@ fn a_local_merged_at_a_join_is_a_root_across_a_call() {
         }],
         pool: 0,
     });
+}
+
+/// Found by the `artifact_loader` fuzz target (a re-checksummed artifact with one bit
+/// of a section header flipped). With the section type of `.fw.traps` changed to
+/// `SHT_NOBITS`, the section has no bytes in the file and `object` returns an empty
+/// slice that does not point into the artifact; `Module::deserialize` computes its
+/// range by subtracting pointers (`subrange` in `src/runtime/module.rs`), which
+/// overflows: a panic with overflow checks (as in the fuzz build), and otherwise a
+/// module that loads with a wild range, so that the first trap in it panics inside the
+/// signal handler (`trap_code_at` slices out of range) and aborts the process.
+#[test]
+fn a_metadata_section_without_file_bytes_is_rejected() {
+    let engine = engine();
+    let base = framewalk::runtime::compile_artifact(&engine, artifact::BASE_WAT.as_bytes())
+        .expect("the base module compiles");
+    for section in [".fw.traps", ".fw.addrmap", ".fw.names", ".fw.stackmaps"] {
+        let mut bytes = base.clone();
+        let header = artifact::section_header(&bytes, section).expect("section header");
+        // sh_type = SHT_NOBITS.
+        bytes[header + 4..header + 8].copy_from_slice(&8u32.to_le_bytes());
+        artifact::fix_checksum(&mut bytes);
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Module::deserialize(&engine, &bytes).map(drop)
+        }));
+        match loaded {
+            Ok(Err(_)) => {}
+            Ok(Ok(())) => panic!("{section} as SHT_NOBITS: the artifact loaded"),
+            Err(_) => panic!("{section} as SHT_NOBITS: deserialize panicked"),
+        }
+    }
 }

@@ -230,6 +230,16 @@ pub fn elf_sections(b: &[u8]) -> Option<Vec<(String, Range<usize>)>> {
     Some(out)
 }
 
+/// The file offset of the section header of section `name`, if found.
+pub fn section_header(b: &[u8], name: &str) -> Option<usize> {
+    let shoff = usize::try_from(u64_at(b, 0x28)?).ok()?;
+    let shnum = usize::from(u16_at(b, 0x3c)?);
+    let range = elf_sections(b)?.into_iter().find(|(n, _)| n == name)?.1;
+    (0..shnum)
+        .map(|i| shoff + i * 64)
+        .find(|at| u64_at(b, at + 0x18) == Some(range.start as u64))
+}
+
 /// The regions mutations address: ELF header, section header table, each section.
 pub fn regions(b: &[u8]) -> Vec<Range<usize>> {
     let mut out = vec![0..64.min(b.len())];

@@ -55,7 +55,7 @@ pub const IMPORTS: [(&str, &str); 8] = [
 /// select result into a local (`$sel`), which puts the same value in the stack maps, so
 /// that the random tests can look past this bug for others. Set it to `false` once the
 /// bug is fixed.
-pub const WORK_AROUND_SELECT_STACK_MAP_BUG: bool = true;
+pub const WORK_AROUND_SELECT_STACK_MAP_BUG: bool = false;
 
 thread_local! {
     /// Whether this thread renders selects with the workaround (the regression test
@@ -72,7 +72,7 @@ thread_local! {
 /// after every `if`, `block` and guarded call (`(local.set $x (local.get $x))`), which
 /// puts each such block parameter in the stack maps, so that the random tests can look
 /// past this bug for others. Set it to `false` once the bug is fixed.
-pub const WORK_AROUND_JOIN_STACK_MAP_BUG: bool = true;
+pub const WORK_AROUND_JOIN_STACK_MAP_BUG: bool = false;
 
 thread_local! {
     /// Whether this thread renders the join workaround (the regression test turns it
@@ -397,7 +397,10 @@ fn func_def() -> impl Strategy<Value = FuncDef> {
 }
 
 fn top_call() -> impl Strategy<Value = TopCall> {
-    (0..2u8, any::<u8>(), 0..9u8, make()).prop_map(|(instance, func, fuel, arg)| TopCall {
+    // Mostly shallow; sometimes deep (the call budget stops wide recursion, depth
+    // first, so deep stacks are still reached).
+    let fuel = prop_oneof![4 => 0..6u8, 1 => 6..48u8];
+    (0..2u8, any::<u8>(), fuel, make()).prop_map(|(instance, func, fuel, arg)| TopCall {
         instance,
         func,
         fuel,
