@@ -242,7 +242,8 @@ pub fn section_header(b: &[u8], name: &str) -> Option<usize> {
 
 /// The regions mutations address: ELF header, section header table, each section.
 pub fn regions(b: &[u8]) -> Vec<Range<usize>> {
-    let mut out = vec![0..64.min(b.len())];
+    let mut out = Vec::new();
+    out.push(0..64.min(b.len()));
     if let (Some(shoff), Some(n)) = (u64_at(b, 0x28), u16_at(b, 0x3c)) {
         let start = shoff as usize;
         let end = start.saturating_add(usize::from(n) * 64).min(b.len());

@@ -48,7 +48,7 @@ pub fn double_frees() -> usize {
 }
 
 fn slot_of(p: usize) -> usize {
-    ((p >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - TABLE_BITS)) as usize
+    (p >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - TABLE_BITS)
 }
 
 impl State {
