@@ -164,6 +164,31 @@ const WAT: &str = r#"
 )
 "#;
 
+/// The host import `make`: a fresh payload with the given id, logged when dropped.
+fn make_func(store: &mut Store<Data>) -> Result<Func, framewalk::Error> {
+    Func::wrap(
+        store,
+        |mut caller: Caller<'_, Data>, id: i32| -> Option<ExternRef> {
+            let log = caller.data().log.clone();
+            Some(ExternRef::new(
+                &mut caller,
+                Payload {
+                    id,
+                    canary: CANARY,
+                    log,
+                },
+            ))
+        },
+    )
+}
+
+/// The host import `check`: the payload's id, after checking its canary.
+fn check_func(store: &mut Store<Data>) -> Result<Func, framewalk::Error> {
+    Func::wrap(store, |_: Caller<'_, Data>, r: Option<ExternRef>| -> i32 {
+        id_of(&r)
+    })
+}
+
 struct Fixture {
     store: Store<Data>,
     instance: Instance,
@@ -174,31 +199,13 @@ impl Fixture {
         let engine = Engine::new(Default::default())?;
         let module = Module::new(&engine, WAT.as_bytes())?;
         let mut store = Store::new(&engine, Data::default());
-        let make = Func::wrap(
-            &mut store,
-            |mut caller: Caller<'_, Data>, id: i32| -> Option<ExternRef> {
-                {
-                    let log = caller.data().log.clone();
-                    Some(ExternRef::new(
-                        &mut caller,
-                        Payload {
-                            id,
-                            canary: CANARY,
-                            log,
-                        },
-                    ))
-                }
-            },
-        )?;
+        let make = make_func(&mut store)?;
         let gc = Func::wrap(&mut store, |mut caller: Caller<'_, Data>, (): ()| {
             caller.gc().expect("walk");
             let snapshot = caller.data().log.borrow().clone();
             caller.data_mut().after_gc.push(snapshot);
         })?;
-        let check = Func::wrap(
-            &mut store,
-            |_: Caller<'_, Data>, r: Option<ExternRef>| -> i32 { id_of(&r) },
-        )?;
+        let check = check_func(&mut store)?;
         let roots = Func::wrap(&mut store, |mut caller: Caller<'_, Data>, (): ()| {
             let roots: Vec<(u32, i32)> = caller
                 .stack_roots()
@@ -572,26 +579,8 @@ fn gc_work_stays_linear_with_100k_live_stack_references_and_a_million_more() -> 
         })?;
         let module = Module::new(&engine, live_and_churn_wat(per_frame).as_bytes())?;
         let mut store = Store::new(&engine, Data::default());
-        let make = Func::wrap(
-            &mut store,
-            |mut caller: Caller<'_, Data>, id: i32| -> Option<ExternRef> {
-                {
-                    let log = caller.data().log.clone();
-                    Some(ExternRef::new(
-                        &mut caller,
-                        Payload {
-                            id,
-                            canary: CANARY,
-                            log,
-                        },
-                    ))
-                }
-            },
-        )?;
-        let check = Func::wrap(
-            &mut store,
-            |_: Caller<'_, Data>, r: Option<ExternRef>| -> i32 { id_of(&r) },
-        )?;
+        let make = make_func(&mut store)?;
+        let check = check_func(&mut store)?;
         let inst = Instance::new(
             &mut store,
             &module,

@@ -52,20 +52,11 @@ impl Val {
     /// The raw form wasm sees. Externrefs are rooted in the store; funcrefs must belong
     /// to it.
     pub(crate) fn to_raw(&self, store: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
-        Ok(ValRaw(match self {
-            Val::I32(v) => *v as u32 as u64,
-            Val::I64(v) => *v as u64,
-            Val::F32(v) => u64::from(*v),
-            Val::F64(v) => *v,
-            Val::FuncRef(None) | Val::ExternRef(None) => 0,
-            Val::FuncRef(Some(f)) => {
-                if f.store_id != store.id {
-                    return Err(super::Error::WrongStore);
-                }
-                f.raw() as u64
-            }
-            Val::ExternRef(Some(r)) => store.root_externref(r)? as u64,
-        }))
+        let raw = self.to_owned_raw(store)?;
+        if let Val::ExternRef(Some(r)) = self {
+            store.root_externref(r)?;
+        }
+        Ok(raw)
     }
 
     /// The raw form for storing into a table or global of `store` (which retains it
