@@ -487,7 +487,7 @@ impl FuncEnvironment for FuncEnv<'_> {
         &mut self,
         op: &wasmparser::Operator,
         builder: &mut FunctionBuilder,
-        _state: &FuncTranslationState,
+        state: &FuncTranslationState,
     ) -> WasmResult<()> {
         use wasmparser::Operator as O;
         match op {
@@ -496,20 +496,26 @@ impl FuncEnvironment for FuncEnv<'_> {
                     let params = params.clone();
                     Self::declare_block_params(builder, &params);
                 }
-                self.declare_merged_ref_locals(builder);
+                if state.reachable() {
+                    self.declare_merged_ref_locals(builder);
+                }
             }
             O::Else => {
                 if let Some((_, params, _)) = self.control.last() {
                     let params = params.clone();
                     Self::declare_block_params(builder, &params);
                 }
-                self.declare_merged_ref_locals(builder);
+                if state.reachable() {
+                    self.declare_merged_ref_locals(builder);
+                }
             }
             O::End => {
                 if let Some((kind, _, results)) = self.control.pop() {
                     if kind != ControlKind::Function {
                         Self::declare_block_params(builder, &results);
-                        self.declare_merged_ref_locals(builder);
+                        if state.reachable() {
+                            self.declare_merged_ref_locals(builder);
+                        }
                     }
                 }
             }
