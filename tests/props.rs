@@ -32,13 +32,14 @@
 //!   or names that differ from the name section.
 //!
 //! Bugs these tests found, now fixed and kept as regression tests below: `select`
-//! results and SSA block parameters of reference locals were in no stack map, and an
-//! artifact with a `SHT_NOBITS` metadata section loaded with a wild range. The
-//! generator's workarounds for the first two (`WORK_AROUND_*` in `props/gen.rs`) are off.
-//! Open: a reference live through a loop is in no stack map (`gen::LOOPS` is off until
-//! it is fixed; the regression test is `#[ignore]`d), and code after a block that ends
-//! in `unreachable` trips a cranelift-frontend debug assertion (seen only in builds with
-//! debug assertions, such as the fuzz build or `cargo test` without `--release`).
+//! results and SSA block parameters of reference locals were in no stack map; merged
+//! reference locals were read in unreachable code (a cranelift-frontend debug
+//! assertion); an artifact with a `SHT_NOBITS` metadata section loaded with a wild
+//! range; and cranelift-frontend 0.112.3's safepoint spiller let a value defined in a
+//! loop reuse the stack slot of a reference live through that loop, so the reference
+//! was freed while live (fixed in the vendored copy, `third_party/cranelift-frontend/
+//! FRAMEWALK-PATCH.md`). The generator's workarounds for the first two
+//! (`WORK_AROUND_*` in `props/gen.rs`) are off.
 
 #[path = "props/artifact.rs"]
 mod artifact;
@@ -578,12 +579,13 @@ fn code_after_a_block_ending_in_unreachable_compiles() {
     });
 }
 
-/// The open loop bug (`gen::LOOPS`), as the property test shrinks it from
-/// `PROPS_SEED=1795376118083970286 PROPTEST_CASES=300` with loops on: `$f0`'s
-/// parameter `$r` is unchanged through the first loop and used in the second (where it
-/// is also redefined); at the call to `$f1` inside the first loop it is in no stack
-/// map, so the collection in `$f1`'s `$enter` frees it. A standalone form: with `$id`
-/// a host function that collects and returns its argument,
+/// The loop bug, as the property test shrank it from `PROPS_SEED=1795376118083970286
+/// PROPTEST_CASES=300`: `$f0`'s parameter `$r` is unchanged through the first loop and
+/// used in the second (where it is also redefined). cranelift-frontend's spiller gave
+/// `$l2` (defined in the first loop) the stack slot of `$r`, so from the second
+/// iteration on the stack map at the call in the first loop named a slot holding `$l2`,
+/// and the collection in `$f1`'s `$enter` freed `$r`'s payload. A standalone form: with
+/// `$id` a function that collects and returns its argument,
 ///
 /// ```wat
 /// (func (export "run") (param $r externref) (result i32)
@@ -600,7 +602,6 @@ fn code_after_a_block_ending_in_unreachable_compiles() {
 ///   (call $check (local.get $r)))                     ;; a freed payload
 /// ```
 #[test]
-#[ignore = "open bug: a reference live through a loop is in no stack map (remove once fixed)"]
 fn a_reference_live_through_a_loop_is_a_root() {
     check_regression(&Program {
         funcs: vec![

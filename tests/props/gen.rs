@@ -88,10 +88,6 @@ pub const NUM_IMPORTS: u32 = IMPORTS.len() as u32;
 pub const LOCALS: u8 = 3;
 /// `i32` loop counters `$c0..` per function (one per nesting depth).
 pub const COUNTERS: u8 = 12;
-/// Whether programs contain loops. Off: with loops, a collection at every host callback
-/// finds a stack-map slot naming a reference that an earlier collection freed (open bug,
-/// e.g. `PROPS_SEED=1795376118083970286 PROPTEST_CASES=300` with this set to `true`).
-pub const LOOPS: bool = false;
 /// `externref` globals `$g0..`.
 pub const GLOBALS: u8 = 2;
 /// Size of the `externref` table `$t`.
@@ -398,10 +394,7 @@ pub fn stmt() -> impl Strategy<Value = Stmt> {
             2 => (cond(), vec(inner.clone(), 0..4), vec(inner.clone(), 0..3))
                 .prop_map(|(c, a, b)| Stmt::If(c, a, b)),
             1 => vec(inner.clone(), 0..4).prop_map(Stmt::Block),
-            1 => (1..4u8, vec(inner, 0..4)).prop_map(|(n, b)| {
-                // Loops stay off until the open loop bug is fixed (see `LOOPS`).
-                if LOOPS { Stmt::Loop(n, b) } else { Stmt::Block(b) }
-            }),
+            1 => (1..4u8, vec(inner, 0..4)).prop_map(|(n, b)| Stmt::Loop(n, b)),
         ]
     })
 }
