@@ -23,9 +23,10 @@
 //! References flow through parameters (`$r`), locals (`$l0..`), `select`, `if` results,
 //! globals (`$g0`, `$g1`), the table `$t`, call results, host results (`$make`,
 //! `$reenter`) and `drop`, across `if`s, `block`s with `br_if`, and loops of 1 to 3
-//! iterations (control-flow joins, where the compiler merges locals). Traps: `unreachable`, division by zero, memory and table
-//! out of bounds, `call_indirect` to null, out of range or of the wrong type, host
-//! errors, host panics and stack exhaustion.
+//! iterations (control-flow joins, where the compiler merges locals). Traps:
+//! `unreachable`, division by zero, memory and table out of bounds, `call_indirect` to
+//! null, out of range or of the wrong type, host errors, host panics and stack
+//! exhaustion.
 
 #![allow(dead_code, reason = "shared by the property tests and the fuzz target")]
 
