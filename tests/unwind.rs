@@ -1,6 +1,6 @@
 //! Walking wasm stacks from host functions: nested activations, `call_indirect`,
 //! deep recursion, foreign frames that clobber `rbp` between activations, and two
-//! stores whose activations interleave on one thread.
+//! stores whose activations interleave on one thread, and one walk across two modules.
 //!
 //! Every walk is compared frame by frame against ground truth computed from the
 //! module binary (see `common`): function index, name, module name and the offset of
@@ -630,4 +630,52 @@ fn interleaved_stores_walk_only_their_own_frames() {
     let (code, frames) = b.data_mut().a_trap.take().expect("A's inner call trapped");
     assert_eq!(code, TrapCode::Unreachable);
     assert_frames(&frames, &expected_trap);
+}
+
+// ---------------------------------------------------------------------------------
+// Two modules in one walk.
+
+const LIB_WAT: &str = r#"
+(module $lib
+  (import "host" "walk" (func $walk (result i32)))
+  (func $lib_leaf (export "leaf") (result i32) (i32.add (call $walk) (i32.const 1)))
+  (func $lib_mid (export "mid") (result i32) (i32.add (call $lib_leaf) (i32.const 1))))
+"#;
+
+const APP_WAT: &str = r#"
+(module $app
+  (import "lib" "mid" (func $mid (result i32)))
+  (func $app_inner (result i32) (i32.add (call $mid) (i32.const 1)))
+  (func $app_outer (export "main") (result i32) (i32.add (call $app_inner) (i32.const 1))))
+"#;
+
+/// A walk whose frames alternate between two modules gets each frame's own module
+/// and function names (the walk's lookup, not the last module seen, names a frame).
+#[test]
+fn a_walk_across_two_modules_names_each_frame_by_its_module() {
+    let engine = engine();
+    let lib = Wasm::new(LIB_WAT);
+    let app = Wasm::new(APP_WAT);
+    let lib_module = Module::new(&engine, &lib.bytes).expect("lib compiles");
+    let app_module = Module::new(&engine, &app.bytes).expect("app compiles");
+    let mut store = Store::new(&engine, None::<Walk>);
+    let walk = Func::wrap(
+        &mut store,
+        |mut caller: Caller<'_, Option<Walk>>, (): ()| {
+            let walk = Walk::take(&caller);
+            *caller.data_mut() = Some(walk);
+            40
+        },
+    )
+    .unwrap();
+    let lib_instance = Instance::new(&mut store, &lib_module, &[Extern::Func(walk)]).expect("lib");
+    let mid = lib_instance.get_func(&store, "mid").expect("mid");
+    let app_instance = Instance::new(&mut store, &app_module, &[Extern::Func(mid)]).expect("app");
+    assert_eq!(call_i32(&mut store, app_instance, "main", &[]).unwrap(), 44);
+    store.data_mut().take().expect("walked").check(&[
+        lib.at_call("lib_leaf", "walk"),
+        lib.at_call("lib_mid", "lib_leaf"),
+        app.at_call("app_inner", "mid"),
+        app.at_call("app_outer", "app_inner"),
+    ]);
 }

@@ -309,7 +309,16 @@ pub(crate) unsafe extern "C" fn raise(caller_vmctx: *mut u8) -> ! {
 /// from outside wasm it visits nothing. Does not allocate.
 pub(crate) fn visit_store_frames<B>(
     store: &StoreOpaque,
-    f: impl FnMut(&crate::unwind::Frame) -> ControlFlow<B>,
+    mut f: impl FnMut(&crate::unwind::Frame) -> ControlFlow<B>,
+) -> Result<Option<B>, crate::unwind::WalkError> {
+    visit_store_frames_with_data(store, |frame, _| f(frame))
+}
+
+/// [`visit_store_frames`], also passing each frame's module data word (what
+/// `registry::symbolize` needs), found by the walk's own lookup.
+fn visit_store_frames_with_data<B>(
+    store: &StoreOpaque,
+    mut f: impl FnMut(&crate::unwind::Frame, Option<usize>) -> ControlFlow<B>,
 ) -> Result<Option<B>, crate::unwind::WalkError> {
     let Some((lo, hi)) = store_stack_bounds(store) else {
         return Ok(None);
@@ -320,8 +329,11 @@ pub(crate) fn visit_store_frames<B>(
         .only_owner(store.id as usize);
     // SAFETY: `[lo, hi)` spans the live frames of these activations on this thread.
     let reader = unsafe { LiveStackReader::new(lo, hi) };
-    super::registry::REGISTRY
-        .with_view(|view| crate::unwind::visit_frames(list, None, &reader, view, f))
+    super::registry::REGISTRY.with_view(|view| {
+        crate::unwind::visit_frames(list, None, &reader, view, |frame| {
+            f(frame, view.last_data())
+        })
+    })
 }
 
 /// The stack range `[lowest recorded exit, highest entry)` of `store`'s activations on
@@ -349,8 +361,8 @@ pub(crate) fn store_backtrace(
     store: &StoreOpaque,
 ) -> Result<Vec<FrameInfo>, crate::unwind::WalkError> {
     let mut frames = Vec::new();
-    visit_store_frames(store, |frame| {
-        frames.push(super::registry::symbolize(frame, false, None));
+    visit_store_frames_with_data(store, |frame, data| {
+        frames.push(super::registry::symbolize(frame, false, data));
         ControlFlow::<()>::Continue(())
     })?;
     Ok(frames)
