@@ -1,6 +1,6 @@
 //! Walking wasm stacks from host functions: nested activations, `call_indirect`,
-//! deep recursion, foreign frames that clobber `rbp` between activations, and two
-//! stores whose activations interleave on one thread, and one walk across two modules.
+//! deep recursion, foreign frames that clobber `rbp` between activations, two stores
+//! whose activations interleave on one thread, and one walk across two modules.
 //!
 //! Every walk is compared frame by frame against ground truth computed from the
 //! module binary (see `common`): function index, name, module name and the offset of
