@@ -19,8 +19,12 @@
 //! - every trap is a Cranelift trap instruction in wasm code, including the failure of a
 //!   libcall, which returns a status the caller checks;
 //! - every `externref` value (parameters, locals, call results, `table.get`,
-//!   `global.get`) is declared to need a stack map, so it appears in the stack map of
-//!   every safepoint it is live across.
+//!   `global.get`, typed `select` results, block parameters and the merged values of
+//!   reference locals at joins) is declared to need a stack map, so it appears in the
+//!   stack map of every safepoint it is live across. cranelift-frontend's spiller then
+//!   gives each such value its own stack slot for the whole function: the crates.io
+//!   0.112.3 spiller shared slots between values whose live ranges overlap in loops,
+//!   which is why framewalk builds a patched copy (`third_party/cranelift-frontend`).
 
 use super::libcall::Libcall;
 use super::module_info::ModuleInfo;
