@@ -18,12 +18,12 @@
 //! - it allocates nothing.
 //!
 //! Measured (`cargo bench --bench root_set`, both designs modelled on the same header,
-//! medians on a shared 2-core machine): one reference entering 100,000 times costs
-//! 95 µs with the list and 628 µs with a 512-entry chunk (which fills and forces a
+//! medians on an otherwise idle 2-core machine): one reference entering 100,000 times
+//! costs 74 µs with the list and 353 µs with a 512-entry chunk (which fills and forces a
 //! collection every 512 entries); 100,000 distinct references entering once cost about
-//! the same (659 vs 594 µs: both touch every header); a collection with 1,000 references
-//! in the set and 100 on the stack takes 343 ns vs 12.2 µs, with 100,000 and 1,000:
-//! 340 µs vs 3.3 ms (the chunk design hashes every stack root and releases every entry).
+//! the same (351 vs 374 µs: both touch every header); a collection with 1,000 references
+//! in the set and 100 on the stack takes 155 ns vs 8.9 µs, with 100,000 and 1,000:
+//! 242 µs vs 1.49 ms (the chunk design hashes every stack root and releases every entry).
 //!
 //! Invariants:
 //! - a header is in the list iff its `IN_SET` flag is set; `len` is the list's length;
