@@ -14,13 +14,14 @@ const WAT: &str = r#"
   (import "host" "bottom" (func $bottom))
   (import "host" "make" (func $make (param i32) (result externref)))
   (table $t (export "t") 0 externref)
-  (func $down (export "down") (param $n i32)
+  ;; `$r` is read after the call, so it is live across it: one stack root per frame.
+  (func $down (export "down") (param $n i32) (result i32)
     (local $r externref)
     (local.set $r (call $make (local.get $n)))
-    (if (i32.eqz (local.get $n))
-      (then (call $bottom))
+    (if (result i32) (i32.eqz (local.get $n))
+      (then (call $bottom) (i32.const 0))
       (else (call $down (i32.sub (local.get $n) (i32.const 1)))))
-    (drop (local.get $r)))
+    (i32.add (ref.is_null (local.get $r))))
   (func (export "grow") (param $n i32) (param $r externref) (result i32)
     (table.grow $t (local.get $r) (local.get $n)))
   (func (export "store") (param $r externref)
@@ -84,7 +85,7 @@ fn pause(c: &mut Criterion) {
             let down = inst
                 .get_func(&store, "down")
                 .unwrap()
-                .typed::<i32, ()>(&store)
+                .typed::<i32, i32>(&store)
                 .unwrap();
             g.bench_with_input(
                 BenchmarkId::new(format!("{d} frames"), format!("{k} table refs")),
@@ -93,6 +94,8 @@ fn pause(c: &mut Criterion) {
                     store.data_mut().bencher = b as *mut criterion::Bencher<'_> as usize;
                     down.call(&mut store, d as i32 - 1).unwrap();
                     store.data_mut().bencher = 0;
+                    // The collections found every frame's reference.
+                    assert_eq!(store.gc_stats().last_stack_roots, d as usize);
                 },
             );
         }

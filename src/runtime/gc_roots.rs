@@ -39,16 +39,30 @@ impl StoreRoots {
         // SAFETY: the store's list is live on this thread and unchanged during the walk.
         let list = unsafe { ActivationList::from_head(self.head) }.only_owner(self.owner);
         REGISTRY.with_view(|view| {
+            // The last PC looked up and its map: recursion and calls in loops repeat
+            // return addresses, and a repeat skips the section lookup. Valid for the
+            // whole walk: the view keeps every module on the stack registered.
+            let mut last: Option<(usize, Option<crate::stackmap::StackMap<'_>>)> = None;
             crate::unwind::visit_frames(list, None, &self.reader, view, |frame| {
-                // The walker just looked this frame's PC up through `view`.
-                if let Some(data) = view.last_data() {
-                    // SAFETY: the frame's module is registered while its code is on the stack.
-                    let module = unsafe { &*(data as *const super::module::ModuleInner) };
-                    // Exact lookup by return address: no entry means no live references.
-                    if let Some(map) = module.stack_maps.lookup(frame.location.text_offset) {
-                        for off in map.slots() {
-                            slot(frame, frame.sp + off as usize);
-                        }
+                let map = match last {
+                    Some((pc, map)) if pc == frame.pc => map,
+                    _ => {
+                        // The walker just looked this frame's PC up through `view`.
+                        let map = view.last_data().and_then(|data| {
+                            // SAFETY: the frame's module is registered while its code is
+                            // on the stack, which outlasts this walk.
+                            let module: &super::module::ModuleInner =
+                                unsafe { &*(data as *const super::module::ModuleInner) };
+                            // Exact lookup by return address: no entry, no live references.
+                            module.stack_maps.lookup(frame.location.text_offset)
+                        });
+                        last = Some((frame.pc, map));
+                        map
+                    }
+                };
+                if let Some(map) = map {
+                    for off in map.slots() {
+                        slot(frame, frame.sp + off as usize);
                     }
                 }
                 ControlFlow::<()>::Continue(())
