@@ -41,7 +41,7 @@ impl StoreRoots {
         REGISTRY.with_view(|view| {
             // The last PC looked up and its map: recursion and calls in loops repeat
             // return addresses, and a repeat skips the section lookup. Valid for the
-            // whole walk: the view keeps every module on the stack registered.
+            // whole walk: a module whose code is on the stack is not dropped during it.
             let mut last: Option<(usize, Option<crate::stackmap::StackMap<'_>>)> = None;
             crate::unwind::visit_frames(list, None, &self.reader, view, |frame| {
                 let map = match last {
