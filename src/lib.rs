@@ -25,9 +25,20 @@
 //! Other architectures than x86-64 Linux (the per-architecture facts live in `arch/`),
 //! SIMD and post-2.0 proposals (rejected with a typed error), moving collection.
 //!
+//! # Features
+//!
+//! - `runtime` (default): the compiler, artifacts, `Store`/`Instance`/`Func` and the CLI.
+//! - `cranelift`: only the adapter from Cranelift 0.112's stack maps
+//!   ([`stackmap::cranelift`]) for a runtime with its own Cranelift compiler.
+//! - With `default-features = false`, the drop-in layers alone: [`unwind`],
+//!   [`stackmap`], [`gc`], [`trap`] and [`arch`], with no Cranelift, wasmparser or
+//!   `object` dependency. `docs/EMBEDDING.md` is the guide, and `examples/dropin.rs` a
+//!   second runtime built on them.
+//!
 //! # Example
 //!
 //! ```
+//! # #[cfg(feature = "runtime")] {
 //! use framewalk::{Caller, Engine, Extern, Func, Instance, Module, Store};
 //!
 //! let engine = Engine::new(Default::default())?;
@@ -45,24 +56,46 @@
 //! let instance = Instance::new(&mut store, &module, &[Extern::Func(depth)])?;
 //! let outer = instance.get_func(&store, "outer").unwrap().typed::<(), i32>(&store)?;
 //! assert_eq!(outer.call(&mut store, ())?, 2); // $inner and the exported function
+//! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
 
 #[path = "../arch/mod.rs"]
 pub mod arch;
+#[cfg(feature = "runtime")]
 pub mod artifact;
+#[cfg(feature = "runtime")]
 pub mod compile;
 pub mod gc;
+#[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod stackmap;
 pub mod trap;
+#[cfg(feature = "runtime")]
 pub mod types;
 pub mod unwind;
 
+// The build script sets this cfg when the `cranelift` feature is on but the resolved
+// cranelift-frontend is the crates.io release rather than the patched copy in
+// third_party/ (see build.rs and third_party/cranelift-frontend/FRAMEWALK-PATCH.md).
+#[cfg(framewalk_unpatched_cranelift_frontend)]
+compile_error!(
+    "framewalk needs its patched cranelift-frontend 0.112.3, but the crates.io release was \
+     resolved. Its safepoint spiller reuses a stack slot of a reference that is still live \
+     through a loop, so a garbage collection frees a reference that wasm still holds. \
+     `[patch]` sections of a dependency are not inherited: add to the Cargo.toml at the \
+     root of your workspace \
+     `[patch.crates-io] cranelift-frontend = { path = \"<framewalk>/third_party/cranelift-frontend\" }` \
+     (or the same folder through `git = ...`), or build framewalk with \
+     `default-features = false` to use only the drop-in layers (unwind, stackmap, gc, trap)."
+);
+
 pub use gc::ExternRef;
+#[cfg(feature = "runtime")]
 pub use runtime::{
     Caller, Config, Engine, Error, Extern, Func, Global, Instance, Memory, Module, Store, Table,
     Trap, TypedFunc, Val,
 };
+#[cfg(feature = "runtime")]
 pub use types::{FuncType, GlobalType, Limits, MemoryType, TableType, ValType};

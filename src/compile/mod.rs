@@ -16,6 +16,8 @@ pub mod module_info;
 pub mod trampoline;
 
 use crate::runtime::vmcontext::VMOffsets;
+use crate::stackmap::cranelift::function_safepoints;
+use crate::stackmap::Safepoint;
 use crate::trap::TrapCode;
 use cranelift_codegen::ir::{self, ExternalName};
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
@@ -131,18 +133,6 @@ pub struct FunctionRecord {
     pub entry_trampoline: Option<(u32, u32)>,
 }
 
-/// One safepoint's stack map: return-address offset in the text, the frame span (SP at
-/// the call = FP - span) and the live reference slots as byte offsets from that SP.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SafepointMap {
-    /// Return address, relative to the text.
-    pub return_offset: u32,
-    /// FP - SP at the call.
-    pub span: u32,
-    /// Byte offsets from SP of live externrefs.
-    pub slots: Vec<u32>,
-}
-
 /// Everything compilation produces; the artifact writer turns it into an ELF object.
 #[derive(Debug)]
 pub struct CompiledModule {
@@ -157,7 +147,7 @@ pub struct CompiledModule {
     /// Text offset → wasm bytecode offset, sorted by text offset.
     pub address_map: Vec<(u32, u32)>,
     /// Stack maps, sorted by return offset.
-    pub stack_maps: Vec<SafepointMap>,
+    pub stack_maps: Vec<Safepoint>,
     /// The original wasm binary.
     pub wasm: Vec<u8>,
     /// Function names, by function index.
@@ -170,7 +160,7 @@ struct FunctionCode {
     relocs: Vec<Relocation>,
     traps: Vec<(u32, TrapCode)>,
     srclocs: Vec<(u32, u32)>,
-    stack_maps: Vec<SafepointMap>,
+    stack_maps: Vec<Safepoint>,
 }
 
 /// Compiles one Cranelift function, mapping its relocations through `names`.
@@ -254,16 +244,7 @@ fn compile_function(
         srclocs.push((s.end, NO_WASM_OFFSET));
     }
     srclocs.dedup_by(|next, prev| prev.1 == next.1);
-    let mut stack_maps = Vec::new();
-    for (offset, span, map) in buffer.user_stack_maps() {
-        let mut slots: Vec<u32> = map.entries().map(|(_, off)| off).collect();
-        slots.sort_unstable();
-        stack_maps.push(SafepointMap {
-            return_offset: *offset,
-            span: *span,
-            slots,
-        });
-    }
+    let stack_maps = function_safepoints(buffer.user_stack_maps()).collect();
     Ok(FunctionCode {
         body: buffer.data().to_vec(),
         relocs,

@@ -24,13 +24,17 @@
 //! 3. marks exist only during a collection.
 //!
 //! `collect` is here; the runtime supplies the frames (its activation list and code
-//! registry) and the stack maps (its modules' sections) through [`RootSource`].
+//! registry) and the stack maps (its modules' sections) through [`RootSource`], most
+//! simply a [`StackRoots`]. `docs/EMBEDDING.md` describes what a runtime with its own
+//! compiler must uphold to use this module; `examples/dropin.rs` does it.
 
 mod externref;
+mod roots;
 mod set;
 mod stats;
 
 pub use externref::{release, retain, ExternRef, VMExternData, IN_SET, MARK};
+pub use roots::{visit_stack_roots, StackRoots};
 pub use set::VMExternRefSet;
 pub use stats::GcStats;
 
@@ -50,7 +54,11 @@ pub trait RootSource {
 }
 
 /// One collection: marks the precise stack roots, sweeps the set, and records stats.
-/// Returns the walk error if the walk failed (then nothing was freed).
+///
+/// # Errors
+///
+/// The walk error if the walk failed, or [`WalkError::UnreadableStack`] if the reader
+/// refused a slot a stack map names; then nothing was freed.
 pub fn collect<R: RootSource>(
     set: &mut VMExternRefSet,
     roots: &R,
@@ -58,9 +66,12 @@ pub fn collect<R: RootSource>(
 ) -> Result<(), WalkError> {
     let start = std::time::Instant::now();
     let mut found = 0usize;
+    let mut unreadable = None;
     let reader = roots.reader();
     let walk = roots.visit_root_slots(|addr| {
         let Some(raw) = reader.read_word(addr) else {
+            // A slot that cannot be read may hold a live reference: free nothing.
+            unreadable.get_or_insert(WalkError::UnreadableStack { addr });
             return;
         };
         if raw != 0 {
@@ -71,6 +82,7 @@ pub fn collect<R: RootSource>(
             }
         }
     });
+    let walk = walk.and_then(|()| unreadable.map_or(Ok(()), Err));
     let freed = match &walk {
         Ok(()) => set.sweep(),
         Err(_) => {

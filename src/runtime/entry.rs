@@ -345,15 +345,7 @@ pub(crate) fn store_stack_bounds(store: &StoreOpaque) -> Option<(usize, usize)> 
     }
     // SAFETY: the store's list is live on this thread and not modified meanwhile.
     let list = unsafe { ActivationList::from_head(head) }.only_owner(store.id as usize);
-    let mut lo = usize::MAX;
-    let mut hi = 0;
-    for a in list.iter().flatten() {
-        if a.exit_fp != 0 {
-            lo = lo.min(a.exit_fp);
-        }
-        hi = hi.max(a.entry_fp);
-    }
-    (lo != usize::MAX).then_some((lo, hi))
+    list.recorded_exit_range()
 }
 
 /// The symbolized wasm frames of `store`, newest first.

@@ -6,7 +6,6 @@ use super::registry::REGISTRY;
 use super::store::StoreOpaque;
 use crate::gc::RootSource;
 use crate::unwind::{Activation, ActivationList, Frame, LiveStackReader, StackReader, WalkError};
-use std::ops::ControlFlow;
 
 /// The roots of one store, captured at the start of a collection.
 pub(crate) struct StoreRoots {
@@ -32,43 +31,26 @@ impl StoreRoots {
 
 impl StoreRoots {
     /// Calls `slot(frame, address)` for every live reference slot of every wasm frame.
-    pub(crate) fn visit_slots(&self, mut slot: impl FnMut(&Frame, usize)) -> Result<(), WalkError> {
+    pub(crate) fn visit_slots(&self, slot: impl FnMut(&Frame, usize)) -> Result<(), WalkError> {
         if self.head.is_null() {
             return Ok(());
         }
         // SAFETY: the store's list is live on this thread and unchanged during the walk.
         let list = unsafe { ActivationList::from_head(self.head) }.only_owner(self.owner);
         REGISTRY.with_view(|view| {
-            // The last PC looked up and its map: recursion and calls in loops repeat
-            // return addresses, and a repeat skips the section lookup. Valid for the
-            // whole walk: a module whose code is on the stack is not dropped during it.
-            let mut last: Option<(usize, Option<crate::stackmap::StackMap<'_>>)> = None;
-            crate::unwind::visit_frames(list, None, &self.reader, view, |frame| {
-                let map = match last {
-                    Some((pc, map)) if pc == frame.pc => map,
-                    _ => {
-                        // The walker just looked this frame's PC up through `view`.
-                        let map = view.last_data().and_then(|data| {
-                            // SAFETY: the frame's module is registered while its code is
-                            // on the stack, which outlasts this walk.
-                            let module: &super::module::ModuleInner =
-                                unsafe { &*(data as *const super::module::ModuleInner) };
-                            // Exact lookup by return address: no entry, no live references.
-                            module.stack_maps.lookup(frame.location.text_offset)
-                        });
-                        last = Some((frame.pc, map));
-                        map
-                    }
-                };
-                if let Some(map) = map {
-                    for off in map.slots() {
-                        slot(frame, frame.sp + off as usize);
-                    }
-                }
-                ControlFlow::<()>::Continue(())
-            })
-        })?;
-        Ok(())
+            let stack_map = |frame: &Frame| {
+                // The walker just looked this frame's PC up through `view`.
+                view.last_data().and_then(|data| {
+                    // SAFETY: the frame's module is registered while its code is on the
+                    // stack, which outlasts this walk.
+                    let module: &super::module::ModuleInner =
+                        unsafe { &*(data as *const super::module::ModuleInner) };
+                    // Exact lookup by return address: no entry, no live references.
+                    module.stack_maps.lookup(frame.location.text_offset)
+                })
+            };
+            crate::gc::visit_stack_roots(list, &self.reader, view, stack_map, slot)
+        })
     }
 }
 

@@ -177,9 +177,9 @@ fn subrange(outer: &[u8], inner: &[u8]) -> Range<usize> {
 pub fn compile_artifact(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, ModuleLoadError> {
     let compiled = compile::compile_module(&*engine.inner.isa, bytes)?;
     let mut builder = StackMapBuilder::new();
-    for m in &compiled.stack_maps {
+    for safepoint in &compiled.stack_maps {
         builder
-            .add(m.return_offset, m.span, &m.slots)
+            .add_safepoint(safepoint)
             .map_err(|e| CompileError::Host(format!("stack map: {e}")))?;
     }
     let stack_maps = builder.finish();

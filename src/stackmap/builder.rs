@@ -12,6 +12,21 @@ use super::{
     MIN_ENTRIES_PER_PAGE, SLOTS_PER_WORD, SLOT_SIZE,
 };
 
+/// One safepoint as a compiler reports it: plain data, so any code generator (any
+/// Cranelift version, or another compiler) can feed [`StackMapBuilder`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Safepoint {
+    /// Offset of the return address of the call from the start of the code the section
+    /// describes (the module's text), i.e. what a walk finds at `[FP + 8]` of the
+    /// callee minus the text start.
+    pub return_offset: u32,
+    /// The frame's span: its FP minus its SP at the call (a multiple of 8).
+    pub span: u32,
+    /// Byte offsets up from the SP at the call of the slots that hold live references
+    /// (multiples of 8, each below `span`, in any order).
+    pub slots: Vec<u32>,
+}
+
 /// One distinct map: span and minimal bitmap (empty, or last word non-zero).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct MapKey {
@@ -156,6 +171,15 @@ impl StackMapBuilder {
         self.safepoints.insert(return_offset, map);
         self.size_bound = size;
         Ok(())
+    }
+
+    /// [`add`](Self::add)s one safepoint.
+    ///
+    /// # Errors
+    ///
+    /// As for [`add`](Self::add).
+    pub fn add_safepoint(&mut self, safepoint: &Safepoint) -> Result<(), StackMapError> {
+        self.add(safepoint.return_offset, safepoint.span, &safepoint.slots)
     }
 
     /// Number of safepoints added.

@@ -141,12 +141,14 @@
 //! ```
 
 mod builder;
+#[cfg(feature = "cranelift")]
+pub mod cranelift;
 mod reader;
 
 #[cfg(test)]
 mod tests;
 
-pub use builder::StackMapBuilder;
+pub use builder::{Safepoint, StackMapBuilder};
 pub use reader::{Entries, Slots, StackMap, StackMapSection};
 
 /// The four bytes every stack-map section starts with.

@@ -52,6 +52,7 @@ impl TrapCode {
     }
 
     /// The code Cranelift's trap instruction carries, mapped to framewalk's.
+    #[cfg(feature = "cranelift")]
     pub fn from_clif(code: cranelift_codegen::ir::TrapCode) -> Option<TrapCode> {
         use cranelift_codegen::ir::TrapCode as C;
         Some(match code {

@@ -146,6 +146,24 @@ impl<'a> ActivationList<'a> {
         self.owner
     }
 
+    /// The stack range `[lo, hi)` that a walk of this list from its recorded exits reads:
+    /// `lo` is the lowest non-zero `exit_fp` and `hi` the highest `entry_fp` among the
+    /// activations that pass the owner filter. `None` when none of them has an exit
+    /// recorded (then such a walk reads nothing). A runtime that is called from wasm
+    /// uses it to build the [`LiveStackReader`](super::LiveStackReader) of a walk or a
+    /// collection. Stops at the first out-of-order activation, as a walk would.
+    pub fn recorded_exit_range(&self) -> Option<(usize, usize)> {
+        let mut lo = usize::MAX;
+        let mut hi = 0;
+        for activation in self.iter().map_while(Result::ok) {
+            if activation.exit_fp != 0 {
+                lo = lo.min(activation.exit_fp);
+            }
+            hi = hi.max(activation.entry_fp);
+        }
+        (lo != usize::MAX).then_some((lo, hi))
+    }
+
     /// Iterates over the activations that pass the owner filter, newest first,
     /// checking that `entry_fp` strictly increases along the whole list.
     pub fn iter(&self) -> ActivationIter<'a> {

@@ -1,0 +1,136 @@
+//! Stack roots: the slots of live references in every wasm frame of an activation list,
+//! found by walking the frames and looking each return address up in a stack map.
+//!
+//! This is the part of a collection a runtime would otherwise write itself, and the
+//! runtime in this crate uses it too. The runtime supplies three things:
+//!
+//! - the frames: an [`ActivationList`], a [`StackReader`] for the range the walk reads,
+//!   and a [`CodeLookup`] that knows which code is wasm;
+//! - for each frame, its [`StackMap`] (or `None`: no live references there), usually
+//!   `section.lookup(frame.location.text_offset)` on the stack-map section of the
+//!   frame's module (`frame.location.module`);
+//! - what to do with each slot's address.
+//!
+//! Invariants:
+//! - a slot is reported only for a frame the walker yielded (every check passed), at
+//!   `frame.sp + offset` with `offset < span`, so it lies inside that frame;
+//! - a frame whose PC repeats the previous frame's (recursion, a call in a loop) reuses
+//!   the previous map without a second lookup: one return address has one map;
+//! - nothing allocates.
+
+use core::ops::ControlFlow;
+
+use super::RootSource;
+use crate::stackmap::StackMap;
+use crate::unwind::{visit_frames, ActivationList, CodeLookup, Frame, StackReader, WalkError};
+
+/// Calls `slot(frame, address)` for every live reference slot of every wasm frame of
+/// `activations`, newest frame first, walking from the recorded exits. `stack_map`
+/// gives each frame's map.
+///
+/// # Errors
+///
+/// The walk's first [`WalkError`] (the slots of the frames before it were reported),
+/// or [`WalkError::AddressOverflow`] if a slot's address overflows.
+pub fn visit_stack_roots<'m, R, C>(
+    activations: ActivationList<'_>,
+    reader: &R,
+    code: &C,
+    mut stack_map: impl FnMut(&Frame) -> Option<StackMap<'m>>,
+    mut slot: impl FnMut(&Frame, usize),
+) -> Result<(), WalkError>
+where
+    R: StackReader + ?Sized,
+    C: CodeLookup + ?Sized,
+{
+    let mut last: Option<(usize, Option<StackMap<'m>>)> = None;
+    let walk = visit_frames(activations, None, reader, code, |frame| {
+        let map = match last {
+            Some((pc, map)) if pc == frame.pc => map,
+            _ => {
+                let map = stack_map(frame);
+                last = Some((frame.pc, map));
+                map
+            }
+        };
+        if let Some(map) = map {
+            for offset in map.slots() {
+                let Some(address) = frame.sp.checked_add(offset as usize) else {
+                    return ControlFlow::Break(WalkError::AddressOverflow {
+                        base: frame.sp,
+                        offset: offset as usize,
+                    });
+                };
+                slot(frame, address);
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    match walk {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// A [`RootSource`] over an activation list: the roots of a collection, for a runtime
+/// that keeps its own list, code registry and stack-map sections.
+///
+/// `stack_map` maps a frame to its stack map, as for [`visit_stack_roots`]. The reader
+/// must allow every word of the frames walked, e.g. a
+/// [`LiveStackReader`](crate::unwind::LiveStackReader) over
+/// [`ActivationList::recorded_exit_range`].
+pub struct StackRoots<'a, R, C: ?Sized, M> {
+    activations: ActivationList<'a>,
+    reader: R,
+    code: &'a C,
+    stack_map: M,
+}
+
+impl<'a, R, C, M> StackRoots<'a, R, C, M>
+where
+    R: StackReader,
+    C: CodeLookup + ?Sized,
+    M: Fn(&Frame) -> Option<StackMap<'a>>,
+{
+    /// The roots of the frames of `activations`.
+    pub fn new(activations: ActivationList<'a>, reader: R, code: &'a C, stack_map: M) -> Self {
+        StackRoots {
+            activations,
+            reader,
+            code,
+            stack_map,
+        }
+    }
+
+    /// [`visit_stack_roots`] over these frames: `slot(frame, address)` per live slot.
+    ///
+    /// # Errors
+    ///
+    /// As for [`visit_stack_roots`].
+    pub fn visit(&self, slot: impl FnMut(&Frame, usize)) -> Result<(), WalkError> {
+        visit_stack_roots(
+            self.activations,
+            &self.reader,
+            self.code,
+            &self.stack_map,
+            slot,
+        )
+    }
+}
+
+impl<'a, R, C, M> RootSource for StackRoots<'a, R, C, M>
+where
+    R: StackReader,
+    C: CodeLookup + ?Sized,
+    M: Fn(&Frame) -> Option<StackMap<'a>>,
+{
+    type Reader = R;
+
+    fn visit_root_slots(&self, mut slot: impl FnMut(usize)) -> Result<(), WalkError> {
+        self.visit(|_, address| slot(address))
+    }
+
+    fn reader(&self) -> &R {
+        &self.reader
+    }
+}
