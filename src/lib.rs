@@ -8,7 +8,7 @@
 //! wasm frames inside each activation, so host frames in between — C built without frame
 //! pointers, another JIT — are never read. The same walk gives:
 //!
-//! - exact trap backtraces ([`Trap`], via signal handlers in [`trap`], no `setjmp`);
+//! - exact trap backtraces ([`trap::Trap`], via signal handlers in [`trap`], no `setjmp`);
 //! - the stack roots of a deferred-reference-counting collector for `externref` ([`gc`]),
 //!   found through a stack-map section stored in the artifact ([`stackmap`],
 //!   [`artifact`]).
@@ -60,6 +60,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
+// The crate docs describe the runtime too; without it those links have no target.
+#![cfg_attr(not(feature = "runtime"), allow(rustdoc::broken_intra_doc_links))]
 
 #[path = "../arch/mod.rs"]
 pub mod arch;

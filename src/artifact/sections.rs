@@ -56,7 +56,7 @@ pub const ALL_METADATA: &[&str] = &[
 pub const MAGIC: [u8; 8] = *b"FRAMEWLK";
 /// Current format version.
 pub const VERSION: u32 = 1;
-/// Header layout: magic[8], version u32, reserved u32, checksum u64, isa fingerprint u64.
+/// Header layout: `magic[8]`, version u32, reserved u32, checksum u64, isa fingerprint u64.
 pub const HEADER_SIZE: usize = 32;
 /// Offset of the checksum inside the header.
 pub const CHECKSUM_OFFSET: usize = 16;

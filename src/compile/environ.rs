@@ -1,6 +1,6 @@
 //! framewalk's `FuncEnvironment`: how each WebAssembly construct that touches the
 //! instance is lowered to Cranelift IR against the vmctx layout of
-//! [`VMOffsets`](crate::runtime::vmcontext::VMOffsets).
+//! [`crate::runtime::vmcontext::VMOffsets`].
 //!
 //! Calling convention of every wasm function (System V on x86-64):
 //!
