@@ -1,17 +1,39 @@
-//! Host -> wasm call costs. `cargo bench --bench calls`.
+//! Call costs across the host/wasm boundary. `cargo bench --bench calls`.
+//!
+//! - host -> wasm: typed and untyped calls of small functions;
+//! - wasm -> wasm and wasm -> host: a wasm loop making `CALLS` calls of a no-op wasm
+//!   function or a no-op host import (a `Func::wrap` closure); criterion reports the
+//!   whole loop, so divide by `CALLS` for one call (the loop's own cost is the
+//!   `empty loop` row).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use framewalk::{Engine, Instance, Module, Store, Val};
+use framewalk::{Caller, Engine, Extern, Func, Instance, Module, Store, Val};
+
+/// Calls made by one run of each loop.
+const CALLS: i32 = 1000;
 
 fn calls(c: &mut Criterion) {
     let engine = Engine::new(Default::default()).unwrap();
     let module = Module::new(
         &engine,
-        br#"(module (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))"#,
+        br#"(module
+              (import "host" "noop" (func $host_noop))
+              (func $noop)
+              (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+              (func (export "answer") (result i32) (i32.const 42))
+              (func (export "empty_loop") (param $n i32)
+                (loop $l (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+              (func (export "wasm_calls") (param $n i32)
+                (loop $l (call $noop)
+                  (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+              (func (export "host_calls") (param $n i32)
+                (loop $l (call $host_noop)
+                  (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))))"#,
     )
     .unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Instance::new(&mut store, &module, &[]).unwrap();
+    let noop = Func::wrap(&mut store, |_: Caller<'_, ()>, (): ()| {}).unwrap();
+    let inst = Instance::new(&mut store, &module, &[Extern::Func(noop)]).unwrap();
     let add = inst.get_func(&store, "add").unwrap();
     let typed = add.typed::<(i32, i32), i32>(&store).unwrap();
     c.bench_function("typed call (i32, i32) -> i32", |b| {
@@ -21,6 +43,14 @@ fn calls(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    let answer = inst
+        .get_func(&store, "answer")
+        .unwrap()
+        .typed::<(), i32>(&store)
+        .unwrap();
+    c.bench_function("typed call () -> i32", |b| {
+        b.iter(|| answer.call(&mut store, ()).unwrap())
+    });
     let mut results = [Val::I32(0)];
     c.bench_function("untyped call (i32, i32) -> i32", |b| {
         b.iter(|| {
@@ -28,6 +58,16 @@ fn calls(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    for name in ["empty_loop", "wasm_calls", "host_calls"] {
+        let f = inst
+            .get_func(&store, name)
+            .unwrap()
+            .typed::<i32, ()>(&store)
+            .unwrap();
+        c.bench_function(&format!("{name} x{CALLS}"), |b| {
+            b.iter(|| f.call(&mut store, std::hint::black_box(CALLS)).unwrap())
+        });
+    }
 }
 
 criterion_group!(benches, calls);

@@ -31,37 +31,51 @@ unsafe impl Send for Func {}
 // SAFETY: as above.
 unsafe impl Sync for Func {}
 
-type HostClosure<T> = dyn Fn(Caller<'_, T>, &mut [ValRaw]) -> Result<(), HostError> + Send + Sync;
+/// What every host function is lowered to: a closure over the raw value array.
+trait HostClosure<T>:
+    Fn(Caller<'_, T>, &mut [ValRaw]) -> Result<(), HostError> + Send + Sync + 'static
+{
+}
+
+impl<T, F> HostClosure<T> for F where
+    F: Fn(Caller<'_, T>, &mut [ValRaw]) -> Result<(), HostError> + Send + Sync + 'static
+{
+}
 
 /// A host function's context: what `callee_vmctx` points at when wasm calls it.
+///
+/// Generic over the closure type `F`, so that each host function gets its own
+/// `host_array_call::<T, F>` with the closure inlined: a wasm -> host call makes one
+/// indirect call (the exit trampoline's), not two.
 #[repr(C)]
-struct HostFuncContext<T: 'static> {
+struct HostFuncContext<T: 'static, F> {
     magic: u32,
     _pad: u32,
     /// At `HOST_CTX_ARRAY_CALL_OFFSET`: read by the exit trampoline.
     array_call: ArrayCallFn,
     func_ref: VMFuncRef,
     store: *mut StoreInner<T>,
-    closure: Box<HostClosure<T>>,
+    closure: F,
 }
 
 const _: () = assert!(
-    std::mem::offset_of!(HostFuncContext<()>, array_call) == HOST_CTX_ARRAY_CALL_OFFSET as usize
+    std::mem::offset_of!(HostFuncContext<(), fn()>, array_call)
+        == HOST_CTX_ARRAY_CALL_OFFSET as usize
 );
 
 /// The array-convention entry point of every host function.
 ///
 /// # Safety
-/// `callee_vmctx` must point to a live `HostFuncContext<T>` whose store is live, and
+/// `callee_vmctx` must point to a live `HostFuncContext<T, F>` whose store is live, and
 /// `values` to `len` writable slots; generated code and [`invoke`] guarantee both.
-unsafe extern "C" fn host_array_call<T: 'static>(
+unsafe extern "C" fn host_array_call<T: 'static, F: HostClosure<T>>(
     callee_vmctx: *mut u8,
     caller_vmctx: *mut u8,
     values: *mut ValRaw,
     len: usize,
 ) -> bool {
     // SAFETY: per this function's contract.
-    let ctx = unsafe { &*(callee_vmctx as *const HostFuncContext<T>) };
+    let ctx = unsafe { &*(callee_vmctx as *const HostFuncContext<T, F>) };
     debug_assert_eq!(ctx.magic, HOST_CTX_MAGIC, "host context magic broken");
     // SAFETY: the store outlives its host functions; wasm runs only inside a call that
     // lent the store, so this is the only live access path to it.
@@ -78,28 +92,37 @@ unsafe extern "C" fn host_array_call<T: 'static>(
             values,
         )
     }));
-    // SAFETY: the closure's borrow of the store ended with the call.
-    let store = unsafe { &mut *store_ptr };
     match result {
         Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            store.opaque.pending_error = Some(e);
-            false
-        }
-        Err(panic) => {
-            store.opaque.pending_panic = Some(panic);
-            false
-        }
+        // SAFETY: the closure's borrow of the store ended with the call.
+        failed => host_call_failed(unsafe { &mut (*store_ptr).opaque }, failed),
     }
 }
 
-/// Frees a `HostFuncContext<T>` created by `Func::new_raw`.
+/// Leaves a failed host call's error or panic in the store for `raise`/`invoke`. Out of
+/// line, so the hot path of [`host_array_call`] saves no registers for it.
+#[cold]
+#[inline(never)]
+fn host_call_failed(
+    store: &mut StoreOpaque,
+    failed: std::thread::Result<Result<(), HostError>>,
+) -> bool {
+    match failed {
+        Ok(Ok(())) => return true,
+        Ok(Err(e)) => store.pending_error = Some(e),
+        Err(panic) => store.pending_panic = Some(panic),
+    }
+    false
+}
+
+/// Frees a `HostFuncContext<T, F>` created by `Func::new_raw`.
 ///
 /// # Safety
-/// `ptr` must come from `Box::into_raw(Box<HostFuncContext<T>>)` and not be used after.
-unsafe fn drop_host_ctx<T: 'static>(ptr: *mut u8) {
+/// `ptr` must come from `Box::into_raw(Box<HostFuncContext<T, F>>)` and not be used
+/// after.
+unsafe fn drop_host_ctx<T: 'static, F>(ptr: *mut u8) {
     // SAFETY: per the contract.
-    drop(unsafe { Box::from_raw(ptr as *mut HostFuncContext<T>) });
+    drop(unsafe { Box::from_raw(ptr as *mut HostFuncContext<T, F>) });
 }
 
 impl Func {
@@ -124,10 +147,10 @@ impl Func {
         unsafe { &*self.ptr }
     }
 
-    fn new_raw<T: 'static>(
+    fn new_raw<T: 'static, F: HostClosure<T>>(
         store: &mut Store<T>,
         ty: FuncType,
-        closure: Box<HostClosure<T>>,
+        closure: F,
     ) -> Result<Func, Error> {
         let opaque = &mut store.inner.opaque;
         let tramp = opaque
@@ -136,13 +159,13 @@ impl Func {
             .map_err(|e| Error::Module(e.into()))?;
         let type_id = opaque.engine.type_id(&ty);
         let store_ptr: *mut StoreInner<T> = &mut *store.inner;
-        let ctx = Box::into_raw(Box::new(HostFuncContext::<T> {
+        let ctx = Box::into_raw(Box::new(HostFuncContext::<T, F> {
             magic: HOST_CTX_MAGIC,
             _pad: 0,
-            array_call: host_array_call::<T>,
+            array_call: host_array_call::<T, F>,
             func_ref: VMFuncRef {
                 wasm_call: tramp.base() as *const u8,
-                array_call: host_array_call::<T> as *const u8,
+                array_call: host_array_call::<T, F> as *const u8,
                 vmctx: std::ptr::null_mut(),
                 type_id,
                 _pad: 0,
@@ -159,7 +182,7 @@ impl Func {
         opaque.exit_trampolines.push(tramp);
         opaque.host_funcs.push(OwnedHostFunc {
             ptr: ctx.cast(),
-            drop_fn: drop_host_ctx::<T>,
+            drop_fn: drop_host_ctx::<T, F>,
         });
         Ok(Func::from_vmfuncref(opaque.id, func_ref))
     }
@@ -174,7 +197,7 @@ impl Func {
         Func::new_raw(
             store,
             ty,
-            Box::new(move |mut caller, raw| {
+            move |mut caller: Caller<'_, T>, raw: &mut [ValRaw]| {
                 let params: Vec<Val> = fty
                     .params()
                     .iter()
@@ -207,7 +230,7 @@ impl Func {
                         .map_err(|e| -> HostError { e.to_string().into() })?;
                 }
                 Ok(())
-            }),
+            },
         )
     }
 
@@ -220,7 +243,7 @@ impl Func {
         Func::new_raw(
             store,
             ty,
-            Box::new(move |caller, raw| {
+            move |caller: Caller<'_, T>, raw: &mut [ValRaw]| {
                 let params = P::load_raw(raw, &caller.store.opaque);
                 let store: *mut StoreInner<T> = caller.store;
                 let out = f(caller, params).into_result()?;
@@ -230,7 +253,7 @@ impl Func {
                 out.store_raw(opaque, raw)
                     .map_err(|e| -> HostError { Box::new(e) })?;
                 Ok(())
-            }),
+            },
         )
     }
 
