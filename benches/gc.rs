@@ -63,6 +63,7 @@ fn setup(engine: &Engine, module: &Module) -> (Store<Data>, Instance) {
 fn pause(c: &mut Criterion) {
     let engine = Engine::new(framewalk::Config {
         max_wasm_stack: 64 << 20,
+        ..Default::default()
     })
     .unwrap();
     let module = Module::new(&engine, WAT.as_bytes()).unwrap();

@@ -293,3 +293,38 @@ fn unsupported_features_are_named_in_a_one_line_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_stack_overflow_prints_its_repeated_frames_folded() {
+    let wat = write_wat(
+        "deep.wat",
+        r#"(module $deep
+             (func $down (export "main") (param i32) (result i32)
+               (i32.add (call $down (i32.add (local.get 0) (i32.const 1))) (i32.const 1))))"#,
+    );
+    let o = framewalk(&["run", &wat, "--invoke", "main", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    // The message, the header, the trapping frame (the prologue's stack check), the
+    // first recursive call site, then one line for all the others.
+    assert_eq!(lines[0], "error: wasm trap: call stack exhausted", "{err}");
+    assert_eq!(lines[1], "wasm backtrace:", "{err}");
+    assert!(lines.len() <= 6, "not folded: {} lines", lines.len());
+    let folded = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("... "))
+        .unwrap_or_else(|| panic!("no folded line:\n{err}"));
+    let count: usize = folded
+        .trim_start()
+        .trim_start_matches("... ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    // 512 KiB of stack at 32 or more bytes per frame: thousands of frames, folded.
+    assert!(count > 1_000, "{folded}");
+    assert!(folded.ends_with(" more frames of deep!down"), "{folded}");
+}

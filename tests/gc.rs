@@ -613,6 +613,7 @@ fn gc_work_stays_linear_with_100k_live_stack_references_and_a_million_more() -> 
     common::with_big_stack(256, move || -> Result<()> {
         let engine = Engine::new(framewalk::Config {
             max_wasm_stack: 64 << 20,
+            ..Default::default()
         })?;
         let module = Module::new(&engine, live_and_churn_wat(per_frame).as_bytes())?;
         let mut store = Store::new(&engine, Data::default());

@@ -68,8 +68,11 @@ use std::fmt::Debug;
 const MAX_WASM_STACK: usize = 256 * 1024;
 
 fn engine() -> Engine {
+    // Every trap's backtrace is compared with the whole shadow stack: no frame limit.
     Engine::new(EngineConfig {
         max_wasm_stack: MAX_WASM_STACK,
+        wasm_backtrace_max_frames: None,
+        ..EngineConfig::default()
     })
     .expect("engine")
 }

@@ -387,7 +387,12 @@ fn host_error_has_its_message_and_backtrace() {
 #[test]
 fn stack_exhaustion_has_its_message_and_backtrace() {
     let max_wasm_stack = 512 * 1024;
-    let engine = Engine::new(Config { max_wasm_stack }).expect("engine");
+    let engine = Engine::new(Config {
+        max_wasm_stack,
+        wasm_backtrace_max_frames: None,
+        ..Config::default()
+    })
+    .expect("engine");
     let mut fx = Fixture::new(&engine);
     let recurse_call = fx.wasm.call("recurse", "recurse");
     for _ in 0..2 {
@@ -492,6 +497,8 @@ fn trap_in_innermost_of_1000_activations_propagates_once() {
     with_big_stack(256, move || {
         let engine = Engine::new(Config {
             max_wasm_stack: 128 << 20,
+            wasm_backtrace_max_frames: None,
+            ..Config::default()
         })
         .expect("engine");
         let mut fx = Fixture::new(&engine);
@@ -570,4 +577,93 @@ fn two_threads_trap_and_walk_concurrently() {
         t.join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     }
+}
+
+/// `$dive` recurses `n` times, then divides by zero: a trap `n + 1` frames deep.
+const DIVE_WAT: &str = r#"
+(module $dive
+  (func $dive (export "dive") (param i32) (result i32)
+    (if (result i32) (local.get 0)
+      (then (call $dive (i32.sub (local.get 0) (i32.const 1))))
+      (else (i32.div_s (i32.const 1) (local.get 0))))))
+"#;
+
+fn dive(config: Config, depth: i32) -> Trap {
+    let engine = Engine::new(config).expect("engine");
+    let module = Module::new(&engine, DIVE_WAT.as_bytes()).expect("module compiles");
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+    let dive = instance
+        .get_func(&store, "dive")
+        .unwrap()
+        .typed::<i32, i32>(&store)
+        .unwrap();
+    match dive.call(&mut store, depth) {
+        Err(Error::Trap(t)) => t,
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_trap_symbolizes_at_most_the_configured_frames_and_counts_the_rest() {
+    // Default: the 20 newest frames, the other 81 counted.
+    let trap = dive(Config::default(), 100);
+    assert_eq!(trap.code(), TrapCode::IntegerDivisionByZero);
+    assert_eq!(trap.frames().len(), 20);
+    assert_eq!(trap.omitted_frames(), 81);
+    assert!(trap
+        .frames()
+        .iter()
+        .all(|f| f.func_name.as_deref() == Some("dive")));
+    let shown = trap.to_string();
+    assert_eq!(shown.lines().count(), 2 + 20 + 1, "{shown}");
+    assert!(
+        shown.ends_with("\n         ... 81 more frames not captured"),
+        "{shown}"
+    );
+
+    // A limit of 5, and none.
+    let five = dive(
+        Config {
+            wasm_backtrace_max_frames: std::num::NonZeroUsize::new(5),
+            ..Config::default()
+        },
+        100,
+    );
+    assert_eq!((five.frames().len(), five.omitted_frames()), (5, 96));
+    assert_eq!(five.frames(), &trap.frames()[..5], "the same newest frames");
+    let all = dive(
+        Config {
+            wasm_backtrace_max_frames: None,
+            ..Config::default()
+        },
+        100,
+    );
+    assert_eq!((all.frames().len(), all.omitted_frames()), (101, 0));
+    assert_eq!(&all.frames()[..20], trap.frames());
+    // The folded form: the trapping frame, the first call site, then one line.
+    let folded = format!("{all:#}");
+    assert!(
+        folded.ends_with("\n         ... 99 more frames of dive!dive"),
+        "{folded}"
+    );
+    assert_eq!(folded.lines().count(), 2 + 2 + 1, "{folded}");
+}
+
+#[test]
+fn a_trap_without_backtrace_capture_has_only_its_message() {
+    let trap = dive(
+        Config {
+            wasm_backtrace: false,
+            ..Config::default()
+        },
+        100,
+    );
+    assert_eq!(trap.code(), TrapCode::IntegerDivisionByZero);
+    assert!(trap.frames().is_empty());
+    assert_eq!(trap.omitted_frames(), 0);
+    assert_eq!(trap.to_string(), "wasm trap: integer divide by zero");
+    // The store is still usable, and capture is per engine.
+    let again = dive(Config::default(), 3);
+    assert_eq!(again.frames().len(), 4);
 }

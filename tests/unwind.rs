@@ -298,6 +298,7 @@ fn walk_through_deep_recursion() {
         let wasm = Wasm::new(RECURSION_WAT);
         let engine = Engine::new(Config {
             max_wasm_stack: 64 << 20,
+            ..Config::default()
         })
         .expect("engine");
         let module = Module::new(&engine, &wasm.bytes).expect("module compiles");

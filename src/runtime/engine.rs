@@ -6,6 +6,7 @@ use crate::compile::{self, trampoline, CompileError};
 use crate::types::FuncType;
 use cranelift_codegen::isa::OwnedTargetIsa;
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 /// Engine configuration.
@@ -13,12 +14,27 @@ use std::sync::{Arc, Mutex};
 pub struct Config {
     /// Maximum bytes of native stack wasm may use per host → wasm entry.
     pub max_wasm_stack: usize,
+    /// Whether traps capture a wasm backtrace (default `true`). Off, a trap costs no
+    /// walk at all and [`Trap::frames`](crate::Trap::frames) is empty.
+    pub wasm_backtrace: bool,
+    /// How many frames a trap's backtrace symbolizes, newest first (default 20, as
+    /// Wasmtime); the frames beyond are only counted
+    /// ([`Trap::omitted_frames`](crate::Trap::omitted_frames)). `None`: all of them.
+    pub wasm_backtrace_max_frames: Option<NonZeroUsize>,
 }
+
+/// The default of [`Config::wasm_backtrace_max_frames`].
+pub const DEFAULT_WASM_BACKTRACE_MAX_FRAMES: NonZeroUsize = match NonZeroUsize::new(20) {
+    Some(n) => n,
+    None => unreachable!(),
+};
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             max_wasm_stack: 512 * 1024,
+            wasm_backtrace: true,
+            wasm_backtrace_max_frames: Some(DEFAULT_WASM_BACKTRACE_MAX_FRAMES),
         }
     }
 }

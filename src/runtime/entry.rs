@@ -185,7 +185,47 @@ fn take_host_failure(store: &mut StoreOpaque, frames: Vec<FrameInfo>) -> Error {
     Error::Trap(Trap::host(e, frames))
 }
 
-/// Walks this store's activations (newest first) and symbolizes every wasm frame.
+/// How much of a backtrace a trap captures (from the engine's `Config`).
+#[derive(Clone, Copy)]
+struct CaptureLimit {
+    enabled: bool,
+    max_frames: usize,
+}
+
+impl CaptureLimit {
+    fn of(store: &StoreOpaque) -> CaptureLimit {
+        let config = store.engine.config();
+        CaptureLimit {
+            enabled: config.wasm_backtrace,
+            max_frames: config
+                .wasm_backtrace_max_frames
+                .map_or(usize::MAX, |n| n.get()),
+        }
+    }
+}
+
+/// What `capture` found: the symbolized frames, how many more there were, and the
+/// walk error that ended it early, if any.
+struct Captured {
+    frames: Vec<FrameInfo>,
+    omitted: usize,
+    walk_error: Option<String>,
+}
+
+impl Captured {
+    fn into_trap(self, trap: Trap) -> Trap {
+        let trap = trap
+            .with_frames(self.frames)
+            .with_omitted_frames(self.omitted);
+        match self.walk_error {
+            Some(e) => trap.with_walk_error(e),
+            None => trap,
+        }
+    }
+}
+
+/// Walks this store's activations (newest first) and symbolizes the first
+/// `limit.max_frames` wasm frames, counting the rest; nothing when capture is off.
 ///
 /// # Safety
 /// `head` must be the store's live activation list on this thread; every activation
@@ -194,7 +234,16 @@ unsafe fn capture(
     head: *const Activation,
     start: Option<StartRegs>,
     owner: usize,
-) -> (Vec<FrameInfo>, Option<String>) {
+    limit: CaptureLimit,
+) -> Captured {
+    let mut captured = Captured {
+        frames: Vec::new(),
+        omitted: 0,
+        walk_error: None,
+    };
+    if !limit.enabled {
+        return captured;
+    }
     // SAFETY: per the contract; the list is not modified during the walk.
     let list = unsafe { ActivationList::from_head(head) }.only_owner(owner);
     let lo = start.map_or(0, |s| s.fp.min(s.sp));
@@ -207,15 +256,21 @@ unsafe fn capture(
     // SAFETY: the walk reads only inside the live frames of these activations, which
     // lie between the newest start and the oldest entry_fp on this thread's stack.
     let reader = unsafe { LiveStackReader::new(lo.saturating_sub(16), hi.saturating_add(16)) };
-    let mut frames = Vec::new();
+    let frames = &mut captured.frames;
+    let omitted = &mut captured.omitted;
     let result = super::registry::REGISTRY.with_view(|view| {
         crate::unwind::visit_frames(list, start, &reader, view, |frame| {
-            let exact = start.is_some() && frames.is_empty();
-            frames.push(super::registry::symbolize(frame, exact, view.last_data()));
+            if frames.len() < limit.max_frames {
+                let exact = start.is_some() && frames.is_empty();
+                frames.push(super::registry::symbolize(frame, exact, view.last_data()));
+            } else {
+                *omitted += 1;
+            }
             ControlFlow::<()>::Continue(())
         })
     });
-    (frames, result.err().map(|e| e.to_string()))
+    captured.walk_error = result.err().map(|e| e.to_string());
+    captured
 }
 
 /// Where the signal handler sends a thread that trapped in wasm code.
@@ -233,25 +288,24 @@ unsafe extern "C" fn on_trap(pc: usize, fp: usize, sp: usize, code: usize) -> ! 
     // SAFETY: the record is live (its framewalk_enter frame is above us on this stack).
     let record = unsafe { &mut *record };
     let code = TrapCode::from_u8(code as u8).unwrap_or(TrapCode::Unreachable);
+    // SAFETY: the record's store is live (it lent itself to this call).
+    let limit = CaptureLimit::of(unsafe { &*record.store });
     // SAFETY: the trapping activation is the head of its store's list.
-    let (frames, walk_error) = unsafe {
+    let captured = unsafe {
         capture(
             &record.activation,
             Some(StartRegs { pc, fp, sp }),
             record.activation.owner,
+            limit,
         )
     };
-    let mut trap = Trap::new(code, frames);
-    if let Some(e) = walk_error {
-        trap = trap.with_walk_error(e);
-    }
-    record.trap = Some(trap);
+    record.trap = Some(captured.into_trap(Trap::new(code, Vec::new())));
     // SAFETY: `regs` was filled by the framewalk_enter that is still on this stack.
     unsafe { framewalk_resume(&record.regs) }
 }
 
 /// A host error with the backtrace of the wasm frames below the failed host call.
-fn host_trap(caller_vmctx: *mut u8, e: crate::trap::HostError) -> Trap {
+fn host_trap(caller_vmctx: *mut u8, e: crate::trap::HostError, limit: CaptureLimit) -> Trap {
     // SAFETY: the caller vmctx is a live instance vmctx; its store pointer is valid.
     let store_ctx =
         unsafe { *(caller_vmctx.add(VMOffsets::STORE as usize) as *const *const VMStoreContext) };
@@ -260,12 +314,8 @@ fn host_trap(caller_vmctx: *mut u8, e: crate::trap::HostError) -> Trap {
     // SAFETY: `head` is live, with its exit recorded by the trampoline.
     let owner = unsafe { (*head).owner };
     // SAFETY: as above.
-    let (frames, walk_error) = unsafe { capture(head, None, owner) };
-    let t = Trap::host(e, frames);
-    match walk_error {
-        Some(w) => t.with_walk_error(w),
-        None => t,
-    }
+    let captured = unsafe { capture(head, None, owner, limit) };
+    captured.into_trap(Trap::host(e, Vec::new()))
 }
 
 /// Called by an exit trampoline when its host function failed (error or panic). The
@@ -282,6 +332,7 @@ pub(crate) unsafe extern "C" fn raise(caller_vmctx: *mut u8) -> ! {
     let record = unsafe { &mut *record };
     // SAFETY: the record's store is live.
     let store = unsafe { &mut *record.store };
+    let limit = CaptureLimit::of(store);
     let trap = if store.pending_panic.is_some() {
         None
     } else {
@@ -294,9 +345,9 @@ pub(crate) unsafe extern "C" fn raise(caller_vmctx: *mut u8) -> ! {
         Some(match e.downcast::<Error>() {
             Ok(inner) => match *inner {
                 Error::Trap(t) => t,
-                other => host_trap(caller_vmctx, Box::new(other)),
+                other => host_trap(caller_vmctx, Box::new(other), limit),
             },
-            Err(e) => host_trap(caller_vmctx, e),
+            Err(e) => host_trap(caller_vmctx, e, limit),
         })
     };
     record.trap = trap;

@@ -19,7 +19,7 @@ pub mod vmcontext;
 
 pub use crate::trap::{HostError, Trap};
 pub use code_memory::{CodeMemory, CodeMemoryError};
-pub use engine::{Config, Engine};
+pub use engine::{Config, Engine, DEFAULT_WASM_BACKTRACE_MAX_FRAMES};
 pub use error::Error;
 pub use externals::{Global, Memory, Table};
 pub use func::{Func, HostResult, TypedFunc};

@@ -29,6 +29,8 @@ pub struct Trap {
     code: TrapCode,
     host_error: Option<HostError>,
     frames: Vec<FrameInfo>,
+    /// Frames the walk found beyond the capture limit (counted, not symbolized).
+    omitted_frames: usize,
     walk_error: Option<String>,
 }
 
@@ -39,6 +41,7 @@ impl Trap {
             code,
             host_error: None,
             frames,
+            omitted_frames: 0,
             walk_error: None,
         }
     }
@@ -49,8 +52,28 @@ impl Trap {
             code: TrapCode::HostError,
             host_error: Some(error),
             frames,
+            omitted_frames: 0,
             walk_error: None,
         }
+    }
+
+    /// Replaces the backtrace with `frames`, newest first.
+    pub fn with_frames(mut self, frames: Vec<FrameInfo>) -> Trap {
+        self.frames = frames;
+        self
+    }
+
+    /// Records that the walk found `n` older frames beyond the ones captured.
+    pub fn with_omitted_frames(mut self, n: usize) -> Trap {
+        self.omitted_frames = n;
+        self
+    }
+
+    /// How many older wasm frames the walk found beyond [`frames`](Self::frames): the
+    /// capture limit (`Config::wasm_backtrace_max_frames` in framewalk's runtime)
+    /// stopped symbolizing there.
+    pub fn omitted_frames(&self) -> usize {
+        self.omitted_frames
     }
 
     /// Records that the backtrace is incomplete because the walk failed.
@@ -85,21 +108,69 @@ impl Trap {
 #[derive(Clone, Copy, Debug)]
 pub struct Backtrace<'a>(pub &'a [FrameInfo]);
 
+impl FrameInfo {
+    /// `module!function`, as a backtrace line names the frame.
+    fn write_name(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(m) = &self.module_name {
+            write!(f, "{m}!")?;
+        }
+        match &self.func_name {
+            Some(n) => f.write_str(n),
+            None => write!(f, "<wasm function {}>", self.func_index),
+        }
+    }
+
+    /// Whether two frames print the same line (same function and offset).
+    fn same_line(&self, other: &FrameInfo) -> bool {
+        self.func_index == other.func_index
+            && self.wasm_offset == other.wasm_offset
+            && self.module_name == other.module_name
+    }
+}
+
+/// `n` with a comma between thousands: `32,755`.
+struct Thousands(usize);
+
+impl fmt::Display for Thousands {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.0.to_string();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs of identical lines at least this long are folded by `{:#}`.
+const FOLD_RUN: usize = 3;
+
 impl fmt::Display for Backtrace<'_> {
+    /// One line per frame. With `{:#}`, a run of `FOLD_RUN` or more identical lines
+    /// (deep recursion, a stack overflow) prints its first line and
+    /// `... N more frames of module!function`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("wasm backtrace:")?;
-        for (i, frame) in self.0.iter().enumerate() {
+        let mut i = 0;
+        while let Some(frame) = self.0.get(i) {
             write!(f, "\n  {i:>3}: ")?;
             match frame.wasm_offset {
                 Some(o) => write!(f, "{o:#6x} - ")?,
                 None => f.write_str("       - ")?,
             }
-            if let Some(m) = &frame.module_name {
-                write!(f, "{m}!")?;
-            }
-            match &frame.func_name {
-                Some(n) => f.write_str(n)?,
-                None => write!(f, "<wasm function {}>", frame.func_index)?,
+            frame.write_name(f)?;
+            let run = self.0[i..]
+                .iter()
+                .take_while(|other| other.same_line(frame))
+                .count();
+            if f.alternate() && run >= FOLD_RUN {
+                write!(f, "\n         ... {} more frames of ", Thousands(run - 1))?;
+                frame.write_name(f)?;
+                i += run;
+            } else {
+                i += 1;
             }
         }
         Ok(())
@@ -112,10 +183,21 @@ impl fmt::Display for Trap {
             Some(e) => write!(f, "{e}")?,
             None => write!(f, "wasm trap: {}", self.code.message())?,
         }
-        if self.frames.is_empty() && self.walk_error.is_none() {
+        if self.frames.is_empty() && self.omitted_frames == 0 && self.walk_error.is_none() {
             return Ok(());
         }
-        write!(f, "\n{}", Backtrace(&self.frames))?;
+        if f.alternate() {
+            write!(f, "\n{:#}", Backtrace(&self.frames))?;
+        } else {
+            write!(f, "\n{}", Backtrace(&self.frames))?;
+        }
+        if self.omitted_frames > 0 {
+            write!(
+                f,
+                "\n         ... {} more frames not captured",
+                Thousands(self.omitted_frames)
+            )?;
+        }
         if let Some(e) = &self.walk_error {
             write!(f, "\n  (backtrace incomplete: {e})")?;
         }

@@ -107,7 +107,9 @@ fn main() {
         match e.downcast_ref::<framewalk::Error>() {
             // A trap prints its message and backtrace; its source (a host function's
             // error) is already the message.
-            Some(trap @ framewalk::Error::Trap(_)) => eprintln!("error: {trap}"),
+            // `{:#}` folds runs of identical frames (a stack overflow is one line
+            // and a count, not 30,000 lines).
+            Some(framewalk::Error::Trap(trap)) => eprintln!("error: {trap:#}"),
             _ => eprintln!("error: {e:#}"),
         }
         std::process::exit(1);
@@ -184,7 +186,11 @@ fn run(
     gc_stats: bool,
     gc_every_call: bool,
 ) -> Result<()> {
-    let engine = Engine::new(Default::default())?;
+    // The whole backtrace: runs of identical frames are folded when printed.
+    let engine = Engine::new(framewalk::Config {
+        wasm_backtrace_max_frames: None,
+        ..Default::default()
+    })?;
     let module = load(&engine, file)?;
     let mut store = Store::new(
         &engine,
