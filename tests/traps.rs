@@ -588,6 +588,14 @@ const DIVE_WAT: &str = r#"
       (else (i32.div_s (i32.const 1) (local.get 0))))))
 "#;
 
+/// What a frame says about the wasm code (its PC differs from engine to engine).
+fn lines(frames: &[framewalk::trap::FrameInfo]) -> Vec<(u32, Option<u32>)> {
+    frames
+        .iter()
+        .map(|f| (f.func_index, f.wasm_offset))
+        .collect()
+}
+
 fn dive(config: Config, depth: i32) -> Trap {
     let engine = Engine::new(config).expect("engine");
     let module = Module::new(&engine, DIVE_WAT.as_bytes()).expect("module compiles");
@@ -631,7 +639,11 @@ fn a_trap_symbolizes_at_most_the_configured_frames_and_counts_the_rest() {
         100,
     );
     assert_eq!((five.frames().len(), five.omitted_frames()), (5, 96));
-    assert_eq!(five.frames(), &trap.frames()[..5], "the same newest frames");
+    assert_eq!(
+        lines(five.frames()),
+        lines(&trap.frames()[..5]),
+        "the same newest frames"
+    );
     let all = dive(
         Config {
             wasm_backtrace_max_frames: None,
@@ -640,7 +652,7 @@ fn a_trap_symbolizes_at_most_the_configured_frames_and_counts_the_rest() {
         100,
     );
     assert_eq!((all.frames().len(), all.omitted_frames()), (101, 0));
-    assert_eq!(&all.frames()[..20], trap.frames());
+    assert_eq!(lines(&all.frames()[..20]), lines(trap.frames()));
     // The folded form: the trapping frame, the first call site, then one line.
     let folded = format!("{all:#}");
     assert!(

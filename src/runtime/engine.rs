@@ -56,7 +56,7 @@ pub(crate) struct EngineInner {
 #[derive(Default)]
 struct TypeRegistry {
     ids: HashMap<FuncType, u32>,
-    types: Vec<FuncType>,
+    types: Vec<Arc<FuncType>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -112,13 +112,14 @@ impl Engine {
             return *id;
         }
         let id = reg.types.len() as u32;
-        reg.types.push(ty.clone());
+        reg.types.push(Arc::new(ty.clone()));
         reg.ids.insert(ty.clone(), id);
         id
     }
 
-    /// The function type with engine-wide id `id`.
-    pub(crate) fn type_of(&self, id: u32) -> Option<FuncType> {
+    /// The function type with engine-wide id `id` (stores cache it: see
+    /// `StoreOpaque::func_type`).
+    pub(crate) fn type_of(&self, id: u32) -> Option<Arc<FuncType>> {
         let reg = self.inner.types.lock().unwrap_or_else(|e| e.into_inner());
         reg.types.get(id as usize).cloned()
     }

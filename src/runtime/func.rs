@@ -266,17 +266,27 @@ impl Func {
         opaque
             .engine
             .type_of(self.vmfuncref().type_id)
+            .map(|ty| (*ty).clone())
             .ok_or_else(|| Error::TypeMismatch("unknown function type".into()))
     }
 
     /// Calls the function with dynamically typed `params`, writing `results`.
+    ///
+    /// Per call: the type comes from the store's cache (no lock, no copy of the type)
+    /// and up to 16 values travel in a buffer on the stack.
     pub fn call(
         &self,
         mut store: impl AsStoreMut,
         params: &[Val],
         results: &mut [Val],
     ) -> Result<(), Error> {
-        let ty = self.ty(&store)?;
+        let opaque = store.store_opaque_mut();
+        if opaque.id != self.store_id {
+            return Err(Error::WrongStore);
+        }
+        let ty = opaque
+            .func_type(self.vmfuncref().type_id)
+            .ok_or_else(|| Error::TypeMismatch("unknown function type".into()))?;
         if params.len() != ty.params().len() || results.len() != ty.results().len() {
             return Err(Error::TypeMismatch(format!(
                 "{ty} called with {} arguments and {} result slots",
@@ -284,9 +294,6 @@ impl Func {
                 results.len()
             )));
         }
-        let opaque = store.store_opaque_mut();
-        opaque.maybe_gc();
-        let mut raw = vec![ValRaw::default(); params.len().max(results.len())];
         for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
             if p.ty() != *t {
                 return Err(Error::TypeMismatch(format!(
@@ -294,11 +301,23 @@ impl Func {
                     p.ty()
                 )));
             }
-            raw[i] = p.to_raw(opaque)?;
+        }
+        opaque.maybe_gc();
+        let mut buf = [ValRaw::default(); 16];
+        let mut heap;
+        let n = params.len().max(results.len());
+        let raw: &mut [ValRaw] = if n <= buf.len() {
+            &mut buf[..n]
+        } else {
+            heap = vec![ValRaw::default(); n];
+            &mut heap
+        };
+        for (slot, p) in raw.iter_mut().zip(params) {
+            *slot = p.to_raw(opaque)?;
         }
         // SAFETY: the store id matched, so `self` points into this live store, and the
         // argument types were checked against the function's type.
-        unsafe { invoke(opaque, self.vmfuncref(), &mut raw)? };
+        unsafe { invoke(opaque, self.vmfuncref(), raw)? };
         for (i, t) in ty.results().iter().enumerate() {
             results[i] = Val::from_raw(raw[i], *t, opaque);
         }

@@ -11,6 +11,7 @@ use super::instance::InstanceData;
 use super::storage::{GlobalStorage, MemoryStorage, TableStorage};
 use super::vmcontext::VMStoreContext;
 use crate::gc::ExternRef;
+use crate::types::FuncType;
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -61,6 +62,9 @@ pub struct StoreOpaque {
     pub(crate) host_funcs: Vec<OwnedHostFunc>,
     pub(crate) exit_trampolines: Vec<Arc<CodeMemory>>,
     pub(crate) gc_stats: crate::gc::GcStats,
+    /// Function types by engine-wide id, copied from the engine's registry on first
+    /// use, so a call checks its arguments without the engine's lock.
+    func_types: Vec<Option<Arc<FuncType>>>,
     /// Collect when the root set reaches this size.
     pub(crate) gc_threshold: usize,
     pub(crate) pending_error: Option<crate::trap::HostError>,
@@ -80,6 +84,21 @@ impl StoreOpaque {
         // SAFETY: `r` is a live handle of this store.
         unsafe { self.vm.externrefs.insert(r.as_raw()) };
         Ok(r.as_raw())
+    }
+
+    /// The function type with engine-wide id `id`: the engine's lock is taken once per
+    /// type and store, then this is an index and a reference-count increment.
+    pub(crate) fn func_type(&mut self, id: u32) -> Option<Arc<FuncType>> {
+        let i = id as usize;
+        if let Some(Some(ty)) = self.func_types.get(i) {
+            return Some(ty.clone());
+        }
+        let ty = self.engine.type_of(id)?;
+        if self.func_types.len() <= i {
+            self.func_types.resize(i + 1, None);
+        }
+        self.func_types[i] = Some(ty.clone());
+        Some(ty)
     }
 
     /// Refuses a reference made for another store (see `gc::ExternRef`'s invariant).
@@ -185,6 +204,7 @@ impl<T> Store<T> {
                     host_funcs: Vec::new(),
                     exit_trampolines: Vec::new(),
                     gc_stats: Default::default(),
+                    func_types: Vec::new(),
                     gc_threshold: GC_THRESHOLD_FLOOR,
                     pending_error: None,
                     pending_panic: None,
