@@ -3,6 +3,10 @@
 //! - `pause/D frames/K table refs`: one `Store::gc` (from a host function at the bottom
 //!   of D wasm frames, each holding one externref live across its call) while K other
 //!   references are held only by a table. The pause should follow D, not K.
+//! - `pause distinct/1000 frames`: the same collection at the bottom of a chain of 1,000
+//!   *different* functions, each holding one externref across its call: every frame
+//!   has its own return address, so every frame is a stack-map lookup (recursion above
+//!   repeats one return address, which the scan looks up once).
 //! - `pass externref into wasm`: a typed host -> wasm call that stores its externref
 //!   argument into a table slot.
 
@@ -27,6 +31,32 @@ const WAT: &str = r#"
   (func (export "store") (param $r externref)
     (table.set $t (i32.const 0) (local.get $r))))
 "#;
+
+/// Functions in the chain of distinct frames.
+const CHAIN: usize = 1000;
+
+/// `$f0` .. `$f{n-1}`: each makes a reference, calls the next function (the last calls
+/// `bottom`), then reads the reference: one live root per frame, n return addresses.
+fn chain_wat(n: usize) -> String {
+    let mut wat = String::from(
+        "(module\n  (import \"host\" \"bottom\" (func $bottom))\n  \
+         (import \"host\" \"make\" (func $make (param i32) (result externref)))\n",
+    );
+    for i in 0..n {
+        let callee = if i + 1 == n {
+            "(call $bottom) (i32.const 0)".to_string()
+        } else {
+            format!("(call $f{})", i + 1)
+        };
+        wat.push_str(&format!(
+            "  (func $f{i} (result i32) (local $r externref)\n    \
+             (local.set $r (call $make (i32.const {i})))\n    \
+             (i32.add {callee} (ref.is_null (local.get $r))))\n"
+        ));
+    }
+    wat.push_str("  (export \"chain\" (func $f0)))\n");
+    wat
+}
 
 #[derive(Default)]
 struct Data {
@@ -101,6 +131,22 @@ fn pause(c: &mut Criterion) {
             );
         }
     }
+    g.finish();
+
+    let chain = Module::new(&engine, chain_wat(CHAIN).as_bytes()).unwrap();
+    let (mut store, inst) = setup(&engine, &chain);
+    let run = inst
+        .get_func(&store, "chain")
+        .unwrap()
+        .typed::<(), i32>(&store)
+        .unwrap();
+    let mut g = c.benchmark_group("gc pause distinct");
+    g.bench_function(format!("{CHAIN} frames"), |b| {
+        store.data_mut().bencher = b as *mut criterion::Bencher<'_> as usize;
+        run.call(&mut store, ()).unwrap();
+        store.data_mut().bencher = 0;
+        assert_eq!(store.gc_stats().last_stack_roots, CHAIN);
+    });
     g.finish();
 }
 

@@ -5,6 +5,12 @@
 //!   allocation, no symbolization.
 //! - `backtrace/N`: one `Caller::backtrace` over the same N frames (walk, symbolize,
 //!   allocate the `Vec<FrameInfo>`).
+//! - `visit_frames_distinct/1000`, `backtrace_distinct/1000`: the same over a chain of
+//!   1,000 *different* functions (`$f0` calls `$f1` ... calls the host), so every frame
+//!   has its own return address and function: no per-walk cache hit, a registry lookup
+//!   and an address-map search per frame.
+//! - `raw_fp_chain/N`: the physical limit for comparison: following `[fp]` N - 1 times
+//!   from the youngest wasm frame, no checks, no lookups.
 //! - `trap_round_trip/N`: call an export that recurses to depth N and executes
 //!   `unreachable`; the signal handler captures the N-frame backtrace; the call
 //!   returns `Err(Trap)`.
@@ -56,6 +62,29 @@ const WAT: &str = r#"
 enum WalkKind {
     Visit,
     Backtrace,
+    RawChain,
+}
+
+/// Functions in the chain of distinct frames.
+const CHAIN: usize = 1000;
+
+/// `$f0` .. `$f{n-1}`: each calls the next and adds one to its result, the last calls
+/// the host's `walk`; `chain` is `$f0`. n frames, n different return addresses.
+fn chain_wat(n: usize) -> String {
+    let mut wat =
+        String::from("(module $chain\n  (import \"host\" \"walk\" (func $walk (result i32)))\n");
+    for i in 0..n {
+        let callee = if i + 1 == n {
+            "$walk".to_string()
+        } else {
+            format!("$f{}", i + 1)
+        };
+        wat.push_str(&format!(
+            "  (func $f{i} (result i32) (i32.add (call {callee}) (i32.const 1)))\n"
+        ));
+    }
+    wat.push_str("  (export \"chain\" (func $f0)))\n");
+    wat
 }
 
 struct BenchHost {
@@ -70,6 +99,7 @@ struct BenchHost {
 struct Fixture {
     store: Store<BenchHost>,
     instance: Instance,
+    chain: Instance,
 }
 
 impl Fixture {
@@ -104,6 +134,27 @@ impl Fixture {
                     n
                 }
                 WalkKind::Backtrace => caller.backtrace().expect("walk").len(),
+                WalkKind::RawChain => {
+                    // The youngest frame's FP and the frame count, from the real walk.
+                    let mut n = 0usize;
+                    let mut fp = 0usize;
+                    caller
+                        .visit_frames(|frame| {
+                            if n == 0 {
+                                fp = frame.fp;
+                            }
+                            n += 1;
+                            ControlFlow::<()>::Continue(())
+                        })
+                        .expect("walk");
+                    for _ in 1..n {
+                        // SAFETY: the walk above found n live frames linked through
+                        // their saved FPs; this follows the same n - 1 links.
+                        fp = unsafe { std::ptr::read_volatile(fp as *const usize) };
+                    }
+                    black_box(fp);
+                    n
+                }
             };
             let bencher = caller.data().bencher as *mut Bencher<'_>;
             if bencher.is_null() {
@@ -113,7 +164,31 @@ impl Fixture {
                 // SAFETY: the benchmark routine lent its `Bencher` for this call and
                 // does not use it until the call returns.
                 let b = unsafe { &mut *bencher };
-                b.iter(|| black_box(count_frames(&caller)));
+                if let WalkKind::RawChain = caller.data().kind {
+                    // Measure only the chase: find the youngest FP once.
+                    let mut fp = 0usize;
+                    let mut n = 0usize;
+                    caller
+                        .visit_frames(|frame| {
+                            if n == 0 {
+                                fp = frame.fp;
+                            }
+                            n += 1;
+                            ControlFlow::<()>::Continue(())
+                        })
+                        .expect("walk");
+                    b.iter(|| {
+                        let mut fp = black_box(fp);
+                        for _ in 1..n {
+                            // SAFETY: as in `count_frames`: n live frames linked
+                            // through their saved FPs.
+                            fp = unsafe { std::ptr::read_volatile(fp as *const usize) };
+                        }
+                        fp
+                    });
+                } else {
+                    b.iter(|| black_box(count_frames(&caller)));
+                }
             }
             0
         })
@@ -136,7 +211,13 @@ impl Fixture {
         )
         .expect("instance");
         store.data_mut().instance = Some(instance);
-        Fixture { store, instance }
+        let chain = Module::new(&engine, chain_wat(CHAIN).as_bytes()).expect("chain compiles");
+        let chain = Instance::new(&mut store, &chain, &[Extern::Func(walk)]).expect("chain");
+        Fixture {
+            store,
+            instance,
+            chain,
+        }
     }
 
     fn call(&mut self, name: &str, arg: usize) -> Result<i32, Error> {
@@ -153,6 +234,7 @@ fn walks(c: &mut Criterion) {
     for (name, kind) in [
         ("visit_frames", WalkKind::Visit),
         ("backtrace", WalkKind::Backtrace),
+        ("raw_fp_chain", WalkKind::RawChain),
     ] {
         let mut group = c.benchmark_group(name);
         group.measurement_time(Duration::from_secs(3));
@@ -168,6 +250,34 @@ fn walks(c: &mut Criterion) {
                 fx.store.data_mut().bencher = 0;
             });
         }
+        group.finish();
+    }
+    let chain = fx
+        .chain
+        .get_func(&fx.store, "chain")
+        .expect("chain")
+        .typed::<(), i32>(&fx.store)
+        .expect("() -> i32");
+    for (name, kind) in [
+        ("visit_frames_distinct", WalkKind::Visit),
+        ("backtrace_distinct", WalkKind::Backtrace),
+    ] {
+        let mut group = c.benchmark_group(name);
+        group.measurement_time(Duration::from_secs(3));
+        fx.store.data_mut().kind = kind;
+        fx.store.data_mut().bencher = 0;
+        chain.call(&mut fx.store, ()).expect("chain");
+        assert_eq!(
+            fx.store.data().frames,
+            CHAIN,
+            "the chain has {CHAIN} frames"
+        );
+        group.throughput(Throughput::Elements(CHAIN as u64));
+        group.bench_function(BenchmarkId::from_parameter(CHAIN), |b| {
+            fx.store.data_mut().bencher = b as *mut Bencher<'_> as usize;
+            chain.call(&mut fx.store, ()).expect("chain");
+            fx.store.data_mut().bencher = 0;
+        });
         group.finish();
     }
 }

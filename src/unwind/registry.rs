@@ -129,34 +129,35 @@ struct ModuleEntry {
     functions: Box<[FunctionRange]>,
     data: usize,
     /// When every function starts on a `GRANULE`-byte boundary (Cranelift aligns
-    /// functions to 16), a flat table: entry `g` is the index in `functions` of the
-    /// function that starts at or before byte `g * GRANULE` and covers it, or
-    /// `NO_FUNCTION`. A lookup is then one load and one bounds check instead of a
-    /// binary search.
-    granules: Option<Box<[u32]>>,
+    /// functions to 16), a flat table: entry `g` describes the function that covers
+    /// byte `g * GRANULE` (a granule holds code of at most one function, then
+    /// padding) as `func_index | end << 32`, with `end` the text offset one past the
+    /// function; 0 for a granule of no function. A lookup is then one load and one
+    /// compare instead of a binary search.
+    granules: Option<Box<[u64]>>,
 }
 
 /// Bytes of text per flat-table entry.
 const GRANULE: u32 = 16;
-/// Flat-table entry for text that belongs to no function.
-const NO_FUNCTION: u32 = u32::MAX;
+/// Flat-table entry for text that belongs to no function (its `end` is 0, so every
+/// offset fails the `offset < end` check).
+const NO_FUNCTION: u64 = 0;
 
-/// Builds the flat table of `functions`, if they are all granule-aligned (and the
-/// table would not be absurdly large).
-fn granule_table(functions: &[FunctionRange], text_len: usize) -> Option<Box<[u32]>> {
-    if functions.is_empty()
-        || functions.len() >= NO_FUNCTION as usize
-        || functions.iter().any(|f| f.start % GRANULE != 0)
-    {
+/// Builds the flat table of `functions`, if they are all granule-aligned.
+fn granule_table(functions: &[FunctionRange], text_len: usize) -> Option<Box<[u64]>> {
+    let fits = |f: &FunctionRange| u64::from(f.start) + u64::from(f.len) <= u64::from(u32::MAX);
+    if functions.is_empty() || functions.iter().any(|f| f.start % GRANULE != 0 || !fits(f)) {
         return None;
     }
     let n = text_len.div_ceil(GRANULE as usize);
     let mut table = vec![NO_FUNCTION; n];
-    for (i, f) in functions.iter().enumerate() {
+    for f in functions {
+        // `fits` above: `end` takes 32 bits.
+        let end = u64::from(f.start) + u64::from(f.len);
         let first = (f.start / GRANULE) as usize;
-        let last = ((u64::from(f.start) + u64::from(f.len) - 1) / u64::from(GRANULE)) as usize;
+        let last = ((end - 1) / u64::from(GRANULE)) as usize;
         for slot in &mut table[first..=last.min(n - 1)] {
-            *slot = i as u32;
+            *slot = u64::from(f.func_index) | (end << 32);
         }
     }
     Some(table.into_boxed_slice())
@@ -167,15 +168,15 @@ impl ModuleEntry {
     fn lookup(&self, pc: usize) -> Option<CodeLocation> {
         if let Some(table) = &self.granules {
             let text_offset = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
-            let index = *table.get((text_offset / GRANULE) as usize)?;
-            let func = self.functions.get(index as usize)?;
-            // The granule may hold the end of the function and padding after it.
-            if text_offset < func.start || text_offset - func.start >= func.len {
+            let entry = *table.get((text_offset / GRANULE) as usize)?;
+            // The granule's function starts at or before it (functions start on
+            // granule boundaries); the granule may hold its end and padding after it.
+            if u64::from(text_offset) >= entry >> 32 {
                 return None;
             }
             return Some(CodeLocation {
                 module: self.id,
-                func_index: func.func_index,
+                func_index: entry as u32,
                 text_offset,
             });
         }
@@ -337,7 +338,6 @@ impl CodeRegistry {
             f(&RegistryView {
                 snapshot,
                 last: std::cell::Cell::new(None),
-                recent: Default::default(),
                 last_data: std::cell::Cell::new(None),
             })
         })
@@ -436,36 +436,21 @@ impl CodeLookup for CodeRegistry {
 pub struct RegistryView<'a> {
     snapshot: &'a Snapshot,
     last: std::cell::Cell<Option<&'a ModuleEntry>>,
-    /// A small direct-mapped cache of recent answers, by PC: a stack repeats return
-    /// addresses (recursion, loops calling the same function), and a hit skips the
-    /// dependent loads of a table lookup.
-    recent: [std::cell::Cell<Option<(usize, CodeLocation, usize)>>; RECENT],
     /// The data word of the last successful lookup.
     last_data: std::cell::Cell<Option<usize>>,
 }
-
-/// Entries in a view's cache of recent lookups.
-const RECENT: usize = 8;
 
 impl RegistryView<'_> {
     /// The function containing `pc` and its module's data word.
     #[inline(always)]
     pub fn lookup_with_data(&self, pc: usize) -> Option<(CodeLocation, usize)> {
-        let slot = &self.recent[(pc >> 2) % RECENT];
-        if let Some((cached_pc, loc, data)) = slot.get() {
-            if cached_pc == pc {
-                self.last_data.set(Some(data));
-                return Some((loc, data));
-            }
-        }
-        let found = self.lookup_uncached(pc)?;
-        slot.set(Some((pc, found.0, found.1)));
+        let found = self.lookup_in_modules(pc)?;
         self.last_data.set(Some(found.1));
         Some(found)
     }
 
     #[inline(always)]
-    fn lookup_uncached(&self, pc: usize) -> Option<(CodeLocation, usize)> {
+    fn lookup_in_modules(&self, pc: usize) -> Option<(CodeLocation, usize)> {
         if let Some(m) = self.last.get() {
             if pc >= m.text_start && pc < m.text_end {
                 return m.lookup(pc).map(|loc| (loc, m.data));

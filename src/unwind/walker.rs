@@ -177,7 +177,11 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
             NextFp::Frame(fp) => {
                 let pc = self.read_at(frame.fp, arch::RETURN_ADDR_OFFSET)?;
                 let sp = offset(frame.fp, arch::CALLER_SP_OFFSET)?;
-                let location = self.locate(pc)?;
+                let location = if pc == frame.pc {
+                    frame.location
+                } else {
+                    self.locate(pc)?
+                };
                 self.position = Position::At {
                     frame: Frame {
                         pc,
@@ -376,11 +380,48 @@ where
     C: CodeLookup + ?Sized,
 {
     let mut cursor = FrameCursor::new(activations, start, reader, code)?;
-    while let Some(frame) = cursor.frame() {
-        if let ControlFlow::Break(b) = f(&frame) {
-            return Ok(Some(b));
+    // The same steps as `FrameCursor::advance`, with the state of one activation's run
+    // in locals: the common step (a saved FP that is aligned and strictly between the
+    // current FP and `entry_fp`) is a few compares; anything else goes through
+    // `next_fp_in_chain`, which gives the same answer and the same errors.
+    while let Position::At {
+        mut frame,
+        lo,
+        entry_fp,
+    } = cursor.position
+    {
+        cursor.position = Position::Done;
+        loop {
+            if let ControlFlow::Break(b) = f(&frame) {
+                return Ok(Some(b));
+            }
+            let fp = frame.fp;
+            let saved = cursor.read_at(fp, arch::SAVED_FP_OFFSET)?;
+            let next = if saved.is_multiple_of(arch::FP_ALIGN) && saved > fp && saved < entry_fp {
+                saved
+            } else {
+                match next_fp_in_chain(saved, fp, lo, entry_fp)? {
+                    NextFp::Frame(next) => next,
+                    NextFp::End => break,
+                }
+            };
+            let pc = cursor.read_at(fp, arch::RETURN_ADDR_OFFSET)?;
+            // Recursion repeats a return address: the same PC is the same location
+            // (and a `CodeLookup` that remembers its last answer still holds it).
+            let location = if pc == frame.pc {
+                frame.location
+            } else {
+                cursor.locate(pc)?
+            };
+            frame = Frame {
+                pc,
+                fp: next,
+                sp: offset(fp, arch::CALLER_SP_OFFSET)?,
+                location,
+                activation_index: frame.activation_index,
+            };
         }
-        cursor.advance()?;
+        cursor.enter_next_activation(None)?;
     }
     Ok(None)
 }
