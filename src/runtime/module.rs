@@ -107,6 +107,31 @@ impl Drop for ArtifactBytes {
     }
 }
 
+/// The byte range of the (sorted, validated) address-map `pairs` whose text offsets lie
+/// in `[start, end)`.
+fn entries_within(pairs: &[u8], start: u32, end: u64) -> (usize, usize) {
+    let size = artifact::sections::PAIR_SIZE;
+    let n = pairs.len() / size;
+    let offset_at = |i: usize| {
+        let b = &pairs[i * size..i * size + 4];
+        u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    // The number of entries whose offset is below `bound`.
+    let below = |bound: u64| {
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if offset_at(mid) < bound {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    };
+    (below(u64::from(start)) * size, below(end) * size)
+}
+
 /// Where one defined function lives in the mapped code.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LoadedFunction {
@@ -114,6 +139,9 @@ pub(crate) struct LoadedFunction {
     pub(crate) body_len: u32,
     pub(crate) entry_trampoline: usize,
     pub(crate) text_offset: u32,
+    /// The address-map entries inside this function's code, as a byte range of the
+    /// address map: a symbolized frame searches a few entries, not the whole module's.
+    pub(crate) address_map: (usize, usize),
 }
 
 pub(crate) struct ModuleInner {
@@ -250,6 +278,11 @@ impl Module {
                 body_len: f.len,
                 entry_trampoline: f.entry_trampoline.map_or(0, |(o, _)| base + o as usize),
                 text_offset: f.offset,
+                address_map: entries_within(
+                    art.address_map_bytes(),
+                    f.offset,
+                    u64::from(f.offset) + u64::from(f.len),
+                ),
             });
         }
         for (i, n) in &info.func_names {

@@ -63,14 +63,18 @@ pub(crate) fn symbolize(frame: &Frame, exact: bool, data: Option<usize>) -> Fram
     } else {
         loc.text_offset.saturating_sub(1)
     };
-    let func_start = loc
+    let function = loc
         .func_index
         .checked_sub(m.info.num_imported_funcs)
-        .and_then(|i| m.functions.get(i as usize))
-        .map(|f| f.text_offset);
-    if let (Some((off, wasm)), Some(start)) = (lookup_le(m.address_map_bytes(), key), func_start) {
-        if off >= start && wasm != crate::compile::NO_WASM_OFFSET {
-            info.wasm_offset = Some(wasm);
+        .and_then(|i| m.functions.get(i as usize));
+    if let Some(f) = function {
+        // Only this function's entries: the last one at or before `key`.
+        let (first, end) = f.address_map;
+        let entries = m.address_map_bytes().get(first..end).unwrap_or(&[]);
+        if let Some((off, wasm)) = lookup_le(entries, key) {
+            if off >= f.text_offset && wasm != crate::compile::NO_WASM_OFFSET {
+                info.wasm_offset = Some(wasm);
+            }
         }
     }
     info
