@@ -45,7 +45,8 @@ thread_local! {
     static CURRENT: Cell<*mut EntryRecord> = const { Cell::new(std::ptr::null_mut()) };
 }
 
-#[inline(never)]
+/// An address in the caller's frame: the current SP, give or take that frame's size.
+#[inline(always)]
 fn approximate_sp() -> usize {
     let marker = 0u8;
     std::hint::black_box(&marker) as *const u8 as usize
