@@ -188,6 +188,13 @@ impl Func {
     }
 
     /// A host function of type `ty` taking and returning dynamically typed values.
+    ///
+    /// The closure receives the parameters and one slot per result, and must write every
+    /// result slot with a value of the declared type. The slots arrive holding
+    /// placeholders that are not values of their declared types (read them only to
+    /// overwrite them); a slot left unwritten fails the call with a host error
+    /// (`host function of type ... did not write result N (T)`), a slot written with a
+    /// value of another type with `host function returned U where T was expected`.
     pub fn new<T: 'static>(
         store: &mut Store<T>,
         ty: FuncType,
@@ -204,8 +211,15 @@ impl Func {
                     .zip(raw.iter())
                     .map(|(t, r)| Val::from_raw(*r, *t, &caller.store.opaque))
                     .collect();
-                let mut results: Vec<Val> =
-                    fty.results().iter().map(|t| Val::default_for(*t)).collect();
+                // A placeholder the closure must overwrite: an unusual value of another
+                // type than the result's, so that no value the closure writes for the
+                // declared type can be mistaken for it.
+                const UNWRITTEN: u64 = 0xf4a3_dead_0000_0001;
+                let placeholder = |t: crate::types::ValType| match t {
+                    crate::types::ValType::I64 => Val::F64(UNWRITTEN),
+                    _ => Val::I64(UNWRITTEN as i64),
+                };
+                let mut results: Vec<Val> = fty.results().iter().map(|t| placeholder(*t)).collect();
                 f(
                     Caller {
                         store: caller.store,
@@ -217,6 +231,17 @@ impl Func {
                 let opaque = caller.store_opaque_mut();
                 opaque.maybe_gc();
                 for (i, (v, t)) in results.iter().zip(fty.results()).enumerate() {
+                    let unwritten = match (v, placeholder(*t)) {
+                        (Val::I64(a), Val::I64(b)) => *a == b,
+                        (Val::F64(a), Val::F64(b)) => *a == b,
+                        _ => false,
+                    };
+                    if unwritten {
+                        return Err(format!(
+                            "host function of type {fty} did not write result {i} ({t})"
+                        )
+                        .into());
+                    }
                     if v.ty() != *t {
                         return Err(format!(
                             "host function returned {} where {} was expected",
