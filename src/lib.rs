@@ -99,5 +99,6 @@ pub use runtime::{
     Caller, Config, Engine, Error, Extern, Func, Global, Instance, Memory, Module, Store, Table,
     Trap, TypedFunc, Val,
 };
+pub use trap::TrapCode;
 #[cfg(feature = "runtime")]
 pub use types::{FuncType, GlobalType, Limits, MemoryType, TableType, ValType};
