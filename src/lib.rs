@@ -71,6 +71,8 @@ pub mod artifact;
 pub mod compile;
 pub mod gc;
 #[cfg(feature = "runtime")]
+pub mod host;
+#[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod stackmap;
 pub mod trap;
