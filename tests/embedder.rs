@@ -635,3 +635,54 @@ fn host_module_refuses_imports_it_does_not_have() -> Result<()> {
     assert!(framewalk::host::func(&mut store, "nope")?.is_none());
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------
+// 5. Host functions without parameters, without the `(): ()` parameter.
+
+#[test]
+fn wrap_closures_without_parameters() -> Result<()> {
+    let engine = engine();
+    let module = Module::new(
+        &engine,
+        br#"(module $noparams
+              (import "host" "answer" (func $answer (result i32)))
+              (import "host" "count" (func $count))
+              (import "host" "fail" (func $fail (result i64)))
+              (func (export "run") (result i32) (call $count) (call $count) (call $answer))
+              (func $failing (export "failing") (result i64) (call $fail)))"#,
+    )?;
+    let mut store = Store::new(&engine, 0i32);
+    let answer = Func::wrap(&mut store, |caller: Caller<'_, i32>| 40 + *caller.data())?;
+    let count = Func::wrap(&mut store, |mut caller: Caller<'_, i32>| {
+        *caller.data_mut() += 1;
+    })?;
+    let fail = Func::wrap(&mut store, |_: Caller<'_, i32>| -> Result<i64, String> {
+        Err("no parameters, still an error".into())
+    })?;
+    // The old form still works alongside.
+    let old_form = Func::wrap(&mut store, |_: Caller<'_, i32>, (): ()| 7i32)?;
+    assert_eq!(
+        [&answer, &count, &fail, &old_form].map(|f| f.ty(&store).unwrap().to_string()),
+        [
+            "(func (result i32))",
+            "(func)",
+            "(func (result i64))",
+            "(func (result i32))"
+        ]
+    );
+    let imports = [answer, count, fail].map(Extern::Func);
+    let instance = Instance::new(&mut store, &module, &imports)?;
+    let run = instance.get_typed_func::<(), i32>(&store, "run")?;
+    assert_eq!(run.call(&mut store, ())?, 42);
+    let err = instance
+        .get_typed_func::<(), i64>(&store, "failing")?
+        .call(&mut store, ())
+        .unwrap_err();
+    let trap = err.as_trap().unwrap();
+    assert_eq!(
+        trap.host_error().unwrap().to_string(),
+        "no parameters, still an error"
+    );
+    assert_eq!(names(trap.frames()), ["failing"]);
+    Ok(())
+}

@@ -259,8 +259,30 @@ impl Func {
         )
     }
 
-    /// A host function from a Rust closure with statically typed parameters and results.
-    pub fn wrap<T: 'static, P: WasmTuple, R: HostResult>(
+    /// A host function from a Rust closure with statically typed parameters and results:
+    /// `|caller: Caller<'_, T>, params: P| -> R` (`P` a [`WasmTuple`]: one value or a
+    /// tuple), or `|caller: Caller<'_, T>| -> R` for a function without parameters. `R`
+    /// is a [`WasmTuple`] or a `Result` of one (see [`HostResult`]). The closure's
+    /// parameter types must be written out (they select the form, see [`IntoFunc`]).
+    ///
+    /// ```
+    /// # use framewalk::{Caller, Engine, Func, Store};
+    /// # let mut store = Store::new(&Engine::new(Default::default())?, ());
+    /// let add = Func::wrap(&mut store, |_: Caller<'_, ()>, (a, b): (i32, i32)| a + b)?;
+    /// let answer = Func::wrap(&mut store, |_: Caller<'_, ()>| 42i32)?;
+    /// assert_eq!(answer.typed::<(), i32>(&store)?.call(&mut store, ())?, 42);
+    /// # let _ = add;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wrap<T: 'static, M, R>(
+        store: &mut Store<T>,
+        f: impl IntoFunc<T, M, R>,
+    ) -> Result<Func, Error> {
+        f.into_func(store)
+    }
+
+    /// [`Func::wrap`] of a closure `Fn(Caller<'_, T>, P) -> R`.
+    fn wrap_with_params<T: 'static, P: WasmTuple, R: HostResult>(
         store: &mut Store<T>,
         f: impl Fn(Caller<'_, T>, P) -> R + Send + Sync + 'static,
     ) -> Result<Func, Error> {
@@ -389,6 +411,39 @@ impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
     /// The untyped function.
     pub fn func(&self) -> Func {
         self.func
+    }
+}
+
+/// The closures [`Func::wrap`] accepts. `Params` is a marker that tells the two forms
+/// apart, so that one name covers both without the impls overlapping (a closure has one
+/// arity): [`WithParams<P>`] for `Fn(Caller<'_, T>, P) -> R`, [`NoParams`] for
+/// `Fn(Caller<'_, T>) -> R`. Not meant to be implemented elsewhere.
+pub trait IntoFunc<T, Params, Results>: Send + Sync + 'static {
+    /// Makes the host function in `store`.
+    fn into_func(self, store: &mut Store<T>) -> Result<Func, Error>;
+}
+
+/// [`IntoFunc`] marker: a closure taking the caller and the parameters `P`.
+pub struct WithParams<P>(PhantomData<fn(P)>);
+
+/// [`IntoFunc`] marker: a closure taking only the caller.
+pub struct NoParams;
+
+impl<T: 'static, P: WasmTuple, R: HostResult, F> IntoFunc<T, WithParams<P>, R> for F
+where
+    F: Fn(Caller<'_, T>, P) -> R + Send + Sync + 'static,
+{
+    fn into_func(self, store: &mut Store<T>) -> Result<Func, Error> {
+        Func::wrap_with_params(store, self)
+    }
+}
+
+impl<T: 'static, R: HostResult, F> IntoFunc<T, NoParams, R> for F
+where
+    F: Fn(Caller<'_, T>) -> R + Send + Sync + 'static,
+{
+    fn into_func(self, store: &mut Store<T>) -> Result<Func, Error> {
+        Func::wrap_with_params(store, move |caller: Caller<'_, T>, (): ()| self(caller))
     }
 }
 
