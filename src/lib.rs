@@ -16,7 +16,8 @@
 //! # What the caller provides
 //!
 //! An [`Engine`], modules (`.wat`, `.wasm` or artifacts), a [`Store`] with host data, and
-//! imports ([`Func::wrap`], [`Func::new`], [`Memory`], [`Table`], [`Global`]). A runtime
+//! imports ([`Func::wrap`], [`Func::new`], [`Memory`], [`Table`], [`Global`], or the
+//! built-in host module of `framewalk run`, [`host`]). A runtime
 //! with its own compiler can use [`unwind`], [`stackmap`] and [`gc`] alone: they see the
 //! world through an activation list, a code-lookup trait and a stack reader.
 //!
