@@ -16,7 +16,8 @@
 //! # What the caller provides
 //!
 //! An [`Engine`], modules (`.wat`, `.wasm` or artifacts), a [`Store`] with host data, and
-//! imports ([`Func::wrap`], [`Func::new`], [`Memory`], [`Table`], [`Global`]). A runtime
+//! imports ([`Func::wrap`], [`Func::new`], [`Memory`], [`Table`], [`Global`], or the
+//! built-in host module of `framewalk run`, [`host`]). A runtime
 //! with its own compiler can use [`unwind`], [`stackmap`] and [`gc`] alone: they see the
 //! world through an activation list, a code-lookup trait and a stack reader.
 //!
@@ -71,6 +72,8 @@ pub mod artifact;
 pub mod compile;
 pub mod gc;
 #[cfg(feature = "runtime")]
+pub mod host;
+#[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod stackmap;
 pub mod trap;
@@ -99,5 +102,6 @@ pub use runtime::{
     Caller, Config, Engine, Error, Extern, Func, Global, Instance, Memory, Module, Store, Table,
     Trap, TypedFunc, Val,
 };
+pub use trap::TrapCode;
 #[cfg(feature = "runtime")]
 pub use types::{FuncType, GlobalType, Limits, MemoryType, TableType, ValType};

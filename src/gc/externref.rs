@@ -123,6 +123,21 @@ impl ExternRef {
         &*self.header().value
     }
 
+    /// The payload, mutably (the runtime's `ExternRef::data_mut` checks when that is
+    /// allowed).
+    ///
+    /// # Safety
+    /// No other reference to the payload may exist or be created while the result
+    /// lives: this handle must be the only owner, and nothing may make another handle
+    /// (from a table, a global or a wasm frame) meanwhile.
+    #[cfg(feature = "runtime")]
+    pub(crate) unsafe fn payload_mut(&mut self) -> &mut dyn Any {
+        // SAFETY: per the contract, the payload is reachable only through this borrow;
+        // the header is live while we hold a count. Only the `value` field is borrowed
+        // mutably, through the raw pointer.
+        unsafe { &mut *(*self.ptr.as_ptr()).value }
+    }
+
     /// The id of the store whose wasm may hold this reference.
     pub fn owner(&self) -> usize {
         self.header().owner

@@ -18,6 +18,9 @@ pub enum Error {
         /// "unknown import" or "incompatible import type ...".
         reason: String,
     },
+    /// An instance has no export of this name.
+    #[error("unknown export: `{0}`")]
+    UnknownExport(String),
     /// Execution trapped (including during instantiation).
     #[error(transparent)]
     Trap(#[from] Trap),

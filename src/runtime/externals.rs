@@ -91,6 +91,13 @@ fn ref_to_raw(store: &StoreOpaque, ty: TableType, v: &Val) -> Result<usize, Erro
     Ok(v.to_owned_raw(store)?.0 as usize)
 }
 
+/// `at..at + len` if it lies within a table of `size` elements (a zero-length range
+/// may start at `size`, as for the wasm bulk instructions).
+fn in_bounds(at: u32, len: u32, size: u32) -> Option<std::ops::Range<usize>> {
+    let end = at.checked_add(len)?;
+    (end <= size).then_some(at as usize..end as usize)
+}
+
 impl Table {
     /// A new table of type `ty` with every element `init`.
     pub fn new(mut store: impl AsStoreMut, ty: TableType, init: Val) -> Result<Table, Error> {
@@ -134,6 +141,74 @@ impl Table {
             return Err(Error::OutOfBounds(format!("table index {index}")));
         }
         store.tables[id].set(index as usize, raw);
+        Ok(())
+    }
+
+    /// Sets the `len` elements from `dst` to `val`, like the `table.fill` instruction:
+    /// fails with [`Error::OutOfBounds`] (changing nothing) if `dst + len` exceeds the
+    /// table's size. In an `externref` table every slot filled owns one count of `val`
+    /// and releases the count of the value it held.
+    pub fn fill(
+        &self,
+        mut store: impl AsStoreMut,
+        dst: u32,
+        val: Val,
+        len: u32,
+    ) -> Result<(), Error> {
+        let store = store.store_opaque_mut();
+        let id = self.id(store)?;
+        let raw = ref_to_raw(store, store.tables[id].ty, &val)?;
+        let size = store.tables[id].len();
+        let range = in_bounds(dst, len, size).ok_or_else(|| {
+            Error::OutOfBounds(format!(
+                "table.fill of {len} elements at {dst} in a table of {size}"
+            ))
+        })?;
+        store.tables[id].fill(range, raw);
+        Ok(())
+    }
+
+    /// Copies `len` elements of `src_table` from `src_index` to `dst_table` at
+    /// `dst_index`, like the `table.copy` instruction: the ranges may overlap (also in
+    /// one table), and the call fails (changing nothing) with [`Error::OutOfBounds`] if
+    /// either range exceeds its table's size, or with [`Error::TypeMismatch`] if the
+    /// element types differ. In `externref` tables each overwritten slot releases its
+    /// old value's count and owns one count of the value copied into it.
+    pub fn copy(
+        mut store: impl AsStoreMut,
+        dst_table: &Table,
+        dst_index: u32,
+        src_table: &Table,
+        src_index: u32,
+        len: u32,
+    ) -> Result<(), Error> {
+        let store = store.store_opaque_mut();
+        let (dst_id, src_id) = (dst_table.id(store)?, src_table.id(store)?);
+        let (dst_ty, src_ty) = (store.tables[dst_id].ty, store.tables[src_id].ty);
+        if dst_ty.element != src_ty.element {
+            return Err(Error::TypeMismatch(format!(
+                "table.copy from a table of {} to a table of {}",
+                src_ty.element, dst_ty.element
+            )));
+        }
+        let (dst_size, src_size) = (store.tables[dst_id].len(), store.tables[src_id].len());
+        let bounds = |at: u32, size: u32, what: &str| {
+            in_bounds(at, len, size).ok_or_else(|| {
+                Error::OutOfBounds(format!(
+                    "table.copy of {len} elements {what} {at} in a table of {size}"
+                ))
+            })
+        };
+        let src = bounds(src_index, src_size, "from")?;
+        let dst = bounds(dst_index, dst_size, "to")?;
+        if dst_id == src_id {
+            store.tables[dst_id].copy_within(src, dst.start);
+        } else {
+            // Distinct tables: the source keeps its counts while the destination takes
+            // its own (`write_all` retains each new value before releasing the old).
+            let values = store.tables[src_id].elements()[src].to_vec();
+            store.tables[dst_id].write_all(dst.start, &values);
+        }
         Ok(())
     }
 

@@ -188,6 +188,13 @@ impl Func {
     }
 
     /// A host function of type `ty` taking and returning dynamically typed values.
+    ///
+    /// The closure receives the parameters and one slot per result, and must write every
+    /// result slot with a value of the declared type. The slots arrive holding
+    /// placeholders that are not values of their declared types (read them only to
+    /// overwrite them); a slot left unwritten fails the call with a host error
+    /// (`host function of type ... did not write result N (T)`), a slot written with a
+    /// value of another type with `host function returned U where T was expected`.
     pub fn new<T: 'static>(
         store: &mut Store<T>,
         ty: FuncType,
@@ -204,8 +211,15 @@ impl Func {
                     .zip(raw.iter())
                     .map(|(t, r)| Val::from_raw(*r, *t, &caller.store.opaque))
                     .collect();
-                let mut results: Vec<Val> =
-                    fty.results().iter().map(|t| Val::default_for(*t)).collect();
+                // A placeholder the closure must overwrite: an unusual value of another
+                // type than the result's, so that no value the closure writes for the
+                // declared type can be mistaken for it.
+                const UNWRITTEN: u64 = 0xf4a3_dead_0000_0001;
+                let placeholder = |t: crate::types::ValType| match t {
+                    crate::types::ValType::I64 => Val::F64(UNWRITTEN),
+                    _ => Val::I64(UNWRITTEN as i64),
+                };
+                let mut results: Vec<Val> = fty.results().iter().map(|t| placeholder(*t)).collect();
                 f(
                     Caller {
                         store: caller.store,
@@ -217,6 +231,17 @@ impl Func {
                 let opaque = caller.store_opaque_mut();
                 opaque.maybe_gc();
                 for (i, (v, t)) in results.iter().zip(fty.results()).enumerate() {
+                    let unwritten = match (v, placeholder(*t)) {
+                        (Val::I64(a), Val::I64(b)) => *a == b,
+                        (Val::F64(a), Val::F64(b)) => *a == b,
+                        _ => false,
+                    };
+                    if unwritten {
+                        return Err(format!(
+                            "host function of type {fty} did not write result {i} ({t})"
+                        )
+                        .into());
+                    }
                     if v.ty() != *t {
                         return Err(format!(
                             "host function returned {} where {} was expected",
@@ -234,8 +259,30 @@ impl Func {
         )
     }
 
-    /// A host function from a Rust closure with statically typed parameters and results.
-    pub fn wrap<T: 'static, P: WasmTuple, R: HostResult>(
+    /// A host function from a Rust closure with statically typed parameters and results:
+    /// `|caller: Caller<'_, T>, params: P| -> R` (`P` a [`WasmTuple`]: one value or a
+    /// tuple), or `|caller: Caller<'_, T>| -> R` for a function without parameters. `R`
+    /// is a [`WasmTuple`] or a `Result` of one (see [`HostResult`]). The closure's
+    /// parameter types must be written out (they select the form, see [`IntoFunc`]).
+    ///
+    /// ```
+    /// # use framewalk::{Caller, Engine, Func, Store};
+    /// # let mut store = Store::new(&Engine::new(Default::default())?, ());
+    /// let add = Func::wrap(&mut store, |_: Caller<'_, ()>, (a, b): (i32, i32)| a + b)?;
+    /// let answer = Func::wrap(&mut store, |_: Caller<'_, ()>| 42i32)?;
+    /// assert_eq!(answer.typed::<(), i32>(&store)?.call(&mut store, ())?, 42);
+    /// # let _ = add;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wrap<T: 'static, M, R>(
+        store: &mut Store<T>,
+        f: impl IntoFunc<T, M, R>,
+    ) -> Result<Func, Error> {
+        f.into_func(store)
+    }
+
+    /// [`Func::wrap`] of a closure `Fn(Caller<'_, T>, P) -> R`.
+    fn wrap_with_params<T: 'static, P: WasmTuple, R: HostResult>(
         store: &mut Store<T>,
         f: impl Fn(Caller<'_, T>, P) -> R + Send + Sync + 'static,
     ) -> Result<Func, Error> {
@@ -383,6 +430,39 @@ impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
     /// The untyped function.
     pub fn func(&self) -> Func {
         self.func
+    }
+}
+
+/// The closures [`Func::wrap`] accepts. `Params` is a marker that tells the two forms
+/// apart, so that one name covers both without the impls overlapping (a closure has one
+/// arity): [`WithParams<P>`] for `Fn(Caller<'_, T>, P) -> R`, [`NoParams`] for
+/// `Fn(Caller<'_, T>) -> R`. Not meant to be implemented elsewhere.
+pub trait IntoFunc<T, Params, Results>: Send + Sync + 'static {
+    /// Makes the host function in `store`.
+    fn into_func(self, store: &mut Store<T>) -> Result<Func, Error>;
+}
+
+/// [`IntoFunc`] marker: a closure taking the caller and the parameters `P`.
+pub struct WithParams<P>(PhantomData<fn(P)>);
+
+/// [`IntoFunc`] marker: a closure taking only the caller.
+pub struct NoParams;
+
+impl<T: 'static, P: WasmTuple, R: HostResult, F> IntoFunc<T, WithParams<P>, R> for F
+where
+    F: Fn(Caller<'_, T>, P) -> R + Send + Sync + 'static,
+{
+    fn into_func(self, store: &mut Store<T>) -> Result<Func, Error> {
+        Func::wrap_with_params(store, self)
+    }
+}
+
+impl<T: 'static, R: HostResult, F> IntoFunc<T, NoParams, R> for F
+where
+    F: Fn(Caller<'_, T>) -> R + Send + Sync + 'static,
+{
+    fn into_func(self, store: &mut Store<T>) -> Result<Func, Error> {
+        Func::wrap_with_params(store, move |caller: Caller<'_, T>, (): ()| self(caller))
     }
 }
 

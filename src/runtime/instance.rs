@@ -3,11 +3,12 @@
 
 use super::error::Error;
 use super::externals::{Global, Memory, Table};
-use super::func::{invoke, Func};
+use super::func::{invoke, Func, TypedFunc};
 use super::module::Module;
 use super::storage::{GlobalStorage, MemoryStorage, TableStorage};
 use super::store::{AsStore, AsStoreMut, StoreOpaque};
-use super::vmcontext::{VMFuncRef, VMOffsets, VMCTX_MAGIC};
+use super::values::WasmTuple;
+use super::vmcontext::{ArrayCallFn, VMFuncRef, VMOffsets, ValRaw, HOST_CTX_MAGIC, VMCTX_MAGIC};
 use crate::compile::module_info::{ConstExpr, ExportIndex, ImportKind, SegmentMode};
 use crate::trap::Trap;
 use crate::trap::TrapCode;
@@ -201,6 +202,30 @@ impl Instance {
     /// The exported function `name`.
     pub fn get_func(&self, store: &impl AsStore, name: &str) -> Option<Func> {
         self.get_export(store, name)?.into_func()
+    }
+
+    /// The exported function `name`, typed: [`Instance::get_func`] then
+    /// [`Func::typed`]. Fails with [`Error::UnknownExport`] if the instance exports
+    /// nothing of that name, and [`Error::TypeMismatch`] if the export is not a function
+    /// or not of type `P -> R`.
+    pub fn get_typed_func<P: WasmTuple, R: WasmTuple>(
+        &self,
+        store: &impl AsStore,
+        name: &str,
+    ) -> Result<TypedFunc<P, R>, Error> {
+        let export = self
+            .get_export(store, name)
+            .ok_or_else(|| Error::UnknownExport(name.to_string()))?;
+        let kind = match &export {
+            Extern::Func(_) => "function",
+            Extern::Table(_) => "table",
+            Extern::Memory(_) => "memory",
+            Extern::Global(_) => "global",
+        };
+        let func = export.into_func().ok_or_else(|| {
+            Error::TypeMismatch(format!("export `{name}` is a {kind}, not a function"))
+        })?;
+        func.typed(store)
     }
 
     /// The exported memory `name`.
@@ -471,9 +496,58 @@ fn instantiate(
     if let Some(start) = info.start {
         let f = store.instances[index].func_ref_ptr(start);
         // SAFETY: `f` is this instance's function, which takes no arguments (validated).
-        unsafe { invoke(store, &*f, &mut [])? };
+        let f = unsafe { &*f };
+        if is_host_func(f) {
+            // An imported host function as the start function: it is called on behalf of
+            // this instance, so its `Caller` sees the instance (as if a wasm function of
+            // it had made the call), e.g. `caller.get_export("memory")`.
+            let caller_vmctx = store.instances[index].vmctx.as_ptr();
+            // SAFETY: `f` is a live host function of this store taking no arguments and
+            // returning none; `caller_vmctx` is the live vmctx of an instance of it.
+            unsafe { call_host_start(store, f, caller_vmctx)? };
+        } else {
+            // SAFETY: as above.
+            unsafe { invoke(store, f, &mut [])? };
+        }
     }
     Ok(instance)
+}
+
+/// Whether `f` is a host function (its `vmctx` is a host function context).
+fn is_host_func(f: &VMFuncRef) -> bool {
+    // SAFETY: `f.vmctx` points at a live vmctx or host context (both start with a u32
+    // magic): every `VMFuncRef` of a store is filled in before it can be read.
+    !f.vmctx.is_null() && unsafe { *(f.vmctx as *const u32) } == HOST_CTX_MAGIC
+}
+
+/// Calls the host function `f` of type `[] -> []` as the start function of the
+/// instance whose vmctx is `caller_vmctx`. Like the host branch of `invoke` (no wasm
+/// frame, so no activation), but with the instance as the caller.
+///
+/// # Safety
+/// `f` must be a host function of `store` of type `[] -> []`, and `caller_vmctx` the
+/// vmctx of a live instance of `store`.
+unsafe fn call_host_start(
+    store: &mut StoreOpaque,
+    f: &VMFuncRef,
+    caller_vmctx: *mut u8,
+) -> Result<(), Error> {
+    // SAFETY: a host context's `array_call` is its `host_array_call`.
+    let entry: ArrayCallFn = unsafe { std::mem::transmute(f.array_call) };
+    let mut none: [ValRaw; 0] = [];
+    // SAFETY: per this function's contract; no argument or result slots are needed.
+    let ok = unsafe { entry(f.vmctx, caller_vmctx, none.as_mut_ptr(), 0) };
+    if ok {
+        return Ok(());
+    }
+    if let Some(panic) = store.pending_panic.take() {
+        std::panic::resume_unwind(panic);
+    }
+    let e = store
+        .pending_error
+        .take()
+        .unwrap_or_else(|| "host function failed".into());
+    Err(Trap::host(e, Vec::new()).into())
 }
 
 fn eval_const(store: &StoreOpaque, data: &InstanceData, c: &ConstExpr) -> u64 {

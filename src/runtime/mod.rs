@@ -22,7 +22,7 @@ pub use code_memory::{CodeMemory, CodeMemoryError};
 pub use engine::{Config, Engine, DEFAULT_WASM_BACKTRACE_MAX_FRAMES};
 pub use error::Error;
 pub use externals::{Global, Memory, Table};
-pub use func::{Func, HostResult, TypedFunc};
+pub use func::{Func, HostResult, IntoFunc, NoParams, TypedFunc, WithParams};
 pub use instance::{Extern, Instance};
 pub use module::{compile_artifact, Module, ModuleLoadError};
 pub use store::{AsStore, AsStoreMut, Caller, Store, StoreOpaque, GC_THRESHOLD_FLOOR};

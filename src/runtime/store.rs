@@ -144,6 +144,13 @@ impl StoreOpaque {
         self.gc_stats
     }
 
+    /// The wasm frames of this store's activations on this thread, newest first,
+    /// symbolized (what a trap here would report); empty when no wasm of this store is
+    /// on the stack. Inside a host function it is [`Caller::backtrace`].
+    pub fn backtrace(&self) -> Result<Vec<crate::trap::FrameInfo>, crate::unwind::WalkError> {
+        super::entry::store_backtrace(self)
+    }
+
     /// Current size of the root set (references that may be on the stack).
     pub fn root_set_len(&self) -> usize {
         self.vm.externrefs.len
@@ -172,6 +179,39 @@ impl ExternRef {
     pub fn new<T: std::any::Any>(mut store: impl AsStoreMut, value: T) -> ExternRef {
         ExternRef::with_owner(store.store_opaque_mut().id as usize, value)
     }
+
+    /// The payload, mutably, if this handle is its only owner: `None` if another host
+    /// handle, a table slot, a global or an element segment also holds the reference
+    /// (see [`ExternRef::owner_count`]), or if `store` is not the store it was made for.
+    ///
+    /// Why both `&mut self` and `&mut store`, and why `None` when shared: handles
+    /// alias. Every clone of a handle (and every handle made from a table, a global, a
+    /// host function's argument or [`Caller::stack_roots`]) reaches the same payload,
+    /// and [`ExternRef::data`] reads it through a shared borrow of any one handle. So
+    /// `&mut self` alone excludes nothing:
+    ///
+    /// - owners that already exist (other handles, table slots, globals, segments)
+    ///   show up in the count, so a count of 1 means this handle is the only one;
+    /// - owners that could appear while the returned borrow lives are all made through
+    ///   the store (running wasm, reading a table or global, walking the stack roots
+    ///   of wasm frames that hold the reference without a count), so the borrow also
+    ///   holds the owning store exclusively.
+    ///
+    /// Together they make the returned `&mut` the only path to the payload while it
+    /// lives, as `Rc::get_mut` does for an `Rc`. (Wasmtime's `data_mut(&mut self,
+    /// store)` needs no count check because its `data` also borrows the store.)
+    pub fn data_mut<'a, S: AsStoreMut>(
+        &'a mut self,
+        store: &'a mut S,
+    ) -> Option<&'a mut dyn std::any::Any> {
+        if store.store_opaque_mut().check_owner(self).is_err() || self.owner_count() != 1 {
+            return None;
+        }
+        // SAFETY: this handle owns the only count and the owning store is borrowed
+        // exclusively for the lifetime of the result, so no other handle exists or can
+        // be made while it lives (see above); the header is live while we own a count.
+        Some(unsafe { self.payload_mut() })
+    }
 }
 
 pub(crate) struct StoreInner<T> {
@@ -180,8 +220,31 @@ pub(crate) struct StoreInner<T> {
 }
 
 /// A collection of wasm objects and host data `T`.
+///
+/// # Threads
+///
+/// A `Store` is neither `Send` nor `Sync`, whatever `T` is, and must stay so. The
+/// `externref` counts it shares with host handles are plain words: generated code
+/// updates them inline without atomic instructions (`table.set`, `global.set`, element
+/// segments), and so do the store's tables, globals and collections (which also free
+/// the values whose count reached zero). [`ExternRef`] handles are `!Send`, but that
+/// alone does not keep one count on one thread: a store moved to thread B while a
+/// handle to one of its references stays on thread A would let A drop (or clone) the
+/// handle while B's wasm stores the same reference into a table. Both sides do a
+/// non-atomic read-modify-write of the same count: a data race, whose lost update
+/// either frees the value while a table slot still holds it (use after free) or leaks
+/// it. A `Send` store would therefore need atomic counts in generated code, or a
+/// guarantee that no handle of the store lives elsewhere, which the types cannot give.
+///
+/// ```compile_fail
+/// fn is_send<S: Send>() {}
+/// is_send::<framewalk::Store<()>>();
+/// ```
 pub struct Store<T> {
     pub(crate) inner: Box<StoreInner<T>>,
+    /// Keeps the store `!Send` and `!Sync` on purpose (see above), not only because of
+    /// the raw pointers it happens to hold.
+    _not_send: std::marker::PhantomData<*mut ()>,
 }
 
 impl<T> Store<T> {
@@ -211,6 +274,7 @@ impl<T> Store<T> {
                 },
                 data,
             }),
+            _not_send: std::marker::PhantomData,
         }
     }
 
@@ -237,6 +301,15 @@ impl<T> Store<T> {
     /// Collection statistics.
     pub fn gc_stats(&self) -> crate::gc::GcStats {
         self.inner.opaque.gc_stats
+    }
+
+    /// The wasm frames of this store's activations on this thread, newest first,
+    /// symbolized (see [`StoreOpaque::backtrace`]). A `Store` is lent to every call
+    /// into its wasm, so from code holding it no wasm frame of it is live and the list
+    /// is empty; host functions see the frames below them through
+    /// [`Caller::backtrace`] (or `StoreOpaque::backtrace` of any [`AsStore`]).
+    pub fn backtrace(&self) -> Result<Vec<crate::trap::FrameInfo>, crate::unwind::WalkError> {
+        self.inner.opaque.backtrace()
     }
 }
 

@@ -185,7 +185,8 @@ impl WasmTy for Option<ExternRef> {
     }
 }
 
-/// A tuple of wasm values (parameters or results).
+/// A tuple of wasm values (parameters or results): `()`, one value, or a tuple of 1 to
+/// 16 values.
 pub trait WasmTuple: Sized {
     /// The types, in order.
     fn types() -> Vec<ValType>;
@@ -248,3 +249,11 @@ tuple!(5; A 0, B 1, C 2, D 3, E 4);
 tuple!(6; A 0, B 1, C 2, D 3, E 4, F 5);
 tuple!(7; A 0, B 1, C 2, D 3, E 4, F 5, G 6);
 tuple!(8; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+tuple!(9; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+tuple!(10; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+tuple!(11; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+tuple!(12; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+tuple!(13; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12);
+tuple!(14; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
+tuple!(15; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
+tuple!(16; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, P 15);
