@@ -20,7 +20,8 @@ cfg_if::cfg_if! {
             WORD_SIZE,
         };
         pub use self::x86_64::entry::{
-            framewalk_enter, framewalk_resume, EntryRegs, ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED,
+            framewalk_call_with_exit_frame, framewalk_enter, framewalk_resume, EntryRegs,
+            ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED,
         };
         pub use self::x86_64::signal::{redirect, trap_registers, TrapRegisters};
     } else {

@@ -700,3 +700,83 @@ fn a_reference_made_for_one_store_is_refused_by_another() -> Result<()> {
     assert_eq!(id_of(&back), 77);
     Ok(())
 }
+
+/// A long wasm call that reads references out of a table and drops them collects from
+/// wasm when the root set reaches its threshold, so memory stays bounded within the
+/// call, and a reference the frame keeps in a local through it all survives.
+#[test]
+fn a_long_call_reading_tables_collects_from_wasm() -> Result<()> {
+    const N: i32 = 20_000;
+    let wat = r#"
+      (module
+        (import "host" "live" (func $live (result i32)))
+        (import "host" "check" (func $check (param externref) (result i32)))
+        (table $t (export "t") 0 externref)
+        (func (export "fill") (param $r externref) (result i32)
+          (table.grow $t (local.get $r) (i32.const 1)))
+        ;; Keeps slot 0's reference in a local, empties slot 0, then reads and empties
+        ;; every other slot in a loop (each read joins the root set), and reports how
+        ;; many payloads are alive at the end, still inside the call.
+        (func (export "churn") (param $n i32) (result i32)
+          (local $keep externref) (local $i i32) (local $live i32)
+          (local.set $keep (table.get $t (i32.const 0)))
+          (table.set $t (i32.const 0) (ref.null extern))
+          (local.set $i (i32.const 1))
+          (loop $l
+            (drop (table.get $t (local.get $i)))
+            (table.set $t (local.get $i) (ref.null extern))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+          (local.set $live (call $live))
+          ;; The kept reference is intact (its payload's canary is checked).
+          (i32.add (i32.mul (local.get $live) (i32.const 100000))
+                   (call $check (local.get $keep)))))
+    "#;
+    let engine = Engine::new(Default::default())?;
+    let module = Module::new(&engine, wat.as_bytes())?;
+    let mut store = Store::new(&engine, Data::default());
+    let log = store.data().log.clone();
+    let live = Func::wrap(&mut store, |caller: Caller<'_, Data>, (): ()| -> i32 {
+        // Payloads made minus payloads dropped so far.
+        N - caller.data().log.borrow().len() as i32
+    })?;
+    let check = Func::wrap(
+        &mut store,
+        |_: Caller<'_, Data>, r: Option<ExternRef>| -> i32 { id_of(&r) },
+    )?;
+    let instance = Instance::new(
+        &mut store,
+        &module,
+        &[Extern::Func(live), Extern::Func(check)],
+    )?;
+    let fill = instance.get_typed_func::<Option<ExternRef>, i32>(&store, "fill")?;
+    for id in 0..N {
+        let payload = Payload {
+            id,
+            canary: CANARY,
+            log: log.clone(),
+        };
+        let r = ExternRef::new(&mut store, payload);
+        assert_eq!(fill.call(&mut store, Some(r))?, id);
+    }
+    store.gc()?;
+    assert!(log.borrow().is_empty(), "the table owns every reference");
+    let churn = instance.get_typed_func::<i32, i32>(&store, "churn")?;
+    let out = churn.call(&mut store, N)?;
+    let (live_at_end, kept) = (out / 100_000, out % 100_000);
+    assert_eq!(kept, 0, "the kept reference (slot 0's payload) is intact");
+    // Without collections from wasm all N would still be alive here; with them, at most
+    // about one threshold's worth (the floor is 1,024) plus the kept one.
+    assert!(
+        live_at_end <= 2 * framewalk::runtime::GC_THRESHOLD_FLOOR as i32,
+        "{live_at_end} payloads alive at the end of the call"
+    );
+    assert!(store.gc_stats().collections >= (N as u64) / 2048);
+    drop(store);
+    assert_eq!(
+        sorted(log.borrow().clone()),
+        (0..N).collect::<Vec<_>>(),
+        "every payload dropped exactly once"
+    );
+    Ok(())
+}

@@ -243,6 +243,30 @@ impl<'a> FuncEnv<'a> {
             store,
             VMStoreContext::EXTERNREF_SET_LEN_OFFSET as i32,
         );
+        // Over the threshold: collect now, from wasm, so that a long call that reads
+        // many references out of tables or globals keeps the set bounded. `v` was
+        // declared to need a stack map by the caller, so if it is used after this call
+        // it is in the call's stack map (a root), like every other live reference.
+        let threshold = builder.ins().load(
+            types::I64,
+            MemFlags::trusted(),
+            store,
+            VMStoreContext::GC_THRESHOLD_OFFSET as i32,
+        );
+        let over = builder.ins().icmp(
+            ir::condcodes::IntCC::UnsignedGreaterThanOrEqual,
+            len,
+            threshold,
+        );
+        let collect = builder.create_block();
+        builder.set_cold_block(collect);
+        builder.ins().brif(over, collect, &[], done, &[]);
+        builder.seal_block(collect);
+        builder.switch_to_block(collect);
+        let collector = self.libcall_ref(builder.func, Libcall::CollectGarbage);
+        let target = builder.ins().func_addr(types::I64, collector);
+        let mut pos = builder.cursor();
+        self.call_libcall(&mut pos, Libcall::CallWithExitFrame, &[target]);
         builder.ins().jump(done, &[]);
         builder.seal_block(done);
         builder.switch_to_block(done);

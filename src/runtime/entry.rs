@@ -411,3 +411,42 @@ pub(crate) fn store_backtrace(
     })?;
     Ok(frames)
 }
+
+/// A collection requested by wasm code: a reference entered the root set from a table
+/// or global and the set reached the store's threshold (generated code checks; see
+/// `compile::environ`). Called through `framewalk_call_with_exit_frame`, so `exit_fp`
+/// is an exit frame above the calling wasm frame, and that call site's stack map holds
+/// every reference the frame still uses (the one just read among them).
+///
+/// # Safety
+/// Only generated code calls this (through the stub), with its instance vmctx, while
+/// its store's innermost activation runs on this thread.
+pub(crate) unsafe extern "C" fn collect_garbage_from_wasm(caller_vmctx: *mut u8, exit_fp: usize) {
+    let record = CURRENT.get();
+    if record.is_null() {
+        return;
+    }
+    // SAFETY: wasm runs in the innermost activation of this thread, whose record is
+    // live on this stack; its store is the store that lent itself to this call.
+    let store = unsafe { &mut *(*record).store };
+    // SAFETY: the caller vmctx is a live instance vmctx; its store pointer is valid.
+    let store_ctx =
+        unsafe { *(caller_vmctx.add(VMOffsets::STORE as usize) as *const *const VMStoreContext) };
+    if !std::ptr::eq(store_ctx, &*store.vm) {
+        // Not the store of the running activation: cannot happen; collect nothing.
+        return;
+    }
+    let head = store.vm.activation_head as *mut Activation;
+    // SAFETY: the head is this store's innermost activation, running the caller; its
+    // exit is 0 while wasm runs, and nothing else reads it during this call.
+    unsafe { (*head).exit_fp = exit_fp };
+    // Unwinding out of here would cross wasm frames: a panic is fatal instead.
+    let collected = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = store.gc();
+    }));
+    // SAFETY: as above.
+    unsafe { (*head).exit_fp = 0 };
+    if collected.is_err() {
+        std::process::abort();
+    }
+}

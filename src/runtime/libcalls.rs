@@ -1,6 +1,9 @@
 //! The Rust side of the libcalls generated code calls (see `compile::libcall` for ids
 //! and signatures). Each takes the calling instance's vmctx first. Those that can fail
 //! return 0 for failure and the generated code traps at the call site; none unwinds.
+//! None of them walks the stack except `collect_garbage`, which generated code calls
+//! only through `call_with_exit_frame` (an exit frame in `arch/x86_64/entry.rs`), so
+//! the walk starts at the wasm frame that called it.
 
 use super::instance::InstanceData;
 use super::vmcontext::VMOffsets;
@@ -237,6 +240,12 @@ pub(crate) fn address_of(target: LoadTarget) -> usize {
             Libcall::ElemDrop => elem_drop as *const () as usize,
             Libcall::TableSetExternref => table_set_externref as *const () as usize,
             Libcall::GlobalSetExternref => global_set_externref as *const () as usize,
+            Libcall::CallWithExitFrame => {
+                crate::arch::framewalk_call_with_exit_frame as *const () as usize
+            }
+            Libcall::CollectGarbage => {
+                super::entry::collect_garbage_from_wasm as *const () as usize
+            }
         },
         LoadTarget::ClifLibcall(name) => match name {
             "framewalk_clif_ceilf32" => ceilf32 as *const () as usize,

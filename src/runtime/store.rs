@@ -62,11 +62,11 @@ pub struct StoreOpaque {
     pub(crate) host_funcs: Vec<OwnedHostFunc>,
     pub(crate) exit_trampolines: Vec<Arc<CodeMemory>>,
     pub(crate) gc_stats: crate::gc::GcStats,
+    /// The smallest automatic-collection threshold ([`GC_THRESHOLD_FLOOR`] unless set).
+    gc_threshold_floor: usize,
     /// Function types by engine-wide id, copied from the engine's registry on first
     /// use, so a call checks its arguments without the engine's lock.
     func_types: Vec<Option<Arc<FuncType>>>,
-    /// Collect when the root set reaches this size.
-    pub(crate) gc_threshold: usize,
     pub(crate) pending_error: Option<crate::trap::HostError>,
     pub(crate) pending_panic: Option<Box<dyn Any + Send>>,
 }
@@ -117,7 +117,7 @@ impl StoreOpaque {
     /// is out of line.
     #[inline(always)]
     pub(crate) fn maybe_gc(&mut self) {
-        if self.vm.externrefs.len >= self.gc_threshold {
+        if self.vm.externrefs.len >= self.vm.gc_threshold {
             self.gc_over_threshold();
         }
     }
@@ -131,11 +131,16 @@ impl StoreOpaque {
     /// Collects garbage `externref`s: walks this store's wasm frames, keeps the
     /// references found in live stack-map slots, frees the rest of the root set that
     /// nothing owns. The threshold then adapts to twice the survivors (at least
-    /// [`GC_THRESHOLD_FLOOR`]).
+    /// [`GC_THRESHOLD_FLOOR`], or the floor set with `Store::set_gc_threshold_floor`).
+    ///
+    /// Automatic collections happen where references enter wasm: host -> wasm calls,
+    /// host function results, and — from wasm code, through an exit frame —
+    /// `table.get`/`global.get` of a reference not yet in the root set, so a long call
+    /// that reads references out of tables stays bounded.
     pub fn gc(&mut self) -> Result<(), crate::unwind::WalkError> {
         let roots = super::gc_roots::StoreRoots::new(self);
         let result = crate::gc::collect(&mut self.vm.externrefs, &roots, &mut self.gc_stats);
-        self.gc_threshold = (self.vm.externrefs.len * 2).max(GC_THRESHOLD_FLOOR);
+        self.vm.gc_threshold = (self.vm.externrefs.len * 2).max(self.gc_threshold_floor);
         result
     }
 
@@ -259,6 +264,7 @@ impl<T> Store<T> {
                         stack_limit: 0,
                         activation_head: std::ptr::null(),
                         externrefs: Default::default(),
+                        gc_threshold: GC_THRESHOLD_FLOOR,
                     }),
                     instances: Vec::new(),
                     memories: Vec::new(),
@@ -268,7 +274,7 @@ impl<T> Store<T> {
                     exit_trampolines: Vec::new(),
                     gc_stats: Default::default(),
                     func_types: Vec::new(),
-                    gc_threshold: GC_THRESHOLD_FLOOR,
+                    gc_threshold_floor: GC_THRESHOLD_FLOOR,
                     pending_error: None,
                     pending_panic: None,
                 },
@@ -296,6 +302,19 @@ impl<T> Store<T> {
     /// Runs a garbage collection of this store's `externref`s now.
     pub fn gc(&mut self) -> Result<(), crate::unwind::WalkError> {
         self.inner.opaque.gc()
+    }
+
+    /// Sets the smallest root-set size that triggers an automatic collection (default
+    /// [`GC_THRESHOLD_FLOOR`]; at least 1). After each collection the threshold is
+    /// twice the survivors, but never below this. Automatic collections run where
+    /// references enter wasm: host -> wasm arguments, host function results, and
+    /// `table.get`/`global.get` in wasm code (which then collects from wasm). A floor
+    /// of 1 collects at nearly every such point: slow, but a thorough test of a
+    /// program's stack maps.
+    pub fn set_gc_threshold_floor(&mut self, floor: usize) {
+        let opaque = &mut self.inner.opaque;
+        opaque.gc_threshold_floor = floor.max(1);
+        opaque.vm.gc_threshold = (opaque.vm.externrefs.len * 2).max(opaque.gc_threshold_floor);
     }
 
     /// Collection statistics.

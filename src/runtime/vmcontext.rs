@@ -139,6 +139,10 @@ pub struct VMStoreContext {
     pub activation_head: *const Activation,
     /// The over-approximated set of externrefs wasm frames may hold.
     pub externrefs: VMExternRefSet,
+    /// Collect when `externrefs.len` reaches this (the store's adaptive threshold).
+    /// Generated code compares against it where a reference enters the set from a
+    /// table or global, and collects from wasm (see `runtime::libcalls`).
+    pub gc_threshold: usize,
 }
 
 impl VMStoreContext {
@@ -152,6 +156,8 @@ impl VMStoreContext {
     /// Offset of the root set's length.
     pub const EXTERNREF_SET_LEN_OFFSET: u32 =
         offset_of!(VMStoreContext, externrefs) as u32 + VMExternRefSet::LEN_OFFSET;
+    /// Offset of `gc_threshold`.
+    pub const GC_THRESHOLD_OFFSET: u32 = offset_of!(VMStoreContext, gc_threshold) as u32;
 }
 
 /// Magic value at offset 0 of every instance vmctx.

@@ -43,7 +43,8 @@ const BUDGET: u32 = 400;
 /// Whether host callbacks force a collection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GcMode {
-    /// At the start of every host callback.
+    /// At the start of every host callback, and from wasm wherever a reference
+    /// enters the root set from a table or global (the store's threshold floor is 1).
     Always,
     /// Only where the program calls `$gc` (and the store's own trigger).
     Never,
@@ -859,6 +860,11 @@ fn run_once(
             passed_on: None,
         },
     );
+    if mode == GcMode::Always {
+        // Also collect from wasm at every `table.get`/`global.get` that adds a
+        // reference to the root set (and at every crossing that enters one).
+        store.set_gc_threshold_floor(1);
+    }
     for _ in 0..program.pool {
         let r = fresh(&mut store);
         store.data_mut().pool.push(r);
