@@ -5,6 +5,8 @@
 //!   allocation, no symbolization.
 //! - `backtrace/N`: one `Caller::backtrace` over the same N frames (walk, symbolize,
 //!   allocate the `Vec<FrameInfo>`).
+//! - `wasm_backtrace/N`: one `Caller::wasm_backtrace` (walk, symbolize into the compact
+//!   form whose frames borrow names from one `Arc` per module).
 //! - `visit_frames_distinct/1000`, `backtrace_distinct/1000`: the same over a chain of
 //!   1,000 *different* functions (`$f0` calls `$f1` ... calls the host), so every frame
 //!   has its own return address and function: no per-walk cache hit, a registry lookup
@@ -62,6 +64,7 @@ const WAT: &str = r#"
 enum WalkKind {
     Visit,
     Backtrace,
+    WasmBacktrace,
     RawChain,
 }
 
@@ -134,6 +137,7 @@ impl Fixture {
                     n
                 }
                 WalkKind::Backtrace => caller.backtrace().expect("walk").len(),
+                WalkKind::WasmBacktrace => caller.wasm_backtrace().expect("walk").len(),
                 WalkKind::RawChain => {
                     // The youngest frame's FP and the frame count, from the real walk.
                     let mut n = 0usize;
@@ -234,6 +238,7 @@ fn walks(c: &mut Criterion) {
     for (name, kind) in [
         ("visit_frames", WalkKind::Visit),
         ("backtrace", WalkKind::Backtrace),
+        ("wasm_backtrace", WalkKind::WasmBacktrace),
         ("raw_fp_chain", WalkKind::RawChain),
     ] {
         let mut group = c.benchmark_group(name);
@@ -261,6 +266,7 @@ fn walks(c: &mut Criterion) {
     for (name, kind) in [
         ("visit_frames_distinct", WalkKind::Visit),
         ("backtrace_distinct", WalkKind::Backtrace),
+        ("wasm_backtrace_distinct", WalkKind::WasmBacktrace),
     ] {
         let mut group = c.benchmark_group(name);
         group.measurement_time(Duration::from_secs(3));

@@ -686,3 +686,127 @@ fn wrap_closures_without_parameters() -> Result<()> {
     assert_eq!(names(trap.frames()), ["failing"]);
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------
+// A frame's offset in its function and its module; the compact backtrace.
+
+/// Where each defined function's body starts in `wasm` (module-relative offsets).
+fn body_starts(wasm: &[u8]) -> Vec<u32> {
+    let mut starts = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        if let Ok(wasmparser::Payload::CodeSectionEntry(body)) = payload {
+            starts.push(body.range().start as u32);
+        }
+    }
+    starts
+}
+
+#[test]
+fn frames_know_their_offset_in_the_function_and_their_module() -> Result<()> {
+    let engine = engine();
+    let wasm = wat::parse_str(
+        r#"(module $mod
+             (import "host" "look" (func $look (result i32)))
+             (func $inner (result i32) (i32.add (i32.const 1) (call $look)))
+             (func $outer (export "outer") (result i32) (nop) (call $inner)))"#,
+    )?;
+    let module = Module::new(&engine, &wasm)?;
+    let mut store = Store::new(&engine, Vec::new());
+    let look = Func::wrap(&mut store, |mut caller: Caller<'_, Vec<String>>| -> i32 {
+        let owned = caller.backtrace().expect("walk");
+        let compact = caller.wasm_backtrace().expect("walk");
+        let mut seen = Vec::new();
+        assert_eq!(compact.len(), owned.len());
+        for (f, info) in compact.frames().zip(&owned) {
+            // The two forms agree on everything.
+            assert_eq!(f.to_frame_info(), *info);
+            let module = Module::from_frame_symbols(f.symbols()).expect("a framewalk module");
+            seen.push(format!(
+                "{}!{} wasm {:?} func {:?} module {}",
+                f.module_name().unwrap_or("?"),
+                f.func_name().unwrap_or("?"),
+                f.wasm_offset(),
+                f.func_offset(),
+                module.name().unwrap_or("?"),
+            ));
+        }
+        *caller.data_mut() = seen;
+        compact.len() as i32
+    })?;
+    let instance = Instance::new(&mut store, &module, &[Extern::Func(look)])?;
+    let outer = instance.get_typed_func::<(), i32>(&store, "outer")?;
+    assert_eq!(outer.call(&mut store, ())?, 3);
+    // The call instructions: `call $look` is the third byte of $inner's code after its
+    // locals (i32.const 1 is two bytes), `call $inner` the second of $outer's (after
+    // nop); a body starts with its locals count (one byte, 0 here).
+    let starts = body_starts(&wasm);
+    let (inner, outer) = (starts[0], starts[1]);
+    assert_eq!(
+        *store.data(),
+        [
+            format!(
+                "mod!inner wasm {:?} func Some(3) module mod",
+                Some(inner + 3)
+            ),
+            format!(
+                "mod!outer wasm {:?} func Some(2) module mod",
+                Some(outer + 2)
+            ),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn funcrefs_are_typed_parameters_and_results() -> Result<()> {
+    let engine = engine();
+    let module = Module::new(
+        &engine,
+        br#"(module
+              (import "host" "pick" (func $pick (param i32) (result funcref)))
+              (type $to_i32 (func (result i32)))
+              (table $t 2 funcref)
+              (elem (i32.const 0) $seven $eight)
+              (func $seven (result i32) (i32.const 7))
+              (func $eight (result i32) (i32.const 8))
+              (func (export "get") (param i32) (result funcref) (table.get $t (local.get 0)))
+              ;; Calls the function the host picks, through the table.
+              (func (export "call_picked") (param i32) (result i32)
+                (table.set $t (i32.const 1) (call $pick (local.get 0)))
+                (call_indirect (type $to_i32) (i32.const 1))))"#,
+    )?;
+    let mut store = Store::new(&engine, Vec::<Func>::new());
+    let pick = Func::wrap(
+        &mut store,
+        |caller: Caller<'_, Vec<Func>>, i: i32| -> Option<Func> {
+            caller.data().get(i as usize).copied()
+        },
+    )?;
+    let instance = Instance::new(&mut store, &module, &[Extern::Func(pick)])?;
+    let get = instance.get_typed_func::<i32, Option<Func>>(&store, "get")?;
+    let seven = get.call(&mut store, 0)?.expect("slot 0 holds $seven");
+    let eight = get.call(&mut store, 1)?.expect("slot 1 holds $eight");
+    assert_eq!(seven.typed::<(), i32>(&store)?.call(&mut store, ())?, 7);
+    assert_eq!(eight.typed::<(), i32>(&store)?.call(&mut store, ())?, 8);
+    // Host results of type funcref go back into wasm.
+    *store.data_mut() = vec![eight, seven];
+    let call_picked = instance.get_typed_func::<i32, i32>(&store, "call_picked")?;
+    assert_eq!(call_picked.call(&mut store, 0)?, 8);
+    assert_eq!(call_picked.call(&mut store, 1)?, 7);
+    // A function of another store is refused as an argument.
+    let mut other = Store::new(&engine, Vec::<Func>::new());
+    let foreign = Func::wrap(&mut other, |_: Caller<'_, Vec<Func>>| -> i32 { 0 })?;
+    let set = Module::new(
+        &engine,
+        br#"(module (table $t 1 funcref)
+              (func (export "set") (param funcref) (table.set $t (i32.const 0) (local.get 0))))"#,
+    )?;
+    let set =
+        Instance::new(&mut store, &set, &[])?.get_typed_func::<Option<Func>, ()>(&store, "set")?;
+    assert!(matches!(
+        set.call(&mut store, Some(foreign)),
+        Err(Error::WrongStore)
+    ));
+    set.call(&mut store, None)?;
+    Ok(())
+}

@@ -447,19 +447,59 @@ fn check_pairs(
 /// Finds the value of the last pair whose offset is `<= key` in a validated pair section.
 pub fn lookup_le(pairs: &[u8], key: u32) -> Option<(u32, u32)> {
     let n = pairs.len() / s::PAIR_SIZE;
-    // Number of entries with offset <= key.
-    let (mut lo, mut hi) = (0usize, n);
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        if u32_at(pairs, mid * s::PAIR_SIZE) <= key {
-            lo = mid + 1;
-        } else {
-            hi = mid;
+    if n == 0 {
+        return None;
+    }
+    // The last entry with offset <= key, by halving a window `[base, base + len)` that
+    // holds it if any entry does; the step has no data-dependent branch (a select).
+    let (mut base, mut len) = (0usize, n);
+    while len > 1 {
+        let half = len / 2;
+        if u32_at(pairs, (base + half) * s::PAIR_SIZE) <= key {
+            base += half;
+        }
+        len -= half;
+    }
+    let off = u32_at(pairs, base * s::PAIR_SIZE);
+    (off <= key).then(|| (off, u32_at(pairs, base * s::PAIR_SIZE + 4)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lookup_le;
+
+    /// `lookup_le` against a linear scan, for every sorted list of offsets (with
+    /// repeats) drawn from 0..6 of up to 5 entries and every key around them.
+    #[test]
+    fn lookup_le_finds_the_last_pair_at_or_before_the_key() {
+        fn lists(len: usize, from: u32, out: &mut Vec<Vec<u32>>, cur: &mut Vec<u32>) {
+            out.push(cur.clone());
+            if cur.len() == len {
+                return;
+            }
+            for next in from..6 {
+                cur.push(next);
+                lists(len, next, out, cur);
+                cur.pop();
+            }
+        }
+        let mut all = Vec::new();
+        lists(5, 0, &mut all, &mut Vec::new());
+        for offsets in all {
+            let bytes: Vec<u8> = offsets
+                .iter()
+                .enumerate()
+                .flat_map(|(i, o)| o.to_le_bytes().into_iter().chain((i as u32).to_le_bytes()))
+                .collect();
+            for key in 0..8 {
+                let expected = offsets
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .find(|(_, o)| **o <= key)
+                    .map(|(i, o)| (*o, i as u32));
+                assert_eq!(lookup_le(&bytes, key), expected, "{offsets:?} key {key}");
+            }
         }
     }
-    let i = lo.checked_sub(1)?;
-    Some((
-        u32_at(pairs, i * s::PAIR_SIZE),
-        u32_at(pairs, i * s::PAIR_SIZE + 4),
-    ))
 }

@@ -24,7 +24,7 @@ use super::error::Error;
 use super::store::StoreOpaque;
 use super::vmcontext::{VMFuncRef, VMOffsets, VMStoreContext, ValRaw, HOST_CTX_MAGIC};
 use crate::arch::{framewalk_enter, framewalk_resume, EntryRegs, ENTRY_OK, ENTRY_TRAPPED};
-use crate::trap::{handler, FrameInfo, Trap, TrapCode};
+use crate::trap::{handler, FrameInfo, Trap, TrapCode, WasmBacktrace};
 use crate::unwind::{Activation, ActivationList, LiveStackReader, StartRegs};
 use std::cell::Cell;
 use std::ops::ControlFlow;
@@ -208,7 +208,7 @@ impl CaptureLimit {
 /// What `capture` found: the symbolized frames, how many more there were, and the
 /// walk error that ended it early, if any.
 struct Captured {
-    frames: Vec<FrameInfo>,
+    backtrace: WasmBacktrace,
     omitted: usize,
     walk_error: Option<String>,
 }
@@ -216,7 +216,7 @@ struct Captured {
 impl Captured {
     fn into_trap(self, trap: Trap) -> Trap {
         let trap = trap
-            .with_frames(self.frames)
+            .with_backtrace(self.backtrace)
             .with_omitted_frames(self.omitted);
         match self.walk_error {
             Some(e) => trap.with_walk_error(e),
@@ -238,7 +238,7 @@ unsafe fn capture(
     limit: CaptureLimit,
 ) -> Captured {
     let mut captured = Captured {
-        frames: Vec::new(),
+        backtrace: WasmBacktrace::new(),
         omitted: 0,
         walk_error: None,
     };
@@ -257,13 +257,15 @@ unsafe fn capture(
     // SAFETY: the walk reads only inside the live frames of these activations, which
     // lie between the newest start and the oldest entry_fp on this thread's stack.
     let reader = unsafe { LiveStackReader::new(lo.saturating_sub(16), hi.saturating_add(16)) };
-    let frames = &mut captured.frames;
+    let backtrace = &mut captured.backtrace;
     let omitted = &mut captured.omitted;
+    let mut seen = 0usize;
     let result = super::registry::REGISTRY.with_view(|view| {
         crate::unwind::visit_frames(list, start, &reader, view, |frame| {
-            if frames.len() < limit.max_frames {
-                let exact = start.is_some() && frames.is_empty();
-                frames.push(super::registry::symbolize(frame, exact, view.last_data()));
+            if seen < limit.max_frames {
+                let exact = start.is_some() && seen == 0;
+                seen += 1;
+                super::registry::symbolize_into(backtrace, frame, exact, view.last_data());
             } else {
                 *omitted += 1;
             }
@@ -401,6 +403,19 @@ pub(crate) fn store_stack_bounds(store: &StoreOpaque) -> Option<(usize, usize)> 
 }
 
 /// The symbolized wasm frames of `store`, newest first.
+/// The wasm frames of `store`, newest first, as a [`WasmBacktrace`] (names borrowed from
+/// one `Arc` per module).
+pub(crate) fn store_wasm_backtrace(
+    store: &StoreOpaque,
+) -> Result<WasmBacktrace, crate::unwind::WalkError> {
+    let mut backtrace = WasmBacktrace::new();
+    visit_store_frames_with_data(store, |frame, data| {
+        super::registry::symbolize_into(&mut backtrace, frame, false, data);
+        ControlFlow::<()>::Continue(())
+    })?;
+    Ok(backtrace)
+}
+
 pub(crate) fn store_backtrace(
     store: &StoreOpaque,
 ) -> Result<Vec<FrameInfo>, crate::unwind::WalkError> {

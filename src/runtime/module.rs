@@ -142,6 +142,8 @@ pub(crate) struct LoadedFunction {
     /// The address-map entries inside this function's code, as a byte range of the
     /// address map: a symbolized frame searches a few entries, not the whole module's.
     pub(crate) address_map: (usize, usize),
+    /// Offset of the function's body in the wasm binary.
+    pub(crate) wasm_body_start: u32,
 }
 
 pub(crate) struct ModuleInner {
@@ -178,6 +180,27 @@ impl ModuleInner {
     /// The address map (validated pairs).
     pub(crate) fn address_map_bytes(&self) -> &[u8] {
         &self.bytes.as_slice()[self.address_map.clone()]
+    }
+}
+
+impl crate::trap::FrameSymbols for ModuleInner {
+    fn module_name(&self) -> Option<&str> {
+        self.module_name.as_deref()
+    }
+
+    fn func_name(&self, func_index: u32) -> Option<&str> {
+        self.names.get(func_index as usize)?.as_deref()
+    }
+
+    fn shared_names(&self, func_index: u32) -> (Option<Arc<str>>, Option<Arc<str>>) {
+        (
+            self.names.get(func_index as usize).cloned().flatten(),
+            self.module_name.clone(),
+        )
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
     }
 }
 
@@ -219,6 +242,17 @@ pub fn compile_artifact(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, Module
 }
 
 impl Module {
+    /// The module of a backtrace frame ([`WasmFrame::symbols`](crate::trap::WasmFrame::symbols)),
+    /// if framewalk's runtime captured it.
+    pub fn from_frame_symbols(symbols: &Arc<dyn crate::trap::FrameSymbols>) -> Option<Module> {
+        symbols
+            .clone()
+            .into_any()
+            .downcast::<ModuleInner>()
+            .ok()
+            .map(|inner| Module { inner })
+    }
+
     /// Compiles a module from wasm binary or text.
     pub fn new(engine: &Engine, bytes: &[u8]) -> Result<Module, ModuleLoadError> {
         let artifact = compile_artifact(engine, bytes)?;
@@ -252,7 +286,14 @@ impl Module {
     fn from_bytes(engine: &Engine, bytes: ArtifactBytes) -> Result<Module, ModuleLoadError> {
         let all = bytes.as_slice();
         let art = Artifact::parse(all, engine.inner.isa_fingerprint)?;
-        let (info, _) = module_info::parse(art.wasm).map_err(CompileError::from)?;
+        let (info, bodies) = module_info::parse(art.wasm).map_err(CompileError::from)?;
+        // Where each defined function's body starts in the wasm binary (for
+        // `FrameInfo::func_offset`).
+        let body_starts: Vec<u32> = bodies
+            .iter()
+            .map(|b| u32::try_from(b.body.range().start).unwrap_or(u32::MAX))
+            .collect();
+        drop(bodies);
         let offsets = compile::vmoffsets(&info)?;
         if art.num_functions() != info.num_defined_funcs() as usize {
             return Err(ArtifactError::Malformed {
@@ -283,6 +324,7 @@ impl Module {
                     f.offset,
                     u64::from(f.offset) + u64::from(f.len),
                 ),
+                wasm_body_start: body_starts.get(i).copied().unwrap_or(u32::MAX),
             });
         }
         for (i, n) in &info.func_names {

@@ -8,8 +8,9 @@
 
 use super::module::ModuleInner;
 use crate::artifact::read::lookup_le;
-use crate::trap::{FrameInfo, TrapCode};
+use crate::trap::{FrameInfo, FrameSymbols, TrapCode, WasmBacktrace};
 use crate::unwind::{CodeRegistry, Frame};
+use std::sync::Arc;
 
 /// Every loaded module's code.
 pub(crate) static REGISTRY: CodeRegistry = CodeRegistry::new();
@@ -36,46 +37,93 @@ pub(crate) fn trap_code_at(pc: usize, _signal: i32) -> Option<TrapCode> {
         .flatten()
 }
 
-/// The function name, module name and wasm offset of a walked frame. `exact` says the
-/// PC is the faulting instruction rather than a return address (whose call instruction
-/// ends just before it).
+/// The wasm offset of a walked frame and its offset from its function body's start.
+/// `exact` says the PC is the faulting instruction rather than a return address (whose
+/// call instruction ends just before it).
+fn offsets(m: &ModuleInner, frame: &Frame, exact: bool) -> (Option<u32>, Option<u32>) {
+    let loc = frame.location;
+    let key = if exact {
+        loc.text_offset
+    } else {
+        loc.text_offset.saturating_sub(1)
+    };
+    let Some(f) = loc
+        .func_index
+        .checked_sub(m.info.num_imported_funcs)
+        .and_then(|i| m.functions.get(i as usize))
+    else {
+        return (None, None);
+    };
+    // Only this function's entries: the last one at or before `key`.
+    let (first, end) = f.address_map;
+    let entries = m.address_map_bytes().get(first..end).unwrap_or(&[]);
+    match lookup_le(entries, key) {
+        Some((off, wasm)) if off >= f.text_offset && wasm != crate::compile::NO_WASM_OFFSET => {
+            (Some(wasm), wasm.checked_sub(f.wasm_body_start))
+        }
+        _ => (None, None),
+    }
+}
+
+/// The function name, module name and offsets of a walked frame, as an owned
+/// [`FrameInfo`]. `data` is the frame's registry data, if the walk just looked it up.
 pub(crate) fn symbolize(frame: &Frame, exact: bool, data: Option<usize>) -> FrameInfo {
     let loc = frame.location;
-    let lookup = data
-        .map(|d| (loc, d))
-        .or_else(|| REGISTRY.lookup_with_data(frame.pc));
     let mut info = FrameInfo {
         func_index: loc.func_index,
         func_name: None,
         module_name: None,
         wasm_offset: None,
+        func_offset: None,
         pc: frame.pc,
     };
-    let Some((_, data)) = lookup else {
+    let Some(data) = data.or_else(|| REGISTRY.lookup_with_data(frame.pc).map(|(_, d)| d)) else {
         return info;
     };
     // SAFETY: the frame is live wasm code of a registered module.
     let m = unsafe { module(data) };
     info.func_name = m.names.get(loc.func_index as usize).cloned().flatten();
     info.module_name = m.module_name.clone();
-    let key = if exact {
-        loc.text_offset
-    } else {
-        loc.text_offset.saturating_sub(1)
-    };
-    let function = loc
-        .func_index
-        .checked_sub(m.info.num_imported_funcs)
-        .and_then(|i| m.functions.get(i as usize));
-    if let Some(f) = function {
-        // Only this function's entries: the last one at or before `key`.
-        let (first, end) = f.address_map;
-        let entries = m.address_map_bytes().get(first..end).unwrap_or(&[]);
-        if let Some((off, wasm)) = lookup_le(entries, key) {
-            if off >= f.text_offset && wasm != crate::compile::NO_WASM_OFFSET {
-                info.wasm_offset = Some(wasm);
-            }
-        }
-    }
+    (info.wasm_offset, info.func_offset) = offsets(m, frame, exact);
     info
+}
+
+/// Appends a walked frame to `backtrace`: plain data, plus one `Arc` of its module the
+/// first time the module appears. `data` is as for [`symbolize`].
+pub(crate) fn symbolize_into(
+    backtrace: &mut WasmBacktrace,
+    frame: &Frame,
+    exact: bool,
+    data: Option<usize>,
+) {
+    // A repeated return address (not the exact first frame of a trap) symbolizes the
+    // same.
+    if !exact && backtrace.repeat_last(frame.pc) {
+        return;
+    }
+    let Some(data) = data.or_else(|| REGISTRY.lookup_with_data(frame.pc).map(|(_, d)| d)) else {
+        backtrace.push_unnamed(frame.location.func_index, frame.pc);
+        return;
+    };
+    // SAFETY: the frame is live wasm code of a registered module.
+    let m = unsafe { module(data) };
+    let (wasm_offset, func_offset) = offsets(m, frame, exact);
+    let symbols = || -> Arc<dyn FrameSymbols> {
+        let ptr = data as *const ModuleInner;
+        // SAFETY: `data` is `Arc::as_ptr` of the module's `Arc<ModuleInner>`, and the
+        // module is alive (strong count > 0) while its code is on the stack: the
+        // instances running it hold it. So a new strong reference may be made.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        }
+    };
+    backtrace.push(
+        data,
+        symbols,
+        frame.location.func_index,
+        wasm_offset,
+        func_offset,
+        frame.pc,
+    );
 }

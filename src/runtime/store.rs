@@ -365,6 +365,13 @@ impl<T> Caller<'_, T> {
         super::entry::store_backtrace(&self.store.opaque)
     }
 
+    /// The same frames as [`backtrace`](Self::backtrace), in the compact form: each
+    /// frame is plain data that borrows its names from its module, which the backtrace
+    /// holds once (no allocation or reference count per frame beyond the `Vec`).
+    pub fn wasm_backtrace(&self) -> Result<crate::trap::WasmBacktrace, crate::unwind::WalkError> {
+        super::entry::store_wasm_backtrace(&self.store.opaque)
+    }
+
     /// Calls `f` on each wasm frame of this store's activations, newest first, until it
     /// returns `Break`; other stores' activations interleaved on the stack are skipped.
     /// Does not allocate.

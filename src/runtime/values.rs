@@ -185,6 +185,18 @@ impl WasmTy for Option<ExternRef> {
     }
 }
 
+/// A nullable function reference (`funcref`) as a typed parameter or result: of
+/// `Func::wrap` closures and of `TypedFunc`s. A function of another store is refused.
+impl WasmTy for Option<Func> {
+    const TYPE: ValType = ValType::FuncRef;
+    fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
+        Val::FuncRef(self).to_owned_raw(store)
+    }
+    fn from_raw(raw: ValRaw, store: &StoreOpaque) -> Self {
+        Func::from_raw(store, raw.0 as usize)
+    }
+}
+
 /// A tuple of wasm values (parameters or results): `()`, one value, or a tuple of 1 to
 /// 16 values.
 pub trait WasmTuple: Sized {

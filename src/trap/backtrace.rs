@@ -1,8 +1,8 @@
 //! `Trap`: why wasm stopped, with the wasm frames that were live, as users see it.
 
-use super::TrapCode;
+use super::{TrapCode, WasmBacktrace};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// One wasm frame of a trap's backtrace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +16,9 @@ pub struct FrameInfo {
     pub module_name: Option<Arc<str>>,
     /// Offset of the instruction in the module's wasm binary, if known.
     pub wasm_offset: Option<u32>,
+    /// Offset of the instruction from the start of its function's body in the wasm
+    /// binary, if known.
+    pub func_offset: Option<u32>,
     /// The native PC (the trapping instruction, or a return address).
     pub pc: usize,
 }
@@ -27,8 +30,18 @@ pub type HostError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug)]
 pub struct Trap {
     code: TrapCode,
+    /// Boxed: a `Trap` travels in `Result`s, which stay small this way.
+    details: Box<TrapDetails>,
+}
+
+#[derive(Debug)]
+struct TrapDetails {
     host_error: Option<HostError>,
-    frames: Vec<FrameInfo>,
+    /// The frames as captured (compact, names borrowed from each module).
+    backtrace: WasmBacktrace,
+    /// The frames in owned form: given to `new`/`host`/`with_frames`, or made from
+    /// `backtrace` on first use.
+    frames: OnceLock<Vec<FrameInfo>>,
     /// Frames the walk found beyond the capture limit (counted, not symbolized).
     omitted_frames: usize,
     walk_error: Option<String>,
@@ -39,33 +52,48 @@ impl Trap {
     pub fn new(code: TrapCode, frames: Vec<FrameInfo>) -> Trap {
         Trap {
             code,
-            host_error: None,
-            frames,
-            omitted_frames: 0,
-            walk_error: None,
+            details: Box::new(TrapDetails {
+                host_error: None,
+                backtrace: WasmBacktrace::new(),
+                frames: OnceLock::from(frames),
+                omitted_frames: 0,
+                walk_error: None,
+            }),
         }
     }
 
     /// A host function's error, with the wasm frames below the host function.
     pub fn host(error: HostError, frames: Vec<FrameInfo>) -> Trap {
-        Trap {
-            code: TrapCode::HostError,
-            host_error: Some(error),
-            frames,
-            omitted_frames: 0,
-            walk_error: None,
-        }
+        let mut trap = Trap::new(TrapCode::HostError, frames);
+        trap.details.host_error = Some(error);
+        trap
     }
 
-    /// Replaces the backtrace with `frames`, newest first.
+    /// Replaces the backtrace with `frames`, newest first ([`backtrace`](Self::backtrace)
+    /// becomes empty).
     pub fn with_frames(mut self, frames: Vec<FrameInfo>) -> Trap {
-        self.frames = frames;
+        self.details.backtrace = WasmBacktrace::new();
+        self.details.frames = OnceLock::from(frames);
         self
+    }
+
+    /// Replaces the backtrace with `backtrace`, newest first; [`frames`](Self::frames)
+    /// is made from it when first asked for.
+    pub fn with_backtrace(mut self, backtrace: WasmBacktrace) -> Trap {
+        self.details.backtrace = backtrace;
+        self.details.frames = OnceLock::new();
+        self
+    }
+
+    /// The backtrace as captured: frames that borrow their names from their modules.
+    /// Empty for a trap made from a list of [`FrameInfo`]s (`new`, `with_frames`).
+    pub fn backtrace(&self) -> &WasmBacktrace {
+        &self.details.backtrace
     }
 
     /// Records that the walk found `n` older frames beyond the ones captured.
     pub fn with_omitted_frames(mut self, n: usize) -> Trap {
-        self.omitted_frames = n;
+        self.details.omitted_frames = n;
         self
     }
 
@@ -73,12 +101,12 @@ impl Trap {
     /// capture limit (`Config::wasm_backtrace_max_frames` in framewalk's runtime)
     /// stopped symbolizing there.
     pub fn omitted_frames(&self) -> usize {
-        self.omitted_frames
+        self.details.omitted_frames
     }
 
     /// Records that the backtrace is incomplete because the walk failed.
     pub fn with_walk_error(mut self, e: String) -> Trap {
-        self.walk_error = Some(e);
+        self.details.walk_error = Some(e);
         self
     }
 
@@ -89,17 +117,19 @@ impl Trap {
 
     /// The wasm frames, newest first, across every activation.
     pub fn frames(&self) -> &[FrameInfo] {
-        &self.frames
+        self.details
+            .frames
+            .get_or_init(|| self.details.backtrace.to_frame_infos())
     }
 
     /// The host function's error, for `TrapCode::HostError`.
     pub fn host_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
-        self.host_error.as_deref()
+        self.details.host_error.as_deref()
     }
 
     /// Takes the host function's error out.
     pub fn into_host_error(self) -> Option<HostError> {
-        self.host_error
+        self.details.host_error
     }
 }
 
@@ -179,26 +209,30 @@ impl fmt::Display for Backtrace<'_> {
 
 impl fmt::Display for Trap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.host_error {
+        match &self.details.host_error {
             Some(e) => write!(f, "{e}")?,
             None => write!(f, "wasm trap: {}", self.code.message())?,
         }
-        if self.frames.is_empty() && self.omitted_frames == 0 && self.walk_error.is_none() {
+        let frames = self.frames();
+        if frames.is_empty()
+            && self.details.omitted_frames == 0
+            && self.details.walk_error.is_none()
+        {
             return Ok(());
         }
         if f.alternate() {
-            write!(f, "\n{:#}", Backtrace(&self.frames))?;
+            write!(f, "\n{:#}", Backtrace(frames))?;
         } else {
-            write!(f, "\n{}", Backtrace(&self.frames))?;
+            write!(f, "\n{}", Backtrace(frames))?;
         }
-        if self.omitted_frames > 0 {
+        if self.details.omitted_frames > 0 {
             write!(
                 f,
                 "\n         ... {} more frames not captured",
-                Thousands(self.omitted_frames)
+                Thousands(self.details.omitted_frames)
             )?;
         }
-        if let Some(e) = &self.walk_error {
+        if let Some(e) = &self.details.walk_error {
             write!(f, "\n  (backtrace incomplete: {e})")?;
         }
         Ok(())
@@ -207,7 +241,8 @@ impl fmt::Display for Trap {
 
 impl std::error::Error for Trap {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.host_error
+        self.details
+            .host_error
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
@@ -223,6 +258,7 @@ mod tests {
             func_name: name.map(Into::into),
             module_name: Some("demo".into()),
             wasm_offset: Some(off),
+            func_offset: None,
             pc: 0,
         }
     }

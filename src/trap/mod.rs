@@ -4,6 +4,8 @@
 mod backtrace;
 mod code;
 pub mod handler;
+mod wasm_backtrace;
 
 pub use backtrace::{Backtrace, FrameInfo, HostError, Trap};
 pub use code::{TrapCode, HOST_ERROR_USER_CODE};
+pub use wasm_backtrace::{FrameSymbols, WasmBacktrace, WasmFrame};
