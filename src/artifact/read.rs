@@ -445,6 +445,7 @@ fn check_pairs(
 }
 
 /// Finds the value of the last pair whose offset is `<= key` in a validated pair section.
+#[inline]
 pub fn lookup_le(pairs: &[u8], key: u32) -> Option<(u32, u32)> {
     let n = pairs.len() / s::PAIR_SIZE;
     if n == 0 {

@@ -109,7 +109,7 @@ impl Drop for ArtifactBytes {
 
 /// The byte range of the (sorted, validated) address-map `pairs` whose text offsets lie
 /// in `[start, end)`.
-fn entries_within(pairs: &[u8], start: u32, end: u64) -> (usize, usize) {
+fn entries_within(pairs: &[u8], start: u32, end: u64) -> (u32, u32) {
     let size = artifact::sections::PAIR_SIZE;
     let n = pairs.len() / size;
     let offset_at = |i: usize| {
@@ -129,7 +129,9 @@ fn entries_within(pairs: &[u8], start: u32, end: u64) -> (usize, usize) {
         }
         lo
     };
-    (below(u64::from(start)) * size, below(end) * size)
+    // A validated section is far below 4 GiB.
+    let byte = |i: usize| u32::try_from(i * size).unwrap_or(u32::MAX);
+    (byte(below(u64::from(start))), byte(below(end)))
 }
 
 /// Where one defined function lives in the mapped code.
@@ -139,11 +141,19 @@ pub(crate) struct LoadedFunction {
     pub(crate) body_len: u32,
     pub(crate) entry_trampoline: usize,
     pub(crate) text_offset: u32,
-    /// The address-map entries inside this function's code, as a byte range of the
-    /// address map: a symbolized frame searches a few entries, not the whole module's.
-    pub(crate) address_map: (usize, usize),
+}
+
+/// What symbolizing a frame of one defined function needs, 16 bytes per function (a
+/// backtrace over many functions touches little memory).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FuncSymbolRange {
+    /// The function's first byte, from the start of the text.
+    pub(crate) text_offset: u32,
     /// Offset of the function's body in the wasm binary.
     pub(crate) wasm_body_start: u32,
+    /// The address-map entries inside this function's code, as a byte range of the
+    /// address map: a symbolized frame searches a few entries, not the whole module's.
+    pub(crate) address_map: (u32, u32),
 }
 
 pub(crate) struct ModuleInner {
@@ -163,6 +173,8 @@ pub(crate) struct ModuleInner {
     pub(crate) offsets: VMOffsets,
     pub(crate) code: CodeMemory,
     pub(crate) functions: Vec<LoadedFunction>,
+    /// Per defined function, what symbolizing its frames needs.
+    pub(crate) symbol_ranges: Box<[FuncSymbolRange]>,
     /// Engine-wide type id of each module type.
     pub(crate) type_ids: Vec<u32>,
     /// Function names (shared with every backtrace frame that names them).
@@ -305,6 +317,7 @@ impl Module {
         let code = CodeMemory::new(art.text, &art.relocs, libcalls::address_of)?;
         let base = code.base();
         let mut functions = Vec::with_capacity(art.num_functions());
+        let mut symbol_ranges = Vec::with_capacity(art.num_functions());
         let mut names: Vec<Option<Arc<str>>> = vec![None; info.functions.len()];
         for (i, f) in art.functions().enumerate() {
             if f.func_index != info.num_imported_funcs + i as u32 {
@@ -319,12 +332,15 @@ impl Module {
                 body_len: f.len,
                 entry_trampoline: f.entry_trampoline.map_or(0, |(o, _)| base + o as usize),
                 text_offset: f.offset,
+            });
+            symbol_ranges.push(FuncSymbolRange {
+                text_offset: f.offset,
+                wasm_body_start: body_starts.get(i).copied().unwrap_or(u32::MAX),
                 address_map: entries_within(
                     art.address_map_bytes(),
                     f.offset,
                     u64::from(f.offset) + u64::from(f.len),
                 ),
-                wasm_body_start: body_starts.get(i).copied().unwrap_or(u32::MAX),
             });
         }
         for (i, n) in &info.func_names {
@@ -361,6 +377,7 @@ impl Module {
             offsets,
             code,
             functions,
+            symbol_ranges: symbol_ranges.into_boxed_slice(),
             type_ids,
             names,
             module_name,

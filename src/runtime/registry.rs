@@ -40,6 +40,7 @@ pub(crate) fn trap_code_at(pc: usize, _signal: i32) -> Option<TrapCode> {
 /// The wasm offset of a walked frame and its offset from its function body's start.
 /// `exact` says the PC is the faulting instruction rather than a return address (whose
 /// call instruction ends just before it).
+#[inline(always)]
 fn offsets(m: &ModuleInner, frame: &Frame, exact: bool) -> (Option<u32>, Option<u32>) {
     let loc = frame.location;
     let key = if exact {
@@ -50,13 +51,16 @@ fn offsets(m: &ModuleInner, frame: &Frame, exact: bool) -> (Option<u32>, Option<
     let Some(f) = loc
         .func_index
         .checked_sub(m.info.num_imported_funcs)
-        .and_then(|i| m.functions.get(i as usize))
+        .and_then(|i| m.symbol_ranges.get(i as usize))
     else {
         return (None, None);
     };
     // Only this function's entries: the last one at or before `key`.
     let (first, end) = f.address_map;
-    let entries = m.address_map_bytes().get(first..end).unwrap_or(&[]);
+    let entries = m
+        .address_map_bytes()
+        .get(first as usize..end as usize)
+        .unwrap_or(&[]);
     match lookup_le(entries, key) {
         Some((off, wasm)) if off >= f.text_offset && wasm != crate::compile::NO_WASM_OFFSET => {
             (Some(wasm), wasm.checked_sub(f.wasm_body_start))
