@@ -87,7 +87,7 @@ impl StackMapBuilder {
             maps: Vec::new(),
             interned: HashMap::new(),
             // The header and 3 page-table words. The page table has P + 1 words, at
-            // most max(3, N / 8 + 1) (see `page_layout`), so these 3 words plus the
+            // most max(3, N / 2 + 1) (see `page_layout`), so these 3 words plus the
             // one page-table word that `add` counts per safepoint bound it.
             size_bound: u64::from(HEADER_SIZE) + 4 * 3,
             size_limit: u64::from(u32::MAX),
@@ -385,21 +385,23 @@ mod tests {
     }
 
     #[test]
-    fn page_layout_gives_about_eight_safepoints_per_page() {
+    fn page_layout_gives_about_two_safepoints_per_page() {
         assert_eq!(page_layout(0, None), (0, 0));
-        // Fewer than 16 safepoints: one page holding them all.
+        // Fewer than 4 safepoints: one page holding them all.
         assert_eq!(page_layout(1, Some(0)), (0, 1));
-        assert_eq!(page_layout(15, Some(0x1234)), (13, 1));
+        assert_eq!(page_layout(3, Some(0x1234)), (13, 1));
+        // 15 safepoints: at most 7 pages, the smallest that do.
+        assert_eq!(page_layout(15, Some(0x1234)), (10, 5));
         assert_eq!(page_layout(1, Some(u32::MAX)), (31, 2));
-        // 100,000 safepoints up to 6.4 MB of code: at most 12,500 pages.
+        // 100,000 safepoints up to 6.4 MB of code: at most 50,000 pages.
         let (shift, pages) = page_layout(100_000, Some(6_400_000));
-        assert_eq!((shift, pages), (10, 6251));
-        assert!(pages <= 100_000 / 8 && (6_400_000u64 >> (shift - 1)) + 1 > 12_500);
+        assert_eq!((shift, pages), (8, 25001));
+        assert!(pages <= 100_000 / 2 && (6_400_000u64 >> (shift - 1)) + 1 > 50_000);
     }
 
     #[test]
     fn pages_split_the_index() {
-        // 64 safepoints 16 bytes apart, then one far away: 8 pages wanted.
+        // 64 safepoints 16 bytes apart, then one far away: at most 32 pages.
         let mut builder = StackMapBuilder::new();
         for i in 0..64u32 {
             builder.add(i * 16, 16, &[8]).unwrap();
@@ -415,7 +417,7 @@ mod tests {
         assert_eq!(slots_of(&section, 0x10_0010), None);
         assert_eq!(slots_of(&section, 0x0f_fff0), None);
         assert!(
-            format!("{section:?}").contains("page_shift: 18"),
+            format!("{section:?}").contains("page_shift: 16"),
             "{section:?}"
         );
     }
