@@ -2,10 +2,11 @@
 //!
 //! [`compile_module`] validates a module, translates each function body with
 //! `cranelift-wasm` through [`environ::FuncEnv`], compiles it with `cranelift-codegen`
-//! (`opt_level=speed`, `preserve_frame_pointers=true`), adds an entry trampoline for
-//! every function the host can reach, and lays everything out in one text section with
-//! the metadata the artifact stores beside it: the function table, relocations, trap
-//! sites, the address map and the stack maps.
+//! (`opt_level=speed`, `preserve_frame_pointers=true`, `unwind_info=true`), adds an
+//! entry trampoline for every function the host can reach, and lays everything out in
+//! one text section with the metadata the artifact stores beside it: the function
+//! table, relocations, trap sites, the address map, the stack maps and the `.eh_frame`
+//! CFI ([`unwind`]).
 //!
 //! Every function is 16-byte aligned in the text; all offsets in [`CompiledModule`] are
 //! relative to the start of the text.

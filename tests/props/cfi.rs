@@ -18,10 +18,7 @@
 
 use cranelift_codegen::gimli::{
     self,
-    read::{
-        BaseAddresses, CfaRule, CieOrFde, EhFrame, RegisterRule, UnwindContext,
-        UnwindSection,
-    },
+    read::{BaseAddresses, CfaRule, CieOrFde, EhFrame, RegisterRule, UnwindContext, UnwindSection},
     EhFrameOffset, LittleEndian, X86_64,
 };
 use framewalk::unwind::{ActivationInfo, StackReader};

@@ -1050,8 +1050,17 @@ pub fn check_program(
         stats,
     )
     .map_err(|e| format!("GC at every host callback: {e}"))?;
-    let never = run_once(engine, &module, program, meta, cfi, GcMode::Never, opts, stats)
-        .map_err(|e| format!("GC only on request: {e}"))?;
+    let never = run_once(
+        engine,
+        &module,
+        program,
+        meta,
+        cfi,
+        GcMode::Never,
+        opts,
+        stats,
+    )
+    .map_err(|e| format!("GC only on request: {e}"))?;
     stats.programs += 1;
     if always != never {
         return Err(format!(
