@@ -168,15 +168,17 @@ struct FuncMeta {
     ops: HashMap<u32, Op>,
 }
 
-/// What the oracle knows from the binary: each function's name and instructions.
+/// What the oracle knows from the binary (each function's name and instructions) and
+/// from the compiled module (its CFI, for the second unwinder).
 pub struct Meta {
     funcs: HashMap<u32, FuncMeta>,
     spin: u32,
+    cfi: CfiTables,
 }
 
 impl Meta {
-    /// Decodes `bytes` (the binary of `program`).
-    pub fn new(bytes: &[u8], program: &Program) -> Result<Meta, String> {
+    /// Decodes `bytes` (the binary of `program`), with `cfi`, that of its module.
+    pub fn new(bytes: &[u8], program: &Program, cfi: CfiTables) -> Result<Meta, String> {
         let mut funcs = HashMap::new();
         let mut index = NUM_IMPORTS;
         for payload in Parser::new(0).parse_all(bytes) {
@@ -215,6 +217,7 @@ impl Meta {
         Ok(Meta {
             funcs,
             spin: program.spin_index(),
+            cfi,
         })
     }
 
@@ -408,8 +411,6 @@ struct Host {
     mode: GcMode,
     opts: Options,
     meta: Rc<Meta>,
-    /// The CFI of the program's module, for the second unwinder.
-    cfi: Rc<CfiTables>,
     /// Module function indices of the live wasm frames, oldest first.
     shadow: Vec<u32>,
     activations: usize,
@@ -621,9 +622,9 @@ fn check_cfi(caller: &mut Caller<'_, Host>) -> Result<(), String> {
             std::ops::ControlFlow::<()>::Continue(())
         })
         .map_err(|e| format!("walk failed: {e}"))?;
-    let cfi = caller.data().cfi.clone();
+    let meta = caller.data().meta.clone();
     let unwound = caller
-        .with_activation_stack(|activations, stack| cfi.unwind(activations, stack))
+        .with_activation_stack(|activations, stack| meta.cfi.unwind(activations, stack))
         .unwrap_or_else(|| Err("no activation with a recorded exit".into()))?;
     if walked != unwound {
         return Err(format!(
@@ -873,7 +874,6 @@ fn run_once(
     module: &Module,
     program: &Program,
     meta: Rc<Meta>,
-    cfi: Rc<CfiTables>,
     mode: GcMode,
     opts: Options,
     stats: &mut Stats,
@@ -886,7 +886,6 @@ fn run_once(
             mode,
             opts,
             meta,
-            cfi,
             shadow: Vec::new(),
             activations: 0,
             instances: Vec::new(),
@@ -1036,31 +1035,21 @@ pub fn check_program(
 ) -> Result<(), String> {
     let wat = program.to_wat();
     let bytes = wat::parse_str(&wat).map_err(|e| format!("generated WAT invalid: {e}"))?;
-    let meta = Rc::new(Meta::new(&bytes, program)?);
     let module = Module::new(engine, &bytes).map_err(|e| format!("compiling: {e}"))?;
-    let cfi = Rc::new(CfiTables::new(&[&module])?);
+    let cfi = CfiTables::new(&[&module])?;
+    let meta = Rc::new(Meta::new(&bytes, program, cfi)?);
     let always = run_once(
         engine,
         &module,
         program,
         meta.clone(),
-        cfi.clone(),
         GcMode::Always,
         opts,
         stats,
     )
     .map_err(|e| format!("GC at every host callback: {e}"))?;
-    let never = run_once(
-        engine,
-        &module,
-        program,
-        meta,
-        cfi,
-        GcMode::Never,
-        opts,
-        stats,
-    )
-    .map_err(|e| format!("GC only on request: {e}"))?;
+    let never = run_once(engine, &module, program, meta, GcMode::Never, opts, stats)
+        .map_err(|e| format!("GC only on request: {e}"))?;
     stats.programs += 1;
     if always != never {
         return Err(format!(
