@@ -107,6 +107,7 @@ fn a_flipped_byte_in_any_section_is_caught_by_the_checksum() -> Result<()> {
         sections::ADDRESS_MAP,
         sections::STACK_MAPS,
         sections::WASM,
+        sections::EH_FRAME,
     ] {
         let r = section_range(&bytes, name);
         if r.is_empty() {
@@ -139,6 +140,7 @@ fn structurally_corrupt_sections_with_a_valid_checksum_are_typed_errors() -> Res
         sections::ADDRESS_MAP,
         sections::STACK_MAPS,
         sections::NAMES,
+        sections::EH_FRAME,
     ] {
         let r = section_range(&bytes, name);
         for at in r {
@@ -256,5 +258,114 @@ fn identical_stack_maps_are_stored_once() -> Result<()> {
     );
     assert!(with < without, "{with} vs {without}");
     assert_eq!(build().finish().len(), with);
+    Ok(())
+}
+
+/// Every section of the format is in the artifact, and every one is checked: dropping
+/// any of them (renaming it) is a `MissingSection` error.
+#[test]
+fn every_section_is_required() -> Result<()> {
+    let engine = engine();
+    let bytes = compile_artifact(&engine, WAT.as_bytes())?;
+    for name in sections::ALL_METADATA.iter().chain([&sections::TEXT]) {
+        let file = object::File::parse(&bytes[..])?;
+        let index = file.section_by_name(name).unwrap().index();
+        drop(file);
+        // Rename the section in the section-name string table: its first byte, `.`,
+        // becomes `_`, so the name no longer matches.
+        let mut bad = bytes.clone();
+        let elf = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&bytes[..])?;
+        use object::read::elf::SectionHeader as _;
+        let header = elf.section_by_index(index)?.elf_section_header();
+        let strtab = elf
+            .elf_section_table()
+            .section(object::SectionIndex(usize::from(
+                elf.elf_header().e_shstrndx.get(object::LittleEndian),
+            )))?;
+        let name_at = strtab.sh_offset(object::LittleEndian) as usize
+            + header.sh_name(object::LittleEndian) as usize;
+        assert_eq!(bad[name_at], b'.');
+        bad[name_at] = b'_';
+        if *name != sections::HEADER {
+            fix_checksum(&mut bad);
+        }
+        assert_eq!(
+            load_err(&engine, &bad),
+            ArtifactError::MissingSection(name),
+            "{name}"
+        );
+    }
+    Ok(())
+}
+
+/// The loaded `.eh_frame` has one FDE per function body and per entry trampoline,
+/// covering exactly its code at its loaded address (read back with gimli's reader).
+#[test]
+fn eh_frame_describes_every_function_where_it_was_loaded() -> Result<()> {
+    use cranelift_codegen::gimli::read::{BaseAddresses, CieOrFde, EhFrame, UnwindSection};
+    use cranelift_codegen::gimli::LittleEndian;
+    let engine = engine();
+    let module = Module::new(&engine, WAT.as_bytes())?;
+    let base = module.text_range().start as u64;
+    let eh = module.eh_frame();
+    assert_eq!(
+        eh.as_ptr() as usize,
+        module.text_range().start + sections::eh_frame_offset(module.text_len()).unwrap(),
+        "the loaded .eh_frame sits where its PC-relative addresses assume"
+    );
+    let section = EhFrame::new(eh, LittleEndian);
+    let bases = BaseAddresses::default().set_eh_frame(eh.as_ptr() as u64);
+    let mut fdes = Vec::new();
+    let mut entries = section.entries(&bases);
+    while let Some(entry) = entries.next()? {
+        if let CieOrFde::Fde(partial) = entry {
+            let fde = partial.parse(UnwindSection::cie_from_offset)?;
+            fdes.push((fde.initial_address() - base, fde.len()));
+        }
+    }
+    let art = module.artifact()?;
+    let mut want = Vec::new();
+    for f in art.functions() {
+        want.push((u64::from(f.offset), u64::from(f.len)));
+        if let Some((o, l)) = f.entry_trampoline {
+            want.push((u64::from(o), u64::from(l)));
+        }
+    }
+    fdes.sort();
+    want.sort();
+    assert_eq!(fdes, want);
+    assert!(
+        want.len() > art.num_functions(),
+        "trampolines too: {want:?}"
+    );
+    // And the symbols a profiler gets are the same function bodies.
+    let symbols: Vec<(u64, u64)> = module
+        .function_symbols()
+        .map(|f| (f.start as u64 - base, f.len as u64))
+        .collect();
+    assert!(symbols.iter().all(|s| want.contains(s)), "{symbols:?}");
+    assert_eq!(symbols.len(), art.num_functions());
+    Ok(())
+}
+
+#[test]
+fn an_fde_outside_the_text_is_rejected() -> Result<()> {
+    let engine = engine();
+    let bytes = compile_artifact(&engine, WAT.as_bytes())?;
+    let r = section_range(&bytes, sections::EH_FRAME);
+    // The CIE comes first: its length word, then the FDE's length word and CIE pointer,
+    // then the FDE's PC-relative start address (sdata4).
+    let cie_len = u32::from_le_bytes(bytes[r.start..r.start + 4].try_into()?) as usize;
+    let pc_begin = r.start + 4 + cie_len + 8;
+    let mut bad = bytes.clone();
+    bad[pc_begin..pc_begin + 4].copy_from_slice(&0x4000_0000i32.to_le_bytes());
+    fix_checksum(&mut bad);
+    match load_err(&engine, &bad) {
+        ArtifactError::Malformed { section, reason } => {
+            assert_eq!(section, sections::EH_FRAME);
+            assert!(reason.contains("outside the text"), "{reason}");
+        }
+        e => panic!("unexpected {e}"),
+    }
     Ok(())
 }

@@ -328,3 +328,87 @@ fn a_stack_overflow_prints_its_repeated_frames_folded() {
     assert!(count > 1_000, "{folded}");
     assert!(folded.ends_with(" more frames of deep!down"), "{folded}");
 }
+
+#[test]
+fn objdump_shows_the_eh_frame_size() {
+    let art = temp("compute-objdump.fwo");
+    let path = art.display().to_string();
+    assert!(
+        framewalk(&["compile", &example("compute.wat"), "-o", &path])
+            .status
+            .success()
+    );
+    let out = stdout(&framewalk(&["objdump", "--functions", &path]));
+    let summary = out.lines().last().unwrap();
+    let size: usize = summary
+        .split(".eh_frame ")
+        .nth(1)
+        .and_then(|s| s.strip_suffix(" bytes"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no .eh_frame size in {summary:?}"));
+    let bytes = std::fs::read(&art).unwrap();
+    let parsed = framewalk::artifact::Artifact::parse_for_inspection(&bytes).unwrap();
+    assert_eq!(size, parsed.eh_frame.len());
+    assert!(size > 0);
+}
+
+/// `run --perf-map` writes Linux perf's JIT map: one `START SIZE NAME` line (hex) per
+/// defined function, with the module's names and the function table's sizes.
+#[test]
+fn run_with_perf_map_writes_one_line_per_function() {
+    let wat = r#"(module $perfdemo
+      (func $square (param i32) (result i32) (i32.mul (local.get 0) (local.get 0)))
+      (func (param i32) (result i32) (i32.add (call $square (local.get 0)) (i32.const 1)))
+      (func $main (export "main") (result i32) (call 1 (i32.const 6))))"#;
+    let file = write_wat("perf.wat", wat);
+    let child = Command::new(env!("CARGO_BIN_EXE_framewalk"))
+        .args(["run", &file, "--perf-map"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("framewalk runs");
+    let map_path = PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+    let o = child.wait_with_output().unwrap();
+    let map = std::fs::read_to_string(&map_path);
+    let _ = std::fs::remove_file(&map_path);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "37\n");
+    let map = map.expect("the perf map was written");
+
+    // The function table of the same module, from its artifact.
+    let engine = framewalk::Engine::new(Default::default()).unwrap();
+    let bytes = framewalk::runtime::compile_artifact(&engine, wat.as_bytes()).unwrap();
+    let art = framewalk::artifact::Artifact::parse_for_inspection(&bytes).unwrap();
+    let want: Vec<(String, u64)> = art
+        .functions()
+        .map(|f| {
+            let name = match f.name {
+                Some(n) => format!("wasm[perfdemo]::{n}"),
+                None => format!("wasm[perfdemo]::function[{}]", f.func_index),
+            };
+            (name, u64::from(f.len))
+        })
+        .collect();
+    assert_eq!(want.len(), 3);
+
+    let mut got = Vec::new();
+    let mut starts = Vec::new();
+    for line in map.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (Some(start), Some(size), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
+            panic!("malformed line {line:?}");
+        };
+        let start = u64::from_str_radix(start, 16).unwrap_or_else(|_| panic!("{line:?}"));
+        let size = u64::from_str_radix(size, 16).unwrap_or_else(|_| panic!("{line:?}"));
+        assert!(start != 0 && size != 0, "{line:?}");
+        starts.push((start, size));
+        got.push((name.to_string(), size));
+    }
+    assert_eq!(got, want, "map:\n{map}");
+    // Distinct, non-overlapping code ranges in one text.
+    starts.sort();
+    for w in starts.windows(2) {
+        assert!(w[0].0 + w[0].1 <= w[1].0, "{starts:x?}");
+    }
+}

@@ -43,6 +43,8 @@
 
 #[path = "props/artifact.rs"]
 mod artifact;
+#[path = "props/cfi.rs"]
+mod cfi;
 #[path = "props/gen.rs"]
 mod gen;
 #[path = "props/oracle.rs"]

@@ -10,6 +10,9 @@
 #![no_main]
 
 #[allow(dead_code, reason = "shared with the property tests")]
+#[path = "../../tests/props/cfi.rs"]
+mod cfi;
+#[allow(dead_code, reason = "shared with the property tests")]
 #[path = "../../tests/props/gen.rs"]
 mod gen;
 #[allow(dead_code, reason = "shared with the property tests")]

@@ -134,6 +134,9 @@ pub struct Artifact<'a> {
     pub stack_maps: &'a [u8],
     /// The original wasm binary.
     pub wasm: &'a [u8],
+    /// The `.eh_frame` section: validated CFI, whose addresses are right once it is
+    /// copied to `sections::eh_frame_offset(text.len())` after the loaded text.
+    pub eh_frame: &'a [u8],
     /// Relocations of the text.
     pub relocs: Vec<LoadReloc>,
 }
@@ -238,6 +241,7 @@ impl<'a> Artifact<'a> {
         let (address_map, _, _) = section(s::ADDRESS_MAP)?;
         let (stack_maps, _, _) = section(s::STACK_MAPS)?;
         let (wasm, _, _) = section(s::WASM)?;
+        let (eh_frame, _, _) = section(s::EH_FRAME)?;
 
         // Function records.
         if functions.len() % s::FUNCTION_RECORD_SIZE != 0 {
@@ -295,6 +299,7 @@ impl<'a> Artifact<'a> {
             TrapCode::from_u8(v as u8).is_some() && v <= u32::from(u8::MAX)
         })?;
         check_pairs(s::ADDRESS_MAP, address_map, text_len, |_| true)?;
+        check_eh_frame(eh_frame, text_len)?;
 
         // Relocations.
         let mut relocs = Vec::new();
@@ -357,6 +362,7 @@ impl<'a> Artifact<'a> {
             address_map,
             stack_maps,
             wasm,
+            eh_frame,
             relocs,
         })
     }
@@ -440,6 +446,48 @@ fn check_pairs(
         if !value_ok(v) {
             return Err(malformed(name, format!("bad value {v} at {off:#x}")));
         }
+    }
+    Ok(())
+}
+
+/// Checks `.eh_frame`: every entry parses, every FDE's CIE exists, its call frame
+/// program runs to the end, and the code it describes lies inside the text (with the
+/// section at its load offset, `sections::eh_frame_offset`). `gimli`'s reader returns
+/// errors, never panics, on malformed input.
+fn check_eh_frame(bytes: &[u8], text_len: u32) -> Result<(), ArtifactError> {
+    use cranelift_codegen::gimli::read::{
+        BaseAddresses, CieOrFde, EhFrame, UnwindContext, UnwindSection,
+    };
+    use cranelift_codegen::gimli::LittleEndian;
+    let bad = |reason: String| malformed(s::EH_FRAME, reason);
+    let at = s::eh_frame_offset(text_len as usize).ok_or_else(|| bad("text too large".into()))?;
+    let eh_frame = EhFrame::new(bytes, LittleEndian);
+    let bases = BaseAddresses::default().set_text(0).set_eh_frame(at as u64);
+    let mut entries = eh_frame.entries(&bases);
+    let mut ctx = UnwindContext::new();
+    let mut fdes = 0usize;
+    loop {
+        let entry = entries.next().map_err(|e| bad(e.to_string()))?;
+        let Some(entry) = entry else { break };
+        let CieOrFde::Fde(partial) = entry else {
+            continue;
+        };
+        let fde = partial
+            .parse(|section, bases, offset| section.cie_from_offset(bases, offset))
+            .map_err(|e| bad(e.to_string()))?;
+        let start = fde.initial_address();
+        let end = start.checked_add(fde.len());
+        if end.is_none_or(|end| end > u64::from(text_len)) {
+            return Err(bad(format!(
+                "FDE {fdes} covers {start:#x}+{:#x}, outside the text",
+                fde.len()
+            )));
+        }
+        let mut rows = fde
+            .rows(&eh_frame, &bases, &mut ctx)
+            .map_err(|e| bad(e.to_string()))?;
+        while rows.next_row().map_err(|e| bad(e.to_string()))?.is_some() {}
+        fdes += 1;
     }
     Ok(())
 }

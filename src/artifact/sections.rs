@@ -18,7 +18,26 @@
 //! .fw.addrmap      sorted (text offset u32, wasm offset u32) pairs
 //! .fw.stackmaps    the stack-map section (see `crate::stackmap`)
 //! .fw.wasm         the original wasm binary (module metadata is re-read from it)
+//! .eh_frame        System V CFI (DWARF call frame information) of every function and
+//!                  entry trampoline, for debuggers, profilers and tests; see below
 //! ```
+//!
+//! `.eh_frame` is position independent once loaded: its FDE addresses are PC-relative
+//! (`DW_EH_PE_pcrel | DW_EH_PE_sdata4`) and computed for the layout every loader uses,
+//! with the section's bytes copied to [`eh_frame_offset`]`(text length)` bytes after the
+//! first byte of the loaded text (like a linker placing `.eh_frame` after `.text`):
+//!
+//! ```text
+//!   text base                      text base + eh_frame_offset(text.len())
+//!   ┌───────────────────────┬─pad─┬────────────────────────────┐
+//!   │ .text (relocated)     │     │ .eh_frame (copied as is)   │
+//!   └───────────────────────┴─────┴────────────────────────────┘
+//!   FDE address field at E + k holds  function start - (E + k)
+//! ```
+//!
+//! So no relocation of `.eh_frame` is needed at load; in the ELF object itself (where
+//! every section is at address 0) its addresses are not meaningful to other tools. The
+//! frame-pointer walker never reads it.
 //!
 //! All integers are little-endian and independent of the host's pointer size.
 //! The checksum (FNV-1a 64 over the whole file with the checksum field zeroed) detects
@@ -40,8 +59,10 @@ pub const ADDRESS_MAP: &str = ".fw.addrmap";
 pub const STACK_MAPS: &str = ".fw.stackmaps";
 /// The wasm binary.
 pub const WASM: &str = ".fw.wasm";
+/// Call frame information of the text (not read by the walker).
+pub const EH_FRAME: &str = ".eh_frame";
 
-/// Every framewalk-specific section, in the order they are written.
+/// Every section besides the text, in the order they are written.
 pub const ALL_METADATA: &[&str] = &[
     HEADER,
     FUNCTIONS,
@@ -50,12 +71,13 @@ pub const ALL_METADATA: &[&str] = &[
     ADDRESS_MAP,
     STACK_MAPS,
     WASM,
+    EH_FRAME,
 ];
 
 /// `.fw.header` magic.
 pub const MAGIC: [u8; 8] = *b"FRAMEWLK";
 /// Current format version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Header layout: `magic[8]`, version u32, reserved u32, checksum u64, isa fingerprint u64.
 pub const HEADER_SIZE: usize = 32;
 /// Offset of the checksum inside the header.
@@ -68,6 +90,16 @@ pub const FUNCTION_RECORD_SIZE: usize = 28;
 pub const PAIR_SIZE: usize = 8;
 /// Prefix of function symbols.
 pub const FUNC_SYMBOL_PREFIX: &str = "framewalk_wasm_func_";
+
+/// Alignment of the loaded `.eh_frame` after the text.
+pub const EH_FRAME_ALIGN: usize = 16;
+
+/// Where a loader puts `.eh_frame`, as an offset from the start of the loaded text of
+/// `text_len` bytes; the section's PC-relative addresses assume it (`None` on
+/// overflow).
+pub fn eh_frame_offset(text_len: usize) -> Option<usize> {
+    text_len.checked_next_multiple_of(EH_FRAME_ALIGN)
+}
 
 /// FNV-1a 64 of `parts`, in order.
 pub fn fnv1a(parts: &[&[u8]]) -> u64 {

@@ -120,6 +120,7 @@ pub fn write_artifact(
         (s::ADDRESS_MAP, &addrmap[..]),
         (s::STACK_MAPS, stack_maps),
         (s::WASM, &module.wasm[..]),
+        (s::EH_FRAME, &module.eh_frame[..]),
     ] {
         let id = obj.add_section(
             Vec::new(),

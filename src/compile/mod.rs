@@ -2,10 +2,11 @@
 //!
 //! [`compile_module`] validates a module, translates each function body with
 //! `cranelift-wasm` through [`environ::FuncEnv`], compiles it with `cranelift-codegen`
-//! (`opt_level=speed`, `preserve_frame_pointers=true`), adds an entry trampoline for
-//! every function the host can reach, and lays everything out in one text section with
-//! the metadata the artifact stores beside it: the function table, relocations, trap
-//! sites, the address map and the stack maps.
+//! (`opt_level=speed`, `preserve_frame_pointers=true`, `unwind_info=true`), adds an
+//! entry trampoline for every function the host can reach, and lays everything out in
+//! one text section with the metadata the artifact stores beside it: the function
+//! table, relocations, trap sites, the address map, the stack maps and the `.eh_frame`
+//! CFI ([`unwind`]).
 //!
 //! Every function is 16-byte aligned in the text; all offsets in [`CompiledModule`] are
 //! relative to the start of the text.
@@ -14,6 +15,7 @@ pub mod environ;
 pub mod libcall;
 pub mod module_info;
 pub mod trampoline;
+pub mod unwind;
 
 use crate::runtime::vmcontext::VMOffsets;
 use crate::stackmap::cranelift::function_safepoints;
@@ -68,7 +70,10 @@ pub fn host_isa() -> Result<OwnedTargetIsa, CompileError> {
     // The walker follows the frame-pointer chain: every frame must keep one.
     set(&mut flags, "preserve_frame_pointers", "true")?;
     set(&mut flags, "enable_probestack", "false")?;
-    set(&mut flags, "unwind_info", "false")?;
+    // System V CFI for every function, written to the artifact's `.eh_frame` (see
+    // `unwind`) for debuggers, profilers and the tests' cross-check of the walker. The
+    // walker itself never reads it.
+    set(&mut flags, "unwind_info", "true")?;
     set(
         &mut flags,
         "enable_verifier",
@@ -152,6 +157,9 @@ pub struct CompiledModule {
     pub wasm: Vec<u8>,
     /// Function names, by function index.
     pub names: Vec<(u32, String)>,
+    /// The `.eh_frame` section: a CIE and one FDE per function and entry trampoline,
+    /// valid where the loader places it (see [`unwind`]).
+    pub eh_frame: Vec<u8>,
 }
 
 /// One function's compiled code and metadata, offsets relative to the function.
@@ -161,6 +169,7 @@ struct FunctionCode {
     traps: Vec<(u32, TrapCode)>,
     srclocs: Vec<(u32, u32)>,
     stack_maps: Vec<Safepoint>,
+    unwind: Option<cranelift_codegen::isa::unwind::UnwindInfo>,
 }
 
 /// Compiles one Cranelift function, mapping its relocations through `names`.
@@ -245,12 +254,16 @@ fn compile_function(
     }
     srclocs.dedup_by(|next, prev| prev.1 == next.1);
     let stack_maps = function_safepoints(buffer.user_stack_maps()).collect();
+    let unwind = compiled
+        .create_unwind_info(isa)
+        .map_err(|e| codegen_err(format!("unwind info: {e:?}")))?;
     Ok(FunctionCode {
         body: buffer.data().to_vec(),
         relocs,
         traps,
         srclocs,
         stack_maps,
+        unwind,
     })
 }
 
@@ -272,6 +285,8 @@ pub fn compile_standalone(
 /// Appends code into the text being laid out.
 struct TextBuilder {
     module: CompiledModule,
+    /// (text offset, CFI) of every appended function with unwind info.
+    unwind: Vec<(u32, cranelift_codegen::isa::unwind::UnwindInfo)>,
 }
 
 impl TextBuilder {
@@ -286,6 +301,9 @@ impl TextBuilder {
             .checked_add(len)
             .ok_or(CompileError::TooLarge("text"))?;
         text.extend_from_slice(&code.body);
+        if let Some(info) = code.unwind {
+            self.unwind.push((start, info));
+        }
         let m = &mut self.module;
         m.relocs.extend(code.relocs.into_iter().map(|mut r| {
             r.offset += start;
@@ -325,7 +343,9 @@ pub fn compile_module(isa: &dyn TargetIsa, bytes: &[u8]) -> Result<CompiledModul
             stack_maps: Vec::new(),
             wasm: wasm.to_vec(),
             names: Vec::new(),
+            eh_frame: Vec::new(),
         },
+        unwind: Vec::new(),
     };
     let codes = translate_and_compile(isa, &info, offsets, bodies)?;
     let escaping = info.escaping_functions();
@@ -351,6 +371,7 @@ pub fn compile_module(isa: &dyn TargetIsa, bytes: &[u8]) -> Result<CompiledModul
     let mut names: Vec<(u32, String)> = info.func_names.clone().into_iter().collect();
     names.sort();
     out.module.names = names;
+    out.module.eh_frame = unwind::build_eh_frame(isa, out.module.text.len(), &out.unwind)?;
     Ok(out.module)
 }
 

@@ -1,4 +1,14 @@
-//! Executable memory for one module's text.
+//! Executable memory for one module's text, followed by its `.eh_frame`.
+//!
+//! ```text
+//!   base                     base + eh_frame_offset(len)
+//!   │ text (relocated) │ pad │ .eh_frame │ pad to a page │
+//! ```
+//!
+//! The `.eh_frame` copy sits where the artifact's PC-relative CFI expects it (see
+//! `artifact::sections`), so it describes the loaded code without relocation. It is
+//! mapped read-execute with the text, and nothing in framewalk executes or walks with
+//! it.
 //!
 //! Invariant (W^X): the mapping is read-write while the text is copied in and relocated,
 //! then read-execute for the rest of its life; it is never writable and executable at
@@ -14,6 +24,9 @@ pub enum CodeMemoryError {
     /// `mmap` or `mprotect` failed.
     #[error("mapping code memory: {0}")]
     Os(std::io::Error),
+    /// The text is too large to lay out.
+    #[error("text of {0} bytes is too large to map")]
+    TooLarge(usize),
     /// A PC-relative relocation target is more than 2 GiB away.
     #[error("relocation at {offset:#x} is out of range")]
     OutOfRange {
@@ -28,6 +41,8 @@ pub struct CodeMemory {
     ptr: NonNull<u8>,
     map_len: usize,
     len: usize,
+    eh_frame_offset: usize,
+    eh_frame_len: usize,
 }
 
 // SAFETY: the memory is immutable (read-execute) once constructed; sharing a read-only
@@ -47,15 +62,23 @@ fn page_size() -> usize {
 }
 
 impl CodeMemory {
-    /// Maps `text`, applies `relocs` using `resolve` for external symbols, and makes it
+    /// Maps `text` and, after it, `eh_frame` (at `sections::eh_frame_offset`), applies
+    /// `relocs` to the text using `resolve` for external symbols, and makes it
     /// executable.
     pub fn new(
         text: &[u8],
+        eh_frame: &[u8],
         relocs: &[LoadReloc],
         resolve: impl Fn(LoadTarget) -> usize,
     ) -> Result<Self, CodeMemoryError> {
         let page = page_size();
-        let map_len = text.len().max(1).next_multiple_of(page);
+        let too_large = || CodeMemoryError::TooLarge(text.len());
+        let eh_frame_offset =
+            crate::artifact::sections::eh_frame_offset(text.len()).ok_or_else(too_large)?;
+        let map_len = eh_frame_offset
+            .checked_add(eh_frame.len())
+            .and_then(|end| end.max(1).checked_next_multiple_of(page))
+            .ok_or_else(too_large)?;
         // SAFETY: an anonymous private mapping with no address hint has no preconditions;
         // the result is checked for MAP_FAILED.
         let ptr = unsafe {
@@ -77,10 +100,14 @@ impl CodeMemory {
             ptr,
             map_len,
             len: text.len(),
+            eh_frame_offset,
+            eh_frame_len: eh_frame.len(),
         };
-        // SAFETY: the mapping is `map_len >= text.len()` bytes, writable, and private to us.
+        // SAFETY: the mapping is `map_len >= eh_frame_offset + eh_frame.len()` bytes,
+        // writable, and private to us.
         let code = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), map_len) };
         code[..text.len()].copy_from_slice(text);
+        code[eh_frame_offset..eh_frame_offset + eh_frame.len()].copy_from_slice(eh_frame);
         let base = ptr.as_ptr() as usize;
         for r in relocs {
             let target = match r.target {
@@ -122,6 +149,18 @@ impl CodeMemory {
     /// Length of the text.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The loaded `.eh_frame`, valid at its address (right after the text).
+    pub fn eh_frame(&self) -> &[u8] {
+        // SAFETY: `[eh_frame_offset, + eh_frame_len)` lies inside our mapping (checked in
+        // `new`), which is readable and immutable for as long as `self` lives.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.ptr.as_ptr().add(self.eh_frame_offset),
+                self.eh_frame_len,
+            )
+        }
     }
 
     /// Whether the text is empty.

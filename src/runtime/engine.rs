@@ -137,8 +137,8 @@ impl Engine {
         }
         let func = trampoline::exit_trampoline(ty, super::entry::raise as *const () as u64);
         let code = compile::compile_standalone(&*self.inner.isa, func)?;
-        let mem =
-            CodeMemory::new(&code, &[], |_| 0).map_err(|e| CompileError::Host(e.to_string()))?;
+        let mem = CodeMemory::new(&code, &[], &[], |_| 0)
+            .map_err(|e| CompileError::Host(e.to_string()))?;
         let mem = Arc::new(mem);
         cache.insert(ty.clone(), mem.clone());
         Ok(mem)

@@ -24,6 +24,6 @@ pub use error::Error;
 pub use externals::{Global, Memory, Table};
 pub use func::{Func, HostResult, IntoFunc, NoParams, TypedFunc, WithParams};
 pub use instance::{Extern, Instance};
-pub use module::{compile_artifact, Module, ModuleLoadError};
+pub use module::{compile_artifact, FunctionSymbol, Module, ModuleLoadError};
 pub use store::{AsStore, AsStoreMut, Caller, Store, StoreOpaque, GC_THRESHOLD_FLOOR};
 pub use values::{Val, WasmTuple, WasmTy};

@@ -314,7 +314,7 @@ impl Module {
             }
             .into());
         }
-        let code = CodeMemory::new(art.text, &art.relocs, libcalls::address_of)?;
+        let code = CodeMemory::new(art.text, art.eh_frame, &art.relocs, libcalls::address_of)?;
         let base = code.base();
         let mut functions = Vec::with_capacity(art.num_functions());
         let mut symbol_ranges = Vec::with_capacity(art.num_functions());
@@ -486,4 +486,70 @@ impl Module {
     pub fn text_len(&self) -> usize {
         self.inner.bytes.as_slice()[self.inner.text.clone()].len()
     }
+
+    /// The address range of the loaded, relocated text (the functions and their entry
+    /// trampolines).
+    pub fn text_range(&self) -> Range<usize> {
+        let base = self.inner.code.base();
+        base..base + self.inner.code.len()
+    }
+
+    /// The module's `.eh_frame` as loaded: System V call frame information for every
+    /// function and entry trampoline, valid at the address of the returned slice (its
+    /// FDE addresses are PC-relative; see `artifact::sections`). framewalk's walker
+    /// does not use it; it is for debuggers, profilers and checks of the walker.
+    pub fn eh_frame(&self) -> &[u8] {
+        self.inner.code.eh_frame()
+    }
+
+    /// Where each defined function's body was loaded, by function index.
+    pub fn function_symbols(&self) -> impl Iterator<Item = FunctionSymbol<'_>> + '_ {
+        let inner = &*self.inner;
+        inner.functions.iter().enumerate().map(move |(i, f)| {
+            let func_index = inner.info.num_imported_funcs + i as u32;
+            FunctionSymbol {
+                func_index,
+                name: inner
+                    .names
+                    .get(func_index as usize)
+                    .and_then(|n| n.as_deref()),
+                start: f.body,
+                len: f.body_len as usize,
+            }
+        })
+    }
+
+    /// Writes a Linux `perf` JIT map of this module's functions to `out`: one line
+    /// `START SIZE NAME` per defined function (hex, no `0x`), named
+    /// `wasm[MODULE]::FUNCTION` from the name section (`<unnamed>` for a module without
+    /// a name, `function[INDEX]` for a function without one). Appending it to
+    /// `/tmp/perf-<pid>.map` lets `perf report` name wasm code; the map stays valid as
+    /// long as the module is loaded.
+    pub fn write_perf_map(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let module = self.name().unwrap_or("<unnamed>");
+        for f in self.function_symbols() {
+            match f.name {
+                Some(name) => writeln!(out, "{:x} {:x} wasm[{module}]::{name}", f.start, f.len)?,
+                None => writeln!(
+                    out,
+                    "{:x} {:x} wasm[{module}]::function[{}]",
+                    f.start, f.len, f.func_index
+                )?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where one defined function of a loaded [`Module`] lives in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FunctionSymbol<'a> {
+    /// Index in the module's function space (imports first).
+    pub func_index: u32,
+    /// Name from the name section.
+    pub name: Option<&'a str>,
+    /// Address of the first byte of its body.
+    pub start: usize,
+    /// Length of its body in bytes.
+    pub len: usize,
 }

@@ -382,6 +382,36 @@ impl<T> Caller<'_, T> {
         super::entry::visit_store_frames(&self.store.opaque, f)
     }
 
+    /// Calls `f` with this store's activations on this thread, newest first (as the
+    /// walker reads them, stopping at the first out-of-order record), and a reader of
+    /// the stack words between the lowest recorded `exit_fp` and the highest
+    /// `entry_fp`: the words of their wasm frames, live while this host function runs.
+    /// `None` when no activation has a recorded exit.
+    ///
+    /// This is for a second unwinder that checks or extends the frame-pointer walk (the
+    /// property tests unwind the same frames with the CFI of [`Module::eh_frame`]). The
+    /// reader lives only for the call of `f`; allocates the list.
+    ///
+    /// [`Module::eh_frame`]: super::Module::eh_frame
+    pub fn with_activation_stack<B>(
+        &self,
+        f: impl FnOnce(&[crate::unwind::ActivationInfo], &crate::unwind::LiveStackReader) -> B,
+    ) -> Option<B> {
+        let store = &self.store.opaque;
+        let (lo, hi) = super::entry::store_stack_bounds(store)?;
+        // SAFETY: a `Caller` exists only while its host function runs, called by the
+        // store's newest activation on this thread, so the list is live and unchanged
+        // while `f` runs (`f` gets no access to the store).
+        let list = unsafe { crate::unwind::ActivationList::from_head(store.vm.activation_head) }
+            .only_owner(store.id as usize);
+        let activations: Vec<_> = list.iter().map_while(Result::ok).collect();
+        // SAFETY: `[lo, hi)` spans the live frames of these activations on this thread
+        // (see `store_stack_bounds`), which stay live and unwritten while `f` runs; the
+        // reader cannot outlive the call.
+        let reader = unsafe { crate::unwind::LiveStackReader::new(lo, hi) };
+        Some(f(&activations, &reader))
+    }
+
     /// Runs a garbage collection of this store's `externref`s now (see
     /// [`StoreOpaque::gc`]).
     pub fn gc(&mut self) -> Result<(), crate::unwind::WalkError> {

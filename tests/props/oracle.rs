@@ -9,6 +9,10 @@
 //!   its function that can be there: a call for every caller and for the newest frame of
 //!   a host callback, the trapping instruction for the newest frame of a trap. Names
 //!   come from the name section.
+//! - **Frames, a second way.** At every host callback the same wasm frames are also
+//!   unwound with the modules' `.eh_frame` CFI (`props/cfi.rs`, gimli's reader, from
+//!   the registers at each activation's exit frame); the frame-pointer walk must give
+//!   exactly the same frames (PCs and FPs, activation by activation).
 //! - **References.** Every payload carries a canary and its id; every access (the
 //!   `$check` import, every stack root at every callback, every table and global slot
 //!   after every call) checks that it is alive and was never dropped. After the last
@@ -24,6 +28,7 @@
 
 #![allow(dead_code, reason = "shared by the property tests and the fuzz target")]
 
+use super::cfi::{CfiFrame, CfiTables};
 use super::gen::{Make, Program, Sig, NUM_IMPORTS};
 use framewalk::runtime::{AsStoreMut, HostError};
 use framewalk::trap::{FrameInfo, TrapCode};
@@ -83,6 +88,8 @@ pub struct Stats {
     pub programs: u64,
     /// Host callbacks, each checked against the shadow stack.
     pub callbacks: u64,
+    /// Frames the CFI unwinder found (and the frame-pointer walk matched).
+    pub cfi_frames: u64,
     /// Collections.
     pub collections: u64,
     /// Payloads freed by collections.
@@ -108,6 +115,7 @@ impl Stats {
     pub fn merge(&mut self, other: &Stats) {
         self.programs += other.programs;
         self.callbacks += other.callbacks;
+        self.cfi_frames += other.cfi_frames;
         self.collections += other.collections;
         self.freed_by_gc += other.freed_by_gc;
         self.roots += other.roots;
@@ -160,15 +168,17 @@ struct FuncMeta {
     ops: HashMap<u32, Op>,
 }
 
-/// What the oracle knows from the binary: each function's name and instructions.
+/// What the oracle knows from the binary (each function's name and instructions) and
+/// from the compiled module (its CFI, for the second unwinder).
 pub struct Meta {
     funcs: HashMap<u32, FuncMeta>,
     spin: u32,
+    cfi: CfiTables,
 }
 
 impl Meta {
-    /// Decodes `bytes` (the binary of `program`).
-    pub fn new(bytes: &[u8], program: &Program) -> Result<Meta, String> {
+    /// Decodes `bytes` (the binary of `program`), with `cfi`, that of its module.
+    pub fn new(bytes: &[u8], program: &Program, cfi: CfiTables) -> Result<Meta, String> {
         let mut funcs = HashMap::new();
         let mut index = NUM_IMPORTS;
         for payload in Parser::new(0).parse_all(bytes) {
@@ -207,6 +217,7 @@ impl Meta {
         Ok(Meta {
             funcs,
             spin: program.spin_index(),
+            cfi,
         })
     }
 
@@ -562,6 +573,7 @@ fn check_callback(caller: &mut Caller<'_, Host>, what: &str) -> Result<(), Strin
         ));
     }
     caller.data().meta.check_callback_frames(&frames)?;
+    check_cfi(caller)?;
     {
         let host = caller.data_mut();
         host.stats.callbacks += 1;
@@ -595,6 +607,32 @@ fn check_callback(caller: &mut Caller<'_, Host>, what: &str) -> Result<(), Strin
     }
     caller.data_mut().stats.roots += n as u64;
     error.map_or(Ok(()), Err)
+}
+
+/// The frame-pointer walk and the CFI unwinder must find the same frames.
+fn check_cfi(caller: &mut Caller<'_, Host>) -> Result<(), String> {
+    let mut walked = Vec::new();
+    caller
+        .visit_frames(|f| {
+            walked.push(CfiFrame {
+                activation_index: f.activation_index,
+                pc: f.pc,
+                fp: f.fp,
+            });
+            std::ops::ControlFlow::<()>::Continue(())
+        })
+        .map_err(|e| format!("walk failed: {e}"))?;
+    let meta = caller.data().meta.clone();
+    let unwound = caller
+        .with_activation_stack(|activations, stack| meta.cfi.unwind(activations, stack))
+        .unwrap_or_else(|| Err("no activation with a recorded exit".into()))?;
+    if walked != unwound {
+        return Err(format!(
+            "frame-pointer walk {walked:x?} differs from the CFI unwind {unwound:x?}"
+        ));
+    }
+    caller.data_mut().stats.cfi_frames += unwound.len() as u64;
+    Ok(())
 }
 
 fn collect(caller: &mut Caller<'_, Host>) -> Result<(), String> {
@@ -997,8 +1035,9 @@ pub fn check_program(
 ) -> Result<(), String> {
     let wat = program.to_wat();
     let bytes = wat::parse_str(&wat).map_err(|e| format!("generated WAT invalid: {e}"))?;
-    let meta = Rc::new(Meta::new(&bytes, program)?);
     let module = Module::new(engine, &bytes).map_err(|e| format!("compiling: {e}"))?;
+    let cfi = CfiTables::new(&[&module])?;
+    let meta = Rc::new(Meta::new(&bytes, program, cfi)?);
     let always = run_once(
         engine,
         &module,

@@ -36,6 +36,10 @@ enum Command {
         /// (finds rooting bugs: a reference freed too early is reported by `ref_value`).
         #[arg(long)]
         gc_every_call: bool,
+        /// Write `/tmp/perf-<PID>.map` (Linux perf's JIT map: `START SIZE NAME` per
+        /// wasm function) so that `perf report` names wasm code.
+        #[arg(long)]
+        perf_map: bool,
         /// Arguments for the invoked function.
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
@@ -76,8 +80,18 @@ fn main() {
             invoke,
             gc_stats,
             gc_every_call,
+            perf_map,
             args,
-        } => run(&file, invoke.as_deref(), &args, gc_stats, gc_every_call),
+        } => run(
+            &file,
+            invoke.as_deref(),
+            &args,
+            RunOptions {
+                gc_stats,
+                gc_every_call,
+                perf_map,
+            },
+        ),
         Command::Compile { file, output } => compile(&file, &output),
         Command::Objdump {
             file,
@@ -179,19 +193,45 @@ fn format_val(v: &Val) -> String {
     }
 }
 
-fn run(
-    file: &Path,
-    invoke: Option<&str>,
-    args: &[String],
+/// The flags of `framewalk run`.
+struct RunOptions {
     gc_stats: bool,
     gc_every_call: bool,
-) -> Result<()> {
+    perf_map: bool,
+}
+
+/// Appends `module`'s functions to this process's perf JIT map, `/tmp/perf-<PID>.map`.
+fn append_perf_map(module: &Module) -> Result<()> {
+    use std::io::Write as _;
+    let path = PathBuf::from(format!("/tmp/perf-{}.map", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut lines = Vec::new();
+    module.write_perf_map(&mut lines)?;
+    file.write_all(&lines)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) -> Result<()> {
+    let RunOptions {
+        gc_stats,
+        gc_every_call,
+        perf_map,
+    } = options;
     // The whole backtrace: runs of identical frames are folded when printed.
     let engine = Engine::new(framewalk::Config {
         wasm_backtrace_max_frames: None,
         ..Default::default()
     })?;
+    // The run loads this one module (re-entries instantiate it again, from the same
+    // code), so its functions are the whole map.
     let module = load(&engine, file)?;
+    if perf_map {
+        append_perf_map(&module)?;
+    }
     let mut store = Store::new(
         &engine,
         host::HostState {

@@ -75,14 +75,15 @@ pub fn render(bytes: &[u8], parts: Parts) -> Result<String> {
     };
     writeln!(
         out,
-        "summary: {} functions, {} safepoints, {} distinct maps, stack-map section {} bytes ({bytes_per:.1} bytes per safepoint), {} trap sites, {} address-map entries, text {} bytes",
+        "summary: {} functions, {} safepoints, {} distinct maps, stack-map section {} bytes ({bytes_per:.1} bytes per safepoint), {} trap sites, {} address-map entries, text {} bytes, .eh_frame {} bytes",
         art.num_functions(),
         n,
         maps.map_count(),
         maps.bytes().len(),
         traps.len(),
         addrs.len(),
-        art.text.len()
+        art.text.len(),
+        art.eh_frame.len()
     )?;
     Ok(out)
 }
