@@ -679,3 +679,38 @@ fn a_trap_without_backtrace_capture_has_only_its_message() {
     let again = dive(Config::default(), 3);
     assert_eq!(again.frames().len(), 4);
 }
+
+/// A trap whose instruction directly follows a call has the same PC as that call's
+/// return address in the caller's frame: the two frames must still name different
+/// instructions (the `unreachable`, then the `call`). Found by the property tests.
+#[test]
+fn a_trap_right_after_a_call_and_that_call_are_different_frames() {
+    let wat = r#"
+      (module $after
+        (func $f (export "f") (param i32)
+          (if (local.get 0) (then (call $f (i32.sub (local.get 0) (i32.const 1)))))
+          (unreachable)))"#;
+    let wasm = Wasm::new(wat);
+    let engine = Engine::new(Config::default()).expect("engine");
+    let module = Module::new(&engine, &wasm.bytes).expect("module compiles");
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+    let f = instance.get_typed_func::<i32, ()>(&store, "f").unwrap();
+    let Err(Error::Trap(trap)) = f.call(&mut store, 2) else {
+        panic!("f traps")
+    };
+    let unreachable = wasm.only_op("f", "unreachable", |op| matches!(op, Operator::Unreachable));
+    let call = wasm.call("f", "f");
+    let offsets: Vec<_> = trap.frames().iter().map(|fr| fr.wasm_offset).collect();
+    assert_eq!(
+        offsets,
+        [Some(unreachable), Some(call), Some(call)],
+        "{trap}"
+    );
+    let compact: Vec<_> = trap
+        .backtrace()
+        .frames()
+        .map(|fr| fr.wasm_offset())
+        .collect();
+    assert_eq!(compact, offsets);
+}

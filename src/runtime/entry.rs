@@ -264,8 +264,15 @@ unsafe fn capture(
         crate::unwind::visit_frames(list, start, &reader, view, |frame| {
             if seen < limit.max_frames {
                 let exact = start.is_some() && seen == 0;
+                let after_exact = start.is_some() && seen == 1;
                 seen += 1;
-                super::registry::symbolize_into(backtrace, frame, exact, view.last_data());
+                super::registry::symbolize_into(
+                    backtrace,
+                    frame,
+                    exact,
+                    after_exact,
+                    view.last_data(),
+                );
             } else {
                 *omitted += 1;
             }
@@ -410,7 +417,7 @@ pub(crate) fn store_wasm_backtrace(
 ) -> Result<WasmBacktrace, crate::unwind::WalkError> {
     let mut backtrace = WasmBacktrace::new();
     visit_store_frames_with_data(store, |frame, data| {
-        super::registry::symbolize_into(&mut backtrace, frame, false, data);
+        super::registry::symbolize_into(&mut backtrace, frame, false, false, data);
         ControlFlow::<()>::Continue(())
     })?;
     Ok(backtrace)

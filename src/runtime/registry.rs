@@ -93,16 +93,19 @@ pub(crate) fn symbolize(frame: &Frame, exact: bool, data: Option<usize>) -> Fram
 }
 
 /// Appends a walked frame to `backtrace`: plain data, plus one `Arc` of its module the
-/// first time the module appears. `data` is as for [`symbolize`].
+/// first time the module appears. `data` is as for [`symbolize`]. `after_exact` says
+/// the previous frame was symbolized `exact`.
 pub(crate) fn symbolize_into(
     backtrace: &mut WasmBacktrace,
     frame: &Frame,
     exact: bool,
+    after_exact: bool,
     data: Option<usize>,
 ) {
-    // A repeated return address (not the exact first frame of a trap) symbolizes the
-    // same.
-    if !exact && backtrace.repeat_last(frame.pc) {
+    // A return address repeating the previous one (recursion) symbolizes the same. Not
+    // after an exact frame: a trapping instruction right after a call has the same PC
+    // as that call's return address, but names the instruction itself, not the call.
+    if !exact && !after_exact && backtrace.repeat_last(frame.pc) {
         return;
     }
     let Some(data) = data.or_else(|| REGISTRY.lookup_with_data(frame.pc).map(|(_, d)| d)) else {
