@@ -99,6 +99,31 @@ struct BenchHost {
     frames: usize,
 }
 
+/// The youngest wasm frame's FP and the number of frames, from the real walk.
+fn youngest_fp_and_count(caller: &Caller<'_, BenchHost>) -> (usize, usize) {
+    let (mut fp, mut n) = (0usize, 0usize);
+    caller
+        .visit_frames(|frame| {
+            if n == 0 {
+                fp = frame.fp;
+            }
+            n += 1;
+            ControlFlow::<()>::Continue(())
+        })
+        .expect("walk");
+    (fp, n)
+}
+
+/// Follows `n - 1` saved-FP links from `fp`, with no checks: the raw chain walk.
+fn chase(mut fp: usize, n: usize) -> usize {
+    for _ in 1..n {
+        // SAFETY: `youngest_fp_and_count` just found n live frames linked through their
+        // saved FPs, still on the stack above the caller; this follows the same links.
+        fp = unsafe { std::ptr::read_volatile(fp as *const usize) };
+    }
+    fp
+}
+
 struct Fixture {
     store: Store<BenchHost>,
     instance: Instance,
@@ -139,24 +164,8 @@ impl Fixture {
                 WalkKind::Backtrace => caller.backtrace().expect("walk").len(),
                 WalkKind::WasmBacktrace => caller.wasm_backtrace().expect("walk").len(),
                 WalkKind::RawChain => {
-                    // The youngest frame's FP and the frame count, from the real walk.
-                    let mut n = 0usize;
-                    let mut fp = 0usize;
-                    caller
-                        .visit_frames(|frame| {
-                            if n == 0 {
-                                fp = frame.fp;
-                            }
-                            n += 1;
-                            ControlFlow::<()>::Continue(())
-                        })
-                        .expect("walk");
-                    for _ in 1..n {
-                        // SAFETY: the walk above found n live frames linked through
-                        // their saved FPs; this follows the same n - 1 links.
-                        fp = unsafe { std::ptr::read_volatile(fp as *const usize) };
-                    }
-                    black_box(fp);
+                    let (fp, n) = youngest_fp_and_count(caller);
+                    black_box(chase(fp, n));
                     n
                 }
             };
@@ -170,26 +179,8 @@ impl Fixture {
                 let b = unsafe { &mut *bencher };
                 if let WalkKind::RawChain = caller.data().kind {
                     // Measure only the chase: find the youngest FP once.
-                    let mut fp = 0usize;
-                    let mut n = 0usize;
-                    caller
-                        .visit_frames(|frame| {
-                            if n == 0 {
-                                fp = frame.fp;
-                            }
-                            n += 1;
-                            ControlFlow::<()>::Continue(())
-                        })
-                        .expect("walk");
-                    b.iter(|| {
-                        let mut fp = black_box(fp);
-                        for _ in 1..n {
-                            // SAFETY: as in `count_frames`: n live frames linked
-                            // through their saved FPs.
-                            fp = unsafe { std::ptr::read_volatile(fp as *const usize) };
-                        }
-                        fp
-                    });
+                    let (fp, n) = youngest_fp_and_count(&caller);
+                    b.iter(|| chase(black_box(fp), n));
                 } else {
                     b.iter(|| black_box(count_frames(&caller)));
                 }

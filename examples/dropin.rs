@@ -414,14 +414,17 @@ impl Lower<'_> {
     }
 }
 
-/// The exit trampoline, `exit(vmctx, host, a0, a1) -> i64`: records its own FP as the
-/// newest activation's `exit_fp` (so `[exit_fp]` and `[exit_fp + 8]` are the FP and
-/// return address of the toy frame that called it), calls the host, and clears
-/// `exit_fp` when the host returns.
-fn lower_exit(isa: &OwnedTargetIsa, index: u32) -> ir::Function {
+/// A one-block function `index` of `params` i64 parameters (after the vmctx), whose
+/// body `body` builds from the parameters (the vmctx first) and then returns.
+fn one_block_function(
+    isa: &OwnedTargetIsa,
+    index: u32,
+    params: usize,
+    body: impl FnOnce(&mut FunctionBuilder, &[ir::Value]),
+) -> ir::Function {
     let mut func = ir::Function::with_name_signature(
         UserFuncName::user(NS_FUNCTION, index),
-        signature(isa, 3),
+        signature(isa, params),
     );
     let mut fctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(&mut func, &mut fctx);
@@ -430,26 +433,36 @@ fn lower_exit(isa: &OwnedTargetIsa, index: u32) -> ir::Function {
     b.switch_to_block(block);
     b.seal_block(block);
     let args = b.block_params(block).to_vec();
-    let vmctx = args[0];
-    let flags = MemFlags::trusted();
-    let fp = b.ins().get_frame_pointer(I64);
-    let head = b.ins().load(I64, flags, vmctx, VMCTX_HEAD_OFFSET);
-    b.ins()
-        .store(flags, fp, head, ACTIVATION_EXIT_FP_OFFSET as i32);
-    let dispatch = b
-        .ins()
-        .iconst(I64, host_dispatch as *const () as usize as i64);
-    let sig = b.import_signature(signature(isa, 3));
-    let call = b.ins().call_indirect(sig, dispatch, &args);
-    let result = b.inst_results(call)[0];
-    // Nested activations the host made are gone again: the head is ours.
-    let head = b.ins().load(I64, flags, vmctx, VMCTX_HEAD_OFFSET);
-    let zero = b.ins().iconst(I64, 0);
-    b.ins()
-        .store(flags, zero, head, ACTIVATION_EXIT_FP_OFFSET as i32);
-    b.ins().return_(&[result]);
+    body(&mut b, &args);
     b.finalize();
     func
+}
+
+/// The exit trampoline, `exit(vmctx, host, a0, a1) -> i64`: records its own FP as the
+/// newest activation's `exit_fp` (so `[exit_fp]` and `[exit_fp + 8]` are the FP and
+/// return address of the toy frame that called it), calls the host, and clears
+/// `exit_fp` when the host returns.
+fn lower_exit(isa: &OwnedTargetIsa, index: u32) -> ir::Function {
+    one_block_function(isa, index, 3, |b, args| {
+        let vmctx = args[0];
+        let flags = MemFlags::trusted();
+        let fp = b.ins().get_frame_pointer(I64);
+        let head = b.ins().load(I64, flags, vmctx, VMCTX_HEAD_OFFSET);
+        b.ins()
+            .store(flags, fp, head, ACTIVATION_EXIT_FP_OFFSET as i32);
+        let dispatch = b
+            .ins()
+            .iconst(I64, host_dispatch as *const () as usize as i64);
+        let sig = b.import_signature(signature(isa, 3));
+        let call = b.ins().call_indirect(sig, dispatch, args);
+        let result = b.inst_results(call)[0];
+        // Nested activations the host made are gone again: the head is ours.
+        let head = b.ins().load(I64, flags, vmctx, VMCTX_HEAD_OFFSET);
+        let zero = b.ins().iconst(I64, 0);
+        b.ins()
+            .store(flags, zero, head, ACTIVATION_EXIT_FP_OFFSET as i32);
+        b.ins().return_(&[result]);
+    })
 }
 
 /// The entry trampoline, `entry(vmctx, activation, callee, arg) -> i64`: fills in the
@@ -457,39 +470,26 @@ fn lower_exit(isa: &OwnedTargetIsa, index: u32) -> ir::Function {
 /// head, calls `callee(vmctx, arg)`, and restores the head. The callee's frame saves
 /// this trampoline's FP at its `[FP]`, which is how a walk knows the activation ends.
 fn lower_entry(isa: &OwnedTargetIsa, index: u32) -> ir::Function {
-    let mut func = ir::Function::with_name_signature(
-        UserFuncName::user(NS_FUNCTION, index),
-        signature(isa, 3),
-    );
-    let mut fctx = FunctionBuilderContext::new();
-    let mut b = FunctionBuilder::new(&mut func, &mut fctx);
-    let block = b.create_block();
-    b.append_block_params_for_function_params(block);
-    b.switch_to_block(block);
-    b.seal_block(block);
-    let [vmctx, activation, callee, arg]: [ir::Value; 4] = b
-        .block_params(block)
-        .try_into()
-        .expect("the signature has four parameters");
-    let flags = MemFlags::trusted();
-    let fp = b.ins().get_frame_pointer(I64);
-    let prev = b.ins().load(I64, flags, vmctx, VMCTX_HEAD_OFFSET);
-    let zero = b.ins().iconst(I64, 0);
-    b.ins()
-        .store(flags, prev, activation, ACTIVATION_PREV_OFFSET as i32);
-    b.ins()
-        .store(flags, fp, activation, ACTIVATION_ENTRY_FP_OFFSET as i32);
-    b.ins()
-        .store(flags, zero, activation, ACTIVATION_EXIT_FP_OFFSET as i32);
-    // Fully initialised (the owner was set by the host): now it may be walked.
-    b.ins().store(flags, activation, vmctx, VMCTX_HEAD_OFFSET);
-    let sig = b.import_signature(signature(isa, 1));
-    let call = b.ins().call_indirect(sig, callee, &[vmctx, arg]);
-    let result = b.inst_results(call)[0];
-    b.ins().store(flags, prev, vmctx, VMCTX_HEAD_OFFSET);
-    b.ins().return_(&[result]);
-    b.finalize();
-    func
+    one_block_function(isa, index, 3, |b, args| {
+        let [vmctx, activation, callee, arg] = [args[0], args[1], args[2], args[3]];
+        let flags = MemFlags::trusted();
+        let fp = b.ins().get_frame_pointer(I64);
+        let prev = b.ins().load(I64, flags, vmctx, VMCTX_HEAD_OFFSET);
+        let zero = b.ins().iconst(I64, 0);
+        b.ins()
+            .store(flags, prev, activation, ACTIVATION_PREV_OFFSET as i32);
+        b.ins()
+            .store(flags, fp, activation, ACTIVATION_ENTRY_FP_OFFSET as i32);
+        b.ins()
+            .store(flags, zero, activation, ACTIVATION_EXIT_FP_OFFSET as i32);
+        // Fully initialised (the owner was set by the host): now it may be walked.
+        b.ins().store(flags, activation, vmctx, VMCTX_HEAD_OFFSET);
+        let sig = b.import_signature(signature(isa, 1));
+        let call = b.ins().call_indirect(sig, callee, &[vmctx, arg]);
+        let result = b.inst_results(call)[0];
+        b.ins().store(flags, prev, vmctx, VMCTX_HEAD_OFFSET);
+        b.ins().return_(&[result]);
+    })
 }
 
 // ---------------------------------------------------------------------------------

@@ -175,7 +175,7 @@ pub(crate) unsafe fn invoke(
 }
 
 /// The error a failed host call left in the store (resuming a panic if it was one).
-fn take_host_failure(store: &mut StoreOpaque, frames: Vec<FrameInfo>) -> Error {
+pub(crate) fn take_host_failure(store: &mut StoreOpaque, frames: Vec<FrameInfo>) -> Error {
     if let Some(panic) = store.pending_panic.take() {
         std::panic::resume_unwind(panic);
     }

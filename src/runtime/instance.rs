@@ -538,16 +538,10 @@ unsafe fn call_host_start(
     // SAFETY: per this function's contract; no argument or result slots are needed.
     let ok = unsafe { entry(f.vmctx, caller_vmctx, none.as_mut_ptr(), 0) };
     if ok {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(super::entry::take_host_failure(store, Vec::new()))
     }
-    if let Some(panic) = store.pending_panic.take() {
-        std::panic::resume_unwind(panic);
-    }
-    let e = store
-        .pending_error
-        .take()
-        .unwrap_or_else(|| "host function failed".into());
-    Err(Trap::host(e, Vec::new()).into())
 }
 
 fn eval_const(store: &StoreOpaque, data: &InstanceData, c: &ConstExpr) -> u64 {
