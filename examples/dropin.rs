@@ -38,7 +38,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{binemit::Reloc, Context, FinalizedRelocTarget};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
-use framewalk::gc::{self, ExternRef, GcStats, StackRoots, VMExternRefSet};
+use framewalk::gc::{self, ExternRef, GcStats, RootSource, StackRoots, VMExternRefSet};
 use framewalk::stackmap::{Safepoint, StackMapBuilder, StackMapSection};
 use framewalk::unwind::{
     visit_frames, Activation, ActivationList, CodeRegistry, FunctionRange, LiveStackReader,
@@ -807,7 +807,7 @@ impl ToyRuntime {
             section.lookup(frame.location.text_offset)
         });
         let mut frames: Vec<FrameRoots> = Vec::new();
-        let reader = Self::reader(&list);
+        let reader = roots.reader();
         roots
             .visit(|frame, slot| {
                 let function = self.program[frame.location.func_index as usize].name;

@@ -171,31 +171,57 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
         };
         // Done unless the step below succeeds.
         self.position = Position::Done;
-        let next_fp = self.read_at(frame.fp, arch::SAVED_FP_OFFSET)?;
-        match next_fp_in_chain(next_fp, frame.fp, lo, entry_fp)? {
-            NextFp::End => self.enter_next_activation(None),
-            NextFp::Frame(fp) => {
-                let pc = self.read_at(frame.fp, arch::RETURN_ADDR_OFFSET)?;
-                let sp = offset(frame.fp, arch::CALLER_SP_OFFSET)?;
-                let location = if pc == frame.pc {
-                    frame.location
-                } else {
-                    self.locate(pc)?
-                };
+        match self.next_in_run(&frame, lo, entry_fp)? {
+            Some(next) => {
                 self.position = Position::At {
-                    frame: Frame {
-                        pc,
-                        fp,
-                        sp,
-                        location,
-                        activation_index: frame.activation_index,
-                    },
+                    frame: next,
                     lo,
                     entry_fp,
                 };
                 Ok(())
             }
+            None => self.enter_next_activation(None),
         }
+    }
+
+    /// The frame after `frame` in the same activation's run (which started at FP `lo`
+    /// and ends at `entry_fp`), or `None` at the end of the run. The common step (a
+    /// saved FP that is aligned and strictly between `frame.fp` and `entry_fp`) is a few
+    /// compares; anything else goes through `next_fp_in_chain`, which gives the same
+    /// answer and the same errors. Inlined into `visit_frames`, whose loop keeps the
+    /// run's state in registers.
+    #[inline(always)]
+    fn next_in_run(
+        &self,
+        frame: &Frame,
+        lo: usize,
+        entry_fp: usize,
+    ) -> Result<Option<Frame>, WalkError> {
+        let fp = frame.fp;
+        let saved = self.read_at(fp, arch::SAVED_FP_OFFSET)?;
+        let next = if saved.is_multiple_of(arch::FP_ALIGN) && saved > fp && saved < entry_fp {
+            saved
+        } else {
+            match next_fp_in_chain(saved, fp, lo, entry_fp)? {
+                NextFp::Frame(next) => next,
+                NextFp::End => return Ok(None),
+            }
+        };
+        let pc = self.read_at(fp, arch::RETURN_ADDR_OFFSET)?;
+        // Recursion repeats a return address: the same PC is the same location (and a
+        // `CodeLookup` that remembers its last answer still holds it).
+        let location = if pc == frame.pc {
+            frame.location
+        } else {
+            self.locate(pc)?
+        };
+        Ok(Some(Frame {
+            pc,
+            fp: next,
+            sp: offset(fp, arch::CALLER_SP_OFFSET)?,
+            location,
+            activation_index: frame.activation_index,
+        }))
     }
 
     /// Positions the cursor on the first frame of the next activation that has wasm
@@ -380,10 +406,7 @@ where
     C: CodeLookup + ?Sized,
 {
     let mut cursor = FrameCursor::new(activations, start, reader, code)?;
-    // The same steps as `FrameCursor::advance`, with the state of one activation's run
-    // in locals: the common step (a saved FP that is aligned and strictly between the
-    // current FP and `entry_fp`) is a few compares; anything else goes through
-    // `next_fp_in_chain`, which gives the same answer and the same errors.
+    // `FrameCursor::advance`'s steps, with the state of one activation's run in locals.
     while let Position::At {
         mut frame,
         lo,
@@ -395,31 +418,10 @@ where
             if let ControlFlow::Break(b) = f(&frame) {
                 return Ok(Some(b));
             }
-            let fp = frame.fp;
-            let saved = cursor.read_at(fp, arch::SAVED_FP_OFFSET)?;
-            let next = if saved.is_multiple_of(arch::FP_ALIGN) && saved > fp && saved < entry_fp {
-                saved
-            } else {
-                match next_fp_in_chain(saved, fp, lo, entry_fp)? {
-                    NextFp::Frame(next) => next,
-                    NextFp::End => break,
-                }
-            };
-            let pc = cursor.read_at(fp, arch::RETURN_ADDR_OFFSET)?;
-            // Recursion repeats a return address: the same PC is the same location
-            // (and a `CodeLookup` that remembers its last answer still holds it).
-            let location = if pc == frame.pc {
-                frame.location
-            } else {
-                cursor.locate(pc)?
-            };
-            frame = Frame {
-                pc,
-                fp: next,
-                sp: offset(fp, arch::CALLER_SP_OFFSET)?,
-                location,
-                activation_index: frame.activation_index,
-            };
+            match cursor.next_in_run(&frame, lo, entry_fp)? {
+                Some(next) => frame = next,
+                None => break,
+            }
         }
         cursor.enter_next_activation(None)?;
     }
