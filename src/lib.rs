@@ -70,6 +70,8 @@ pub mod arch;
 pub mod artifact;
 #[cfg(feature = "runtime")]
 pub mod compile;
+#[cfg(feature = "debuginfo")]
+pub mod debuginfo;
 pub mod gc;
 #[cfg(feature = "runtime")]
 pub mod host;

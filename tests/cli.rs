@@ -76,6 +76,53 @@ fn trap_example_prints_one_backtrace_over_three_activations() {
 }
 
 #[test]
+fn dwarf_example_prints_source_lines_and_inlined_calls() {
+    let shapes = example("dwarf/shapes.wasm");
+    let o = framewalk(&["run", &shapes, "--invoke", "run", "4", "4"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.starts_with("error: wasm trap: integer divide by zero\nwasm backtrace:\n"));
+    let lines: Vec<&str> = err.lines().skip(2).map(str::trim).collect();
+    // Offsets are pinned by tests/debuginfo.rs; here, the shape the user sees.
+    assert_eq!(lines.len(), 8, "{err}");
+    assert!(
+        lines[0].starts_with("0:")
+            && lines[0].ends_with(" - shapes::average(shapes::Grid const&, int)"),
+        "{err}"
+    );
+    assert_eq!(
+        lines[1],
+        "inlined shapes::divide(int, int) at ./shapes.cpp:16:18"
+    );
+    assert_eq!(
+        lines[2],
+        "inlined shapes::checked_div(int, int) at ./shapes.cpp:20:12"
+    );
+    assert_eq!(lines[3], "at ./shapes.cpp:28:12");
+    assert!(
+        lines[4].ends_with(" - shapes::row_average(shapes::Grid&, int)"),
+        "{err}"
+    );
+    assert_eq!(lines[5], "at ./shapes.cpp:33:12");
+    assert!(lines[6].ends_with(" - run"), "{err}");
+    assert_eq!(lines[7], "at ./shapes.cpp:59:12");
+
+    let o = framewalk(&["run", &shapes, "--invoke", "show"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = stderr(&o).lines().map(|l| l.trim().to_string()).collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0], "wasm backtrace:");
+    assert!(lines[1].ends_with(" - shapes::report()"));
+    assert_eq!(lines[2], "at ./shapes.cpp:40:5");
+    assert!(lines[3].ends_with(" - show"));
+    assert_eq!(lines[4], "at ./shapes.cpp:69:5");
+
+    let o = framewalk(&["run", &shapes, "--invoke", "run", "4", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1\n");
+}
+
+#[test]
 fn compute_example_with_arguments() {
     let o = framewalk(&["run", &example("compute.wat"), "--invoke", "fib", "20"]);
     assert!(o.status.success());

@@ -409,7 +409,6 @@ pub(crate) fn store_stack_bounds(store: &StoreOpaque) -> Option<(usize, usize)> 
     list.recorded_exit_range()
 }
 
-/// The symbolized wasm frames of `store`, newest first.
 /// The wasm frames of `store`, newest first, as a [`WasmBacktrace`] (names borrowed from
 /// one `Arc` per module).
 pub(crate) fn store_wasm_backtrace(
@@ -423,6 +422,7 @@ pub(crate) fn store_wasm_backtrace(
     Ok(backtrace)
 }
 
+/// The symbolized wasm frames of `store`, newest first, in owned form.
 pub(crate) fn store_backtrace(
     store: &StoreOpaque,
 ) -> Result<Vec<FrameInfo>, crate::unwind::WalkError> {

@@ -12,6 +12,7 @@ use super::libcalls;
 use crate::artifact::{self, Artifact, ArtifactError};
 use crate::compile::module_info::{self, ModuleInfo};
 use crate::compile::{self, CompileError};
+use crate::debuginfo::{DebugInfoError, SourceMap};
 use crate::runtime::vmcontext::VMOffsets;
 use crate::stackmap::StackMapBuilder;
 use crate::types::{ExternType, FuncType};
@@ -181,9 +182,17 @@ pub(crate) struct ModuleInner {
     pub(crate) names: Vec<Option<Arc<str>>>,
     /// The module's name from the name section.
     pub(crate) module_name: Option<Arc<str>>,
+    /// Source lines from the module's DWARF, read the first time a frame asks.
+    source_map: OnceLock<Result<SourceMap, DebugInfoError>>,
 }
 
 impl ModuleInner {
+    /// The module's DWARF line tables, read on first use.
+    fn source_map(&self) -> &Result<SourceMap, DebugInfoError> {
+        self.source_map
+            .get_or_init(|| SourceMap::parse(&self.bytes.as_slice()[self.wasm.clone()]))
+    }
+
     /// The trap section (validated pairs).
     pub(crate) fn trap_bytes(&self) -> &[u8] {
         &self.bytes.as_slice()[self.traps.clone()]
@@ -209,6 +218,13 @@ impl crate::trap::FrameSymbols for ModuleInner {
             self.names.get(func_index as usize).cloned().flatten(),
             self.module_name.clone(),
         )
+    }
+
+    fn source_locations(&self, wasm_offset: u32) -> Vec<crate::trap::SourceLocation> {
+        match self.source_map() {
+            Ok(map) => map.locations(wasm_offset),
+            Err(_) => Vec::new(),
+        }
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
@@ -381,6 +397,7 @@ impl Module {
             type_ids,
             names,
             module_name,
+            source_map: OnceLock::new(),
         });
         if !inner.code.is_empty() {
             let text = ModuleText {
@@ -405,6 +422,11 @@ impl Module {
             let _ = inner.registration.set(registration);
         }
         Ok(Module { inner })
+    }
+
+    /// The engine the module was compiled or loaded for.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
     }
 
     /// The artifact bytes (what `framewalk compile` writes).
@@ -470,6 +492,19 @@ impl Module {
     /// Name of function `index`, if the name section gave one.
     pub fn func_name(&self, index: u32) -> Option<&str> {
         self.inner.names.get(index as usize)?.as_deref()
+    }
+
+    /// The module's source-level debug information: the line tables and inlined calls
+    /// of its DWARF custom sections (`.debug_info`, `.debug_line`, …), which
+    /// backtraces use for [`FrameInfo::source`](crate::trap::FrameInfo::source). Read
+    /// the first time it is needed; empty for a module without DWARF.
+    ///
+    /// # Errors
+    ///
+    /// The [`DebugInfoError`] that made the DWARF unreadable: the module still runs,
+    /// and its backtraces have no source lines.
+    pub fn source_map(&self) -> Result<&SourceMap, &DebugInfoError> {
+        self.inner.source_map().as_ref()
     }
 
     /// The stack-map section bytes.

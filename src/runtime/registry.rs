@@ -80,6 +80,7 @@ pub(crate) fn symbolize(frame: &Frame, exact: bool, data: Option<usize>) -> Fram
         wasm_offset: None,
         func_offset: None,
         pc: frame.pc,
+        source: Vec::new(),
     };
     let Some(data) = data.or_else(|| REGISTRY.lookup_with_data(frame.pc).map(|(_, d)| d)) else {
         return info;
@@ -89,6 +90,9 @@ pub(crate) fn symbolize(frame: &Frame, exact: bool, data: Option<usize>) -> Fram
     info.func_name = m.names.get(loc.func_index as usize).cloned().flatten();
     info.module_name = m.module_name.clone();
     (info.wasm_offset, info.func_offset) = offsets(m, frame, exact);
+    if let Some(offset) = info.wasm_offset {
+        info.source = crate::trap::FrameSymbols::source_locations(m, offset);
+    }
     info
 }
 

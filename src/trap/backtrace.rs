@@ -1,6 +1,6 @@
 //! `Trap`: why wasm stopped, with the wasm frames that were live, as users see it.
 
-use super::{TrapCode, WasmBacktrace};
+use super::{SourceLocation, TrapCode, WasmBacktrace};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -21,6 +21,10 @@ pub struct FrameInfo {
     pub func_offset: Option<u32>,
     /// The native PC (the trapping instruction, or a return address).
     pub pc: usize,
+    /// Where the instruction is in the source, from the module's DWARF: the innermost
+    /// inlined function first, the frame's own function last. Empty when the module
+    /// has no debug information for it.
+    pub source: Vec<SourceLocation>,
 }
 
 /// A host function's error as carried in a trap.
@@ -134,20 +138,48 @@ impl Trap {
 }
 
 /// Formats frames the way a trap prints them: a `wasm backtrace:` line, then one line
-/// per frame, newest first (`    0:   0x4a - demo!divide`).
+/// per frame, newest first (`    0:   0x4a - demo!divide`), function names demangled,
+/// each followed by its source locations when the module has DWARF:
+///
+/// ```text
+///     0:   0x86 - shapes::average(shapes::Grid const&, int)
+///                   inlined shapes::checked_div(int, int) at ./shapes.cpp:15:18
+///                   at ./shapes.cpp:23:12
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Backtrace<'a>(pub &'a [FrameInfo]);
 
 impl FrameInfo {
+    /// The function's name, demangled (Rust and C++) when framewalk is built with the
+    /// `debuginfo` feature.
+    pub fn demangled_name(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.func_name.as_deref().map(super::display_name)
+    }
+
     /// `module!function`, as a backtrace line names the frame.
     fn write_name(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(m) = &self.module_name {
             write!(f, "{m}!")?;
         }
-        match &self.func_name {
-            Some(n) => f.write_str(n),
+        match self.demangled_name() {
+            Some(n) => f.write_str(&n),
             None => write!(f, "<wasm function {}>", self.func_index),
         }
+    }
+
+    /// The frame's source locations, one line each, under its backtrace line.
+    fn write_source(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for loc in &self.source {
+            f.write_str("\n                  ")?;
+            if loc.inlined {
+                match loc.display_function() {
+                    Some(name) => write!(f, "inlined {name} ")?,
+                    None => f.write_str("inlined ")?,
+                }
+            }
+            write!(f, "at {}", loc.display_position())?;
+        }
+        Ok(())
     }
 
     /// Whether two frames print the same line (same function and offset).
@@ -191,6 +223,7 @@ impl fmt::Display for Backtrace<'_> {
                 None => f.write_str("       - ")?,
             }
             frame.write_name(f)?;
+            frame.write_source(f)?;
             let run = self.0[i..]
                 .iter()
                 .take_while(|other| other.same_line(frame))
@@ -260,6 +293,7 @@ mod tests {
             wasm_offset: Some(off),
             func_offset: None,
             pc: 0,
+            source: Vec::new(),
         }
     }
 

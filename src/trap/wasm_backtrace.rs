@@ -12,7 +12,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use super::FrameInfo;
+use super::{FrameInfo, SourceLocation};
 
 /// What a module tells a backtrace about its frames: its name and its functions' names.
 /// Implemented by the runtime's module (framewalk's `Module`); a drop-in runtime
@@ -28,6 +28,13 @@ pub trait FrameSymbols: Send + Sync + 'static {
             self.func_name(func_index).map(Arc::from),
             self.module_name().map(Arc::from),
         )
+    }
+    /// The source locations of the instruction at `wasm_offset` (its offset in the
+    /// module's binary), innermost inlined function first, from the module's debug
+    /// information; empty (the default) when there is none.
+    fn source_locations(&self, wasm_offset: u32) -> Vec<SourceLocation> {
+        let _ = wasm_offset;
+        Vec::new()
     }
     /// The module itself, for downcasting to the runtime's type.
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
@@ -210,7 +217,16 @@ impl<'a> WasmFrame<'a> {
         self.symbols
     }
 
-    /// The owned form of this frame.
+    /// The source locations of this frame's instruction (see
+    /// [`FrameSymbols::source_locations`]); empty without debug information.
+    pub fn source_locations(&self) -> Vec<SourceLocation> {
+        match self.wasm_offset() {
+            Some(offset) => self.symbols.source_locations(offset),
+            None => Vec::new(),
+        }
+    }
+
+    /// The owned form of this frame, with its source locations.
     pub fn to_frame_info(&self) -> FrameInfo {
         let (func_name, module_name) = self.symbols.shared_names(self.raw.func_index);
         FrameInfo {
@@ -220,6 +236,7 @@ impl<'a> WasmFrame<'a> {
             wasm_offset: self.wasm_offset(),
             func_offset: self.func_offset(),
             pc: self.raw.pc,
+            source: self.source_locations(),
         }
     }
 }

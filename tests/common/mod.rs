@@ -52,7 +52,11 @@ pub struct Expected {
 impl Wasm {
     /// Assembles `wat` and reads its names.
     pub fn new(wat: &str) -> Wasm {
-        let bytes = wat::parse_str(wat).expect("test module assembles");
+        Wasm::from_binary(wat::parse_str(wat).expect("test module assembles"))
+    }
+
+    /// Reads the names of the wasm binary `bytes`.
+    pub fn from_binary(bytes: Vec<u8>) -> Wasm {
         let mut imported_funcs = 0;
         let mut names = Vec::new();
         let mut module_name = None;
