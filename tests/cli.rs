@@ -122,6 +122,73 @@ fn dwarf_example_prints_source_lines_and_inlined_calls() {
     assert_eq!(stdout(&o), "1\n");
 }
 
+/// GDB, if it is installed and may trace a child here: `None` (with a note) if not.
+fn gdb_batch(commands: &[&str], program: &[&str]) -> Option<String> {
+    let mut cmd = Command::new("gdb");
+    cmd.args(["-q", "-nx", "-batch"]);
+    for c in commands {
+        cmd.args(["-ex", c]);
+    }
+    cmd.arg("--args")
+        .arg(env!("CARGO_BIN_EXE_framewalk"))
+        .args(program);
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipped: gdb is not runnable here ({e}); .ci/run installs it");
+            return None;
+        }
+    };
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    if text.contains("ptrace: Operation not permitted") || text.contains("Couldn't get registers") {
+        eprintln!("skipped: gdb may not trace processes here:\n{text}");
+        return None;
+    }
+    Some(text)
+}
+
+#[test]
+fn gdb_names_wasm_frames_through_the_jit_interface() {
+    let Some(out) = gdb_batch(
+        &[
+            "set pagination off",
+            "handle SIGILL stop nopass",
+            "run",
+            "bt 6",
+        ],
+        &[
+            "run",
+            &example("dwarf/shapes.wasm"),
+            "--invoke",
+            "run",
+            "4",
+            "4",
+        ],
+    ) else {
+        return;
+    };
+    assert!(out.contains("received signal SIGILL"), "{out}");
+    // `#N  0xADDRESS in NAME ()`: the names of the first five frames.
+    let names: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .filter_map(|l| l.split(" in ").nth(1))
+        .map(|n| n.trim_end_matches(" ()"))
+        .take(5)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "wasm[<unnamed>]::shapes::average(shapes::Grid const&, int)",
+            "wasm[<unnamed>]::shapes::row_average(shapes::Grid&, int)",
+            "wasm[<unnamed>]::run",
+            "wasm[<unnamed>]::run::entry_trampoline",
+            "framewalk_enter",
+        ],
+        "{out}"
+    );
+}
+
 #[test]
 fn compute_example_with_arguments() {
     let o = framewalk(&["run", &example("compute.wat"), "--invoke", "fib", "20"]);

@@ -21,6 +21,11 @@ pub struct Config {
     /// Wasmtime); the frames beyond are only counted
     /// ([`Trap::omitted_frames`](crate::Trap::omitted_frames)). `None`: all of them.
     pub wasm_backtrace_max_frames: Option<NonZeroUsize>,
+    /// Whether each module is described to GDB through its JIT interface when loaded
+    /// (default `false`): a debugger then names wasm functions (`wasm[MODULE]::NAME`)
+    /// and unwinds through them with their CFI. Costs one small in-memory ELF per
+    /// module.
+    pub gdb_jit: bool,
 }
 
 /// The default of [`Config::wasm_backtrace_max_frames`].
@@ -35,6 +40,7 @@ impl Default for Config {
             max_wasm_stack: 512 * 1024,
             wasm_backtrace: true,
             wasm_backtrace_max_frames: Some(DEFAULT_WASM_BACKTRACE_MAX_FRAMES),
+            gdb_jit: false,
         }
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod externals;
 mod func;
 mod gc_roots;
+mod gdb_jit;
 mod instance;
 mod libcalls;
 mod module;

@@ -8,6 +8,7 @@
 
 use super::code_memory::CodeMemory;
 use super::engine::Engine;
+use super::gdb_jit::{self, GdbJitRegistration, JitFunction};
 use super::libcalls;
 use crate::artifact::{self, Artifact, ArtifactError};
 use crate::compile::module_info::{self, ModuleInfo};
@@ -141,6 +142,8 @@ pub(crate) struct LoadedFunction {
     pub(crate) body: usize,
     pub(crate) body_len: u32,
     pub(crate) entry_trampoline: usize,
+    /// Length of the entry trampoline's code (0: none).
+    pub(crate) entry_trampoline_len: u32,
     pub(crate) text_offset: u32,
 }
 
@@ -161,6 +164,9 @@ pub(crate) struct ModuleInner {
     /// Must stay the first field: unregistering comes before freeing what the registry
     /// data points at.
     registration: OnceLock<ModuleRegistration<'static>>,
+    /// The description given to a debugger (`Config::gdb_jit`); withdrawn before the
+    /// code it describes is unmapped.
+    _gdb_jit: Option<GdbJitRegistration>,
     pub(crate) engine: Engine,
     bytes: ArtifactBytes,
     text: Range<usize>,
@@ -347,6 +353,7 @@ impl Module {
                 body: base + f.offset as usize,
                 body_len: f.len,
                 entry_trampoline: f.entry_trampoline.map_or(0, |(o, _)| base + o as usize),
+                entry_trampoline_len: f.entry_trampoline.map_or(0, |(_, len)| len),
                 text_offset: f.offset,
             });
             symbol_ranges.push(FuncSymbolRange {
@@ -380,8 +387,14 @@ impl Module {
         // `ModuleInner` and whose heap/mapped storage never moves or is freed before it.
         let maps: crate::stackmap::StackMapSection<'static> = unsafe { std::mem::transmute(maps) };
         drop(art);
+        let gdb_jit = if engine.inner.config.gdb_jit && !code.is_empty() {
+            Some(describe_to_debugger(&code, &functions, &info, &names)?)
+        } else {
+            None
+        };
         let inner = Arc::new(ModuleInner {
             registration: OnceLock::new(),
+            _gdb_jit: gdb_jit,
             engine: engine.clone(),
             bytes,
             text,
@@ -561,19 +574,62 @@ impl Module {
     /// `/tmp/perf-<pid>.map` lets `perf report` name wasm code; the map stays valid as
     /// long as the module is loaded.
     pub fn write_perf_map(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let module = self.name().unwrap_or("<unnamed>");
         for f in self.function_symbols() {
-            match f.name {
-                Some(name) => writeln!(out, "{:x} {:x} wasm[{module}]::{name}", f.start, f.len)?,
-                None => writeln!(
-                    out,
-                    "{:x} {:x} wasm[{module}]::function[{}]",
-                    f.start, f.len, f.func_index
-                )?,
-            }
+            let name = native_symbol_name(self.name(), f.func_index, f.name);
+            writeln!(out, "{:x} {:x} {name}", f.start, f.len)?;
         }
         Ok(())
     }
+}
+
+/// The name a function has outside wasm (perf maps, debuggers): `wasm[MODULE]::NAME`.
+fn native_symbol_name(module: Option<&str>, func_index: u32, name: Option<&str>) -> String {
+    let module = module.unwrap_or("<unnamed>");
+    match name {
+        Some(name) => format!("wasm[{module}]::{name}"),
+        None => format!("wasm[{module}]::function[{func_index}]"),
+    }
+}
+
+/// Registers loaded code with the GDB JIT interface.
+fn describe_to_debugger(
+    code: &CodeMemory,
+    functions: &[LoadedFunction],
+    info: &ModuleInfo,
+    names: &[Option<Arc<str>>],
+) -> Result<GdbJitRegistration, ModuleLoadError> {
+    let mut symbols = Vec::new();
+    for (i, f) in functions.iter().enumerate() {
+        let func_index = info.num_imported_funcs + i as u32;
+        let name = native_symbol_name(
+            info.name.as_deref(),
+            func_index,
+            names.get(func_index as usize).and_then(|n| n.as_deref()),
+        );
+        if f.entry_trampoline_len > 0 {
+            symbols.push(JitFunction {
+                name: format!("{name}::entry_trampoline"),
+                start: f.entry_trampoline,
+                len: f.entry_trampoline_len as usize,
+            });
+        }
+        if f.body_len > 0 {
+            symbols.push(JitFunction {
+                name,
+                start: f.body,
+                len: f.body_len as usize,
+            });
+        }
+    }
+    let eh_frame = code.eh_frame();
+    let image = gdb_jit::object_image(
+        code.base()..code.base() + code.len(),
+        &symbols,
+        eh_frame.as_ptr() as usize,
+        eh_frame,
+    )
+    .map_err(|e| CompileError::Host(format!("writing the GDB JIT object: {e}")))?;
+    Ok(GdbJitRegistration::register(image))
 }
 
 /// Where one defined function of a loaded [`Module`] lives in memory.

@@ -221,9 +221,11 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
         gc_every_call,
         perf_map,
     } = options;
-    // The whole backtrace: runs of identical frames are folded when printed.
+    // The whole backtrace: runs of identical frames are folded when printed. Modules
+    // are described to GDB (`gdb --args framewalk run ...` names wasm frames).
     let engine = Engine::new(framewalk::Config {
         wasm_backtrace_max_frames: None,
+        gdb_jit: true,
         ..Default::default()
     })?;
     // The run loads this one module (re-entries instantiate it again, from the same
