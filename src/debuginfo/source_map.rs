@@ -711,4 +711,39 @@ mod tests {
             assert!(errors > 0 && parsed > 0, "{errors} errors, {parsed} parsed");
         }
     }
+
+    /// The fuzz target's path on a few fixed inputs (the target itself needs nightly).
+    #[test]
+    fn fuzz_entry_point_runs_on_raw_inputs() {
+        // shapes.wasm's sections in the target's order.
+        let mut sections = Vec::new();
+        for name in [
+            ".debug_info",
+            ".debug_abbrev",
+            ".debug_line",
+            ".debug_str",
+            ".debug_ranges",
+            ".debug_rnglists",
+        ] {
+            let bytes = debug_sections(SHAPES)
+                .unwrap()
+                .1
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map_or(&[][..], |(_, b)| b);
+            sections.push(bytes);
+        }
+        let mut input = Vec::new();
+        for s in &sections {
+            input.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        }
+        for s in &sections {
+            input.extend_from_slice(s);
+        }
+        assert_eq!(crate::debuginfo::fuzz_source_map(&[]), 0);
+        assert_eq!(crate::debuginfo::fuzz_source_map(&[0xff; 64]), 0);
+        // shapes.wasm's DWARF over the target's own little function: its rows cover
+        // the function's offsets, so lookups find locations.
+        assert!(crate::debuginfo::fuzz_source_map(&input) > 0);
+    }
 }
