@@ -243,7 +243,8 @@ struct Builder {
     rows: Vec<Row>,
     ranges: Vec<FunctionRange>,
     functions: Vec<Function>,
-    inlines: Vec<Inline>,
+    /// Each with the index of its function in `functions`.
+    inlines: Vec<(u32, Inline)>,
     files: Vec<Arc<str>>,
     file_ids: HashMap<String, u32>,
     names: Vec<Arc<str>>,
@@ -298,10 +299,10 @@ impl Builder {
                     } else {
                         let function = self.functions.len() as u32;
                         let name = self.die_name(dwarf, unit, entry);
-                        let at = self.inlines.len() as u32;
+                        // Its inlined calls' range is set by `finish`.
                         self.functions.push(Function {
                             name,
-                            inlines: (at, at),
+                            inlines: (0, 0),
                         });
                         for (start, end) in ranges {
                             self.ranges.push(FunctionRange {
@@ -328,10 +329,8 @@ impl Builder {
                             Scope::Other => {}
                         }
                     }
-                    // Inlined calls are recorded only inside the most recently opened
-                    // function, whose inlines are the last ones in `inlines`.
                     match function {
-                        Some(f) if f as usize + 1 == self.functions.len() => {
+                        Some(f) => {
                             let name = self.die_name(dwarf, unit, entry);
                             let udata = |at| -> Result<u32, DebugInfoError> {
                                 Ok(entry
@@ -352,20 +351,22 @@ impl Builder {
                             let call_line = udata(constants::DW_AT_call_line)?;
                             let call_column = udata(constants::DW_AT_call_column)?;
                             for (start, end) in die_ranges(dwarf, unit, entry)? {
-                                self.inlines.push(Inline {
-                                    start,
-                                    end,
-                                    depth: nesting,
-                                    name,
-                                    call_file,
-                                    call_line,
-                                    call_column,
-                                });
+                                self.inlines.push((
+                                    f,
+                                    Inline {
+                                        start,
+                                        end,
+                                        depth: nesting,
+                                        name,
+                                        call_file,
+                                        call_line,
+                                        call_column,
+                                    },
+                                ));
                             }
-                            self.functions[f as usize].inlines.1 = self.inlines.len() as u32;
                             Scope::Inline
                         }
-                        _ => Scope::Other,
+                        None => Scope::Other,
                     }
                 }
                 _ => Scope::Other,
@@ -516,12 +517,25 @@ impl Builder {
         // sequence that starts at the same address.
         self.rows.sort_by_key(|r| (r.addr, r.file != END));
         self.ranges.sort_by_key(|r| r.start);
+        // Group the inlined calls by function (a nested function's DIE may interleave
+        // them) and give each function its slice.
+        self.inlines.sort_by_key(|(f, _)| *f);
+        let mut at = 0;
+        for (index, function) in self.functions.iter_mut().enumerate() {
+            let first = at;
+            while self.inlines.get(at).is_some_and(|(f, _)| *f as usize == index) {
+                at += 1;
+            }
+            // Counts fit `u32`: sections are far smaller than 4 GiB.
+            function.inlines = (first as u32, at as u32);
+        }
+        let inlines: Vec<Inline> = self.inlines.into_iter().map(|(_, i)| i).collect();
         SourceMap {
             code_start,
             rows: self.rows.into(),
             ranges: self.ranges.into(),
             functions: self.functions.into(),
-            inlines: self.inlines.into(),
+            inlines: inlines.into(),
             files: self.files.into(),
             names: self.names.into(),
         }
