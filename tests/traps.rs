@@ -232,6 +232,9 @@ struct Case {
     /// What the trapping instruction is, and how to find it in `callee`.
     what: &'static str,
     op: fn(&Operator<'_>) -> bool,
+    /// `Trap::fault_address`: the wasm address of an access that faulted on a guard
+    /// page, `None` for every other trap.
+    fault_address: Option<u64>,
 }
 
 fn cases() -> Vec<Case> {
@@ -243,6 +246,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: unreachable",
             what: "unreachable",
             op: |op| matches!(op, Operator::Unreachable),
+            fault_address: None,
         },
         Case {
             export: "divide_by_zero",
@@ -251,6 +255,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: integer divide by zero",
             what: "i32.div_s",
             op: |op| matches!(op, Operator::I32DivS),
+            fault_address: None,
         },
         Case {
             export: "overflow",
@@ -259,6 +264,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: integer overflow",
             what: "i32.div_s",
             op: |op| matches!(op, Operator::I32DivS),
+            fault_address: None,
         },
         Case {
             export: "nan_to_int",
@@ -267,6 +273,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: invalid conversion to integer",
             what: "i32.trunc_f32_s",
             op: |op| matches!(op, Operator::I32TruncF32S),
+            fault_address: None,
         },
         Case {
             export: "big_to_int",
@@ -275,14 +282,17 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: integer overflow",
             what: "i32.trunc_f32_s",
             op: |op| matches!(op, Operator::I32TruncF32S),
+            fault_address: None,
         },
         Case {
             export: "memory_oob",
             callee: "load",
             code: TrapCode::MemoryOutOfBounds,
-            message: "wasm trap: out of bounds memory access",
+            message: "wasm trap: out of bounds memory access\n\
+                      memory fault at wasm address 0x10000 in linear memory of size 0x10000",
             what: "i32.load",
             op: |op| matches!(op, Operator::I32Load { .. }),
+            fault_address: Some(0x10000),
         },
         Case {
             export: "table_oob",
@@ -291,6 +301,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: undefined element: out of bounds table access",
             what: "table.get",
             op: |op| matches!(op, Operator::TableGet { .. }),
+            fault_address: None,
         },
         Case {
             export: "null_element",
@@ -299,6 +310,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: uninitialized element",
             what: "call_indirect",
             op: is_call_indirect,
+            fault_address: None,
         },
         Case {
             export: "type_mismatch",
@@ -307,6 +319,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: indirect call type mismatch",
             what: "call_indirect",
             op: is_call_indirect,
+            fault_address: None,
         },
         Case {
             export: "undefined_element",
@@ -315,6 +328,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: undefined element: out of bounds table access",
             what: "call_indirect",
             op: is_call_indirect,
+            fault_address: None,
         },
     ]
 }
@@ -345,6 +359,7 @@ fn every_trap_kind_has_its_message_and_backtrace() {
                 case.export
             );
             assert!(trap.host_error().is_none(), "{}", case.export);
+            assert_eq!(trap.fault_address(), case.fault_address, "{}", case.export);
             assert_frames(trap.frames(), &expected);
             assert_eq!(
                 trap.to_string(),
