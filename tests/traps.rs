@@ -886,11 +886,11 @@ fn an_access_straddling_the_end_traps_without_a_partial_access() {
         &[Val::I32(0x10000 - 0x24), Val::I32(0x0102_0304)],
     )
     .expect("last i32 is writable");
-    let straddle = Val::I32(0x10000 - 4);
-    let trap = fx.trap("load_i64_at", &[straddle.clone()]);
+    let straddle = 0x10000 - 4;
+    let trap = fx.trap("load_i64_at", &[Val::I32(straddle)]);
     assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
     assert_eq!(trap.fault_address(), Some(0x10000), "{trap}");
-    let trap = fx.trap("store_i64_at", &[straddle, Val::I64(-1)]);
+    let trap = fx.trap("store_i64_at", &[Val::I32(straddle), Val::I64(-1)]);
     assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
     assert_eq!(trap.fault_address(), Some(0x10000), "{trap}");
     assert_eq!(fx.bytes(end - 4..end), [4, 3, 2, 1]);
