@@ -23,7 +23,7 @@ cfg_if::cfg_if! {
             framewalk_call_with_exit_frame, framewalk_enter, framewalk_resume, EntryRegs,
             ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED,
         };
-        pub use self::x86_64::signal::{redirect, trap_registers, TrapRegisters};
+        pub use self::x86_64::signal::{fault_address, redirect, trap_registers, TrapRegisters};
     } else {
         compile_error!(
             "framewalk supports only x86-64: add arch/<target>/ with the frame facts of \

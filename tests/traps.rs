@@ -232,6 +232,9 @@ struct Case {
     /// What the trapping instruction is, and how to find it in `callee`.
     what: &'static str,
     op: fn(&Operator<'_>) -> bool,
+    /// `Trap::fault_address`: the wasm address of an access that faulted on a guard
+    /// page, `None` for every other trap.
+    fault_address: Option<u64>,
 }
 
 fn cases() -> Vec<Case> {
@@ -243,6 +246,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: unreachable",
             what: "unreachable",
             op: |op| matches!(op, Operator::Unreachable),
+            fault_address: None,
         },
         Case {
             export: "divide_by_zero",
@@ -251,6 +255,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: integer divide by zero",
             what: "i32.div_s",
             op: |op| matches!(op, Operator::I32DivS),
+            fault_address: None,
         },
         Case {
             export: "overflow",
@@ -259,6 +264,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: integer overflow",
             what: "i32.div_s",
             op: |op| matches!(op, Operator::I32DivS),
+            fault_address: None,
         },
         Case {
             export: "nan_to_int",
@@ -267,6 +273,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: invalid conversion to integer",
             what: "i32.trunc_f32_s",
             op: |op| matches!(op, Operator::I32TruncF32S),
+            fault_address: None,
         },
         Case {
             export: "big_to_int",
@@ -275,14 +282,17 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: integer overflow",
             what: "i32.trunc_f32_s",
             op: |op| matches!(op, Operator::I32TruncF32S),
+            fault_address: None,
         },
         Case {
             export: "memory_oob",
             callee: "load",
             code: TrapCode::MemoryOutOfBounds,
-            message: "wasm trap: out of bounds memory access",
+            message: "wasm trap: out of bounds memory access\n\
+                      memory fault at wasm address 0x10000 in linear memory of size 0x10000",
             what: "i32.load",
             op: |op| matches!(op, Operator::I32Load { .. }),
+            fault_address: Some(0x10000),
         },
         Case {
             export: "table_oob",
@@ -291,6 +301,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: undefined element: out of bounds table access",
             what: "table.get",
             op: |op| matches!(op, Operator::TableGet { .. }),
+            fault_address: None,
         },
         Case {
             export: "null_element",
@@ -299,6 +310,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: uninitialized element",
             what: "call_indirect",
             op: is_call_indirect,
+            fault_address: None,
         },
         Case {
             export: "type_mismatch",
@@ -307,6 +319,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: indirect call type mismatch",
             what: "call_indirect",
             op: is_call_indirect,
+            fault_address: None,
         },
         Case {
             export: "undefined_element",
@@ -315,6 +328,7 @@ fn cases() -> Vec<Case> {
             message: "wasm trap: undefined element: out of bounds table access",
             what: "call_indirect",
             op: is_call_indirect,
+            fault_address: None,
         },
     ]
 }
@@ -345,6 +359,7 @@ fn every_trap_kind_has_its_message_and_backtrace() {
                 case.export
             );
             assert!(trap.host_error().is_none(), "{}", case.export);
+            assert_eq!(trap.fault_address(), case.fault_address, "{}", case.export);
             assert_frames(trap.frames(), &expected);
             assert_eq!(
                 trap.to_string(),
@@ -713,4 +728,275 @@ fn a_trap_right_after_a_call_and_that_call_are_different_frames() {
         .map(|fr| fr.wasm_offset())
         .collect();
     assert_eq!(compact, offsets);
+}
+
+/// Loads and stores past the end of linear memory: every memory has guard pages and no
+/// explicit bounds check, so these fault on the access itself. Each access has a static
+/// offset, so the faulting address is `index + offset`, not the index.
+const FAULT_WAT: &str = r#"
+(module $fault
+  (memory (export "mem") 1 4)
+  (func $load_at (export "load_at") (param i32) (result i32)
+    (i32.load offset=0x20 (local.get 0)))
+  (func $store_at (export "store_at") (param i32) (param i32)
+    (i32.store offset=0x20 (local.get 0) (local.get 1)))
+  (func $load_i64_at (export "load_i64_at") (param i32) (result i64)
+    (i64.load (local.get 0)))
+  (func $store_i64_at (export "store_i64_at") (param i32) (param i64)
+    (i64.store (local.get 0) (local.get 1)))
+  (func $load_far (export "load_far") (param i32) (result i32)
+    (i32.load offset=0x80000000 (local.get 0)))
+  (func $fill (export "fill") (param i32) (param i32)
+    (memory.fill (local.get 0) (i32.const 0xab) (local.get 1)))
+  (func $grow (export "grow") (param i32) (result i32)
+    (memory.grow (local.get 0)))
+  (func $size (export "size") (result i32) (memory.size))
+  (func $outer (export "outer") (param i32) (result i32)
+    (i32.add (call $load_at (local.get 0)) (i32.const 1))))
+"#;
+
+/// A store with one instance of [`FAULT_WAT`].
+struct FaultFixture {
+    wasm: Wasm,
+    store: Store<()>,
+    instance: Instance,
+}
+
+impl FaultFixture {
+    fn new() -> FaultFixture {
+        let wasm = Wasm::new(FAULT_WAT);
+        let engine = engine();
+        let module = Module::new(&engine, &wasm.bytes).expect("module compiles");
+        let mut store = Store::new(&engine, ());
+        let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+        FaultFixture {
+            wasm,
+            store,
+            instance,
+        }
+    }
+
+    fn call(&mut self, name: &str, params: &[Val]) -> Result<Option<Val>, Error> {
+        let f = self.instance.get_func(&self.store, name).expect(name);
+        let mut results = [Val::I32(0)];
+        let n = f.ty(&self.store).expect("type").results().len();
+        f.call(&mut self.store, params, &mut results[..n])?;
+        Ok(results[..n].first().cloned())
+    }
+
+    fn i32(&mut self, name: &str, params: &[Val]) -> i32 {
+        let v = self
+            .call(name, params)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        v.and_then(|v| v.i32()).expect("i32 result")
+    }
+
+    fn trap(&mut self, name: &str, params: &[Val]) -> Trap {
+        match self.call(name, params) {
+            Ok(v) => panic!("{name}({params:?}) returned {v:?} instead of trapping"),
+            Err(Error::Trap(t)) => t,
+            Err(e) => panic!("{name} failed without a trap: {e}"),
+        }
+    }
+
+    fn bytes(&self, range: std::ops::Range<usize>) -> Vec<u8> {
+        let mem = self.instance.get_memory(&self.store, "mem").expect("mem");
+        mem.data(&self.store).expect("data")[range].to_vec()
+    }
+}
+
+/// The first line and the memory-fault line of an out-of-bounds trap's `Display`.
+fn fault_lines(address: u64, size: u64) -> String {
+    format!(
+        "wasm trap: out of bounds memory access\n\
+         memory fault at wasm address {address:#x} in linear memory of size {size:#x}"
+    )
+}
+
+/// An `i32.load offset=0x20` whose index is in bounds but whose effective address is
+/// not: the trap is `MemoryOutOfBounds` at `index + offset`, the message says so on its
+/// second line, and the backtrace names the load and the call to its function.
+#[test]
+fn an_out_of_bounds_load_reports_its_wasm_address() {
+    let mut fx = FaultFixture::new();
+    // The last i32 of the page is readable through the same instruction.
+    assert_eq!(fx.i32("outer", &[Val::I32(0x10000 - 0x24)]), 1);
+    let load = fx.wasm.only_op("load_at", "i32.load", |op| {
+        matches!(op, Operator::I32Load { .. })
+    });
+    let expected = [
+        fx.wasm.frame("load_at", load),
+        fx.wasm.at_call("outer", "load_at"),
+    ];
+    // (index, faulting address): past the end, `index + offset`; straddling the end,
+    // the first byte past it (where the access touched the guard).
+    for (index, address) in [
+        (0xfff0u32, 0x10010u64),
+        (0x12345, 0x12365),
+        (0x10000 - 0x23, 0x10000),
+    ] {
+        let trap = fx.trap("outer", &[Val::I32(index as i32)]);
+        assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+        assert_eq!(trap.fault_address(), Some(address), "{trap}");
+        assert_eq!(trap.fault_memory_size(), Some(0x10000));
+        assert_frames(trap.frames(), &expected);
+        assert_eq!(
+            trap.to_string(),
+            render_trap(&fault_lines(address, 0x10000), &expected)
+        );
+    }
+}
+
+/// An `i32.store offset=0x20` past the end traps with its address and writes nothing;
+/// one just inside the end writes.
+#[test]
+fn an_out_of_bounds_store_reports_its_wasm_address_and_writes_nothing() {
+    let mut fx = FaultFixture::new();
+    let end = 0x10000usize;
+    fx.call(
+        "store_at",
+        &[Val::I32(0x10000 - 0x24), Val::I32(0x0102_0304)],
+    )
+    .expect("last i32 is writable");
+    assert_eq!(fx.bytes(end - 4..end), [4, 3, 2, 1]);
+    let trap = fx.trap("store_at", &[Val::I32(0x10000), Val::I32(-1)]);
+    assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+    assert_eq!(trap.fault_address(), Some(0x10020));
+    let store = fx.wasm.only_op("store_at", "i32.store", |op| {
+        matches!(op, Operator::I32Store { .. })
+    });
+    let expected = [fx.wasm.frame("store_at", store)];
+    assert_frames(trap.frames(), &expected);
+    assert_eq!(
+        trap.to_string(),
+        render_trap(&fault_lines(0x10020, 0x10000), &expected)
+    );
+    assert_eq!(fx.bytes(end - 4..end), [4, 3, 2, 1]);
+}
+
+/// An 8-byte access that straddles the end (its first 4 bytes accessible) traps as a
+/// whole: no partial read, no partial write. The faulting address is the first byte
+/// past the end, where the access touched the guard.
+#[test]
+fn an_access_straddling_the_end_traps_without_a_partial_access() {
+    let mut fx = FaultFixture::new();
+    let end = 0x10000usize;
+    fx.call(
+        "store_at",
+        &[Val::I32(0x10000 - 0x24), Val::I32(0x0102_0304)],
+    )
+    .expect("last i32 is writable");
+    let straddle = 0x10000 - 4;
+    let trap = fx.trap("load_i64_at", &[Val::I32(straddle)]);
+    assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+    assert_eq!(trap.fault_address(), Some(0x10000), "{trap}");
+    let trap = fx.trap("store_i64_at", &[Val::I32(straddle), Val::I64(-1)]);
+    assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+    assert_eq!(trap.fault_address(), Some(0x10000), "{trap}");
+    assert_eq!(fx.bytes(end - 4..end), [4, 3, 2, 1]);
+    // The last 8 bytes, by contrast, are accessible.
+    assert!(fx.call("load_i64_at", &[Val::I32(0x10000 - 8)]).is_ok());
+}
+
+/// After `memory.grow` the address that faulted is accessible (and keeps its zeroes),
+/// `memory.size` follows, and the fault moves to the new end.
+#[test]
+fn after_memory_grow_the_faulting_address_works() {
+    let mut fx = FaultFixture::new();
+    let before = fx.trap("load_at", &[Val::I32(0xfff0)]);
+    assert_eq!(before.fault_address(), Some(0x10010));
+    assert_eq!(fx.i32("grow", &[Val::I32(1)]), 1);
+    assert_eq!(fx.i32("size", &[]), 2);
+    assert_eq!(fx.i32("load_at", &[Val::I32(0xfff0)]), 0);
+    fx.call("store_at", &[Val::I32(0xfff0), Val::I32(77)])
+        .expect("store in the new page");
+    assert_eq!(fx.i32("load_at", &[Val::I32(0xfff0)]), 77);
+    let after = fx.trap("load_at", &[Val::I32(0x1fff0)]);
+    assert_eq!(after.fault_address(), Some(0x20010));
+    assert_eq!(after.fault_memory_size(), Some(0x20000));
+    // Growing past the declared maximum (4 pages) still fails, guard or not.
+    assert_eq!(fx.i32("grow", &[Val::I32(3)]), -1);
+    assert_eq!(fx.i32("grow", &[Val::I32(2)]), 2);
+    assert_eq!(fx.i32("size", &[]), 4);
+    let top = fx.trap("load_at", &[Val::I32(0x40000 - 0x20)]);
+    assert_eq!(top.fault_address(), Some(0x40000));
+}
+
+/// An index near 4 GiB plus the static offset reaches past 4 GiB, into the guard
+/// region after the bound: the address is the full 33-bit sum.
+#[test]
+fn an_address_past_4_gib_traps_with_its_full_address() {
+    let mut fx = FaultFixture::new();
+    let trap = fx.trap("load_at", &[Val::I32(0xffff_fff0u32 as i32)]);
+    assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+    assert_eq!(trap.fault_address(), Some(0xffff_fff0 + 0x20));
+    assert_eq!(
+        trap.to_string().lines().nth(1),
+        Some("memory fault at wasm address 0x100000010 in linear memory of size 0x10000")
+    );
+    let trap = fx.trap("store_at", &[Val::I32(-1), Val::I32(1)]);
+    assert_eq!(trap.fault_address(), Some(0xffff_ffff + 0x20));
+}
+
+/// A static offset over the guard size gets an explicit check against the 4 GiB bound:
+/// an access ending past 4 GiB traps there, with no address; one ending below 4 GiB but
+/// past `current_length` still faults on the inaccessible pages, with its address.
+/// Out-of-bounds bulk memory operations are checked by their libcalls: no address.
+#[test]
+fn out_of_bounds_traps_without_a_faulting_access_have_no_address() {
+    let mut fx = FaultFixture::new();
+    let trap = fx.trap("load_far", &[Val::I32(0x8000_0000u32 as i32)]);
+    assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+    assert_eq!(trap.fault_address(), None);
+    assert_eq!(trap.fault_memory_size(), None);
+    assert!(
+        trap.to_string()
+            .starts_with("wasm trap: out of bounds memory access\nwasm backtrace:"),
+        "{trap}"
+    );
+    let trap = fx.trap("load_far", &[Val::I32(0x1000)]);
+    assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+    assert_eq!(trap.fault_address(), Some(0x8000_1000));
+    let trap = fx.trap("fill", &[Val::I32(0xff00), Val::I32(0x200)]);
+    assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+    assert_eq!(trap.fault_address(), None);
+    assert_eq!(
+        fx.bytes(0xff00..0x10000),
+        vec![0; 0x100],
+        "fill wrote nothing"
+    );
+}
+
+/// Two instances in one store, each with its own memory of a different size: a fault
+/// is attributed to the memory of the instance that faulted (framewalk compiles
+/// WebAssembly 2.0, without multi-memory, so an instance has at most one memory).
+#[test]
+fn a_fault_is_attributed_to_the_memory_it_hit() {
+    let engine = engine();
+    let small = Module::new(&engine, &Wasm::new(FAULT_WAT).bytes).expect("small");
+    let big_wat = FAULT_WAT.replace(
+        "(memory (export \"mem\") 1 4)",
+        "(memory (export \"mem\") 3)",
+    );
+    let big = Module::new(&engine, &Wasm::new(&big_wat).bytes).expect("big");
+    let mut store = Store::new(&engine, ());
+    let first = Instance::new(&mut store, &small, &[]).expect("first");
+    let second = Instance::new(&mut store, &big, &[]).expect("second");
+    let third = Instance::new(&mut store, &small, &[]).expect("third");
+    for (instance, size) in [(second, 0x30000u64), (first, 0x10000), (third, 0x10000)] {
+        let load = instance
+            .get_typed_func::<i32, i32>(&store, "load_at")
+            .expect("load_at");
+        let Err(Error::Trap(trap)) = load.call(&mut store, (size - 0x10) as i32) else {
+            panic!("load past the end of a {size:#x}-byte memory traps")
+        };
+        assert_eq!(trap.fault_address(), Some(size + 0x10), "{trap}");
+        assert_eq!(trap.fault_memory_size(), Some(size), "{trap}");
+        // And just inside the end of this memory (beyond the other's) is readable.
+        assert_eq!(
+            load.call(&mut store, (size - 0x24) as i32)
+                .expect("in bounds"),
+            0
+        );
+    }
 }

@@ -26,15 +26,29 @@ pub unsafe fn trap_registers(ucontext: *mut libc::c_void) -> TrapRegisters {
     }
 }
 
-/// Makes the interrupted thread, when the handler returns, call `target(args[0..4])`
+/// The data address of a fault (`si_addr`) for SIGSEGV and SIGBUS, or 0 for other
+/// signals (whose `si_addr` is the instruction's address, not data).
+///
+/// # Safety
+/// `info` must be the second argument of an `SA_SIGINFO` handler for `signal`.
+pub unsafe fn fault_address(signal: libc::c_int, info: *const libc::siginfo_t) -> usize {
+    if info.is_null() || (signal != libc::SIGSEGV && signal != libc::SIGBUS) {
+        return 0;
+    }
+    // SAFETY: per the contract `info` is the kernel's siginfo for a SIGSEGV or SIGBUS,
+    // whose `si_addr` field is set; reading a field is async-signal-safe.
+    unsafe { (*info).si_addr() as usize }
+}
+
+/// Makes the interrupted thread, when the handler returns, call `target(args[0..5])`
 /// on its own stack, below the interrupted stack pointer (past the 128-byte red zone),
 /// with a null return address: `target` must never return.
 ///
 /// # Safety
 /// `ucontext` must be the third argument of an `SA_SIGINFO` handler, the interrupted
 /// stack must have room below its SP for `target` to run, and `target` must be an
-/// `extern "C"` function taking four word-sized arguments that never returns.
-pub unsafe fn redirect(ucontext: *mut libc::c_void, target: usize, args: [usize; 4]) {
+/// `extern "C"` function taking five word-sized arguments that never returns.
+pub unsafe fn redirect(ucontext: *mut libc::c_void, target: usize, args: [usize; 5]) {
     // SAFETY: per the contract.
     let uc = unsafe { &mut *(ucontext as *mut libc::ucontext_t) };
     let g = &mut uc.uc_mcontext.gregs;
@@ -50,4 +64,5 @@ pub unsafe fn redirect(ucontext: *mut libc::c_void, target: usize, args: [usize;
     g[libc::REG_RSI as usize] = args[1] as i64;
     g[libc::REG_RDX as usize] = args[2] as i64;
     g[libc::REG_RCX as usize] = args[3] as i64;
+    g[libc::REG_R8 as usize] = args[4] as i64;
 }

@@ -14,10 +14,22 @@
 //! a [`VMFuncRef`] and call its `wasm_call` pointer.
 //!
 //! Invariants:
-//! - linear memory accesses are bounds-checked explicitly (no guard pages): a `Dynamic`
-//!   heap whose bound is `VMMemoryDefinition::current_length`, reloaded after calls;
-//! - every trap is a Cranelift trap instruction in wasm code, including the failure of a
-//!   libcall, which returns a status the caller checks;
+//! - linear memory accesses rely on guard pages, as Wasmtime's do on 64-bit hosts: every
+//!   memory is a `HeapStyle::Static` heap with a bound of `runtime::storage::MEMORY_BOUND`
+//!   (4 GiB) and an `offset_guard_size` of `MEMORY_GUARD` (2 GiB), matching the
+//!   reservation of bound + guard that every `MemoryStorage` makes (bytes past
+//!   `current_length` are `PROT_NONE`). For a 32-bit index and `offset + access size <=
+//!   MEMORY_GUARD + 1` (every realistic offset) cranelift-wasm 0.112.3 emits no check
+//!   at all: an out-of-bounds access faults on the load or store itself, whose PC is a
+//!   `HeapOutOfBounds` trap site (its `MemFlags` can trap), and the signal handler
+//!   reports the faulting address. Larger offsets get an explicit check that the access
+//!   ends within the 4 GiB bound (`trapnz heap_oob`, no address), and the `PROT_NONE`
+//!   pages between `current_length` and the bound catch the rest; offsets past the
+//!   bound trap unconditionally. `memory.size` and the bulk-memory libcalls read
+//!   `VMMemoryDefinition::current_length`;
+//! - every trap happens at a trap site Cranelift records in wasm code: a trap
+//!   instruction (including the check of a libcall's failure status) or a load or store
+//!   of linear memory;
 //! - every `externref` value (parameters, locals, call results, `table.get`,
 //!   `global.get`, typed `select` results, block parameters and the merged values of
 //!   reference locals at joins) is declared to need a stack map, so it appears in the
@@ -28,6 +40,7 @@
 
 use super::libcall::Libcall;
 use super::module_info::ModuleInfo;
+use crate::runtime::storage::{MEMORY_BOUND, MEMORY_GUARD};
 use crate::runtime::vmcontext::{VMFuncRef, VMMemoryDefinition, VMOffsets, VMTableDefinition};
 use crate::types::{FuncType, ValType};
 use cranelift_codegen::cursor::FuncCursor;
@@ -37,7 +50,7 @@ use cranelift_codegen::ir::{
     InstBuilder, MemFlags, Signature, TrapCode, UserExternalName,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig, TargetIsa};
-use cranelift_entity::{EntityRef, PrimaryMap};
+use cranelift_entity::{EntityRef, PrimaryMap, SecondaryMap};
 use cranelift_frontend::FunctionBuilder;
 use cranelift_wasm::{
     wasm_unsupported, FuncEnvironment, FuncIndex, FuncTranslationState, GlobalIndex,
@@ -86,6 +99,8 @@ pub struct FuncEnv<'a> {
     /// Type of the function being translated.
     func_type: &'a FuncType,
     heaps: PrimaryMap<Heap, HeapData>,
+    /// For each heap, the global value of its `VMMemoryDefinition::current_length`.
+    memory_lengths: SecondaryMap<Heap, Option<ir::GlobalValue>>,
     vmctx: Option<ir::GlobalValue>,
     libcalls: HashMap<Libcall, ir::FuncRef>,
     /// Signature refs of indirect calls, by module type index (for result stack maps).
@@ -119,6 +134,7 @@ impl<'a> FuncEnv<'a> {
             offsets,
             func_type,
             heaps: PrimaryMap::new(),
+            memory_lengths: SecondaryMap::new(),
             vmctx: None,
             libcalls: HashMap::new(),
             indirect_sigs: HashMap::new(),
@@ -589,29 +605,35 @@ impl FuncEnvironment for FuncEnv<'_> {
     fn make_heap(&mut self, func: &mut ir::Function, index: MemoryIndex) -> WasmResult<Heap> {
         let mem = self.info.memories[index.index()];
         let def = self.vmctx_load_gv(func, self.offsets.memory(index.as_u32()));
-        // The base never moves: memories reserve their maximum when created.
+        // The base never moves: every memory reserves bound + guard when created.
         let base = func.create_global_value(GlobalValueData::Load {
             base: def,
             offset: (VMMemoryDefinition::BASE_OFFSET as i32).into(),
             global_type: types::I64,
             flags: MemFlags::trusted().with_readonly(),
         });
-        let bound_gv = func.create_global_value(GlobalValueData::Load {
+        // Not the bound of accesses (the guard pages are), but what `memory.size`
+        // reads: it changes with `memory.grow`, so it is reloaded after calls.
+        let length = func.create_global_value(GlobalValueData::Load {
             base: def,
             offset: (VMMemoryDefinition::LENGTH_OFFSET as i32).into(),
             global_type: types::I64,
             flags: MemFlags::trusted(),
         });
-        Ok(self.heaps.push(HeapData {
+        let heap = self.heaps.push(HeapData {
             base,
             min_size: u64::from(mem.limits.min) << 16,
             max_size: Some(u64::from(mem.limits.max.unwrap_or(65536)) << 16),
-            offset_guard_size: 0,
-            style: HeapStyle::Dynamic { bound_gv },
+            offset_guard_size: MEMORY_GUARD,
+            style: HeapStyle::Static {
+                bound: MEMORY_BOUND,
+            },
             index_type: types::I32,
             memory_type: None,
             page_size_log2: 16,
-        }))
+        });
+        self.memory_lengths[heap] = Some(length);
+        Ok(heap)
     }
 
     fn make_indirect_sig(
@@ -799,10 +821,10 @@ impl FuncEnvironment for FuncEnv<'_> {
         _index: MemoryIndex,
         heap: Heap,
     ) -> WasmResult<ir::Value> {
-        let HeapStyle::Dynamic { bound_gv } = self.heaps[heap].style else {
-            return Err(wasm_unsupported!("static heaps"));
+        let Some(length) = self.memory_lengths[heap] else {
+            return Err(wasm_unsupported!("memory.size of a heap made elsewhere"));
         };
-        let len = pos.ins().global_value(types::I64, bound_gv);
+        let len = pos.ins().global_value(types::I64, length);
         let pages = pos.ins().ushr_imm(len, 16);
         Ok(pos.ins().ireduce(types::I32, pages))
     }

@@ -283,12 +283,27 @@ unsafe fn capture(
     captured
 }
 
-/// Where the signal handler sends a thread that trapped in wasm code.
+/// The wasm address and memory size of a fault at host address `addr`, if it lies in
+/// the reservation of one of `store`'s linear memories (reservations never overlap).
+/// Every memory a store's instances can access (defined or imported) is in
+/// `store.memories`.
+fn memory_fault(store: &StoreOpaque, addr: usize) -> Option<(u64, u64)> {
+    if addr == 0 {
+        return None;
+    }
+    store.memories.iter().find_map(|m| {
+        m.wasm_address(addr)
+            .map(|wasm| (wasm, m.def.current_length as u64))
+    })
+}
+
+/// Where the signal handler sends a thread that trapped in wasm code. `fault_addr` is
+/// the faulting data address of a SIGSEGV/SIGBUS, 0 otherwise.
 ///
 /// # Safety
 /// Only the signal handler calls this, on the trapping thread, with the trap's
 /// registers; the thread's innermost entry record is the trapping activation's.
-unsafe extern "C" fn on_trap(pc: usize, fp: usize, sp: usize, code: usize) -> ! {
+unsafe extern "C" fn on_trap(pc: usize, fp: usize, sp: usize, code: usize, fault_addr: usize) -> ! {
     let record = CURRENT.get();
     if record.is_null() {
         // Not inside framewalk_enter: nothing to resume to. Cannot happen for a PC in
@@ -309,7 +324,14 @@ unsafe extern "C" fn on_trap(pc: usize, fp: usize, sp: usize, code: usize) -> ! 
             limit,
         )
     };
-    record.trap = Some(captured.into_trap(Trap::new(code, Vec::new())));
+    let mut trap = Trap::new(code, Vec::new());
+    if code == TrapCode::MemoryOutOfBounds {
+        // SAFETY: as above; nothing mutates the store while its wasm code is stopped here.
+        if let Some((address, size)) = memory_fault(unsafe { &*record.store }, fault_addr) {
+            trap = trap.with_memory_fault(address, size);
+        }
+    }
+    record.trap = Some(captured.into_trap(trap));
     // SAFETY: `regs` was filled by the framewalk_enter that is still on this stack.
     unsafe { framewalk_resume(&record.regs) }
 }

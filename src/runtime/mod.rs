@@ -13,7 +13,7 @@ mod instance;
 mod libcalls;
 mod module;
 mod registry;
-mod storage;
+pub(crate) mod storage;
 mod store;
 mod values;
 pub mod vmcontext;

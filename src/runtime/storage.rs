@@ -1,5 +1,23 @@
 //! The storage behind memories, tables and globals. Each is boxed and owned by a store;
 //! generated code holds pointers to the `#[repr(C)]` definition at the start of each.
+//!
+//! # Linear memory layout
+//!
+//! Every linear memory, whatever its declared maximum, is one reservation of
+//! [`MEMORY_RESERVATION`] bytes whose base never moves:
+//!
+//! ```text
+//!   base                  base + current_length     base + MEMORY_BOUND   base + MEMORY_RESERVATION
+//!   | read-write (wasm pages) | PROT_NONE (grow makes it RW) | PROT_NONE guard (never RW) |
+//!   |<------------- MEMORY_BOUND = 4 GiB ------------------>|<-- MEMORY_GUARD = 2 GiB -->|
+//! ```
+//!
+//! Generated code relies on this (see `compile::environ`): a 32-bit wasm index plus a
+//! static offset of at most `MEMORY_GUARD` minus the access size always lands inside
+//! the reservation, so such accesses carry no explicit bounds check; an out-of-bounds
+//! one faults on a `PROT_NONE` page and the signal handler turns the fault into a
+//! `MemoryOutOfBounds` trap. `current_length` is always a multiple of [`WASM_PAGE`] (a
+//! multiple of the host page size), so an access straddling the end faults too.
 
 use super::vmcontext::{VMGlobalDefinition, VMMemoryDefinition, VMTableDefinition};
 use crate::gc::{release, retain};
@@ -10,8 +28,24 @@ pub const WASM_PAGE: usize = 65536;
 /// The largest table framewalk allocates, in elements (a larger `table.grow` fails with -1).
 pub const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
 
-/// A linear memory: a reservation of its maximum size, of which `current_length` bytes
-/// are accessible. The base never moves.
+/// The bytes of a linear memory that 32-bit wasm addresses can reach without the
+/// static offset: 4 GiB, the `HeapStyle::Static` bound generated code is compiled with.
+pub const MEMORY_BOUND: u64 = 1 << 32;
+/// The inaccessible guard region after [`MEMORY_BOUND`]: 2 GiB, the
+/// `offset_guard_size` generated code is compiled with. Accesses whose static offset
+/// plus size fit in it need no explicit bounds check.
+pub const MEMORY_GUARD: u64 = 2 << 30;
+/// The virtual reservation of every linear memory: bound plus guard (6 GiB, `PROT_NONE`
+/// and `MAP_NORESERVE` until grown, so it costs address space, not memory).
+pub const MEMORY_RESERVATION: u64 = MEMORY_BOUND + MEMORY_GUARD;
+
+// The largest 32-bit memory (65,536 pages) fills the bound exactly, and the bound is a
+// multiple of the host page size, so the guard starts on a page boundary.
+const _: () = assert!(65536 * WASM_PAGE as u64 == MEMORY_BOUND);
+
+/// A linear memory: a reservation of [`MEMORY_RESERVATION`] bytes (whatever its
+/// maximum, which only limits `grow`), of which `current_length` bytes are accessible.
+/// The base never moves.
 #[repr(C)]
 #[derive(Debug)]
 pub struct MemoryStorage {
@@ -27,7 +61,8 @@ impl MemoryStorage {
     /// Reserves and initializes a memory of type `ty`.
     pub fn new(ty: MemoryType) -> std::io::Result<Box<MemoryStorage>> {
         let max_pages = ty.limits.max.unwrap_or(65536).min(65536);
-        let reserved = (max_pages as usize * WASM_PAGE).max(WASM_PAGE);
+        // At most 65,536 pages = MEMORY_BOUND, so `grow` stays inside the bound.
+        let reserved = MEMORY_RESERVATION as usize;
         // SAFETY: an anonymous private PROT_NONE reservation; checked for MAP_FAILED.
         let base = unsafe {
             libc::mmap(
@@ -74,7 +109,7 @@ impl MemoryStorage {
         }
         if delta > 0 {
             let new_len = new as usize * WASM_PAGE;
-            debug_assert!(new_len <= self.reserved);
+            debug_assert!(new_len as u64 <= MEMORY_BOUND && new_len <= self.reserved);
             // SAFETY: `base..base+new_len` lies inside our reservation.
             let rc = unsafe {
                 libc::mprotect(
@@ -89,6 +124,13 @@ impl MemoryStorage {
             self.def.current_length = new_len;
         }
         Some(old)
+    }
+
+    /// The wasm address of host address `addr` if it lies in this memory's reservation
+    /// (accessible or not): `addr - base`.
+    pub fn wasm_address(&self, addr: usize) -> Option<u64> {
+        let offset = addr.checked_sub(self.def.base as usize)?;
+        (offset < self.reserved).then_some(offset as u64)
     }
 
     /// The accessible bytes.

@@ -88,7 +88,8 @@ impl ValRaw {
 #[repr(C)]
 #[derive(Debug)]
 pub struct VMMemoryDefinition {
-    /// Start of the memory. Never moves (the memory reserves its maximum up front).
+    /// Start of the memory. Never moves (the memory reserves 4 GiB plus a 2 GiB guard
+    /// up front, `runtime::storage::MEMORY_RESERVATION`).
     pub base: *mut u8,
     /// Accessible length in bytes; changes on `memory.grow`.
     pub current_length: usize,

@@ -31,6 +31,11 @@ pub struct FrameInfo {
 pub type HostError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why wasm execution stopped, and where.
+///
+/// An out-of-bounds load or store that faulted on a linear memory's guard pages also
+/// carries the wasm address it touched ([`fault_address`](Self::fault_address)), which
+/// `Display` prints on a second line:
+/// `memory fault at wasm address 0x10000 in linear memory of size 0x10000`.
 #[derive(Debug)]
 pub struct Trap {
     code: TrapCode,
@@ -49,6 +54,8 @@ struct TrapDetails {
     /// Frames the walk found beyond the capture limit (counted, not symbolized).
     omitted_frames: usize,
     walk_error: Option<String>,
+    /// For a fault on a guard page: (wasm address, memory size in bytes at the time).
+    memory_fault: Option<(u64, u64)>,
 }
 
 impl Trap {
@@ -62,6 +69,7 @@ impl Trap {
                 frames: OnceLock::from(frames),
                 omitted_frames: 0,
                 walk_error: None,
+                memory_fault: None,
             }),
         }
     }
@@ -134,6 +142,28 @@ impl Trap {
     /// Takes the host function's error out.
     pub fn into_host_error(self) -> Option<HostError> {
         self.details.host_error
+    }
+
+    /// Records that the trap is a fault of an out-of-bounds access at wasm `address` in
+    /// a linear memory of `memory_size` bytes.
+    pub fn with_memory_fault(mut self, address: u64, memory_size: u64) -> Trap {
+        self.details.memory_fault = Some((address, memory_size));
+        self
+    }
+
+    /// For an out-of-bounds load or store that faulted on a guard page: the wasm
+    /// linear-memory address it touched first past the accessible bytes (`index +
+    /// offset`, or for an access straddling the end, the end). `None` for every other
+    /// trap, including an out-of-bounds access caught by an explicit check (a static
+    /// offset over 2 GiB, or `memory.copy`/`fill`/`init`), where no address was touched.
+    pub fn fault_address(&self) -> Option<u64> {
+        self.details.memory_fault.map(|(address, _)| address)
+    }
+
+    /// The size in bytes of the linear memory at the time of the fault, when
+    /// [`fault_address`](Self::fault_address) is `Some`.
+    pub fn fault_memory_size(&self) -> Option<u64> {
+        self.details.memory_fault.map(|(_, size)| size)
     }
 }
 
@@ -245,6 +275,12 @@ impl fmt::Display for Trap {
         match &self.details.host_error {
             Some(e) => write!(f, "{e}")?,
             None => write!(f, "wasm trap: {}", self.code.message())?,
+        }
+        if let Some((address, size)) = self.details.memory_fault {
+            write!(
+                f,
+                "\nmemory fault at wasm address {address:#x} in linear memory of size {size:#x}"
+            )?;
         }
         let frames = self.frames();
         if frames.is_empty()

@@ -11,6 +11,15 @@
 //!
 //! Each thread that runs wasm gets an alternate signal stack, so a handler can run even
 //! when the fault was caused by an exhausted stack.
+//!
+//! Which signal means what, for framewalk's runtime: SIGILL is a `ud2` (every explicit
+//! check, including the prologue's stack-limit check, so a stack overflow is a SIGILL
+//! with `StackOverflow` and never a fault on a guard page), SIGFPE a division, SIGSEGV
+//! a load or store of linear memory that hit a `PROT_NONE` page past `current_length`
+//! (its PC is a `MemoryOutOfBounds` trap site). For SIGSEGV/SIGBUS the handler also
+//! passes the faulting data address (`si_addr`) to `on_trap`, read from the `siginfo_t`
+//! in signal context (a plain field read, async-signal-safe) and carried in a register
+//! like the PC, FP and SP.
 
 use super::TrapCode;
 use std::sync::OnceLock;
@@ -22,8 +31,11 @@ pub struct TrapHooks {
     /// Must not allocate or block for long: it runs in signal context.
     pub lookup: fn(pc: usize, signal: i32) -> Option<TrapCode>,
     /// Called (outside signal context, on the interrupted stack) with
-    /// `(pc, fp, sp, code as usize)`; never returns.
-    pub on_trap: unsafe extern "C" fn(usize, usize, usize, usize) -> !,
+    /// `(pc, fp, sp, code as usize, fault_address)`; never returns. `fault_address` is
+    /// the faulting data address (`si_addr`) of a SIGSEGV or SIGBUS — for a guard-page
+    /// heap, the host address an out-of-bounds load or store touched — and 0 for the
+    /// other signals.
+    pub on_trap: unsafe extern "C" fn(usize, usize, usize, usize, usize) -> !,
 }
 
 static HOOKS: OnceLock<TrapHooks> = OnceLock::new();
@@ -59,13 +71,15 @@ extern "C" fn handle(signal: libc::c_int, info: *mut libc::siginfo_t, ucontext: 
         // SAFETY: we were installed with SA_SIGINFO, so `ucontext` is the kernel's.
         let regs = unsafe { crate::arch::trap_registers(ucontext) };
         if let Some(code) = (hooks.lookup)(regs.pc, signal) {
+            // SAFETY: installed with SA_SIGINFO, so `info` is the kernel's for `signal`.
+            let fault_address = unsafe { crate::arch::fault_address(signal, info) };
             // SAFETY: the PC is in wasm code, whose stack has room below SP (the stack
             // limit keeps a reserve); `on_trap` never returns.
             unsafe {
                 crate::arch::redirect(
                     ucontext,
                     hooks.on_trap as usize,
-                    [regs.pc, regs.fp, regs.sp, code as usize],
+                    [regs.pc, regs.fp, regs.sp, code as usize, fault_address],
                 )
             };
             return;

@@ -528,6 +528,17 @@ impl Host {
             }
         }
         self.meta.check_trap_frames(t.code(), t.frames())?;
+        // The one out-of-bounds access programs make is an `i32.load` at 65536 in their
+        // one-page memory: it faults on the guard pages at that address. No other trap
+        // has a fault address.
+        let want_fault = (t.code() == TrapCode::MemoryOutOfBounds).then_some(65536);
+        if t.fault_address() != want_fault {
+            return Err(format!(
+                "trap {:?}: fault address {:?}, expected {want_fault:?}",
+                t.code(),
+                t.fault_address()
+            ));
+        }
         *self
             .stats
             .traps
