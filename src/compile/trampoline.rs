@@ -7,8 +7,8 @@
 //! - The **exit trampoline** (wasm → host), one per function type, has the wasm calling
 //!   convention: it spills the arguments into a value array on its own stack frame,
 //!   calls the host function's array-convention entry point (loaded from the host
-//!   context, see [`HOST_CTX_ARRAY_CALL_OFFSET`]) and traps with the host-error code
-//!   if it reports failure. It is the one place wasm calls the host.
+//!   context, see [`HOST_CTX_ARRAY_CALL_OFFSET`]); a failing host function leaves
+//!   through the runtime instead of returning. It is the one place wasm calls the host.
 //!
 //! Both are ordinary Cranelift functions compiled with frame pointers, so the
 //! frame-pointer chain stays intact across every transition.
@@ -27,6 +27,13 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 /// Offset, inside a host function context, of its array-call entry point.
 pub const HOST_CTX_ARRAY_CALL_OFFSET: i32 = 8;
+
+/// Set in the `len` argument of a host function's array entry point when an exit
+/// trampoline calls it (a wasm caller whose exit is recorded): a failing host function
+/// then leaves through the runtime's `raise` instead of returning. Calls from the host
+/// (`Func::call` of a host function, a host start function) leave it clear and get the
+/// failure back as `false`.
+pub const ARRAY_CALL_FROM_WASM: u64 = 1 << 63;
 
 /// The Cranelift signature of the array calling convention.
 pub fn array_call_signature() -> Signature {
@@ -88,14 +95,18 @@ pub fn entry_trampoline(func_index: u32, ty: &FuncType) -> ir::Function {
     func
 }
 
-/// The exit trampoline for host functions of type `ty`. `raise` is the address of the
-/// runtime function (`extern "C" fn(caller_vmctx) -> !`) called when the host function
-/// fails; exit trampolines are compiled in-process, so an absolute address is fine.
+/// The exit trampoline for host functions of type `ty`.
 ///
 /// Before calling the host it records its own frame pointer as the exit of the
 /// caller's store's current activation (`[FP]`/`[FP+8]` are then the youngest wasm
-/// frame's FP and PC), and clears it when the host returns.
-pub fn exit_trampoline(ty: &FuncType, raise: u64) -> ir::Function {
+/// frame's FP and PC), and clears it when the host returns successfully. A failed host
+/// function does not return here: its array entry point leaves through the runtime
+/// (`runtime::entry::raise`), which captures the backtrace from the recorded exit and
+/// resumes at the activation's entry. The trampoline's own failure branch is only a
+/// guard (a host entry point that returned failure anyway traps with the host-error
+/// code), so nothing but the activation pointer is live across the call: one
+/// callee-saved register.
+pub fn exit_trampoline(ty: &FuncType) -> ir::Function {
     let mut func = ir::Function::with_name_signature(UserFuncName::user(3, 0), wasm_signature(ty));
     let mut fctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(&mut func, &mut fctx);
@@ -140,31 +151,24 @@ pub fn exit_trampoline(ty: &FuncType, raise: u64) -> ir::Function {
     b.ins()
         .store(MemFlags::trusted(), fp, activation, exit_fp_offset);
     let sig = b.import_signature(array_call_signature());
-    let n = b.ins().iconst(types::I64, len as i64);
+    let n = b
+        .ins()
+        .iconst(types::I64, (len as u64 | ARRAY_CALL_FROM_WASM) as i64);
     let call = b
         .ins()
         .call_indirect(sig, host, &[callee_vmctx, caller_vmctx, values, n]);
     let ok = b.inst_results(call)[0];
-    let zero = b.ins().iconst(types::I64, 0);
-    b.ins()
-        .store(MemFlags::trusted(), zero, activation, exit_fp_offset);
     let fail = b.create_block();
     let done = b.create_block();
     b.ins().brif(ok, done, &[], fail, &[]);
     b.seal_block(fail);
     b.seal_block(done);
     b.switch_to_block(fail);
-    // The host failed: record the exit again (for the backtrace) and leave through
-    // the runtime, which resumes at the activation's entry.
-    b.ins()
-        .store(MemFlags::trusted(), fp, activation, exit_fp_offset);
-    let mut raise_sig = Signature::new(CallConv::SystemV);
-    raise_sig.params.push(AbiParam::new(types::I64));
-    let raise_sig = b.import_signature(raise_sig);
-    let raise = b.ins().iconst(types::I64, raise as i64);
-    b.ins().call_indirect(raise_sig, raise, &[caller_vmctx]);
     b.ins().trap(TrapCode::User(HOST_ERROR_USER_CODE));
     b.switch_to_block(done);
+    let zero = b.ins().iconst(types::I64, 0);
+    b.ins()
+        .store(MemFlags::trusted(), zero, activation, exit_fp_offset);
     let mut results = Vec::new();
     for (i, t) in ty.results().iter().enumerate() {
         let v = load_value(&mut b, *t, values, i);

@@ -523,7 +523,11 @@ impl Builder {
         let mut at = 0;
         for (index, function) in self.functions.iter_mut().enumerate() {
             let first = at;
-            while self.inlines.get(at).is_some_and(|(f, _)| *f as usize == index) {
+            while self
+                .inlines
+                .get(at)
+                .is_some_and(|(f, _)| *f as usize == index)
+            {
                 at += 1;
             }
             // Counts fit `u32`: sections are far smaller than 4 GiB.

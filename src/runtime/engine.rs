@@ -141,7 +141,7 @@ impl Engine {
         if let Some(c) = cache.get(ty) {
             return Ok(c.clone());
         }
-        let func = trampoline::exit_trampoline(ty, super::entry::raise as *const () as u64);
+        let func = trampoline::exit_trampoline(ty);
         let code = compile::compile_standalone(&*self.inner.isa, func)?;
         let mem = CodeMemory::new(&code, &[], &[], |_| 0)
             .map_err(|e| CompileError::Host(e.to_string()))?;

@@ -350,11 +350,12 @@ fn host_trap(caller_vmctx: *mut u8, e: crate::trap::HostError, limit: CaptureLim
     captured.into_trap(Trap::host(e, Vec::new()))
 }
 
-/// Called by an exit trampoline when its host function failed (error or panic). The
-/// activation's exit is recorded, so the backtrace starts at the wasm caller.
+/// Called by a host function's array entry point, called from an exit trampoline, when
+/// the host function failed (error or panic). The activation's exit is recorded, so
+/// the backtrace starts at the wasm caller.
 ///
 /// # Safety
-/// Only exit trampolines call this, with their caller's vmctx.
+/// Only `host_array_call` calls this, for a call from wasm, with its caller's vmctx.
 pub(crate) unsafe extern "C" fn raise(caller_vmctx: *mut u8) -> ! {
     let record = CURRENT.get();
     if record.is_null() {

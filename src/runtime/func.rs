@@ -12,7 +12,7 @@ use super::store::{AsStore, AsStoreMut, Caller, OwnedHostFunc, StoreInner, Store
 use super::values::{Val, WasmTuple};
 use super::vmcontext::{ArrayCallFn, VMFuncRef, ValRaw, HOST_CTX_MAGIC};
 use super::Store;
-use crate::compile::trampoline::HOST_CTX_ARRAY_CALL_OFFSET;
+use crate::compile::trampoline::{ARRAY_CALL_FROM_WASM, HOST_CTX_ARRAY_CALL_OFFSET};
 use crate::trap::HostError;
 use crate::types::FuncType;
 use std::marker::PhantomData;
@@ -65,15 +65,24 @@ const _: () = assert!(
 
 /// The array-convention entry point of every host function.
 ///
+/// Returns whether the host function succeeded. Called by an exit trampoline (`len`
+/// carries [`ARRAY_CALL_FROM_WASM`]), a failure does not return: it leaves through
+/// [`raise`](super::entry::raise), which resumes at the activation's entry, abandoning
+/// this frame (it owns nothing by then).
+///
 /// # Safety
 /// `callee_vmctx` must point to a live `HostFuncContext<T, F>` whose store is live, and
 /// `values` to `len` writable slots; generated code and [`invoke`] guarantee both.
+/// With [`ARRAY_CALL_FROM_WASM`], `caller_vmctx` must be the calling wasm instance's
+/// and its store's current activation must have its exit recorded.
 unsafe extern "C" fn host_array_call<T: 'static, F: HostClosure<T>>(
     callee_vmctx: *mut u8,
     caller_vmctx: *mut u8,
     values: *mut ValRaw,
     len: usize,
 ) -> bool {
+    let from_wasm = len as u64 & ARRAY_CALL_FROM_WASM != 0;
+    let len = (len as u64 & !ARRAY_CALL_FROM_WASM) as usize;
     // SAFETY: per this function's contract.
     let ctx = unsafe { &*(callee_vmctx as *const HostFuncContext<T, F>) };
     debug_assert_eq!(ctx.magic, HOST_CTX_MAGIC, "host context magic broken");
@@ -94,23 +103,40 @@ unsafe extern "C" fn host_array_call<T: 'static, F: HostClosure<T>>(
     }));
     match result {
         Ok(Ok(())) => true,
-        // SAFETY: the closure's borrow of the store ended with the call.
-        failed => host_call_failed(unsafe { &mut (*store_ptr).opaque }, failed),
+        // SAFETY: the closure's borrow of the store ended with the call; the raise is
+        // as this function's contract allows, and nothing in this frame needs dropping.
+        failed => unsafe {
+            host_call_failed(
+                &mut (*store_ptr).opaque,
+                failed,
+                from_wasm.then_some(caller_vmctx),
+            )
+        },
     }
 }
 
-/// Leaves a failed host call's error or panic in the store for `raise`/`invoke`. Out of
-/// line, so the hot path of [`host_array_call`] saves no registers for it.
+/// Leaves a failed host call's error or panic in the store for `raise`/`invoke`, then,
+/// for a call from wasm (`raise_from` = the caller's vmctx), leaves through `raise`.
+/// Out of line, so the hot path of [`host_array_call`] saves no registers for it.
+///
+/// # Safety
+/// With `raise_from`, as [`raise`](super::entry::raise) requires: the caller's store's
+/// current activation has its exit recorded, and the frames up to it own nothing.
 #[cold]
 #[inline(never)]
-fn host_call_failed(
+unsafe fn host_call_failed(
     store: &mut StoreOpaque,
     failed: std::thread::Result<Result<(), HostError>>,
+    raise_from: Option<*mut u8>,
 ) -> bool {
     match failed {
         Ok(Ok(())) => return true,
         Ok(Err(e)) => store.pending_error = Some(e),
         Err(panic) => store.pending_panic = Some(panic),
+    }
+    if let Some(caller_vmctx) = raise_from {
+        // SAFETY: per this function's contract.
+        unsafe { super::entry::raise(caller_vmctx) }
     }
     false
 }
@@ -296,7 +322,11 @@ impl Func {
                 let out = f(caller, params).into_result()?;
                 // SAFETY: the closure's borrow of the store ended when it returned.
                 let opaque = unsafe { &mut (*store).opaque };
-                opaque.maybe_gc();
+                // Only results that are references enter the root set: no check is due
+                // for the others (a compile-time constant, so no code either).
+                if R::Ok::HAS_EXTERNREF {
+                    opaque.maybe_gc();
+                }
                 out.store_raw(opaque, raw)
                     .map_err(|e| -> HostError { Box::new(e) })?;
                 Ok(())
@@ -411,7 +441,9 @@ impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
         if opaque.id != self.func.store_id {
             return Err(Error::WrongStore);
         }
-        opaque.maybe_gc();
+        if P::HAS_EXTERNREF {
+            opaque.maybe_gc();
+        }
         let mut buf = [ValRaw::default(); 16];
         let mut heap;
         let n = P::LEN.max(R::LEN);

@@ -204,6 +204,9 @@ pub trait WasmTuple: Sized {
     fn types() -> Vec<ValType>;
     /// Number of values.
     const LEN: usize;
+    /// Whether any value is an `externref` (only then can passing the tuple into wasm
+    /// add to the store's root set, so only then is a collection check due).
+    const HAS_EXTERNREF: bool;
     /// Writes into `out[..LEN]`.
     fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<(), super::Error>;
     /// Reads from `raw[..LEN]`.
@@ -215,6 +218,7 @@ impl WasmTuple for () {
         Vec::new()
     }
     const LEN: usize = 0;
+    const HAS_EXTERNREF: bool = false;
     fn store_raw(self, _: &mut StoreOpaque, _: &mut [ValRaw]) -> Result<(), super::Error> {
         Ok(())
     }
@@ -226,6 +230,7 @@ impl<A: WasmTy> WasmTuple for A {
         vec![A::TYPE]
     }
     const LEN: usize = 1;
+    const HAS_EXTERNREF: bool = matches!(A::TYPE, ValType::ExternRef);
     fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<(), super::Error> {
         out[0] = self.into_raw(store)?;
         Ok(())
@@ -242,6 +247,7 @@ macro_rules! tuple {
                 vec![$($t::TYPE),+]
             }
             const LEN: usize = $n;
+            const HAS_EXTERNREF: bool = false $(|| matches!($t::TYPE, ValType::ExternRef))+;
             fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<(), super::Error> {
                 $(out[$i] = self.$i.into_raw(store)?;)+
                 Ok(())

@@ -1,0 +1,75 @@
+//! Call costs measured as the distribution over many short runs, for figures that hold
+//! on a noisy machine: `cargo bench --bench call_floor`.
+//!
+//! Each row times `SAMPLES` runs of a wasm loop of `LOOP` iterations (or `LOOP` typed
+//! host -> wasm calls) and prints the median and the minimum per iteration. The minimum
+//! is the machine's floor for that code (interference only ever adds time); criterion's
+//! `calls` bench gives the same rows with confidence intervals. Rows:
+//! - `empty loop`: the loop alone;
+//! - `wasm -> wasm`: the loop calling a no-op wasm function;
+//! - `wasm -> host`: the loop calling a no-op `Func::wrap` import;
+//! - `typed () -> i32`: `TypedFunc::call` of a function returning a constant.
+
+use framewalk::{Caller, Engine, Extern, Func, Instance, Module, Store};
+use std::time::Instant;
+
+const LOOP: i32 = 10_000;
+const SAMPLES: usize = 2_000;
+
+fn report(name: &str, mut per_iter: Vec<f64>) {
+    per_iter.sort_by(f64::total_cmp);
+    println!(
+        "{name:<16} median {:>7.3} ns   min {:>7.3} ns   ({SAMPLES} runs of {LOOP})",
+        per_iter[per_iter.len() / 2],
+        per_iter[0]
+    );
+}
+
+fn main() {
+    let engine = Engine::new(Default::default()).unwrap();
+    let module = Module::new(
+        &engine,
+        br#"(module
+          (import "host" "noop" (func $host_noop))
+          (func $noop)
+          (func (export "answer") (result i32) (i32.const 42))
+          (func (export "empty_loop") (param $n i32)
+            (loop $l (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+          (func (export "wasm_calls") (param $n i32)
+            (loop $l (call $noop)
+              (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+          (func (export "host_calls") (param $n i32)
+            (loop $l (call $host_noop)
+              (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let noop = Func::wrap(&mut store, |_: Caller<'_, ()>| {}).unwrap();
+    let inst = Instance::new(&mut store, &module, &[Extern::Func(noop)]).unwrap();
+    for (row, export) in [
+        ("empty loop", "empty_loop"),
+        ("wasm -> wasm", "wasm_calls"),
+        ("wasm -> host", "host_calls"),
+    ] {
+        let f = inst.get_typed_func::<i32, ()>(&store, export).unwrap();
+        let times = (0..SAMPLES)
+            .map(|_| {
+                let t = Instant::now();
+                f.call(&mut store, std::hint::black_box(LOOP)).unwrap();
+                t.elapsed().as_nanos() as f64 / f64::from(LOOP)
+            })
+            .collect();
+        report(row, times);
+    }
+    let answer = inst.get_typed_func::<(), i32>(&store, "answer").unwrap();
+    let times = (0..SAMPLES)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..LOOP {
+                std::hint::black_box(answer.call(&mut store, ()).unwrap());
+            }
+            t.elapsed().as_nanos() as f64 / f64::from(LOOP)
+        })
+        .collect();
+    report("typed () -> i32", times);
+}
