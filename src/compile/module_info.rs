@@ -167,6 +167,9 @@ pub struct DataSegment {
 pub struct ModuleInfo {
     /// Module name from the name section.
     pub name: Option<String>,
+    /// Whether the module has DWARF custom sections (`.debug_*`): only then can its
+    /// frames have source lines.
+    pub has_dwarf: bool,
     /// Function types, by module type index.
     pub types: Vec<FuncType>,
     /// Imports, in order.
@@ -566,6 +569,7 @@ fn read_payload(info: &mut ModuleInfo, payload: Payload<'_>) -> Result<(), Modul
             }
         }
         Payload::CustomSection(reader) => {
+            info.has_dwarf |= reader.name().starts_with(".debug_");
             if let KnownCustom::Name(names) = reader.as_known() {
                 // A malformed name section is ignored, as the spec requires of custom sections.
                 let _ = read_names(info, names);

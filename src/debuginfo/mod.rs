@@ -22,21 +22,24 @@ mod source_map;
 pub use demangle::demangle;
 pub use source_map::{DebugInfoError, SourceMap};
 
+/// The sections [`fuzz_source_map`] builds from its input, in order.
+#[cfg(any(test, feature = "fuzzing"))]
+pub const FUZZ_SECTIONS: [&str; 6] = [
+    ".debug_info",
+    ".debug_abbrev",
+    ".debug_line",
+    ".debug_str",
+    ".debug_ranges",
+    ".debug_rnglists",
+];
+
 /// Fuzzing entry point: `data` becomes the `.debug_*` sections of a small module (the
 /// first 12 bytes give the six sections' lengths, `u16` little-endian, in the order of
-/// `NAMES`); the map must parse or fail without a
+/// [`FUZZ_SECTIONS`]); the map must parse or fail without a
 /// panic, and answer every offset of the module, and every name must demangle.
 /// Returns how many locations the lookups found (0 if the DWARF did not parse).
 #[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_source_map(data: &[u8]) -> usize {
-    const NAMES: [&str; 6] = [
-        ".debug_info",
-        ".debug_abbrev",
-        ".debug_line",
-        ".debug_str",
-        ".debug_ranges",
-        ".debug_rnglists",
-    ];
     fn leb(mut n: usize, out: &mut Vec<u8>) {
         loop {
             let byte = (n & 0x7f) as u8;
@@ -53,7 +56,7 @@ pub fn fuzz_source_map(data: &[u8]) -> usize {
         leb(payload.len(), out);
         out.extend_from_slice(payload);
     }
-    let (lengths, mut rest) = data.split_at(data.len().min(2 * NAMES.len()));
+    let (lengths, mut rest) = data.split_at(data.len().min(2 * FUZZ_SECTIONS.len()));
     // A module with one function `(func)` of 16 `nop`s, so code offsets exist.
     let mut wasm = b"\0asm\x01\0\0\0".to_vec();
     section(1, &[1, 0x60, 0, 0], &mut wasm);
@@ -65,7 +68,7 @@ pub fn fuzz_source_map(data: &[u8]) -> usize {
     leb(body.len(), &mut code);
     code.extend_from_slice(&body);
     section(10, &code, &mut wasm);
-    for (name, len) in NAMES.iter().zip(lengths.chunks_exact(2)) {
+    for (name, len) in FUZZ_SECTIONS.iter().zip(lengths.chunks_exact(2)) {
         let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
         let (contents, tail) = rest.split_at(rest.len().min(len));
         rest = tail;

@@ -41,7 +41,8 @@ fn error(context: &'static str) -> impl Fn(gimli::Error) -> DebugInfoError {
     }
 }
 
-/// `file` of a line row that ends a sequence: no location from here on.
+/// `file` of a line row that ends a sequence: no location from here on. (A row whose
+/// file the line table does not name has the same value, and also gives no location.)
 const END: u32 = u32::MAX;
 /// No name or file.
 const NONE: u32 = u32::MAX;
@@ -245,10 +246,30 @@ struct Builder {
     functions: Vec<Function>,
     /// Each with the index of its function in `functions`.
     inlines: Vec<(u32, Inline)>,
-    files: Vec<Arc<str>>,
-    file_ids: HashMap<String, u32>,
-    names: Vec<Arc<str>>,
-    name_ids: HashMap<String, u32>,
+    files: Interner,
+    names: Interner,
+}
+
+/// Distinct strings, each stored once and named by its index.
+#[derive(Default)]
+struct Interner {
+    strings: Vec<Arc<str>>,
+    ids: HashMap<String, u32>,
+}
+
+impl Interner {
+    /// The index of `s` (added if new), or `NONE` for no string.
+    fn id(&mut self, s: Option<String>) -> u32 {
+        let Some(s) = s else { return NONE };
+        if let Some(id) = self.ids.get(&s) {
+            return *id;
+        }
+        // Fewer strings than section bytes, far below 4 G.
+        let id = self.strings.len() as u32;
+        self.strings.push(Arc::from(s.as_str()));
+        self.ids.insert(s, id);
+        id
+    }
 }
 
 /// What encloses the DIE being visited.
@@ -441,25 +462,11 @@ impl Builder {
     }
 
     fn file_id(&mut self, path: Option<String>) -> u32 {
-        let Some(path) = path else { return NONE };
-        if let Some(id) = self.file_ids.get(&path) {
-            return *id;
-        }
-        let id = self.files.len() as u32;
-        self.files.push(Arc::from(path.as_str()));
-        self.file_ids.insert(path, id);
-        id
+        self.files.id(path)
     }
 
     fn name_id(&mut self, name: Option<String>) -> u32 {
-        let Some(name) = name else { return NONE };
-        if let Some(id) = self.name_ids.get(&name) {
-            return *id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(Arc::from(name.as_str()));
-        self.name_ids.insert(name, id);
-        id
+        self.names.id(name)
     }
 
     /// The DIE's linkage name if it or what it refers to has one, else its plain name.
@@ -540,8 +547,8 @@ impl Builder {
             ranges: self.ranges.into(),
             functions: self.functions.into(),
             inlines: inlines.into(),
-            files: self.files.into(),
-            names: self.names.into(),
+            files: self.files.strings.into(),
+            names: self.names.strings.into(),
         }
     }
 }
@@ -735,14 +742,7 @@ mod tests {
     fn fuzz_entry_point_runs_on_raw_inputs() {
         // shapes.wasm's sections in the target's order.
         let mut sections = Vec::new();
-        for name in [
-            ".debug_info",
-            ".debug_abbrev",
-            ".debug_line",
-            ".debug_str",
-            ".debug_ranges",
-            ".debug_rnglists",
-        ] {
+        for name in crate::debuginfo::FUZZ_SECTIONS {
             let bytes = debug_sections(SHAPES)
                 .unwrap()
                 .1

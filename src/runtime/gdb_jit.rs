@@ -18,6 +18,10 @@
 //!
 //! Invariants: the list is changed only under [`LOCK`]; an entry and its image live
 //! until their registration is dropped, which unlinks them first.
+//!
+//! The two symbols are defined once per process by whoever implements the interface,
+//! so framewalk cannot share a binary with another JIT that defines them too (e.g.
+//! Wasmtime's `wasmtime-jit-debug`): the link fails with a duplicate symbol.
 
 use std::ops::Range;
 use std::ptr::{addr_of_mut, null_mut};

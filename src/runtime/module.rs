@@ -227,6 +227,9 @@ impl crate::trap::FrameSymbols for ModuleInner {
     }
 
     fn source_locations(&self, wasm_offset: u32) -> Vec<crate::trap::SourceLocation> {
+        if !self.info.has_dwarf {
+            return Vec::new();
+        }
         match self.source_map() {
             Ok(map) => map.locations(wasm_offset),
             Err(_) => Vec::new(),
