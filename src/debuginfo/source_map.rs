@@ -620,6 +620,8 @@ mod tests {
 
     /// clang 14's output for examples/dwarf/shapes.cpp (see build.sh there).
     const SHAPES: &[u8] = include_bytes!("../../examples/dwarf/shapes.wasm");
+    /// The same code with DWARF 5.
+    const SHAPES_DWARF5: &[u8] = include_bytes!("../../examples/dwarf/shapes-dwarf5.wasm");
 
     /// The byte ranges of `wasm`'s `.debug_*` section contents, and of its code section.
     fn layout(wasm: &[u8]) -> (Vec<std::ops::Range<usize>>, std::ops::Range<usize>) {
@@ -689,17 +691,43 @@ mod tests {
         assert!(map.locations(u32::MAX).is_empty());
     }
 
-    /// Damaged DWARF never panics: `DWARF_MUTATIONS` (default 3,000) copies of
-    /// shapes.wasm with one to four bytes of its debug sections changed each parse to
-    /// an error or to a map whose every lookup is answered.
+    /// DWARF 5 (string offsets, line strings, address and range lists, file 0) reads
+    /// the same as DWARF 4: the two builds share their code byte for byte, and every
+    /// offset of it has the same locations.
+    #[test]
+    fn dwarf5_reads_the_same_as_dwarf4() {
+        let (debug4, code4) = layout(SHAPES);
+        let (debug5, code5) = layout(SHAPES_DWARF5);
+        assert_eq!(SHAPES[code4.clone()], SHAPES_DWARF5[code5.clone()]);
+        assert_eq!(code4.start, code5.start);
+        assert_ne!(debug4.len(), debug5.len(), "different DWARF sections");
+        let (v4, v5) = (
+            SourceMap::parse(SHAPES).unwrap(),
+            SourceMap::parse(SHAPES_DWARF5).unwrap(),
+        );
+        let mut located = 0;
+        for offset in code4.start as u32..code4.end as u32 {
+            let a = v4.locations(offset);
+            assert_eq!(a, v5.locations(offset), "offset {offset:#x}");
+            located += usize::from(!a.is_empty());
+        }
+        assert!(
+            located > (code4.len() * 9) / 10,
+            "{located} of {} located",
+            code4.len()
+        );
+    }
+
+    /// Damaged DWARF never panics: `DWARF_MUTATIONS` (default 3,000) copies of each of
+    /// shapes.wasm and its DWARF 5 build, with one to four bytes of their debug
+    /// sections changed, each parse to an error or to a map whose every lookup is
+    /// answered.
     #[test]
     fn damaged_dwarf_never_panics() {
         let n: u64 = std::env::var("DWARF_MUTATIONS")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(3_000);
-        let (debug, code) = layout(SHAPES);
-        let debug_bytes: Vec<usize> = debug.iter().flat_map(|r| r.clone()).collect();
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move || {
             state ^= state << 13;
@@ -707,33 +735,37 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let (mut errors, mut parsed) = (0, 0);
-        for _ in 0..n {
-            let mut wasm = SHAPES.to_vec();
-            for _ in 0..1 + next() % 4 {
-                let at = debug_bytes[(next() % debug_bytes.len() as u64) as usize];
-                wasm[at] = match next() % 3 {
-                    0 => next() as u8,
-                    1 => wasm[at] ^ (1 << (next() % 8)),
-                    _ => 0xff,
-                };
-            }
-            match SourceMap::parse(&wasm) {
-                Ok(map) => {
-                    parsed += 1;
-                    for offset in code.clone().step_by(1) {
-                        let _ = map.locations(offset as u32);
+        for original in [SHAPES, SHAPES_DWARF5] {
+            let (debug, code) = layout(original);
+            let debug_bytes: Vec<usize> = debug.iter().flat_map(|r| r.clone()).collect();
+            let (mut errors, mut parsed) = (0, 0);
+            for _ in 0..n {
+                let mut wasm = original.to_vec();
+                for _ in 0..1 + next() % 4 {
+                    let at = debug_bytes[(next() % debug_bytes.len() as u64) as usize];
+                    wasm[at] = match next() % 3 {
+                        0 => next() as u8,
+                        1 => wasm[at] ^ (1 << (next() % 8)),
+                        _ => 0xff,
+                    };
+                }
+                match SourceMap::parse(&wasm) {
+                    Ok(map) => {
+                        parsed += 1;
+                        for offset in code.clone() {
+                            let _ = map.locations(offset as u32);
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        assert!(!e.to_string().is_empty());
                     }
                 }
-                Err(e) => {
-                    errors += 1;
-                    assert!(!e.to_string().is_empty());
-                }
             }
-        }
-        // Both outcomes happen: the mutations reach the parser, and not all break it.
-        if n >= 1_000 {
-            assert!(errors > 0 && parsed > 0, "{errors} errors, {parsed} parsed");
+            // Both outcomes happen: the mutations reach the parser, and not all break it.
+            if n >= 1_000 {
+                assert!(errors > 0 && parsed > 0, "{errors} errors, {parsed} parsed");
+            }
         }
     }
 
