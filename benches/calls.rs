@@ -14,23 +14,7 @@ const CALLS: i32 = 1000;
 
 fn calls(c: &mut Criterion) {
     let engine = Engine::new(Default::default()).unwrap();
-    let module = Module::new(
-        &engine,
-        br#"(module
-              (import "host" "noop" (func $host_noop))
-              (func $noop)
-              (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
-              (func (export "answer") (result i32) (i32.const 42))
-              (func (export "empty_loop") (param $n i32)
-                (loop $l (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
-              (func (export "wasm_calls") (param $n i32)
-                (loop $l (call $noop)
-                  (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
-              (func (export "host_calls") (param $n i32)
-                (loop $l (call $host_noop)
-                  (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))))"#,
-    )
-    .unwrap();
+    let module = Module::new(&engine, include_bytes!("calls.wat")).unwrap();
     let mut store = Store::new(&engine, ());
     let noop = Func::wrap(&mut store, |_: Caller<'_, ()>, (): ()| {}).unwrap();
     let inst = Instance::new(&mut store, &module, &[Extern::Func(noop)]).unwrap();

@@ -476,10 +476,7 @@ impl Builder {
         unit: &Unit<'_>,
         entry: &gimli::DebuggingInformationEntry<'_, '_, R<'_>>,
     ) -> u32 {
-        let string = |value: AttributeValue<R<'_>>| -> Option<String> {
-            let s = dwarf.attr_string(unit, value).ok()?;
-            Some(s.to_string_lossy().into_owned())
-        };
+        let string = |value| attr_string(dwarf, unit, value);
         let mut linkage = None;
         let mut plain = None;
         let mut offset = None;
@@ -574,6 +571,12 @@ fn die_ranges(
     Ok(out)
 }
 
+/// A string attribute's value, if it resolves (lossy UTF-8).
+fn attr_string(dwarf: &Dwarf<'_>, unit: &Unit<'_>, value: AttributeValue<R<'_>>) -> Option<String> {
+    let s = dwarf.attr_string(unit, value).ok()?;
+    Some(s.to_string_lossy().into_owned())
+}
+
 /// The path of a line-table file: absolute as recorded, else joined to its directory
 /// and, if that is relative, to the unit's compilation directory.
 fn file_path(
@@ -582,10 +585,7 @@ fn file_path(
     header: &gimli::LineProgramHeader<R<'_>>,
     file: &gimli::FileEntry<R<'_>>,
 ) -> Option<String> {
-    let string = |value| -> Option<String> {
-        let s = dwarf.attr_string(unit, value).ok()?;
-        Some(s.to_string_lossy().into_owned())
-    };
+    let string = |value| attr_string(dwarf, unit, value);
     let name = string(file.path_name())?;
     if name.starts_with('/') {
         return Some(name);
