@@ -90,6 +90,7 @@
 //! `[lowest run start, oldest walked entry_fp)` therefore suffices.
 
 mod activation;
+mod code_map;
 mod error;
 mod reader;
 pub mod registry;
@@ -104,6 +105,7 @@ pub use activation::{
     Activation, ActivationInfo, ActivationIter, ActivationList, ACTIVATION_ENTRY_FP_OFFSET,
     ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_OWNER_OFFSET, ACTIVATION_PREV_OFFSET, ACTIVATION_SIZE,
 };
+pub use code_map::{CodeMap, FlatCodeMap};
 pub use error::WalkError;
 pub use reader::{LiveStackReader, StackReader};
 pub use registry::{

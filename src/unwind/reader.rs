@@ -19,11 +19,27 @@ use core::mem::{align_of, size_of};
 pub trait StackReader {
     /// The word at `addr`, or `None` if this reader cannot or will not read it.
     fn read_word(&self, addr: usize) -> Option<usize>;
+
+    /// The two consecutive words at `addr` and `addr + WORD_SIZE` (a frame's saved FP
+    /// and return address), or `None` if either cannot be read. The default reads each
+    /// with [`read_word`](Self::read_word); a reader may check both at once, but must
+    /// answer the same.
+    #[inline]
+    fn read_pair(&self, addr: usize) -> Option<[usize; 2]> {
+        let second = addr.checked_add(size_of::<usize>())?;
+        Some([self.read_word(addr)?, self.read_word(second)?])
+    }
 }
 
 impl<T: StackReader + ?Sized> StackReader for &T {
+    #[inline]
     fn read_word(&self, addr: usize) -> Option<usize> {
         (**self).read_word(addr)
+    }
+
+    #[inline]
+    fn read_pair(&self, addr: usize) -> Option<[usize; 2]> {
+        (**self).read_pair(addr)
     }
 }
 
@@ -89,6 +105,21 @@ impl StackReader for LiveStackReader {
         // with exposed provenance that no other thread writes while this read runs.
         Some(unsafe { word.read() })
     }
+
+    #[inline]
+    fn read_pair(&self, addr: usize) -> Option<[usize; 2]> {
+        if !addr.is_multiple_of(align_of::<usize>()) {
+            return None;
+        }
+        let end = addr.checked_add(2 * size_of::<usize>())?;
+        if addr < self.lo || end > self.hi {
+            return None;
+        }
+        let words = core::ptr::with_exposed_provenance::<[usize; 2]>(addr);
+        // SAFETY: `addr` is aligned for `usize` and `[addr, addr + 16)` lies inside
+        // `[lo, hi)`, as for `read_word`.
+        Some(unsafe { words.read() })
+    }
 }
 
 #[cfg(test)]
@@ -112,5 +143,11 @@ mod tests {
         assert_eq!(reader.read_word(lo + 12), None, "misaligned");
         assert_eq!(reader.read_word(usize::MAX - 7), None, "end overflows");
         assert_eq!(reader.read_word(0), None);
+        assert_eq!(reader.read_pair(lo + 8), Some([22, 33]));
+        assert_eq!(reader.read_pair(lo + 16), Some([33, 44]));
+        assert_eq!(reader.read_pair(lo + 24), None, "second word at hi");
+        assert_eq!(reader.read_pair(lo), None, "first word below lo");
+        assert_eq!(reader.read_pair(lo + 12), None, "misaligned");
+        assert_eq!(reader.read_pair(usize::MAX - 7), None, "end overflows");
     }
 }

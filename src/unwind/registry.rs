@@ -2,8 +2,10 @@
 //!
 //! Modules register their text section and its sorted function ranges when their code
 //! becomes executable, and unregister (by dropping the [`ModuleRegistration`]) before it
-//! is unmapped. [`CodeRegistry::lookup_pc`] finds a PC in O(log modules + log
-//! functions).
+//! is unmapped. [`CodeRegistry::lookup_pc`] finds a PC in O(log modules), then in
+//! O(1) through the module's [`FlatCodeMap`] (or O(log functions) for a module whose
+//! functions are not 16-byte aligned). A walk through a [`RegistryView`] gets the
+//! module's [`CodeMap`] and answers the PCs of a run of frames in that module itself.
 //!
 //! ```text
 //!  snapshot (sorted by text_start, never overlapping)
@@ -42,6 +44,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::code_map::{CodeMap, FlatCodeMap};
 use super::walker::{CodeLocation, CodeLookup};
 
 /// One function's code inside a module's text section.
@@ -128,74 +131,22 @@ struct ModuleEntry {
     text_end: usize,
     functions: Box<[FunctionRange]>,
     data: usize,
-    /// When every function starts on a `GRANULE`-byte boundary (Cranelift aligns
-    /// functions to 16), a flat table: entry `g` describes the function that covers
-    /// byte `g * GRANULE` (a granule holds code of at most one function, then
-    /// padding) as `(func_index + 1) << END_BITS | end`, with `end` how many bytes of
-    /// the granule belong to the function (1 to `GRANULE`); 0 for a granule of no
-    /// function. A lookup is then one 4-byte load and one compare instead of a binary
-    /// search; the table costs 4 bytes per 16 of code (a quarter of the text's size).
-    granules: Option<Box<[u32]>>,
-}
-
-/// Bytes of text per flat-table entry.
-const GRANULE: u32 = 16;
-/// Bits of a flat-table entry that hold how many bytes of its granule are code.
-const END_BITS: u32 = 5;
-/// Flat-table entry for text that belongs to no function (no byte of it is code, so
-/// every offset fails the `offset < end` check).
-const NO_FUNCTION: u32 = 0;
-
-/// Builds the flat table of `functions`, if they are all granule-aligned and their
-/// indices fit an entry.
-fn granule_table(functions: &[FunctionRange], text_len: usize) -> Option<Box<[u32]>> {
-    const _: () = assert!(GRANULE < 1 << END_BITS);
-    let fits = |f: &FunctionRange| {
-        u64::from(f.start) + u64::from(f.len) <= u64::from(u32::MAX)
-            && f.func_index < (u32::MAX >> END_BITS)
-    };
-    if functions.is_empty() || functions.iter().any(|f| f.start % GRANULE != 0 || !fits(f)) {
-        return None;
-    }
-    let n = text_len.div_ceil(GRANULE as usize);
-    let mut table = vec![NO_FUNCTION; n];
-    for f in functions {
-        // `fits` above: `end` takes 32 bits and `func_index + 1` fits above END_BITS.
-        let end = u64::from(f.start) + u64::from(f.len);
-        let first = (f.start / GRANULE) as usize;
-        let last = ((end - 1) / u64::from(GRANULE)) as usize;
-        let tag = (f.func_index + 1) << END_BITS;
-        for (g, slot) in table
-            .iter_mut()
-            .enumerate()
-            .take(last.min(n - 1) + 1)
-            .skip(first)
-        {
-            let granule_start = g as u64 * u64::from(GRANULE);
-            // 1..=GRANULE: the function covers at least the granule's first byte.
-            let code = (end - granule_start).min(u64::from(GRANULE)) as u32;
-            *slot = tag | code;
-        }
-    }
-    Some(table.into_boxed_slice())
+    /// The flat map of the functions, when they all start on 16-byte boundaries (as
+    /// Cranelift aligns them): a lookup is then one load and one compare.
+    map: Option<FlatCodeMap>,
 }
 
 impl ModuleEntry {
+    /// The view of `map` (this entry's) at this module's text.
+    #[inline(always)]
+    fn code_map<'a>(&self, map: &'a FlatCodeMap) -> CodeMap<'a> {
+        map.view(self.text_start, self.id)
+    }
+
     #[inline(always)]
     fn lookup(&self, pc: usize) -> Option<CodeLocation> {
-        if let Some(table) = &self.granules {
-            let text_offset = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
-            let entry = *table.get((text_offset / GRANULE) as usize)?;
-            // The granule's function starts at or before it (functions start on
-            // granule boundaries); the granule may hold its end and padding after it.
-            if text_offset % GRANULE >= entry & ((1 << END_BITS) - 1) {
-                return None;
-            }
-            return Some(CodeLocation {
-                module: self.id,
-                func_index: (entry >> END_BITS) - 1,
-                text_offset,
-            });
+        if let Some(map) = &self.map {
+            return self.code_map(map).lookup(pc);
         }
         if pc >= self.text_end {
             return None;
@@ -305,14 +256,14 @@ impl CodeRegistry {
 
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let id = self.next_id.fetch_add(1, SeqCst);
-        let granules = granule_table(&functions, text_len);
+        let map = FlatCodeMap::new(&functions, text_len);
         let entry = Arc::new(ModuleEntry {
             id,
             text_start,
             text_end,
             functions: functions.into_boxed_slice(),
             data,
-            granules,
+            map,
         });
         let modules = self.read(|snapshot| {
             let at = snapshot
@@ -355,7 +306,6 @@ impl CodeRegistry {
             f(&RegistryView {
                 snapshot,
                 last: std::cell::Cell::new(None),
-                last_data: std::cell::Cell::new(None),
             })
         })
     }
@@ -452,44 +402,48 @@ impl CodeLookup for CodeRegistry {
 /// [`CodeRegistry::with_view`].
 pub struct RegistryView<'a> {
     snapshot: &'a Snapshot,
+    /// The module of the most recent successful lookup (set only when a lookup finds a
+    /// different module than the one before, so a walk within one module stores
+    /// nothing per frame).
     last: std::cell::Cell<Option<&'a ModuleEntry>>,
-    /// The data word of the last successful lookup.
-    last_data: std::cell::Cell<Option<usize>>,
 }
 
-impl RegistryView<'_> {
+impl<'a> RegistryView<'a> {
     /// The function containing `pc` and its module's data word.
     #[inline(always)]
     pub fn lookup_with_data(&self, pc: usize) -> Option<(CodeLocation, usize)> {
-        let found = self.lookup_in_modules(pc)?;
-        self.last_data.set(Some(found.1));
-        Some(found)
+        let module = self.module_at(pc)?;
+        let found = module.lookup(pc)?;
+        self.last.set(Some(module));
+        Some((found, module.data))
     }
 
+    /// The module whose text contains `pc`: the last one found, else a search.
     #[inline(always)]
-    fn lookup_in_modules(&self, pc: usize) -> Option<(CodeLocation, usize)> {
+    fn module_at(&self, pc: usize) -> Option<&'a ModuleEntry> {
         if let Some(m) = self.last.get() {
             if pc >= m.text_start && pc < m.text_end {
-                return m.lookup(pc).map(|loc| (loc, m.data));
+                return Some(m);
             }
         }
         let after = self
             .snapshot
             .modules
             .partition_point(|m| m.text_start <= pc);
-        let module: &ModuleEntry = self.snapshot.modules.get(after.checked_sub(1)?)?;
-        let found = module.lookup(pc)?;
-        self.last.set(Some(module));
-        Some((found, module.data))
+        let module: &'a ModuleEntry = self.snapshot.modules.get(after.checked_sub(1)?)?;
+        (pc < module.text_end).then_some(module)
     }
-}
 
-impl RegistryView<'_> {
     /// The data word of the module of the most recent successful lookup through this
-    /// view (for a walk: the module of the frame just yielded), without searching again.
+    /// view, without searching again. For a walk through this view, that is the module
+    /// of the frame just yielded, as long as the visitor makes no lookups of its own
+    /// through the same view (the walker answers PCs inside the [`CodeMap`] it was last
+    /// given without asking the view again).
     #[inline]
     pub fn last_data(&self) -> Option<usize> {
-        self.last_data.get()
+        // `last` changes only on a successful lookup (or map) in another module, and a
+        // failed lookup leaves it alone: it is always the module of the last success.
+        self.last.get().map(|m| m.data)
     }
 }
 
@@ -497,6 +451,18 @@ impl CodeLookup for RegistryView<'_> {
     #[inline(always)]
     fn lookup_pc(&self, pc: usize) -> Option<CodeLocation> {
         self.lookup_with_data(pc).map(|(loc, _)| loc)
+    }
+
+    /// The flat map of the module containing `pc`, if `pc` is in one of its functions
+    /// and the module has a map; the module becomes the last one found (as for a
+    /// successful [`lookup_with_data`](Self::lookup_with_data)).
+    #[inline]
+    fn code_map(&self, pc: usize) -> Option<CodeMap<'_>> {
+        let module = self.module_at(pc)?;
+        let map = module.code_map(module.map.as_ref()?);
+        map.lookup(pc)?;
+        self.last.set(Some(module));
+        Some(map)
     }
 }
 
@@ -641,8 +607,8 @@ mod tests {
                 let len = 1 + next(40) as u32;
                 // Large indices too; in some cases one too large for a table entry.
                 let func_index = match (case % 4, i) {
-                    (1, 0) => (u32::MAX >> END_BITS) - 1,
-                    (2, 0) => u32::MAX >> END_BITS,
+                    (1, 0) => (u32::MAX >> 5) - 1,
+                    (2, 0) => u32::MAX >> 5,
                     _ => i * 7 + next(5) as u32,
                 };
                 functions.push(func(at, len, func_index));

@@ -15,12 +15,15 @@
 use core::ops::ControlFlow;
 
 use super::activation::{ActivationInfo, ActivationIter, ActivationList};
+use super::code_map::CodeMap;
 use super::error::WalkError;
 use super::reader::StackReader;
 use crate::arch;
 
 // The range checks below assume older frames sit at higher addresses.
 const _: () = assert!(arch::STACK_GROWS_DOWN);
+// A frame's SP is at most the next FP_ALIGN boundary above its FP (see `next_in_run`).
+const _: () = assert!(arch::CALLER_SP_OFFSET <= arch::FP_ALIGN);
 
 /// What the walker needs to know about code: which wasm function contains a PC.
 ///
@@ -30,11 +33,29 @@ const _: () = assert!(arch::STACK_GROWS_DOWN);
 pub trait CodeLookup {
     /// The wasm function containing `pc`, or `None` if `pc` is not in wasm code.
     fn lookup_pc(&self, pc: usize) -> Option<CodeLocation>;
+
+    /// A flat map of the code around `pc`, if this lookup has one and `pc` is in one
+    /// of its functions. The walker keeps the map it was last given (in registers, for
+    /// a run of frames) and answers every PC inside it with [`CodeMap::lookup`]
+    /// instead of calling back; so for every PC inside a returned map,
+    /// `map.lookup(pc)` must equal `self.lookup_pc(pc)`. The default has no maps: the
+    /// walker then calls `lookup_pc` for every frame.
+    #[inline]
+    fn code_map(&self, pc: usize) -> Option<CodeMap<'_>> {
+        let _ = pc;
+        None
+    }
 }
 
 impl<T: CodeLookup + ?Sized> CodeLookup for &T {
+    #[inline]
     fn lookup_pc(&self, pc: usize) -> Option<CodeLocation> {
         (**self).lookup_pc(pc)
+    }
+
+    #[inline]
+    fn code_map(&self, pc: usize) -> Option<CodeMap<'_>> {
+        (**self).code_map(pc)
     }
 }
 
@@ -112,6 +133,8 @@ pub struct FrameCursor<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> {
     code: &'a C,
     activations: ActivationIter<'a>,
     position: Position,
+    /// The code map `code` last gave, answering PCs inside it.
+    map: Option<CodeMap<'a>>,
 }
 
 impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> {
@@ -135,6 +158,7 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
             code,
             activations: activations.iter(),
             position: Position::Done,
+            map: None,
         };
         cursor.enter_next_activation(start)?;
         Ok(cursor)
@@ -171,7 +195,10 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
         };
         // Done unless the step below succeeds.
         self.position = Position::Done;
-        match self.next_in_run(&frame, lo, entry_fp)? {
+        let mut map = self.map;
+        let next = self.next_in_run(&mut map, &frame, lo, entry_fp);
+        self.map = map;
+        match next? {
             Some(next) => {
                 self.position = Position::At {
                     frame: next,
@@ -189,16 +216,17 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     /// saved FP that is aligned and strictly between `frame.fp` and `entry_fp`) is a few
     /// compares; anything else goes through `next_fp_in_chain`, which gives the same
     /// answer and the same errors. Inlined into `visit_frames`, whose loop keeps the
-    /// run's state in registers.
+    /// run's state, and `map` (the cursor's code map), in registers.
     #[inline(always)]
     fn next_in_run(
         &self,
+        map: &mut Option<CodeMap<'a>>,
         frame: &Frame,
         lo: usize,
         entry_fp: usize,
     ) -> Result<Option<Frame>, WalkError> {
         let fp = frame.fp;
-        let saved = self.read_at(fp, arch::SAVED_FP_OFFSET)?;
+        let [saved, pc] = self.read_frame(fp)?;
         let next = if saved.is_multiple_of(arch::FP_ALIGN) && saved > fp && saved < entry_fp {
             saved
         } else {
@@ -207,18 +235,19 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
                 NextFp::End => return Ok(None),
             }
         };
-        let pc = self.read_at(fp, arch::RETURN_ADDR_OFFSET)?;
         // Recursion repeats a return address: the same PC is the same location (and a
         // `CodeLookup` that remembers its last answer still holds it).
         let location = if pc == frame.pc {
             frame.location
         } else {
-            self.locate(pc)?
+            self.locate(map, pc)?
         };
         Ok(Some(Frame {
             pc,
             fp: next,
-            sp: offset(fp, arch::CALLER_SP_OFFSET)?,
+            // `fp` is a multiple of FP_ALIGN strictly below `entry_fp`, another one, so
+            // `fp + CALLER_SP_OFFSET <= entry_fp` cannot overflow.
+            sp: fp + arch::CALLER_SP_OFFSET,
             location,
             activation_index: frame.activation_index,
         }))
@@ -229,7 +258,10 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     fn enter_next_activation(&mut self, mut start: Option<StartRegs>) -> Result<(), WalkError> {
         while let Some(activation) = self.activations.next() {
             let activation = activation?;
-            if let Some(position) = self.first_frame(&activation, start.take())? {
+            let mut map = self.map;
+            let first = self.first_frame(&mut map, &activation, start.take());
+            self.map = map;
+            if let Some(position) = first? {
                 self.position = position;
                 return Ok(());
             }
@@ -241,6 +273,7 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     /// straight back to its entry (no wasm frames).
     fn first_frame(
         &self,
+        map: &mut Option<CodeMap<'a>>,
         activation: &ActivationInfo,
         start: Option<StartRegs>,
     ) -> Result<Option<Position>, WalkError> {
@@ -281,7 +314,7 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
                     pc: regs.pc,
                     fp: regs.fp,
                     sp: regs.sp,
-                    location: self.locate(regs.pc)?,
+                    location: self.locate(map, regs.pc)?,
                     activation_index: activation.index,
                 }
             }
@@ -307,7 +340,7 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
                     pc,
                     fp,
                     sp: offset(exit_fp, arch::CALLER_SP_OFFSET)?,
-                    location: self.locate(pc)?,
+                    location: self.locate(map, pc)?,
                     activation_index: activation.index,
                 }
             }
@@ -320,6 +353,24 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
         }))
     }
 
+    /// Reads the saved FP and the return address of the frame at `fp` (adjacent words,
+    /// checked at once).
+    #[inline(always)]
+    fn read_frame(&self, fp: usize) -> Result<[usize; 2], WalkError> {
+        const _: () = assert!(arch::RETURN_ADDR_OFFSET == arch::SAVED_FP_OFFSET + arch::WORD_SIZE);
+        let addr = offset(fp, arch::SAVED_FP_OFFSET)?;
+        match self.reader.read_pair(addr) {
+            Some(words) => Ok(words),
+            // Name the word that could not be read, as two single reads would.
+            None => {
+                self.read_at(fp, arch::SAVED_FP_OFFSET)?;
+                self.read_at(fp, arch::RETURN_ADDR_OFFSET)?;
+                // A reader whose pair and single reads disagree: blame the pair.
+                Err(WalkError::UnreadableStack { addr })
+            }
+        }
+    }
+
     /// Reads the word at `fp + off`.
     #[inline]
     fn read_at(&self, fp: usize, off: usize) -> Result<usize, WalkError> {
@@ -329,12 +380,29 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
             .ok_or(WalkError::UnreadableStack { addr })
     }
 
-    /// The wasm function containing `pc`.
-    #[inline]
-    fn locate(&self, pc: usize) -> Result<CodeLocation, WalkError> {
-        self.code
-            .lookup_pc(pc)
-            .ok_or(WalkError::PcNotInWasmCode { pc })
+    /// The wasm function containing `pc`: from `map` if `pc` is inside it, else from
+    /// the lookup (which may give a new map for the next PCs).
+    #[inline(always)]
+    fn locate(&self, map: &mut Option<CodeMap<'a>>, pc: usize) -> Result<CodeLocation, WalkError> {
+        if let Some(m) = map {
+            if m.contains(pc) {
+                return m.lookup(pc).ok_or(WalkError::PcNotInWasmCode { pc });
+            }
+        }
+        let (new_map, found) = self.locate_outside(pc);
+        *map = new_map;
+        found.ok_or(WalkError::PcNotInWasmCode { pc })
+    }
+
+    /// `locate` for a PC outside the current map: the map of `pc`'s code, if the
+    /// lookup has one, and the answer from it or (without a map) from `lookup_pc`.
+    /// Kept out of line so that the caller's loop holds its map in registers.
+    #[inline(never)]
+    fn locate_outside(&self, pc: usize) -> (Option<CodeMap<'a>>, Option<CodeLocation>) {
+        match self.code.code_map(pc).filter(|m| m.contains(pc)) {
+            Some(m) => (Some(m), m.lookup(pc)),
+            None => (None, self.code.lookup_pc(pc)),
+        }
     }
 }
 
@@ -406,7 +474,8 @@ where
     C: CodeLookup + ?Sized,
 {
     let mut cursor = FrameCursor::new(activations, start, reader, code)?;
-    // `FrameCursor::advance`'s steps, with the state of one activation's run in locals.
+    // `FrameCursor::advance`'s steps, with the state of one activation's run, and the
+    // code map, in locals.
     while let Position::At {
         mut frame,
         lo,
@@ -414,15 +483,17 @@ where
     } = cursor.position
     {
         cursor.position = Position::Done;
+        let mut map = cursor.map;
         loop {
             if let ControlFlow::Break(b) = f(&frame) {
                 return Ok(Some(b));
             }
-            match cursor.next_in_run(&frame, lo, entry_fp)? {
+            match cursor.next_in_run(&mut map, &frame, lo, entry_fp)? {
                 Some(next) => frame = next,
                 None => break,
             }
         }
+        cursor.map = map;
         cursor.enter_next_activation(None)?;
     }
     Ok(None)

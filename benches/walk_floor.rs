@@ -1,0 +1,118 @@
+//! Walk costs per frame as the distribution over many single walks, for figures that
+//! hold on a noisy machine: `cargo bench --bench walk_floor`.
+//!
+//! A chain of 1,000 *different* wasm functions (`$f0` calls `$f1` ... calls the host;
+//! every frame has its own return address and function) ends in a host function that
+//! times `SAMPLES` walks of the chain and prints the median and the minimum per frame.
+//! The minimum is the machine's floor for that code (interference only adds time); the
+//! criterion bench `walk` gives the same rows with confidence intervals. Rows:
+//! - `raw fp chain`: following the saved FPs from the youngest wasm frame, no checks;
+//! - `visit_frames`: `Caller::visit_frames` counting frames (checked walk, one code
+//!   lookup per frame);
+//! - `wasm_backtrace`: `Caller::wasm_backtrace` (walk and symbolize every frame);
+//! - `backtrace`: `Caller::backtrace` (the owned form, names cloned per frame).
+
+use std::hint::black_box;
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use framewalk::{Caller, Engine, Extern, Func, Instance, Module, Store};
+
+/// Functions (and frames) in the chain.
+const CHAIN: usize = 1000;
+/// Timed walks per row.
+const SAMPLES: usize = 5_000;
+
+/// `$f0` .. `$f{n-1}`: each calls the next and adds one to its result; the last calls
+/// the host's `walk`.
+fn chain_wat(n: usize) -> String {
+    let mut wat = String::from("(module\n  (import \"host\" \"walk\" (func $walk (result i32)))\n");
+    for i in 0..n {
+        let callee = if i + 1 == n {
+            "$walk".to_string()
+        } else {
+            format!("$f{}", i + 1)
+        };
+        wat.push_str(&format!(
+            "  (func $f{i} (result i32) (i32.add (call {callee}) (i32.const 1)))\n"
+        ));
+    }
+    wat.push_str("  (export \"chain\" (func $f0)))\n");
+    wat
+}
+
+/// Times `SAMPLES` runs of `walk` (which returns the frames it saw) and prints the
+/// median and minimum per frame.
+fn row(name: &str, mut walk: impl FnMut() -> usize) {
+    assert_eq!(walk(), CHAIN, "{name}: every frame of the chain");
+    let mut per_frame: Vec<f64> = (0..SAMPLES)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(walk());
+            t.elapsed().as_nanos() as f64 / CHAIN as f64
+        })
+        .collect();
+    per_frame.sort_by(f64::total_cmp);
+    let q = |p: usize| per_frame[per_frame.len() * p / 100];
+    println!(
+        "{name:<16} median {:>7.3} ns/frame   min {:>7.3} ns/frame   ({SAMPLES} walks of {CHAIN} frames) p10 {:.2} p25 {:.2} p75 {:.2} p90 {:.2}",
+        q(50), per_frame[0], q(10), q(25), q(75), q(90)
+    );
+}
+
+/// Follows `n - 1` saved-FP links from `fp`, with no checks.
+fn chase(mut fp: usize, n: usize) -> usize {
+    for _ in 1..n {
+        // SAFETY: `fp` is the youngest of n live wasm frames linked through their saved
+        // FPs (found by the checked walk just before), still on the stack above us.
+        fp = unsafe { std::ptr::read_volatile(fp as *const usize) };
+    }
+    fp
+}
+
+fn walk_rows(caller: Caller<'_, ()>) -> i32 {
+    let (mut youngest, mut n) = (0usize, 0usize);
+    caller
+        .visit_frames(|frame| {
+            if n == 0 {
+                youngest = frame.fp;
+            }
+            n += 1;
+            ControlFlow::<()>::Continue(())
+        })
+        .expect("walk");
+    row("raw fp chain", || {
+        black_box(chase(black_box(youngest), n));
+        n
+    });
+    row("visit_frames", || {
+        let mut n = 0usize;
+        caller
+            .visit_frames(|_| {
+                n += 1;
+                ControlFlow::<()>::Continue(())
+            })
+            .expect("walk");
+        n
+    });
+    row("wasm_backtrace", || {
+        caller.wasm_backtrace().expect("walk").len()
+    });
+    row("backtrace", || caller.backtrace().expect("walk").len());
+    0
+}
+
+fn main() {
+    let engine = Engine::new(Default::default()).expect("engine");
+    let module = Module::new(&engine, chain_wat(CHAIN).as_bytes()).expect("chain compiles");
+    let mut store = Store::new(&engine, ());
+    let walk = Func::wrap(&mut store, |caller: Caller<'_, ()>, (): ()| {
+        walk_rows(caller)
+    })
+    .expect("walk");
+    let instance = Instance::new(&mut store, &module, &[Extern::Func(walk)]).expect("instance");
+    let chain = instance
+        .get_typed_func::<(), i32>(&store, "chain")
+        .expect("() -> i32");
+    assert_eq!(chain.call(&mut store, ()).expect("chain"), CHAIN as i32);
+}

@@ -1,0 +1,224 @@
+//! Flat PC → function maps: one fixed-width entry per 16 bytes of a module's text, so
+//! finding the function of a PC is one load and one compare instead of a search.
+//!
+//! Cranelift starts every function on a 16-byte boundary, so a 16-byte *granule* of
+//! text holds code of at most one function (the function that starts in or before it),
+//! possibly followed by padding. Entry `g` of the map describes the granule at text
+//! offset `g * 16` as
+//!
+//! ```text
+//!   31                                5 4        0
+//!  +-----------------------------------+----------+
+//!  |          func_index + 1           |   code   |   0 = no function in this granule
+//!  +-----------------------------------+----------+
+//! ```
+//!
+//! where `code` (1 to 16) counts the granule's leading bytes that belong to the
+//! function. A PC at offset `o` is in function `(e >> 5) - 1` exactly when
+//! `o % 16 < (e & 31)`. The map costs 4 bytes per 16 bytes of code.
+//!
+//! [`FlatCodeMap`] owns a map; [`CodeMap`] is a borrowed, `Copy` view of one that also
+//! knows where its text is, so a walker can keep it in registers for a whole run of
+//! frames in one module (see [`CodeLookup::code_map`](super::CodeLookup::code_map)).
+//!
+//! Invariants: a map is built only from function ranges that are sorted, disjoint,
+//! non-empty, inside the text and 16-byte aligned at their starts; `CodeMap::lookup`
+//! answers exactly as a binary search over those ranges would, for every PC (tests
+//! below check every byte of several layouts).
+
+use super::registry::FunctionRange;
+use super::walker::CodeLocation;
+
+/// Bytes of text per entry.
+const GRANULE: u32 = 16;
+/// Bits of an entry that hold how many bytes of its granule are code.
+const CODE_BITS: u32 = 5;
+/// Entry of a granule that belongs to no function: every offset fails `o % 16 < 0`.
+const NO_FUNCTION: u32 = 0;
+
+/// An owned flat map of one module's text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlatCodeMap {
+    granules: Box<[u32]>,
+    /// Length of the text the map describes.
+    text_len: u32,
+}
+
+impl FlatCodeMap {
+    /// The map of `functions` in a text of `text_len` bytes, or `None` if a function
+    /// does not start on a 16-byte boundary or its index does not fit an entry
+    /// (`func_index >= 2^27 - 1`): the caller then searches the ranges instead.
+    ///
+    /// `functions` must be sorted, disjoint, non-empty and inside the text (as
+    /// [`CodeRegistry::register`](super::CodeRegistry::register) checks); `text_len`
+    /// must be at least 1 and at most `u32::MAX`.
+    pub fn new(functions: &[FunctionRange], text_len: usize) -> Option<FlatCodeMap> {
+        const _: () = assert!(GRANULE < 1 << CODE_BITS);
+        let text_len = u32::try_from(text_len).ok().filter(|&l| l > 0)?;
+        let fits = |f: &FunctionRange| {
+            u64::from(f.start) + u64::from(f.len) <= u64::from(text_len)
+                && f.len > 0
+                && f.func_index < (u32::MAX >> CODE_BITS)
+        };
+        if functions.is_empty() || functions.iter().any(|f| f.start % GRANULE != 0 || !fits(f)) {
+            return None;
+        }
+        let n = text_len.div_ceil(GRANULE) as usize;
+        let mut granules = vec![NO_FUNCTION; n];
+        for f in functions {
+            // `fits` above: the end fits the text and `func_index + 1` fits above
+            // CODE_BITS.
+            let end = f.start + f.len;
+            let first = (f.start / GRANULE) as usize;
+            let last = ((end - 1) / GRANULE) as usize;
+            let tag = (f.func_index + 1) << CODE_BITS;
+            for (g, slot) in granules.iter_mut().enumerate().take(last + 1).skip(first) {
+                let granule_start = g as u32 * GRANULE;
+                // 1..=GRANULE: the function covers at least the granule's first byte.
+                *slot = tag | (end - granule_start).min(GRANULE);
+            }
+        }
+        Some(FlatCodeMap {
+            granules: granules.into_boxed_slice(),
+            text_len,
+        })
+    }
+
+    /// A view of this map for text loaded at `text_start`, answering with module id
+    /// `module`. `text_start + text_len` must not overflow (registration checks it).
+    pub fn view(&self, text_start: usize, module: usize) -> CodeMap<'_> {
+        CodeMap {
+            text_start,
+            text_len: self.text_len,
+            module,
+            granules: &self.granules,
+        }
+    }
+}
+
+/// A borrowed flat map of one module's text at its load address; see the module docs.
+#[derive(Clone, Copy, Debug)]
+pub struct CodeMap<'a> {
+    text_start: usize,
+    text_len: u32,
+    module: usize,
+    granules: &'a [u32],
+}
+
+impl CodeMap<'_> {
+    /// True if `pc` is inside this map's text (code or padding).
+    #[inline(always)]
+    pub fn contains(&self, pc: usize) -> bool {
+        pc.wrapping_sub(self.text_start) < self.text_len as usize
+    }
+
+    /// The function containing `pc`, or `None` if `pc` is outside the text or in
+    /// padding between functions.
+    #[inline(always)]
+    pub fn lookup(&self, pc: usize) -> Option<CodeLocation> {
+        if !self.contains(pc) {
+            return None;
+        }
+        // Below `text_len`, a `u32`.
+        let text_offset = (pc - self.text_start) as u32;
+        let g = (text_offset / GRANULE) as usize;
+        debug_assert!(g < self.granules.len());
+        // SAFETY: `text_offset < text_len` and the map has `text_len.div_ceil(GRANULE)`
+        // entries (`FlatCodeMap::new` builds both together; `CodeMap`'s fields are
+        // private and set only by `FlatCodeMap::view`), so `g` is in bounds.
+        let entry = unsafe { *self.granules.get_unchecked(g) };
+        // The granule's function starts at or before it (functions start on granule
+        // boundaries); the granule may hold its end and padding after it.
+        if text_offset % GRANULE >= entry & ((1 << CODE_BITS) - 1) {
+            return None;
+        }
+        Some(CodeLocation {
+            module: self.module,
+            func_index: (entry >> CODE_BITS) - 1,
+            text_offset,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(start: u32, len: u32, func_index: u32) -> FunctionRange {
+        FunctionRange {
+            start,
+            len,
+            func_index,
+        }
+    }
+
+    /// The answer of a binary search over `functions`, as the registry gives it.
+    fn searched(functions: &[FunctionRange], text_len: u32, offset: u32) -> Option<u32> {
+        if offset >= text_len {
+            return None;
+        }
+        let after = functions.partition_point(|f| f.start <= offset);
+        let f = functions.get(after.checked_sub(1)?)?;
+        (offset - f.start < f.len).then_some(f.func_index)
+    }
+
+    #[test]
+    fn every_byte_matches_a_search() {
+        let layouts: [(&[FunctionRange], u32); 4] = [
+            // Functions ending mid-granule, at a granule end, and one granule long.
+            (&[range(0, 40, 3), range(48, 16, 4), range(64, 1, 9)], 70),
+            // A gap of whole granules, and the text ending inside the last function's
+            // granule.
+            (&[range(16, 17, 0), range(96, 30, 1)], 126),
+            // One function filling the text exactly.
+            (&[range(0, 64, 7)], 64),
+            // Text longer than its last function (trailing padding).
+            (&[range(0, 3, 0), range(16, 16, 1)], 100),
+        ];
+        let text_start = 0x7000_0000_0010usize;
+        for (functions, text_len) in layouts {
+            let map = FlatCodeMap::new(functions, text_len as usize).expect("aligned");
+            let view = map.view(text_start, 5);
+            for offset in 0..text_len + 40 {
+                let pc = text_start + offset as usize;
+                let found = view.lookup(pc);
+                assert_eq!(
+                    found.map(|l| l.func_index),
+                    searched(functions, text_len, offset),
+                    "offset {offset} of {functions:?}"
+                );
+                if let Some(l) = found {
+                    assert_eq!((l.module, l.text_offset), (5, offset));
+                }
+                assert_eq!(view.contains(pc), offset < text_len);
+            }
+            for below in 1..40 {
+                assert_eq!(view.lookup(text_start - below), None);
+            }
+        }
+    }
+
+    #[test]
+    fn unaligned_or_oversized_layouts_have_no_map() {
+        assert_eq!(FlatCodeMap::new(&[range(8, 8, 0)], 32), None);
+        assert_eq!(FlatCodeMap::new(&[], 32), None);
+        assert_eq!(FlatCodeMap::new(&[range(0, 8, u32::MAX >> 5)], 32), None);
+        assert_eq!(
+            FlatCodeMap::new(&[range(0, 40, 0)], 32),
+            None,
+            "past the text"
+        );
+        assert_eq!(FlatCodeMap::new(&[range(0, 8, 0)], 0), None, "empty text");
+        assert!(FlatCodeMap::new(&[range(0, 8, (u32::MAX >> 5) - 1)], 32).is_some());
+    }
+
+    #[test]
+    fn text_at_the_top_of_the_address_space() {
+        let map = FlatCodeMap::new(&[range(0, 32, 1)], 32).expect("aligned");
+        let start = usize::MAX - 31;
+        let view = map.view(start, 1);
+        assert_eq!(view.lookup(usize::MAX).map(|l| l.text_offset), Some(31));
+        assert_eq!(view.lookup(0), None, "wraps to 0: outside");
+        assert_eq!(view.lookup(start - 1), None);
+    }
+}
