@@ -379,6 +379,100 @@ fn walk_with_the_real_registry() {
     );
 }
 
+/// Walks through a [`RegistryView`], which hands the walker flat code maps: frames that
+/// alternate between a module with a map and one without (function indices too large
+/// for map entries) come out exactly as through the registry itself, and
+/// `RegistryView::last_data` names each frame's module while the visitor sees it.
+#[test]
+fn walk_through_a_registry_view_with_code_maps() {
+    let half = FUNC_COUNT / 2;
+    let registry = CodeRegistry::new();
+    let register = |first: u32, index_base: u32, data: usize| {
+        registry
+            .register(ModuleText {
+                text_start: CODE_START + first as usize * FUNC_SIZE,
+                text_len: half as usize * FUNC_SIZE,
+                functions: (0..half)
+                    .map(|i| FunctionRange {
+                        start: i * FUNC_SIZE as u32,
+                        len: FUNC_SIZE as u32,
+                        func_index: index_base + i,
+                    })
+                    .collect(),
+                data,
+            })
+            .unwrap()
+    };
+    // Module A (functions 0..half) has a map; module B's indices do not fit one.
+    let a = register(0, 10, 0xaaa);
+    let b = register(half, u32::MAX >> 5, 0xbbb);
+    let in_b = |func: u32| func >= half;
+    let built = build(
+        &[
+            activation(1, &[(3, 0), (half + 1, 1), (half + 1, 0), (4, 2), (5, 0)]),
+            activation(1, &[(half + 7, 0), (2, 1), (half, 0)]),
+        ],
+        true,
+        STACK_TOP,
+    );
+    let linked = LinkedActivations::new(&built.activations);
+    let (through_registry, result) = walk(linked.list(), built.start, &built.stack, &registry);
+    assert_eq!(result, Ok(()));
+    assert_eq!(through_registry.len(), built.truth.len());
+    for (got, truth) in through_registry.iter().zip(&built.truth) {
+        let func = truth.location.func_index;
+        let (module, index) = if in_b(func) {
+            (b.id(), (u32::MAX >> 5) + func - half)
+        } else {
+            (a.id(), 10 + func)
+        };
+        assert_eq!(
+            (got.location.module, got.location.func_index),
+            (module, index)
+        );
+        assert_eq!((got.pc, got.fp, got.sp), (truth.pc, truth.fp, truth.sp));
+    }
+    let mut seen = Vec::new();
+    let result = registry.with_view(|view| {
+        visit_frames(linked.list(), built.start, &built.stack, view, |frame| {
+            seen.push((*frame, view.last_data()));
+            ControlFlow::<()>::Continue(())
+        })
+    });
+    assert_eq!(result, Ok(None));
+    let frames: Vec<Frame> = seen.iter().map(|(f, _)| *f).collect();
+    assert_eq!(frames, through_registry);
+    for ((_, data), truth) in seen.iter().zip(&built.truth) {
+        let expected = if in_b(truth.location.func_index) {
+            0xbbb
+        } else {
+            0xaaa
+        };
+        assert_eq!(*data, Some(expected), "data of {truth:?}");
+    }
+    // The cursor gives the same frames.
+    registry.with_view(|view| {
+        let mut cursor = FrameCursor::new(linked.list(), built.start, &built.stack, view).unwrap();
+        let mut got = Vec::new();
+        while let Some(frame) = cursor.frame() {
+            got.push(frame);
+            cursor.advance().unwrap();
+        }
+        assert_eq!(got, through_registry);
+    });
+    // With module B unregistered, the walk stops at the first of its PCs.
+    drop(b);
+    let result = registry.with_view(|view| {
+        visit_frames(linked.list(), built.start, &built.stack, view, |_| {
+            ControlFlow::<()>::Continue(())
+        })
+    });
+    assert!(
+        matches!(result, Err(WalkError::PcNotInWasmCode { .. })),
+        "{result:?}"
+    );
+}
+
 #[test]
 fn live_reader_walks_a_real_buffer() {
     // Lay out frames in a real buffer at its real addresses and walk them through the
