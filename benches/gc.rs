@@ -10,6 +10,9 @@
 //! - `pass externref into wasm`: a typed host -> wasm call that stores its externref
 //!   argument into a table slot.
 
+#[path = "common/chains.rs"]
+mod chains;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use framewalk::{Caller, Engine, Extern, ExternRef, Func, Instance, Module, Store, Val};
 
@@ -34,29 +37,6 @@ const WAT: &str = r#"
 
 /// Functions in the chain of distinct frames.
 const CHAIN: usize = 1000;
-
-/// `$f0` .. `$f{n-1}`: each makes a reference, calls the next function (the last calls
-/// `bottom`), then reads the reference: one live root per frame, n return addresses.
-fn chain_wat(n: usize) -> String {
-    let mut wat = String::from(
-        "(module\n  (import \"host\" \"bottom\" (func $bottom))\n  \
-         (import \"host\" \"make\" (func $make (param i32) (result externref)))\n",
-    );
-    for i in 0..n {
-        let callee = if i + 1 == n {
-            "(call $bottom) (i32.const 0)".to_string()
-        } else {
-            format!("(call $f{})", i + 1)
-        };
-        wat.push_str(&format!(
-            "  (func $f{i} (result i32) (local $r externref)\n    \
-             (local.set $r (call $make (i32.const {i})))\n    \
-             (i32.add {callee} (ref.is_null (local.get $r))))\n"
-        ));
-    }
-    wat.push_str("  (export \"chain\" (func $f0)))\n");
-    wat
-}
 
 #[derive(Default)]
 struct Data {
@@ -133,7 +113,7 @@ fn pause(c: &mut Criterion) {
     }
     g.finish();
 
-    let chain = Module::new(&engine, chain_wat(CHAIN).as_bytes()).unwrap();
+    let chain = Module::new(&engine, chains::gc_chain_wat(CHAIN).as_bytes()).unwrap();
     let (mut store, inst) = setup(&engine, &chain);
     let run = inst
         .get_func(&store, "chain")

@@ -32,6 +32,9 @@ use std::hint::black_box;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
+#[path = "common/chains.rs"]
+mod chains;
+
 use criterion::{criterion_group, Bencher, BenchmarkId, Criterion, Throughput};
 use framewalk::{Caller, Config, Engine, Error, Extern, Func, Instance, Module, Store, Val};
 
@@ -70,25 +73,6 @@ enum WalkKind {
 
 /// Functions in the chain of distinct frames.
 const CHAIN: usize = 1000;
-
-/// `$f0` .. `$f{n-1}`: each calls the next and adds one to its result, the last calls
-/// the host's `walk`; `chain` is `$f0`. n frames, n different return addresses.
-fn chain_wat(n: usize) -> String {
-    let mut wat =
-        String::from("(module $chain\n  (import \"host\" \"walk\" (func $walk (result i32)))\n");
-    for i in 0..n {
-        let callee = if i + 1 == n {
-            "$walk".to_string()
-        } else {
-            format!("$f{}", i + 1)
-        };
-        wat.push_str(&format!(
-            "  (func $f{i} (result i32) (i32.add (call {callee}) (i32.const 1)))\n"
-        ));
-    }
-    wat.push_str("  (export \"chain\" (func $f0)))\n");
-    wat
-}
 
 struct BenchHost {
     instance: Option<Instance>,
@@ -206,7 +190,8 @@ impl Fixture {
         )
         .expect("instance");
         store.data_mut().instance = Some(instance);
-        let chain = Module::new(&engine, chain_wat(CHAIN).as_bytes()).expect("chain compiles");
+        let chain =
+            Module::new(&engine, chains::walk_chain_wat(CHAIN).as_bytes()).expect("chain compiles");
         let chain = Instance::new(&mut store, &chain, &[Extern::Func(walk)]).expect("chain");
         Fixture {
             store,

@@ -46,7 +46,7 @@ impl StoreRoots {
                     let module: &super::module::ModuleInner =
                         unsafe { &*(data as *const super::module::ModuleInner) };
                     // Exact lookup by return address: no entry, no live references.
-                    module.stack_maps.lookup(frame.location.text_offset)
+                    module.stack_map_table.lookup(frame.location.text_offset)
                 })
             };
             crate::gc::visit_stack_roots(list, &self.reader, view, stack_map, slot)

@@ -176,6 +176,9 @@ pub(crate) struct ModuleInner {
     /// The stack-map section, validated at load. It borrows `bytes`, whose heap buffer
     /// or mapping never moves and is freed only when this struct is dropped.
     pub(crate) stack_maps: crate::stackmap::StackMapSection<'static>,
+    /// `stack_maps` decoded for collections (same answers, fewer dependent loads);
+    /// borrows `bytes` as `stack_maps` does.
+    pub(crate) stack_map_table: crate::stackmap::StackMapTable<'static>,
     pub(crate) info: ModuleInfo,
     pub(crate) offsets: VMOffsets,
     pub(crate) code: CodeMemory,
@@ -389,6 +392,7 @@ impl Module {
         // SAFETY: the section borrows the artifact bytes, which move into the same
         // `ModuleInner` and whose heap/mapped storage never moves or is freed before it.
         let maps: crate::stackmap::StackMapSection<'static> = unsafe { std::mem::transmute(maps) };
+        let stack_map_table = crate::stackmap::StackMapTable::new(&maps);
         drop(art);
         let gdb_jit = if engine.inner.config.gdb_jit && !code.is_empty() {
             Some(describe_to_debugger(&code, &functions, &info, &names)?)
@@ -404,6 +408,7 @@ impl Module {
             traps,
             address_map,
             stack_maps: maps,
+            stack_map_table,
             wasm,
             info,
             offsets,

@@ -146,12 +146,14 @@ mod builder;
 #[cfg(feature = "cranelift")]
 pub mod cranelift;
 mod reader;
+mod table;
 
 #[cfg(test)]
 mod tests;
 
 pub use builder::{Safepoint, StackMapBuilder};
 pub use reader::{Entries, Slots, StackMap, StackMapSection};
+pub use table::StackMapTable;
 
 /// The four bytes every stack-map section starts with.
 pub const MAGIC: [u8; 4] = *b"FWSM";

@@ -15,7 +15,7 @@ use super::{
 };
 
 /// One little-endian `u32` in the section, unaligned.
-type Word = [u8; 4];
+pub(super) type Word = [u8; 4];
 
 #[inline]
 fn word(w: Word) -> u32 {
@@ -370,17 +370,58 @@ impl<'a> StackMapSection<'a> {
     /// The map of index entry `entry < len()`.
     #[inline]
     fn map_of_entry(&self, entry: usize) -> StackMap<'a> {
+        let (span, bits_start, count) = self.map_parts(entry);
+        StackMap {
+            span,
+            bits: &self.map_data[bits_start..bits_start + count],
+        }
+    }
+
+    /// The span of the map of index entry `entry < len()`, and where its bitmap lies in
+    /// the map data (word offset, word count).
+    #[inline]
+    fn map_parts(&self, entry: usize) -> (u32, usize, usize) {
         // parse: map_refs has one word per index entry, each `< map_table.len()`.
         let map = word(self.map_refs[entry]) as usize;
         // parse: the map table points at a whole, well-formed map inside map_data.
         let start = word(self.map_table[map]) as usize;
         let span = word(self.map_data[start]);
         let count = word(self.map_data[start + 1]) as usize;
-        let bits_start = start + MAP_HEADER_WORDS as usize;
-        StackMap {
-            span,
-            bits: &self.map_data[bits_start..bits_start + count],
-        }
+        (span, start + MAP_HEADER_WORDS as usize, count)
+    }
+
+    /// For [`StackMapTable`](super::StackMapTable): the page shift, the page table,
+    /// and per safepoint its return offset, span, and where its bitmap lies in
+    /// [`map_data`](Self::map_data) (word offset, word count).
+    pub(super) fn decoded(
+        &self,
+    ) -> (
+        u32,
+        impl Iterator<Item = u32> + 'a,
+        impl Iterator<Item = [u32; 4]> + 'a,
+    ) {
+        let section = *self;
+        let entries = (0..self.index.len()).map(move |entry| {
+            let (span, bits_start, count) = section.map_parts(entry);
+            // parse: the map data has at most `u32::MAX` words (its length is a header
+            // field), so both fit.
+            [
+                word(section.index[entry]),
+                span,
+                bits_start as u32,
+                count as u32,
+            ]
+        });
+        (
+            self.page_shift,
+            self.page_table.iter().map(|&w| word(w)),
+            entries,
+        )
+    }
+
+    /// The map data words (where [`decoded`](Self::decoded) bitmaps lie).
+    pub(super) fn map_data(&self) -> &'a [Word] {
+        self.map_data
     }
 
     /// Number of safepoints.
@@ -462,6 +503,11 @@ impl ExactSizeIterator for Entries<'_> {}
 impl FusedIterator for Entries<'_> {}
 
 impl<'a> StackMap<'a> {
+    /// A map of `span` whose bitmap is `bits` (minimal, as the section stores it).
+    pub(super) fn from_parts(span: u32, bits: &'a [Word]) -> StackMap<'a> {
+        StackMap { span, bits }
+    }
+
     /// Distance in bytes from the frame pointer down to the stack pointer at the call:
     /// `SP_at_call = FP - span`. Always a multiple of 8.
     pub fn span(&self) -> u32 {
