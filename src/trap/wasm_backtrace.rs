@@ -82,6 +82,22 @@ impl WasmBacktrace {
         Self::default()
     }
 
+    /// An empty backtrace with room for `frames` frames (and one module) before it
+    /// allocates again.
+    pub fn with_capacity(frames: usize) -> Self {
+        WasmBacktrace {
+            modules: Vec::with_capacity(1),
+            frames: Vec::with_capacity(frames),
+        }
+    }
+
+    /// Gives back unused capacity when more than half of it is unused.
+    pub fn shrink_if_sparse(&mut self) {
+        if self.frames.capacity() / 2 > self.frames.len() {
+            self.frames.shrink_to_fit();
+        }
+    }
+
     /// Appends a frame (older than every frame so far) of the module identified by
     /// `module_key` (any value unique to the module while the backtrace is built, e.g.
     /// its address). `symbols` is called only the first time a key appears.
