@@ -31,7 +31,9 @@ use crate::unwind::{visit_frames, ActivationList, CodeLookup, Frame, StackReader
 /// # Errors
 ///
 /// The walk's first [`WalkError`] (the slots of the frames before it were reported),
-/// or [`WalkError::AddressOverflow`] if a slot's address overflows.
+/// or [`WalkError::AddressOverflow`] (`base` = the frame's SP, `offset` = the map's
+/// span) if the frame's span reaches past the end of the address space, before any
+/// slot of that frame is reported.
 pub fn visit_stack_roots<'m, R, C>(
     activations: ActivationList<'_>,
     reader: &R,
@@ -54,15 +56,15 @@ where
             }
         };
         if let Some(map) = map {
-            for offset in map.slots() {
-                let Some(address) = frame.sp.checked_add(offset as usize) else {
-                    return ControlFlow::Break(WalkError::AddressOverflow {
-                        base: frame.sp,
-                        offset: offset as usize,
-                    });
-                };
-                slot(frame, address);
+            // Every slot is below the span, so checking the frame's end once covers
+            // every slot's address.
+            if frame.sp.checked_add(map.span() as usize).is_none() {
+                return ControlFlow::Break(WalkError::AddressOverflow {
+                    base: frame.sp,
+                    offset: map.span() as usize,
+                });
             }
+            map.for_each_slot(|offset| slot(frame, frame.sp + offset as usize));
         }
         ControlFlow::Continue(())
     })?;

@@ -525,6 +525,22 @@ impl<'a> StackMap<'a> {
         }
     }
 
+    /// Calls `f` with each live slot (a byte offset from `SP_at_call`), ascending: the
+    /// same slots as [`slots`](Self::slots), without counting them first.
+    #[inline]
+    pub fn for_each_slot(&self, mut f: impl FnMut(u32)) {
+        for (j, &w) in self.bits.iter().enumerate() {
+            let mut bits = word(w);
+            // A valid map has its slots below a u32 span, so this cannot wrap.
+            let base = j as u32 * SLOTS_PER_WORD;
+            while bits != 0 {
+                let bit = bits.trailing_zeros();
+                bits &= bits - 1;
+                f((base + bit) * SLOT_SIZE);
+            }
+        }
+    }
+
     /// Number of live slots.
     pub fn slot_count(&self) -> usize {
         self.bits
