@@ -135,11 +135,13 @@ mod tests {
             assert_eq!(table.len(), section.len());
             assert_eq!(table.is_empty(), section.is_empty());
             for r in 0..offset + 100 {
-                assert_eq!(
-                    table.lookup(r),
-                    section.lookup(r),
-                    "case {case}, offset {r}"
-                );
+                let map = table.lookup(r);
+                assert_eq!(map, section.lookup(r), "case {case}, offset {r}");
+                if let Some(map) = map {
+                    let mut each = Vec::new();
+                    map.for_each_slot(|s| each.push(s));
+                    assert_eq!(each, map.slots().collect::<Vec<_>>());
+                }
             }
             for r in [u32::MAX, u32::MAX - 1, 1 << 31] {
                 assert_eq!(table.lookup(r), section.lookup(r));
