@@ -1,6 +1,9 @@
 //! Wasm modules shared by the benches: chains of *different* functions, so that every
 //! frame of a walk has its own return address and function.
 
+// Each bench includes this file and uses some of it.
+#![allow(dead_code)]
+
 /// `$f0` .. `$f{n-1}`: each calls the next and adds one to its result; the last calls
 /// the host's `walk` (`(import "host" "walk" (func (result i32)))`). `chain` is `$f0`:
 /// n frames, n return addresses.
@@ -24,7 +27,6 @@ pub fn walk_chain_wat(n: usize) -> String {
 /// `$f0` .. `$f{n-1}`: each makes a reference (`host.make`), calls the next function
 /// (the last calls `host.bottom`), then reads the reference: one live root per frame,
 /// n return addresses. `chain` is `$f0` and returns 0.
-#[allow(dead_code)] // not every bench uses both chains
 pub fn gc_chain_wat(n: usize) -> String {
     let mut wat = String::from(
         "(module\n  (import \"host\" \"bottom\" (func $bottom))\n  \

@@ -390,18 +390,12 @@ impl<'a> StackMapSection<'a> {
         (span, start + MAP_HEADER_WORDS as usize, count)
     }
 
-    /// For [`StackMapTable`](super::StackMapTable): the page shift, the page table,
-    /// and per safepoint its return offset, span, and where its bitmap lies in
-    /// [`map_data`](Self::map_data) (word offset, word count).
-    pub(super) fn decoded(
-        &self,
-    ) -> (
-        u32,
-        impl Iterator<Item = u32> + 'a,
-        impl Iterator<Item = [u32; 4]> + 'a,
-    ) {
+    /// For [`StackMapTable`](super::StackMapTable): each safepoint's return offset,
+    /// span, and where its bitmap lies in [`map_data`](Self::map_data) (word offset,
+    /// word count).
+    pub(super) fn decoded(&self) -> impl Iterator<Item = [u32; 4]> + 'a {
         let section = *self;
-        let entries = (0..self.index.len()).map(move |entry| {
+        (0..self.index.len()).map(move |entry| {
             let (span, bits_start, count) = section.map_parts(entry);
             // parse: the map data has at most `u32::MAX` words (its length is a header
             // field), so both fit.
@@ -411,12 +405,7 @@ impl<'a> StackMapSection<'a> {
                 bits_start as u32,
                 count as u32,
             ]
-        });
-        (
-            self.page_shift,
-            self.page_table.iter().map(|&w| word(w)),
-            entries,
-        )
+        })
     }
 
     /// The map data words (where [`decoded`](Self::decoded) bitmaps lie).

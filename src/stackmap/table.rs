@@ -3,89 +3,159 @@
 //!
 //! [`StackMapSection::lookup`] reads the section in place: a page-table step, a binary
 //! search over the page's return offsets, then three more dependent loads (the
-//! safepoint's map number, the map's start, the map's header) before the bitmap. A
-//! [`StackMapTable`] decodes those once, when a module is loaded: each safepoint
-//! becomes one 16-byte entry `(return offset, span, bitmap start, bitmap words)`, so
-//! the search lands on a cache line that already holds the answer, and the next load
-//! is the bitmap itself. The bitmaps stay in the section (borrowed).
+//! safepoint's map number, the map's start, the map's header) before the bitmap: a
+//! chain of about six dependent loads per frame, which is most of a collection's cost
+//! per frame. A [`StackMapTable`] decodes the section once, when a module is loaded,
+//! into an open-addressed hash table keyed by return offset:
+//!
+//! ```text
+//!   slot = (return_offset * 0x9e3779b1) >> (32 - log2(capacity)), then linear probing
+//!   +---------------+------+----------------------------+-----------+
+//!   | return_offset | span | bitmap word, or its offset | bits_len  |   16 bytes
+//!   +---------------+------+----------------------------+-----------+
+//!   bits_len <= 1: the bitmap is stored inline (the common case: at most 32 slots)
+//!   bits_len >= 2: the bitmap is `bits_len` words at that offset in the section
+//!   bits_len == EMPTY: a free slot (ends a probe)
+//! ```
+//!
+//! so a lookup is one hashed load that usually holds the whole answer, and a miss (a
+//! call with no live references, which has no safepoint) usually ends at the first or
+//! second slot. The capacity is the power of two at least twice the number of
+//! safepoints: at most half full, 32 to 64 bytes per safepoint.
 //!
 //! Invariant: for every `u32` return offset, [`StackMapTable::lookup`] answers exactly
 //! what [`StackMapSection::lookup`] on the same section answers (tests below compare
-//! them at every offset of generated sections). Memory: 16 bytes per safepoint plus 4
-//! per page.
+//! them at every offset of generated sections), and every probe ends (at least half the
+//! slots are free).
 
 use super::reader::{StackMap, StackMapSection, Word};
 
-/// One safepoint, decoded.
+/// `bits_len` of a free slot.
+const EMPTY: u32 = u32::MAX;
+
+/// Multiplier of the hash (2^32 / golden ratio, odd).
+const HASH: u32 = 0x9e37_79b1;
+
+/// One safepoint, decoded; see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(16))]
 struct Entry {
     return_offset: u32,
     span: u32,
-    /// Word offset of the bitmap in the section's map data.
-    bits_start: u32,
-    /// Words in the bitmap.
+    /// The bitmap itself (`bits_len <= 1`) or its word offset in the map data.
+    bits: Word,
     bits_len: u32,
 }
+
+const FREE: Entry = Entry {
+    return_offset: 0,
+    span: 0,
+    bits: [0; 4],
+    bits_len: EMPTY,
+};
 
 /// A decoded index of a [`StackMapSection`]; see the module docs.
 #[derive(Clone, Debug)]
 pub struct StackMapTable<'a> {
-    /// Page `p` covers return offsets `r` with `r >> page_shift == p` (as the section).
-    page_shift: u32,
-    /// `P + 1` entries: `entries[pages[p]..pages[p + 1]]` are the safepoints of page `p`.
-    pages: Box<[u32]>,
-    /// Every safepoint, by increasing return offset.
-    entries: Box<[Entry]>,
-    /// The section's map data, where the bitmaps are.
+    /// `32 - log2(slots.len())`: the hash keeps the top bits.
+    shift: u32,
+    /// `slots.len() - 1` (the length is a power of two, at least 2).
+    mask: usize,
+    slots: Box<[Entry]>,
+    /// Number of safepoints.
+    len: usize,
+    /// The section's map data, where bitmaps of more than one word are.
     map_data: &'a [Word],
 }
 
 impl<'a> StackMapTable<'a> {
-    /// Decodes `section` (linear in its size; allocates the two tables).
+    /// Decodes `section` (linear in its size; allocates the table).
     pub fn new(section: &StackMapSection<'a>) -> StackMapTable<'a> {
-        let (page_shift, pages, entries) = section.decoded();
+        let map_data = section.map_data();
+        let entries = section.decoded();
+        let len = section.len();
+        // At least twice the safepoints, so at least half the slots stay free. The
+        // section holds at most `u32::MAX` safepoints, so this fits.
+        let capacity = (2 * len).next_power_of_two().max(2);
+        let bits = capacity.trailing_zeros();
+        let mut slots = vec![FREE; capacity].into_boxed_slice();
+        let mask = capacity - 1;
+        let shift = 32 - bits;
+        for [return_offset, span, bits_start, bits_len] in entries {
+            let bits = match bits_len {
+                0 => [0; 4],
+                // parse: the bitmap lies inside the map data.
+                1 => map_data[bits_start as usize],
+                _ => bits_start.to_le_bytes(),
+            };
+            let mut i = home(return_offset, shift);
+            while slots[i].bits_len != EMPTY {
+                i = (i + 1) & mask;
+            }
+            slots[i] = Entry {
+                return_offset,
+                span,
+                bits,
+                bits_len,
+            };
+        }
         StackMapTable {
-            page_shift,
-            pages: pages.collect(),
-            entries: entries
-                .map(|[return_offset, span, bits_start, bits_len]| Entry {
-                    return_offset,
-                    span,
-                    bits_start,
-                    bits_len,
-                })
-                .collect(),
-            map_data: section.map_data(),
+            shift,
+            mask,
+            slots,
+            len,
+            map_data,
         }
     }
 
     /// The stack map of the safepoint at `return_offset`, or `None` if there is none:
     /// the same answer as [`StackMapSection::lookup`]. No allocation.
     #[inline]
-    pub fn lookup(&self, return_offset: u32) -> Option<StackMap<'a>> {
-        let page = (return_offset >> self.page_shift) as usize;
-        // A page past the table has no entries (`page + 1` cannot overflow: a `u32`
-        // shifted right fits a `usize` with room to spare).
-        let first = *self.pages.get(page)? as usize;
-        let end = *self.pages.get(page + 1)? as usize;
-        let run = self.entries.get(first..end)?;
-        let at = run.partition_point(|e| e.return_offset < return_offset);
-        let entry = run.get(at).filter(|e| e.return_offset == return_offset)?;
-        let start = entry.bits_start as usize;
-        let bits = self.map_data.get(start..start + entry.bits_len as usize)?;
-        Some(StackMap::from_parts(entry.span, bits))
+    pub fn lookup(&self, return_offset: u32) -> Option<StackMap<'_>> {
+        let mut i = home(return_offset, self.shift);
+        loop {
+            let entry = self.slots.get(i)?;
+            if entry.return_offset == return_offset && entry.bits_len != EMPTY {
+                return Some(self.map_of(entry));
+            }
+            if entry.bits_len == EMPTY {
+                return None;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The map of an occupied entry.
+    #[inline]
+    fn map_of<'s>(&'s self, entry: &'s Entry) -> StackMap<'s> {
+        let bits: &'s [Word] = match entry.bits_len {
+            0 => &[],
+            1 => std::slice::from_ref(&entry.bits),
+            n => {
+                let start = u32::from_le_bytes(entry.bits) as usize;
+                // `new` stored a bitmap that lies inside the map data.
+                self.map_data.get(start..start + n as usize).unwrap_or(&[])
+            }
+        };
+        StackMap::from_parts(entry.span, bits)
     }
 
     /// Number of safepoints.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether there is no safepoint at all.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
+}
+
+/// The slot where probing for `return_offset` starts.
+#[inline(always)]
+fn home(return_offset: u32, shift: u32) -> usize {
+    // `shift` is at most 31 (the capacity is at least 2).
+    (return_offset.wrapping_mul(HASH) >> shift) as usize
 }
 
 #[cfg(test)]
