@@ -55,6 +55,10 @@ impl<T: StackReader + ?Sized> StackReader for &T {
 pub struct LiveStackReader {
     lo: usize,
     hi: usize,
+    /// How many addresses from `lo` on start a readable pair of words (`[addr,
+    /// addr + 16)` inside `[lo, hi)`): `hi - lo - 15`, or 0 when the range is shorter
+    /// than two words. `read_pair` then needs one compare for the range.
+    pair_starts: usize,
     _this_thread: PhantomData<*const ()>,
 }
 
@@ -74,6 +78,9 @@ impl LiveStackReader {
         LiveStackReader {
             lo,
             hi,
+            pair_starts: hi
+                .saturating_sub(lo)
+                .saturating_sub(2 * size_of::<usize>() - 1),
             _this_thread: PhantomData,
         }
     }
@@ -108,11 +115,11 @@ impl StackReader for LiveStackReader {
 
     #[inline]
     fn read_pair(&self, addr: usize) -> Option<[usize; 2]> {
-        if !addr.is_multiple_of(align_of::<usize>()) {
-            return None;
-        }
-        let end = addr.checked_add(2 * size_of::<usize>())?;
-        if addr < self.lo || end > self.hi {
+        // One compare: below `lo` wraps to a huge offset; `pair_starts` excludes any
+        // pair reaching `hi` (so `addr + 16` cannot overflow either).
+        if addr.wrapping_sub(self.lo) >= self.pair_starts
+            || !addr.is_multiple_of(align_of::<usize>())
+        {
             return None;
         }
         let words = core::ptr::with_exposed_provenance::<[usize; 2]>(addr);
@@ -149,5 +156,20 @@ mod tests {
         assert_eq!(reader.read_pair(lo), None, "first word below lo");
         assert_eq!(reader.read_pair(lo + 12), None, "misaligned");
         assert_eq!(reader.read_pair(usize::MAX - 7), None, "end overflows");
+        // SAFETY: as above (subranges of `words`).
+        let (one_word, inverted) = unsafe {
+            (
+                LiveStackReader::new(lo + 8, lo + 16),
+                LiveStackReader::new(lo + 16, lo + 8),
+            )
+        };
+        assert_eq!(one_word.read_word(lo + 8), Some(22));
+        assert_eq!(
+            one_word.read_pair(lo + 8),
+            None,
+            "a one-word range has no pair"
+        );
+        assert_eq!(inverted.read_word(lo + 8), None);
+        assert_eq!(inverted.read_pair(lo + 8), None);
     }
 }
