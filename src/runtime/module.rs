@@ -171,7 +171,9 @@ pub(crate) struct ModuleInner {
     bytes: ArtifactBytes,
     text: Range<usize>,
     traps: Range<usize>,
-    address_map: Range<usize>,
+    /// The address map section. It borrows `bytes`, as `stack_maps` does; kept as a
+    /// slice so that symbolizing a frame does not re-derive it from `bytes`.
+    address_map: &'static [u8],
     wasm: Range<usize>,
     /// The stack-map section, validated at load. It borrows `bytes`, whose heap buffer
     /// or mapping never moves and is freed only when this struct is dropped.
@@ -209,7 +211,7 @@ impl ModuleInner {
 
     /// The address map (validated pairs).
     pub(crate) fn address_map_bytes(&self) -> &[u8] {
-        &self.bytes.as_slice()[self.address_map.clone()]
+        self.address_map
     }
 }
 
@@ -381,7 +383,10 @@ impl Module {
         let module_name: Option<Arc<str>> = info.name.as_deref().map(Into::into);
         let text = subrange(all, art.text);
         let traps = subrange(all, art.trap_bytes());
-        let address_map = subrange(all, art.address_map_bytes());
+        // SAFETY: as for `maps` below: the slice borrows the artifact bytes, which move
+        // into the same `ModuleInner` and whose storage never moves or is freed before
+        // it.
+        let address_map: &'static [u8] = unsafe { std::mem::transmute(art.address_map_bytes()) };
         let wasm = subrange(all, art.wasm);
         let maps = crate::stackmap::StackMapSection::parse(art.stack_maps).map_err(|e| {
             ArtifactError::Malformed {
