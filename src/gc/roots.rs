@@ -7,8 +7,9 @@
 //! - the frames: an [`ActivationList`], a [`StackReader`] for the range the walk reads,
 //!   and a [`CodeLookup`] that knows which code is wasm;
 //! - for each frame, its [`StackMap`] (or `None`: no live references there), usually
-//!   `section.lookup(frame.location.text_offset)` on the stack-map section of the
-//!   frame's module (`frame.location.module`);
+//!   `table.lookup(frame.location.text_offset)` on the
+//!   [`StackMapTable`](crate::stackmap::StackMapTable) (or the section) of the frame's
+//!   module (`frame.location.module`);
 //! - what to do with each slot's address.
 //!
 //! Invariants:

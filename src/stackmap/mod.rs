@@ -7,7 +7,9 @@
 //!
 //! This module is pure data: it knows nothing about compiling, loading or walking
 //! code. [`StackMapBuilder`] writes a section, [`StackMapSection`] reads one in place
-//! (zero-copy over the bytes, no allocation, no `unsafe`).
+//! (zero-copy over the bytes, no allocation, no `unsafe`), and [`StackMapTable`]
+//! decodes a parsed section once into a hash table for collectors that look up every
+//! frame (same answers, one hashed load per lookup).
 //!
 //! # The frame at a safepoint (x86-64, frame pointers preserved)
 //!
