@@ -4,7 +4,9 @@
 //! (4,096 queries spread over the whole section, so the binary search does not get to
 //! reuse one path through the cache). `hit` looks up return offsets that are in the
 //! section, `miss` offsets that are not (one byte past a safepoint, which is never a
-//! safepoint here), `hit_slots` also walks the slots as a collector would.
+//! safepoint here), `hit_slots` also walks the slots as a collector would;
+//! `table_hit` and `table_miss` ask the same of a `StackMapTable` decoded from the
+//! section (what framewalk's collector uses).
 //!
 //! Run with `cargo bench --bench stackmap`; criterion writes the median of each to
 //! `target/criterion/stackmap_lookup/<case>/<n>/new/estimates.json`.
@@ -13,7 +15,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use framewalk::stackmap::{StackMapBuilder, StackMapSection};
+use framewalk::stackmap::{StackMapBuilder, StackMapSection, StackMapTable};
 
 /// splitmix64: a small deterministic generator, so every run benches the same data.
 struct Rng(u64);
@@ -82,6 +84,20 @@ fn lookup(c: &mut Criterion) {
                     let query = queries[i];
                     i = (i + 1) & (QUERIES - 1);
                     black_box(section.lookup(black_box(query)))
+                });
+            });
+        }
+        // The same queries on the decoded table a collector builds at load time.
+        let table = StackMapTable::new(&section);
+        assert!(hits.iter().all(|&o| table.lookup(o) == section.lookup(o)));
+        assert!(misses.iter().all(|&o| table.lookup(o).is_none()));
+        for (case, queries) in [("table_hit", &hits), ("table_miss", &misses)] {
+            group.bench_with_input(BenchmarkId::new(case, n), queries, |b, queries| {
+                let mut i = 0;
+                b.iter(|| {
+                    let query = queries[i];
+                    i = (i + 1) & (QUERIES - 1);
+                    black_box(table.lookup(black_box(query)))
                 });
             });
         }
