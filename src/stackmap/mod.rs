@@ -490,6 +490,9 @@ pub(crate) fn check_section(section: &StackMapSection<'_>) {
             .map(|i| entries[i].1)
     };
 
+    // The decoded table a collector uses must answer as the section does.
+    let table = StackMapTable::new(section);
+    assert_eq!(table.len(), section.len());
     let mut rebuilt = StackMapBuilder::new();
     let mut rebuilt_ok = true;
     for &(offset, map) in &entries {
@@ -498,6 +501,14 @@ pub(crate) fn check_section(section: &StackMapSection<'_>) {
             Some(map),
             "lookup must find every entry"
         );
+        assert_eq!(
+            table.lookup(offset),
+            Some(map),
+            "the table must find every entry"
+        );
+        let mut each = Vec::new();
+        map.for_each_slot(|s| each.push(s));
+        assert!(map.slots().eq(each), "for_each_slot must visit slots()");
         for neighbour in [offset.checked_sub(1), offset.checked_add(1)]
             .into_iter()
             .flatten()
@@ -506,6 +517,11 @@ pub(crate) fn check_section(section: &StackMapSection<'_>) {
                 section.lookup(neighbour),
                 expected(neighbour),
                 "lookup must be an exact match"
+            );
+            assert_eq!(
+                table.lookup(neighbour),
+                expected(neighbour),
+                "the table must be an exact match"
             );
         }
 
@@ -541,6 +557,11 @@ pub(crate) fn check_section(section: &StackMapSection<'_>) {
             section.lookup(probe),
             expected(probe),
             "exact match at {probe:#x}"
+        );
+        assert_eq!(
+            table.lookup(probe),
+            expected(probe),
+            "table: exact match at {probe:#x}"
         );
     }
 
