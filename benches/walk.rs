@@ -34,6 +34,10 @@ use std::time::Duration;
 
 #[path = "common/chains.rs"]
 mod chains;
+#[path = "common/fp_chain.rs"]
+mod fp_chain;
+
+use fp_chain::{chase, youngest_fp_and_count};
 
 use criterion::{criterion_group, Bencher, BenchmarkId, Criterion, Throughput};
 use framewalk::{Caller, Config, Engine, Error, Extern, Func, Instance, Module, Store, Val};
@@ -81,31 +85,6 @@ struct BenchHost {
     kind: WalkKind,
     /// Frames the last walk saw (checked once per benchmark).
     frames: usize,
-}
-
-/// The youngest wasm frame's FP and the number of frames, from the real walk.
-fn youngest_fp_and_count(caller: &Caller<'_, BenchHost>) -> (usize, usize) {
-    let (mut fp, mut n) = (0usize, 0usize);
-    caller
-        .visit_frames(|frame| {
-            if n == 0 {
-                fp = frame.fp;
-            }
-            n += 1;
-            ControlFlow::<()>::Continue(())
-        })
-        .expect("walk");
-    (fp, n)
-}
-
-/// Follows `n - 1` saved-FP links from `fp`, with no checks: the raw chain walk.
-fn chase(mut fp: usize, n: usize) -> usize {
-    for _ in 1..n {
-        // SAFETY: `youngest_fp_and_count` just found n live frames linked through their
-        // saved FPs, still on the stack above the caller; this follows the same links.
-        fp = unsafe { std::ptr::read_volatile(fp as *const usize) };
-    }
-    fp
 }
 
 struct Fixture {

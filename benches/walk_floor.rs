@@ -24,6 +24,10 @@ use framewalk::{Caller, Engine, Extern, ExternRef, Func, Instance, Module, Store
 
 #[path = "common/chains.rs"]
 mod chains;
+#[path = "common/fp_chain.rs"]
+mod fp_chain;
+
+use fp_chain::{chase, youngest_fp_and_count};
 
 /// Functions (and frames) in the chain.
 const CHAIN: usize = 1000;
@@ -55,27 +59,8 @@ fn row(name: &str, mut walk: impl FnMut() -> usize) {
     );
 }
 
-/// Follows `n - 1` saved-FP links from `fp`, with no checks.
-fn chase(mut fp: usize, n: usize) -> usize {
-    for _ in 1..n {
-        // SAFETY: `fp` is the youngest of n live wasm frames linked through their saved
-        // FPs (found by the checked walk just before), still on the stack above us.
-        fp = unsafe { std::ptr::read_volatile(fp as *const usize) };
-    }
-    fp
-}
-
 fn walk_rows(caller: Caller<'_, ()>) -> i32 {
-    let (mut youngest, mut n) = (0usize, 0usize);
-    caller
-        .visit_frames(|frame| {
-            if n == 0 {
-                youngest = frame.fp;
-            }
-            n += 1;
-            ControlFlow::<()>::Continue(())
-        })
-        .expect("walk");
+    let (youngest, n) = youngest_fp_and_count(&caller);
     row("raw fp chain", || {
         black_box(chase(black_box(youngest), n));
         n
