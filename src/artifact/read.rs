@@ -550,5 +550,31 @@ mod tests {
                 assert_eq!(lookup_le(&bytes, key), expected, "{offsets:?} key {key}");
             }
         }
+        // Longer lists, sorted with repeats, against the same scan.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for len in 1..70 {
+            let mut offsets: Vec<u32> = (0..len).map(|_| next(200) as u32).collect();
+            offsets.sort_unstable();
+            let bytes: Vec<u8> = offsets
+                .iter()
+                .enumerate()
+                .flat_map(|(i, o)| o.to_le_bytes().into_iter().chain((i as u32).to_le_bytes()))
+                .collect();
+            for key in 0..210 {
+                let expected = offsets
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .find(|(_, o)| **o <= key)
+                    .map(|(i, o)| (*o, i as u32));
+                assert_eq!(lookup_le(&bytes, key), expected, "{offsets:?} key {key}");
+            }
+        }
     }
 }
