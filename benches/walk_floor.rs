@@ -10,6 +10,8 @@
 //! - `raw fp chain`: following the saved FPs from the youngest wasm frame, no checks;
 //! - `visit_frames`: `Caller::visit_frames` counting frames (checked walk, one code
 //!   lookup per frame);
+//! - `visit_frames, find`: the same walk with a visitor that keeps no state (it stops
+//!   at the oldest frame, found by its FP): the walk without the visitor's own cost;
 //! - `wasm_backtrace`: `Caller::wasm_backtrace` (walk and symbolize every frame);
 //! - `backtrace`: `Caller::backtrace` (the owned form, names cloned per frame);
 //! - `gc pause`: `Caller::gc` at the bottom of another chain of 1,000 different
@@ -53,7 +55,7 @@ fn row(name: &str, mut walk: impl FnMut() -> usize) {
         .collect();
     per_frame.sort_by(f64::total_cmp);
     println!(
-        "{name:<16} median {:>7.3} ns/frame   min {:>7.3} ns/frame   ({SAMPLES} runs over {CHAIN} frames)",
+        "{name:<20} median {:>7.3} ns/frame   min {:>7.3} ns/frame   ({SAMPLES} runs over {CHAIN} frames)",
         per_frame[per_frame.len() / 2],
         per_frame[0]
     );
@@ -74,6 +76,30 @@ fn walk_rows(caller: Caller<'_, ()>) -> i32 {
             })
             .expect("walk");
         n
+    });
+    // The same walk with a visitor that keeps no state: it looks for the oldest frame
+    // (by its FP) and stops there, so every frame is visited and none is counted.
+    let (oldest_fp, oldest_index) = {
+        let mut last = (0, 0);
+        caller
+            .visit_frames(|f| {
+                last = (f.fp, last.1 + 1);
+                ControlFlow::<()>::Continue(())
+            })
+            .expect("walk");
+        last
+    };
+    row("visit_frames, find", || {
+        let found = caller
+            .visit_frames(|f| {
+                if f.fp == oldest_fp {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .expect("walk");
+        found.map_or(0, |()| oldest_index)
     });
     row("wasm_backtrace", || {
         caller.wasm_backtrace().expect("walk").len()
