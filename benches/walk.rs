@@ -29,7 +29,6 @@
 //! with a 256 MiB stack, so 1,000 nested activations fit.
 
 use std::hint::black_box;
-use std::ops::ControlFlow;
 use std::time::Duration;
 
 #[path = "common/chains.rs"]
@@ -37,7 +36,7 @@ mod chains;
 #[path = "common/fp_chain.rs"]
 mod fp_chain;
 
-use fp_chain::{chase, youngest_fp_and_count};
+use fp_chain::{chase, count_frames, youngest_fp_and_count};
 
 use criterion::{criterion_group, Bencher, BenchmarkId, Criterion, Throughput};
 use framewalk::{Caller, Config, Engine, Error, Extern, Func, Instance, Module, Store, Val};
@@ -114,16 +113,7 @@ impl Fixture {
         );
         let walk = Func::wrap(&mut store, |mut caller: Caller<'_, BenchHost>, (): ()| {
             let count_frames = |caller: &Caller<'_, BenchHost>| match caller.data().kind {
-                WalkKind::Visit => {
-                    let mut n = 0usize;
-                    caller
-                        .visit_frames(|_| {
-                            n += 1;
-                            ControlFlow::<()>::Continue(())
-                        })
-                        .expect("walk");
-                    n
-                }
+                WalkKind::Visit => count_frames(caller),
                 WalkKind::Backtrace => caller.backtrace().expect("walk").len(),
                 WalkKind::WasmBacktrace => caller.wasm_backtrace().expect("walk").len(),
                 WalkKind::RawChain => {

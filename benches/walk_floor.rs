@@ -29,7 +29,7 @@ mod chains;
 #[path = "common/fp_chain.rs"]
 mod fp_chain;
 
-use fp_chain::{chase, youngest_fp_and_count};
+use fp_chain::{chase, count_frames, youngest_fp_and_count};
 
 /// Functions (and frames) in the chain.
 const CHAIN: usize = 1000;
@@ -67,16 +67,7 @@ fn walk_rows(caller: Caller<'_, ()>) -> i32 {
         black_box(chase(black_box(youngest), n));
         n
     });
-    row("visit_frames", || {
-        let mut n = 0usize;
-        caller
-            .visit_frames(|_| {
-                n += 1;
-                ControlFlow::<()>::Continue(())
-            })
-            .expect("walk");
-        n
-    });
+    row("visit_frames", || count_frames(&caller));
     // The same walk with a visitor that keeps no state: it looks for the oldest frame
     // (by its FP) and stops there, so every frame is visited and none is counted.
     let (oldest_fp, oldest_index) = {

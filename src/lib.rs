@@ -83,6 +83,9 @@ pub mod trap;
 pub mod types;
 pub mod unwind;
 
+#[cfg(test)]
+mod test_rng;
+
 // The build script sets this cfg when the `cranelift` feature is on but the resolved
 // cranelift-frontend is the crates.io release rather than the patched copy in
 // third_party/ (see build.rs and third_party/cranelift-frontend/FRAMEWALK-PATCH.md).

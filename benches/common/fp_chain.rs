@@ -30,3 +30,15 @@ pub fn chase(mut fp: usize, n: usize) -> usize {
     }
     fp
 }
+
+/// The wasm frames `Caller::visit_frames` finds, counted by its visitor.
+pub fn count_frames<T>(caller: &Caller<'_, T>) -> usize {
+    let mut n = 0usize;
+    caller
+        .visit_frames(|_| {
+            n += 1;
+            ControlFlow::<()>::Continue(())
+        })
+        .expect("walk");
+    n
+}

@@ -532,15 +532,14 @@ mod tests {
                 cur.pop();
             }
         }
-        let mut all = Vec::new();
-        lists(5, 0, &mut all, &mut Vec::new());
-        for offsets in all {
+        /// Pairs `(offset, index)` for `offsets`, checked against a scan for each key.
+        fn check(offsets: &[u32], keys: std::ops::Range<u32>) {
             let bytes: Vec<u8> = offsets
                 .iter()
                 .enumerate()
                 .flat_map(|(i, o)| o.to_le_bytes().into_iter().chain((i as u32).to_le_bytes()))
                 .collect();
-            for key in 0..8 {
+            for key in keys {
                 let expected = offsets
                     .iter()
                     .enumerate()
@@ -550,31 +549,17 @@ mod tests {
                 assert_eq!(lookup_le(&bytes, key), expected, "{offsets:?} key {key}");
             }
         }
+        let mut all = Vec::new();
+        lists(5, 0, &mut all, &mut Vec::new());
+        for offsets in all {
+            check(&offsets, 0..8);
+        }
         // Longer lists, sorted with repeats, against the same scan.
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         for len in 1..70 {
             let mut offsets: Vec<u32> = (0..len).map(|_| next(200) as u32).collect();
             offsets.sort_unstable();
-            let bytes: Vec<u8> = offsets
-                .iter()
-                .enumerate()
-                .flat_map(|(i, o)| o.to_le_bytes().into_iter().chain((i as u32).to_le_bytes()))
-                .collect();
-            for key in 0..210 {
-                let expected = offsets
-                    .iter()
-                    .enumerate()
-                    .rev()
-                    .find(|(_, o)| **o <= key)
-                    .map(|(i, o)| (*o, i as u32));
-                assert_eq!(lookup_le(&bytes, key), expected, "{offsets:?} key {key}");
-            }
+            check(&offsets, 0..210);
         }
     }
 }

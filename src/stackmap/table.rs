@@ -163,20 +163,9 @@ mod tests {
     use super::*;
     use crate::stackmap::StackMapBuilder;
 
-    /// Deterministic xorshift, so failures reproduce.
-    fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
-        let mut x = seed | 1;
-        move |n| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        }
-    }
-
     #[test]
     fn answers_as_the_section_at_every_offset() {
-        let mut next = rng(0x9e37_79b9_7f4a_7c15);
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         for case in 0..60 {
             let mut builder = StackMapBuilder::new();
             let count = match case {

@@ -591,13 +591,7 @@ mod tests {
     /// table entry) give what a linear scan of the functions gives, at every byte.
     #[test]
     fn every_byte_maps_to_the_function_a_scan_finds() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         for case in 0..200 {
             let registry = CodeRegistry::new();
             let mut functions = Vec::new();
