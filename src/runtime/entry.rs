@@ -257,9 +257,7 @@ unsafe fn capture(
     // SAFETY: the walk reads only inside the live frames of these activations, which
     // lie between the newest start and the oldest entry_fp on this thread's stack.
     let reader = unsafe { LiveStackReader::new(lo.saturating_sub(16), hi.saturating_add(16)) };
-    // Room for the frames that will be symbolized (each takes at least 16 bytes).
-    let room = limit.max_frames.min(hi.saturating_sub(lo) / 16);
-    captured.backtrace = WasmBacktrace::with_capacity(room.min(MAX_RESERVED_FRAMES));
+    captured.backtrace = reserved_backtrace(hi.saturating_sub(lo), limit.max_frames);
     let backtrace = &mut captured.backtrace;
     let omitted = &mut captured.omitted;
     let mut seen = 0usize;
@@ -439,15 +437,20 @@ pub(crate) fn store_stack_bounds(store: &StoreOpaque) -> Option<(usize, usize)> 
 /// Most frames a backtrace reserves room for before its walk (24 bytes each).
 const MAX_RESERVED_FRAMES: usize = 4096;
 
+/// An empty backtrace with room for the frames a walk over `span` bytes of stack can
+/// find (each takes at least 16), at most `limit` and `MAX_RESERVED_FRAMES`: deep
+/// stacks then fill it without regrowing it.
+fn reserved_backtrace(span: usize, limit: usize) -> WasmBacktrace {
+    WasmBacktrace::with_capacity((span / 16).min(limit).min(MAX_RESERVED_FRAMES))
+}
+
 /// The wasm frames of `store`, newest first, as a [`WasmBacktrace`] (names borrowed from
 /// one `Arc` per module).
 pub(crate) fn store_wasm_backtrace(
     store: &StoreOpaque,
 ) -> Result<WasmBacktrace, crate::unwind::WalkError> {
-    // Every frame takes at least 16 bytes of the stack range the walk covers: room for
-    // that many frames (capped) saves the vector's regrowth on deep stacks.
-    let bound = store_stack_bounds(store).map_or(0, |(lo, hi)| (hi - lo) / 16);
-    let mut backtrace = WasmBacktrace::with_capacity(bound.min(MAX_RESERVED_FRAMES));
+    let span = store_stack_bounds(store).map_or(0, |(lo, hi)| hi - lo);
+    let mut backtrace = reserved_backtrace(span, usize::MAX);
     visit_store_frames_with_data(store, |frame, data| {
         super::registry::symbolize_into(&mut backtrace, frame, false, false, data);
         ControlFlow::<()>::Continue(())

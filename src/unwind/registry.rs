@@ -402,9 +402,9 @@ impl CodeLookup for CodeRegistry {
 /// [`CodeRegistry::with_view`].
 pub struct RegistryView<'a> {
     snapshot: &'a Snapshot,
-    /// The module of the most recent successful lookup (set only when a lookup finds a
-    /// different module than the one before, so a walk within one module stores
-    /// nothing per frame).
+    /// The module of the most recent successful lookup or code map (a walk answers the
+    /// PCs inside a code map itself, so it stores here once per module run, not per
+    /// frame).
     last: std::cell::Cell<Option<&'a ModuleEntry>>,
 }
 
