@@ -20,9 +20,15 @@ cfg_if::cfg_if! {
             WORD_SIZE,
         };
         pub use self::x86_64::entry::{
-            framewalk_call_with_exit_frame, framewalk_enter, framewalk_resume, EntryRegs,
-            ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED,
+            framewalk_enter, framewalk_resume, EntryRegs, ENTRY_FAILED, ENTRY_OK,
+            ENTRY_TRAPPED,
         };
+        pub use self::x86_64::exit::{
+            framewalk_call_with_exit_frame, HOST_CTX_WASM_TARGET_OFFSET,
+            WASM_CALL_FLOAT_ARG_REGS, WASM_CALL_INT_ARG_REGS,
+        };
+        #[cfg(feature = "runtime")]
+        pub use self::x86_64::exit::framewalk_wasm_to_host;
         pub use self::x86_64::signal::{fault_address, redirect, trap_registers, TrapRegisters};
     } else {
         compile_error!(

@@ -7,10 +7,12 @@
 //! `calls` bench gives the same rows with confidence intervals. Rows:
 //! - `empty loop`: the loop alone;
 //! - `wasm -> wasm`: the loop calling a no-op wasm function;
-//! - `wasm -> host`: the loop calling a no-op `Func::wrap` import;
+//! - `wasm -> host`: the loop calling a no-op `Func::wrap` import (a direct entry);
+//! - `wasm -> host, Func::new`: the same through the exit trampoline (the path of
+//!   `Func::new` and of host functions with several results or stack parameters);
 //! - `typed () -> i32`: `TypedFunc::call` of a function returning a constant.
 
-use framewalk::{Caller, Engine, Extern, Func, Instance, Module, Store};
+use framewalk::{Caller, Engine, Extern, Func, FuncType, Instance, Module, Store};
 use std::time::Instant;
 
 const LOOP: i32 = 10_000;
@@ -19,7 +21,7 @@ const SAMPLES: usize = 2_000;
 fn report(name: &str, mut per_iter: Vec<f64>) {
     per_iter.sort_by(f64::total_cmp);
     println!(
-        "{name:<16} median {:>7.3} ns   min {:>7.3} ns   ({SAMPLES} runs of {LOOP})",
+        "{name:<24} median {:>7.3} ns   min {:>7.3} ns   ({SAMPLES} runs of {LOOP})",
         per_iter[per_iter.len() / 2],
         per_iter[0]
     );
@@ -30,11 +32,14 @@ fn main() {
     let module = Module::new(&engine, include_bytes!("calls.wat")).unwrap();
     let mut store = Store::new(&engine, ());
     let noop = Func::wrap(&mut store, |_: Caller<'_, ()>| {}).unwrap();
-    let inst = Instance::new(&mut store, &module, &[Extern::Func(noop)]).unwrap();
+    let noop_dynamic = Func::new(&mut store, FuncType::new([], []), |_, _, _| Ok(())).unwrap();
+    let imports = [noop, noop_dynamic].map(Extern::Func);
+    let inst = Instance::new(&mut store, &module, &imports).unwrap();
     for (row, export) in [
         ("empty loop", "empty_loop"),
         ("wasm -> wasm", "wasm_calls"),
         ("wasm -> host", "host_calls"),
+        ("wasm -> host, Func::new", "dynamic_host_calls"),
     ] {
         let f = inst.get_typed_func::<i32, ()>(&store, export).unwrap();
         let times = (0..SAMPLES)

@@ -1,6 +1,7 @@
 ;; The module of the call benches (benches/calls.rs, benches/call_floor.rs).
 (module
   (import "host" "noop" (func $host_noop))
+  (import "host" "noop_dynamic" (func $host_noop_dynamic))
   (func $noop)
   (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
   (func (export "answer") (result i32) (i32.const 42))
@@ -11,4 +12,7 @@
       (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
   (func (export "host_calls") (param $n i32)
     (loop $l (call $host_noop)
+      (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+  (func (export "dynamic_host_calls") (param $n i32)
+    (loop $l (call $host_noop_dynamic)
       (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))))

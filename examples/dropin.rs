@@ -43,7 +43,7 @@ use framewalk::stackmap::{Safepoint, StackMapBuilder, StackMapSection};
 use framewalk::unwind::{
     visit_frames, Activation, ActivationList, CodeRegistry, FunctionRange, LiveStackReader,
     ModuleRegistration, ModuleText, StackReader, ACTIVATION_ENTRY_FP_OFFSET,
-    ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_PREV_OFFSET,
+    ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_EXIT_SP_OFFSET, ACTIVATION_PREV_OFFSET,
 };
 
 // ---------------------------------------------------------------------------------
@@ -438,18 +438,22 @@ fn one_block_function(
     func
 }
 
-/// The exit trampoline, `exit(vmctx, host, a0, a1) -> i64`: records its own FP as the
-/// newest activation's `exit_fp` (so `[exit_fp]` and `[exit_fp + 8]` are the FP and
-/// return address of the toy frame that called it), calls the host, and clears
-/// `exit_fp` when the host returns.
+/// The exit trampoline, `exit(vmctx, host, a0, a1) -> i64`: records the toy frame that
+/// called it as the newest activation's exit (`exit_fp` = that frame's FP, which the
+/// trampoline saved at its own `[FP]`; `exit_sp` = its SP at the call, `FP + 16`),
+/// calls the host, and clears `exit_sp` when the host returns.
 fn lower_exit(isa: &OwnedTargetIsa, index: u32) -> ir::Function {
     one_block_function(isa, index, 3, |b, args| {
         let vmctx = args[0];
         let flags = MemFlags::trusted();
         let fp = b.ins().get_frame_pointer(I64);
+        let caller_fp = b.ins().load(I64, flags, fp, 0);
+        let caller_sp = b.ins().iadd_imm(fp, 16);
         let head = b.ins().load(I64, flags, vmctx, VMCTX_HEAD_OFFSET);
         b.ins()
-            .store(flags, fp, head, ACTIVATION_EXIT_FP_OFFSET as i32);
+            .store(flags, caller_fp, head, ACTIVATION_EXIT_FP_OFFSET as i32);
+        b.ins()
+            .store(flags, caller_sp, head, ACTIVATION_EXIT_SP_OFFSET as i32);
         let dispatch = b
             .ins()
             .iconst(I64, host_dispatch as *const () as usize as i64);
@@ -460,7 +464,7 @@ fn lower_exit(isa: &OwnedTargetIsa, index: u32) -> ir::Function {
         let head = b.ins().load(I64, flags, vmctx, VMCTX_HEAD_OFFSET);
         let zero = b.ins().iconst(I64, 0);
         b.ins()
-            .store(flags, zero, head, ACTIVATION_EXIT_FP_OFFSET as i32);
+            .store(flags, zero, head, ACTIVATION_EXIT_SP_OFFSET as i32);
         b.ins().return_(&[result]);
     })
 }
@@ -481,7 +485,7 @@ fn lower_entry(isa: &OwnedTargetIsa, index: u32) -> ir::Function {
         b.ins()
             .store(flags, fp, activation, ACTIVATION_ENTRY_FP_OFFSET as i32);
         b.ins()
-            .store(flags, zero, activation, ACTIVATION_EXIT_FP_OFFSET as i32);
+            .store(flags, zero, activation, ACTIVATION_EXIT_SP_OFFSET as i32);
         // Fully initialised (the owner was set by the host): now it may be walked.
         b.ins().store(flags, activation, vmctx, VMCTX_HEAD_OFFSET);
         let sig = b.import_signature(signature(isa, 1));
@@ -744,7 +748,7 @@ impl ToyRuntime {
     fn reader(list: &ActivationList<'_>) -> LiveStackReader {
         let (lo, hi) = list.recorded_exit_range().unwrap_or((0, 0));
         // SAFETY: called from a host function on the thread that runs the toy code:
-        // `[lowest exit_fp, highest entry_fp)` is that thread's live stack, above the
+        // `[lowest exit_sp - 16, highest entry_fp)` is that thread's live stack, above the
         // host function's own frame.
         unsafe { LiveStackReader::new(lo, hi) }
     }

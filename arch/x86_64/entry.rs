@@ -92,31 +92,6 @@ core::arch::global_asm!(
     ".popsection",
 );
 
-// `framewalk_call_with_exit_frame(vmctx, target)`: calls `target(vmctx, exit_fp)` with
-// `exit_fp` = this stub's own frame pointer. Called from wasm code, that frame is an
-// exit frame in the walker's sense: `[exit_fp]` is the calling wasm frame's FP,
-// `[exit_fp + 8]` the return address into it, and `exit_fp + 16` its SP at the call,
-// whatever frame layout `target` (Rust, no frame pointer needed) has. Stack alignment:
-// the call into the stub leaves RSP = 8 (mod 16); `push rbp` makes it 0, as `call`
-// requires.
-core::arch::global_asm!(
-    ".pushsection .text.framewalk_call_with_exit_frame,\"ax\",@progbits",
-    ".globl framewalk_call_with_exit_frame",
-    ".type framewalk_call_with_exit_frame,@function",
-    ".p2align 4",
-    "framewalk_call_with_exit_frame:",
-    // rdi = vmctx, rsi = target
-    "push rbp",
-    "mov rbp, rsp",
-    "mov rax, rsi",
-    "mov rsi, rbp",
-    "call rax",
-    "pop rbp",
-    "ret",
-    ".size framewalk_call_with_exit_frame, . - framewalk_call_with_exit_frame",
-    ".popsection",
-);
-
 unsafe extern "C" {
     /// Calls `entry(callee_vmctx, caller_vmctx, values, len)` recording `regs`.
     /// Returns [`ENTRY_OK`] / [`ENTRY_FAILED`] from the callee's boolean result, or
@@ -133,11 +108,6 @@ unsafe extern "C" {
     /// Resumes at the return of the `framewalk_enter` that recorded `regs`, making it
     /// return [`ENTRY_TRAPPED`].
     pub fn framewalk_resume(regs: *const EntryRegs) -> !;
-
-    /// Calls `target(vmctx, exit_fp)`, where `exit_fp` is the frame pointer of this
-    /// stub's own frame: for a call from wasm code, an exit frame the walker can start
-    /// from (see the assembly above). Only generated code calls it.
-    pub fn framewalk_call_with_exit_frame(vmctx: *mut u8, target: usize);
 }
 
 const _: () = {

@@ -8,16 +8,16 @@
 //!   convention: it spills the arguments into a value array on its own stack frame,
 //!   calls the host function's array-convention entry point (loaded from the host
 //!   context, see [`HOST_CTX_ARRAY_CALL_OFFSET`]); a failing host function leaves
-//!   through the runtime instead of returning. It is the one place wasm calls the host.
+//!   through the runtime instead of returning. Wasm reaches it through
+//!   `arch::framewalk_wasm_to_host`, which has already recorded the exit, for host
+//!   functions without a direct entry (see `runtime::host_call`).
 //!
 //! Both are ordinary Cranelift functions compiled with frame pointers, so the
 //! frame-pointer chain stays intact across every transition.
 
 use super::environ::{clif_type, wasm_signature, NS_WASM_FUNC};
-use crate::runtime::vmcontext::{VMOffsets, VMStoreContext};
 use crate::trap::HOST_ERROR_USER_CODE;
 use crate::types::{FuncType, ValType};
-use crate::unwind::ACTIVATION_EXIT_FP_OFFSET;
 use cranelift_codegen::ir::{
     self, types, AbiParam, ExtFuncData, ExternalName, InstBuilder, MemFlags, Signature,
     StackSlotData, StackSlotKind, TrapCode, UserExternalName, UserFuncName,
@@ -97,15 +97,13 @@ pub fn entry_trampoline(func_index: u32, ty: &FuncType) -> ir::Function {
 
 /// The exit trampoline for host functions of type `ty`.
 ///
-/// Before calling the host it records its own frame pointer as the exit of the
-/// caller's store's current activation (`[FP]`/`[FP+8]` are then the youngest wasm
-/// frame's FP and PC), and clears it when the host returns successfully. A failed host
-/// function does not return here: its array entry point leaves through the runtime
-/// (`runtime::entry::raise`), which captures the backtrace from the recorded exit and
-/// resumes at the activation's entry. The trampoline's own failure branch is only a
-/// guard (a host entry point that returned failure anyway traps with the host-error
-/// code), so nothing but the activation pointer is live across the call: one
-/// callee-saved register.
+/// The exit is recorded before the trampoline runs (by `arch::framewalk_wasm_to_host`,
+/// which jumps here) and cleared by the host entry point when the host function
+/// succeeds. A failed host function does not return here: its array entry point leaves
+/// through the runtime (`runtime::entry::raise`), which captures the backtrace from the
+/// recorded exit and resumes at the activation's entry. The trampoline's own failure
+/// branch is only a guard (a host entry point that returned failure anyway traps with
+/// the host-error code).
 pub fn exit_trampoline(ty: &FuncType) -> ir::Function {
     let mut func = ir::Function::with_name_signature(UserFuncName::user(3, 0), wasm_signature(ty));
     let mut fctx = FunctionBuilderContext::new();
@@ -133,23 +131,6 @@ pub fn exit_trampoline(ty: &FuncType) -> ir::Function {
         callee_vmctx,
         HOST_CTX_ARRAY_CALL_OFFSET,
     );
-    // Record the exit: activation_head(caller's store).exit_fp = our FP.
-    let store_ctx = b.ins().load(
-        types::I64,
-        MemFlags::trusted().with_readonly(),
-        caller_vmctx,
-        VMOffsets::STORE as i32,
-    );
-    let activation = b.ins().load(
-        types::I64,
-        MemFlags::trusted(),
-        store_ctx,
-        VMStoreContext::ACTIVATION_HEAD_OFFSET as i32,
-    );
-    let fp = b.ins().get_frame_pointer(types::I64);
-    let exit_fp_offset = ACTIVATION_EXIT_FP_OFFSET as i32;
-    b.ins()
-        .store(MemFlags::trusted(), fp, activation, exit_fp_offset);
     let sig = b.import_signature(array_call_signature());
     let n = b
         .ins()
@@ -166,9 +147,6 @@ pub fn exit_trampoline(ty: &FuncType) -> ir::Function {
     b.switch_to_block(fail);
     b.ins().trap(TrapCode::User(HOST_ERROR_USER_CODE));
     b.switch_to_block(done);
-    let zero = b.ins().iconst(types::I64, 0);
-    b.ins()
-        .store(MemFlags::trusted(), zero, activation, exit_fp_offset);
     let mut results = Vec::new();
     for (i, t) in ty.results().iter().enumerate() {
         let v = load_value(&mut b, *t, values, i);

@@ -123,6 +123,7 @@ pub(crate) unsafe fn invoke(
             prev: store.vm.activation_head,
             entry_fp: 0,
             exit_fp: 0,
+            exit_sp: 0,
             owner: store.id as usize,
         },
         regs: EntryRegs {
@@ -352,8 +353,8 @@ fn host_trap(caller_vmctx: *mut u8, e: crate::trap::HostError, limit: CaptureLim
     captured.into_trap(Trap::host(e, Vec::new()))
 }
 
-/// Called by a host function's array entry point, called from an exit trampoline, when
-/// the host function failed (error or panic). The activation's exit is recorded, so
+/// Called by a host function's entry point, called from wasm, when the host function
+/// failed (error or panic). The activation's exit is recorded, so
 /// the backtrace starts at the wasm caller.
 ///
 /// # Safety
@@ -474,13 +475,18 @@ pub(crate) fn store_backtrace(
 /// A collection requested by wasm code: a reference entered the root set from a table
 /// or global and the set reached the store's threshold (generated code checks; see
 /// `compile::environ`). Called through `framewalk_call_with_exit_frame`, so `exit_fp`
-/// is an exit frame above the calling wasm frame, and that call site's stack map holds
-/// every reference the frame still uses (the one just read among them).
+/// and `exit_sp` are the calling wasm frame's FP and SP at its call, and that call
+/// site's stack map holds every reference the frame still uses (the one just read
+/// among them).
 ///
 /// # Safety
 /// Only generated code calls this (through the stub), with its instance vmctx, while
 /// its store's innermost activation runs on this thread.
-pub(crate) unsafe extern "C" fn collect_garbage_from_wasm(caller_vmctx: *mut u8, exit_fp: usize) {
+pub(crate) unsafe extern "C" fn collect_garbage_from_wasm(
+    caller_vmctx: *mut u8,
+    exit_fp: usize,
+    exit_sp: usize,
+) {
     let record = CURRENT.get();
     if record.is_null() {
         return;
@@ -497,14 +503,17 @@ pub(crate) unsafe extern "C" fn collect_garbage_from_wasm(caller_vmctx: *mut u8,
     }
     let head = store.vm.activation_head as *mut Activation;
     // SAFETY: the head is this store's innermost activation, running the caller; its
-    // exit is 0 while wasm runs, and nothing else reads it during this call.
-    unsafe { (*head).exit_fp = exit_fp };
+    // exit is not recorded while wasm runs, and nothing else reads it during this call.
+    unsafe {
+        (*head).exit_fp = exit_fp;
+        (*head).exit_sp = exit_sp;
+    }
     // Unwinding out of here would cross wasm frames: a panic is fatal instead.
     let collected = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _ = store.gc();
     }));
     // SAFETY: as above.
-    unsafe { (*head).exit_fp = 0 };
+    unsafe { (*head).exit_sp = 0 };
     if collected.is_err() {
         std::process::abort();
     }

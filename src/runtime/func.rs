@@ -3,20 +3,22 @@
 //!
 //! Host → wasm: every call goes through [`invoke`], which calls the callee's
 //! array-convention entry point (an entry trampoline for wasm functions).
-//! Wasm → host: a host function's `VMFuncRef.wasm_call` is the engine's exit trampoline
-//! for its type, which calls [`host_array_call`] with the arguments spilled to an array.
+//! Wasm → host: see [`host_call`](super::host_call) (a jump that records the exit, then
+//! a direct entry or the type's exit trampoline).
 
 pub(crate) use super::entry::invoke;
 use super::error::Error;
+use super::host_call::{
+    drop_host_ctx, host_array_call, DirectEntry, HostClosure, HostFuncContext, NoDirectEntry,
+    TypedEntry,
+};
 use super::store::{AsStore, AsStoreMut, Caller, OwnedHostFunc, StoreInner, StoreOpaque};
 use super::values::{Val, WasmTuple};
-use super::vmcontext::{ArrayCallFn, VMFuncRef, ValRaw, HOST_CTX_MAGIC};
+use super::vmcontext::{VMFuncRef, ValRaw, HOST_CTX_MAGIC};
 use super::Store;
-use crate::compile::trampoline::{ARRAY_CALL_FROM_WASM, HOST_CTX_ARRAY_CALL_OFFSET};
 use crate::trap::HostError;
 use crate::types::FuncType;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// A function in a store: a wasm function of some instance, or a host function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,126 +32,6 @@ pub struct Func {
 unsafe impl Send for Func {}
 // SAFETY: as above.
 unsafe impl Sync for Func {}
-
-/// What every host function is lowered to: a closure over the raw value array.
-trait HostClosure<T>:
-    Fn(Caller<'_, T>, &mut [ValRaw]) -> Result<(), HostError> + Send + Sync + 'static
-{
-}
-
-impl<T, F> HostClosure<T> for F where
-    F: Fn(Caller<'_, T>, &mut [ValRaw]) -> Result<(), HostError> + Send + Sync + 'static
-{
-}
-
-/// A host function's context: what `callee_vmctx` points at when wasm calls it.
-///
-/// Generic over the closure type `F`, so that each host function gets its own
-/// `host_array_call::<T, F>` with the closure inlined: a wasm -> host call makes one
-/// indirect call (the exit trampoline's), not two.
-#[repr(C)]
-struct HostFuncContext<T: 'static, F> {
-    magic: u32,
-    _pad: u32,
-    /// At `HOST_CTX_ARRAY_CALL_OFFSET`: read by the exit trampoline.
-    array_call: ArrayCallFn,
-    func_ref: VMFuncRef,
-    store: *mut StoreInner<T>,
-    closure: F,
-}
-
-const _: () = assert!(
-    std::mem::offset_of!(HostFuncContext<(), fn()>, array_call)
-        == HOST_CTX_ARRAY_CALL_OFFSET as usize
-);
-
-/// The array-convention entry point of every host function.
-///
-/// Returns whether the host function succeeded. Called by an exit trampoline (`len`
-/// carries [`ARRAY_CALL_FROM_WASM`]), a failure does not return: it leaves through
-/// [`raise`](super::entry::raise), which resumes at the activation's entry, abandoning
-/// this frame (it owns nothing by then).
-///
-/// # Safety
-/// `callee_vmctx` must point to a live `HostFuncContext<T, F>` whose store is live, and
-/// `values` to `len` writable slots; generated code and [`invoke`] guarantee both.
-/// With [`ARRAY_CALL_FROM_WASM`], `caller_vmctx` must be the calling wasm instance's
-/// and its store's current activation must have its exit recorded.
-unsafe extern "C" fn host_array_call<T: 'static, F: HostClosure<T>>(
-    callee_vmctx: *mut u8,
-    caller_vmctx: *mut u8,
-    values: *mut ValRaw,
-    len: usize,
-) -> bool {
-    let from_wasm = len as u64 & ARRAY_CALL_FROM_WASM != 0;
-    let len = (len as u64 & !ARRAY_CALL_FROM_WASM) as usize;
-    // SAFETY: per this function's contract.
-    let ctx = unsafe { &*(callee_vmctx as *const HostFuncContext<T, F>) };
-    debug_assert_eq!(ctx.magic, HOST_CTX_MAGIC, "host context magic broken");
-    // SAFETY: the store outlives its host functions; wasm runs only inside a call that
-    // lent the store, so this is the only live access path to it.
-    let store = unsafe { &mut *ctx.store };
-    // SAFETY: per this function's contract.
-    let values = unsafe { std::slice::from_raw_parts_mut(values, len) };
-    let store_ptr: *mut StoreInner<T> = store;
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        (ctx.closure)(
-            Caller {
-                store,
-                caller_vmctx,
-            },
-            values,
-        )
-    }));
-    match result {
-        Ok(Ok(())) => true,
-        // SAFETY: the closure's borrow of the store ended with the call; the raise is
-        // as this function's contract allows, and nothing in this frame needs dropping.
-        failed => unsafe {
-            host_call_failed(
-                &mut (*store_ptr).opaque,
-                failed,
-                from_wasm.then_some(caller_vmctx),
-            )
-        },
-    }
-}
-
-/// Leaves a failed host call's error or panic in the store for `raise`/`invoke`, then,
-/// for a call from wasm (`raise_from` = the caller's vmctx), leaves through `raise`.
-/// Out of line, so the hot path of [`host_array_call`] saves no registers for it.
-///
-/// # Safety
-/// With `raise_from`, as [`raise`](super::entry::raise) requires: the caller's store's
-/// current activation has its exit recorded, and the frames up to it own nothing.
-#[cold]
-#[inline(never)]
-unsafe fn host_call_failed(
-    store: &mut StoreOpaque,
-    failed: std::thread::Result<Result<(), HostError>>,
-    raise_from: Option<*mut u8>,
-) -> bool {
-    match failed {
-        Ok(Ok(())) => return true,
-        Ok(Err(e)) => store.pending_error = Some(e),
-        Err(panic) => store.pending_panic = Some(panic),
-    }
-    if let Some(caller_vmctx) = raise_from {
-        // SAFETY: per this function's contract.
-        unsafe { super::entry::raise(caller_vmctx) }
-    }
-    false
-}
-
-/// Frees a `HostFuncContext<T, F>` created by `Func::new_raw`.
-///
-/// # Safety
-/// `ptr` must come from `Box::into_raw(Box<HostFuncContext<T, F>>)` and not be used
-/// after.
-unsafe fn drop_host_ctx<T: 'static, F>(ptr: *mut u8) {
-    // SAFETY: per the contract.
-    drop(unsafe { Box::from_raw(ptr as *mut HostFuncContext<T, F>) });
-}
 
 impl Func {
     pub(crate) fn from_vmfuncref(store_id: u64, ptr: *const VMFuncRef) -> Func {
@@ -173,24 +55,34 @@ impl Func {
         unsafe { &*self.ptr }
     }
 
-    fn new_raw<T: 'static, F: HostClosure<T>>(
+    /// A host function of type `ty` running `closure`. `D` gives its direct entry for
+    /// wasm callers (see `host_call`), if the type has one; otherwise wasm calls it
+    /// through the engine's exit trampoline for `ty`.
+    fn new_raw<T: 'static, F: HostClosure<T>, D: DirectEntry>(
         store: &mut Store<T>,
         ty: FuncType,
         closure: F,
     ) -> Result<Func, Error> {
         let opaque = &mut store.inner.opaque;
-        let tramp = opaque
-            .engine
-            .exit_trampoline(&ty)
-            .map_err(|e| Error::Module(e.into()))?;
+        let (wasm_target, tramp) = match D::entry::<T, F>() {
+            Some(entry) => (entry, None),
+            None => {
+                let tramp = opaque
+                    .engine
+                    .exit_trampoline(&ty)
+                    .map_err(|e| Error::Module(e.into()))?;
+                (tramp.base() as *const u8, Some(tramp))
+            }
+        };
         let type_id = opaque.engine.type_id(&ty);
         let store_ptr: *mut StoreInner<T> = &mut *store.inner;
         let ctx = Box::into_raw(Box::new(HostFuncContext::<T, F> {
             magic: HOST_CTX_MAGIC,
             _pad: 0,
             array_call: host_array_call::<T, F>,
+            wasm_target,
             func_ref: VMFuncRef {
-                wasm_call: tramp.base() as *const u8,
+                wasm_call: crate::arch::framewalk_wasm_to_host as *const u8,
                 array_call: host_array_call::<T, F> as *const u8,
                 vmctx: std::ptr::null_mut(),
                 type_id,
@@ -205,7 +97,7 @@ impl Func {
             std::ptr::addr_of!((*ctx).func_ref)
         };
         let opaque = &mut store.inner.opaque;
-        opaque.exit_trampolines.push(tramp);
+        opaque.exit_trampolines.extend(tramp);
         opaque.host_funcs.push(OwnedHostFunc {
             ptr: ctx.cast(),
             drop_fn: drop_host_ctx::<T, F>,
@@ -227,7 +119,7 @@ impl Func {
         f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<(), HostError> + Send + Sync + 'static,
     ) -> Result<Func, Error> {
         let fty = ty.clone();
-        Func::new_raw(
+        Func::new_raw::<T, _, NoDirectEntry>(
             store,
             ty,
             move |mut caller: Caller<'_, T>, raw: &mut [ValRaw]| {
@@ -313,7 +205,7 @@ impl Func {
         f: impl Fn(Caller<'_, T>, P) -> R + Send + Sync + 'static,
     ) -> Result<Func, Error> {
         let ty = FuncType::new(P::types(), R::Ok::types());
-        Func::new_raw(
+        Func::new_raw::<T, _, TypedEntry<P, R::Ok>>(
             store,
             ty,
             move |caller: Caller<'_, T>, raw: &mut [ValRaw]| {

@@ -9,6 +9,7 @@ mod externals;
 mod func;
 mod gc_roots;
 mod gdb_jit;
+mod host_call;
 mod instance;
 mod libcalls;
 mod module;

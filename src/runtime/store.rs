@@ -384,8 +384,9 @@ impl<T> Caller<'_, T> {
 
     /// Calls `f` with this store's activations on this thread, newest first (as the
     /// walker reads them, stopping at the first out-of-order record), and a reader of
-    /// the stack words between the lowest recorded `exit_fp` and the highest
-    /// `entry_fp`: the words of their wasm frames, live while this host function runs.
+    /// the stack words between the lowest recorded exit (`exit_sp - 16`) and the
+    /// highest `entry_fp`: the words of their wasm frames, live while this host
+    /// function runs.
     /// `None` when no activation has a recorded exit.
     ///
     /// This is for a second unwinder that checks or extends the frame-pointer walk (the

@@ -2,6 +2,7 @@
 //! calls and `Func::wrap`.
 
 use super::func::Func;
+use super::host_call::{self, direct_entry_if_fits, AbiRet, AbiValue, HostClosure};
 use super::store::StoreOpaque;
 use super::vmcontext::ValRaw;
 use crate::gc::ExternRef;
@@ -139,6 +140,8 @@ impl From<f64> for Val {
 pub trait WasmTy: Sized {
     /// The wasm type.
     const TYPE: ValType;
+    /// How the wasm calling convention passes it (see `host_call::AbiValue`).
+    type Abi: AbiValue;
     /// To the raw form (rooting references in `store`; a reference of another store
     /// is refused).
     fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw, super::Error>;
@@ -147,9 +150,10 @@ pub trait WasmTy: Sized {
 }
 
 macro_rules! int_ty {
-    ($t:ty, $vt:ident, $to:expr, $from:expr) => {
+    ($t:ty, $vt:ident, $abi:ty, $to:expr, $from:expr) => {
         impl WasmTy for $t {
             const TYPE: ValType = ValType::$vt;
+            type Abi = $abi;
             fn into_raw(self, _: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
                 let f: fn($t) -> u64 = $to;
                 Ok(ValRaw(f(self)))
@@ -162,17 +166,18 @@ macro_rules! int_ty {
     };
 }
 
-int_ty!(i32, I32, |v| v as u32 as u64, |r| r as u32 as i32);
-int_ty!(u32, I32, |v| v as u64, |r| r as u32);
-int_ty!(i64, I64, |v| v as u64, |r| r as i64);
-int_ty!(u64, I64, |v| v, |r| r);
-int_ty!(f32, F32, |v| u64::from(v.to_bits()), |r| f32::from_bits(
-    r as u32
-));
-int_ty!(f64, F64, |v| v.to_bits(), f64::from_bits);
+int_ty!(i32, I32, i32, |v| v as u32 as u64, |r| r as u32 as i32);
+int_ty!(u32, I32, i32, |v| v as u64, |r| r as u32);
+int_ty!(i64, I64, i64, |v| v as u64, |r| r as i64);
+int_ty!(u64, I64, i64, |v| v, |r| r);
+int_ty!(f32, F32, f32, |v| u64::from(v.to_bits()), |r| {
+    f32::from_bits(r as u32)
+});
+int_ty!(f64, F64, f64, |v| v.to_bits(), f64::from_bits);
 
 impl WasmTy for Option<ExternRef> {
     const TYPE: ValType = ValType::ExternRef;
+    type Abi = i64;
     fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
         Ok(ValRaw(match self {
             None => 0,
@@ -189,6 +194,7 @@ impl WasmTy for Option<ExternRef> {
 /// `Func::wrap` closures and of `TypedFunc`s. A function of another store is refused.
 impl WasmTy for Option<Func> {
     const TYPE: ValType = ValType::FuncRef;
+    type Abi = i64;
     fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
         Val::FuncRef(self).to_owned_raw(store)
     }
@@ -211,6 +217,12 @@ pub trait WasmTuple: Sized {
     fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<(), super::Error>;
     /// Reads from `raw[..LEN]`.
     fn load_raw(raw: &[ValRaw], store: &StoreOpaque) -> Self;
+    /// As results: what a direct entry returns (`()`, or the one value; `()` for
+    /// several results too, which have no direct entry).
+    type Ret: AbiRet;
+    /// As parameters: the direct entry of closure `F` with results `R` (see
+    /// `host_call`), or `None` when these types need the exit trampoline.
+    fn wasm_entry<St: 'static, Hc: HostClosure<St>, Rs: WasmTuple>() -> Option<*const u8>;
 }
 
 impl WasmTuple for () {
@@ -223,6 +235,10 @@ impl WasmTuple for () {
         Ok(())
     }
     fn load_raw(_: &[ValRaw], _: &StoreOpaque) -> Self {}
+    type Ret = ();
+    fn wasm_entry<St: 'static, Hc: HostClosure<St>, Rs: WasmTuple>() -> Option<*const u8> {
+        direct_entry_if_fits::<Self, Rs>(host_call::direct_entry_0::<St, Hc, Rs::Ret> as *const u8)
+    }
 }
 
 impl<A: WasmTy> WasmTuple for A {
@@ -238,10 +254,20 @@ impl<A: WasmTy> WasmTuple for A {
     fn load_raw(raw: &[ValRaw], store: &StoreOpaque) -> Self {
         A::from_raw(raw[0], store)
     }
+    type Ret = A::Abi;
+    fn wasm_entry<St: 'static, Hc: HostClosure<St>, Rs: WasmTuple>() -> Option<*const u8> {
+        direct_entry_if_fits::<Self, Rs>(
+            host_call::direct_entry_1::<St, Hc, Rs::Ret, A::Abi> as *const u8,
+        )
+    }
 }
 
+/// `WasmTuple` for a tuple: `tuple!(n, ret, entry; A 0, ...)` where `ret` is the
+/// `Ret` type and `entry` the direct entry of that arity in `host_call` (`none` for
+/// tuples longer than the direct entries go: some of their parameters are on the
+/// stack, so they always take the exit trampoline).
 macro_rules! tuple {
-    ($n:expr; $($t:ident $i:tt),+) => {
+    ($n:expr, $ret:ty, $entry:ident; $($t:ident $i:tt),+) => {
         impl<$($t: WasmTy),+> WasmTuple for ($($t,)+) {
             fn types() -> Vec<ValType> {
                 vec![$($t::TYPE),+]
@@ -255,23 +281,35 @@ macro_rules! tuple {
             fn load_raw(raw: &[ValRaw], store: &StoreOpaque) -> Self {
                 ($($t::from_raw(raw[$i], store),)+)
             }
+            type Ret = $ret;
+            fn wasm_entry<St: 'static, Hc: HostClosure<St>, Rs: WasmTuple>() -> Option<*const u8> {
+                tuple!(@entry $entry, St, Hc, Rs, $($t),+)
+            }
         }
+    };
+    (@entry none, $st:ident, $hc:ident, $rs:ident, $($t:ident),+) => {
+        None
+    };
+    (@entry $entry:ident, $st:ident, $hc:ident, $rs:ident, $($t:ident),+) => {
+        direct_entry_if_fits::<Self, $rs>(
+            host_call::$entry::<$st, $hc, $rs::Ret, $($t::Abi),+> as *const u8,
+        )
     };
 }
 
-tuple!(1; A 0);
-tuple!(2; A 0, B 1);
-tuple!(3; A 0, B 1, C 2);
-tuple!(4; A 0, B 1, C 2, D 3);
-tuple!(5; A 0, B 1, C 2, D 3, E 4);
-tuple!(6; A 0, B 1, C 2, D 3, E 4, F 5);
-tuple!(7; A 0, B 1, C 2, D 3, E 4, F 5, G 6);
-tuple!(8; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
-tuple!(9; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
-tuple!(10; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
-tuple!(11; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
-tuple!(12; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
-tuple!(13; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12);
-tuple!(14; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
-tuple!(15; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
-tuple!(16; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, P 15);
+tuple!(1, A::Abi, direct_entry_1; A 0);
+tuple!(2, (), direct_entry_2; A 0, B 1);
+tuple!(3, (), direct_entry_3; A 0, B 1, C 2);
+tuple!(4, (), direct_entry_4; A 0, B 1, C 2, D 3);
+tuple!(5, (), direct_entry_5; A 0, B 1, C 2, D 3, E 4);
+tuple!(6, (), direct_entry_6; A 0, B 1, C 2, D 3, E 4, F 5);
+tuple!(7, (), direct_entry_7; A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple!(8, (), direct_entry_8; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+tuple!(9, (), none; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+tuple!(10, (), none; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+tuple!(11, (), none; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+tuple!(12, (), none; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+tuple!(13, (), none; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12);
+tuple!(14, (), none; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
+tuple!(15, (), none; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
+tuple!(16, (), none; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, P 15);

@@ -1,23 +1,24 @@
 //! Activation records: one per host-to-wasm call, linked newest first.
 //!
 //! The entry trampoline of every host-to-wasm call fills in an [`Activation`] on its own
-//! frame and makes it the new head of the list; the exit path records `exit_fp` when
-//! wasm calls out to the host. The walker reads this list, never the host frames in
-//! between.
+//! frame and makes it the new head of the list; the exit path records `exit_fp` and
+//! `exit_sp` (the youngest wasm frame's FP, and its SP at the call) when wasm calls out
+//! to the host. The walker reads this list, never the host frames in between.
 //!
 //! ```text
 //!  head --> +-----------------+      +-----------------+      +-----------------+
 //!           | prev         ---+----> | prev         ---+----> | prev = null     |
 //!           | entry_fp        |      | entry_fp        |      | entry_fp        |
 //!           | exit_fp         |      | exit_fp         |      | exit_fp         |
+//!           | exit_sp         |      | exit_sp         |      | exit_sp         |
 //!           | owner           |      | owner           |      | owner           |
 //!           +-----------------+      +-----------------+      +-----------------+
 //!            newest (index 0)                                  oldest
 //! ```
 //!
 //! Invariants (the runtime upholds them; the walker checks what it can):
-//! - `Activation` is `#[repr(C)]`: generated code writes `exit_fp` and the entry
-//!   trampoline writes every field, at the offsets pinned by the `ACTIVATION_*_OFFSET`
+//! - `Activation` is `#[repr(C)]`: the exit path writes `exit_fp` and `exit_sp`, and
+//!   the entry path every field, at the offsets pinned by the `ACTIVATION_*_OFFSET`
 //!   constants below.
 //! - An activation is fully initialised before it becomes the head, and unlinked
 //!   before its entry frame is popped, on every path (return, trap, caught panic).
@@ -25,8 +26,11 @@
 //!   newest to oldest, `entry_fp` strictly increases. [`ActivationIter`] checks this
 //!   for every activation it passes, so a corrupted (even cyclic) list ends a walk with
 //!   [`WalkError::ActivationsOutOfOrder`] instead of looping.
-//! - `exit_fp` is non-zero exactly while control is in the host after leaving this
-//!   activation's wasm code; the runtime resets it to 0 when the host returns to wasm.
+//! - `exit_sp` is non-zero exactly while control is in the host after leaving this
+//!   activation's wasm code (and `exit_fp` is then that exit's); the exit path resets
+//!   `exit_sp` to 0 before the host returns to wasm. Nothing is stored below `exit_sp`
+//!   for the record: the exit needs no frame of its own, so the host function can be
+//!   entered by a jump that keeps the wasm caller's return address.
 //!
 //! Reading the list dereferences raw pointers; that happens only in
 //! [`ActivationIter::next`], under the contract of [`ActivationList::from_head`].
@@ -35,13 +39,14 @@ use core::marker::PhantomData;
 use core::mem::offset_of;
 
 use super::error::WalkError;
+use crate::arch;
 
 /// One host-to-wasm call: the bounds of its wasm frames on the stack.
 ///
 /// Written by generated code (the entry trampoline and the exit path), hence
 /// `#[repr(C)]` with field offsets pinned by [`ACTIVATION_PREV_OFFSET`],
-/// [`ACTIVATION_ENTRY_FP_OFFSET`], [`ACTIVATION_EXIT_FP_OFFSET`] and
-/// [`ACTIVATION_OWNER_OFFSET`].
+/// [`ACTIVATION_ENTRY_FP_OFFSET`], [`ACTIVATION_EXIT_FP_OFFSET`],
+/// [`ACTIVATION_EXIT_SP_OFFSET`] and [`ACTIVATION_OWNER_OFFSET`].
 #[repr(C)]
 #[derive(Debug)]
 pub struct Activation {
@@ -51,10 +56,18 @@ pub struct Activation {
     /// activation saved this value at its `[FP]`; the walk of this activation stops
     /// when the chain reaches it.
     pub entry_fp: usize,
-    /// FP of the exit trampoline frame while control is in the host (0 while wasm code
-    /// of this activation runs, or when nothing was recorded). The youngest wasm frame
-    /// is then `fp = [exit_fp]`, `pc = [exit_fp + 8]`, `sp = exit_fp + 16`.
+    /// While an exit is recorded (`exit_sp != 0`): the FP of the youngest wasm frame,
+    /// the one that called out to the host. Its value otherwise means nothing.
     pub exit_fp: usize,
+    /// While control is in the host after this activation's wasm code called out: the
+    /// youngest wasm frame's SP at that call, just above the return address into it
+    /// (`[exit_sp - 8]` on x86-64, which is that frame's PC). 0 while wasm code of this
+    /// activation runs, or when nothing was recorded.
+    ///
+    /// A walk starts this activation at `fp = exit_fp`, `pc = [exit_sp - 8]`,
+    /// `sp = exit_sp`: exactly the frame the old layout found through an exit
+    /// trampoline's own frame at `exit_sp - 16`, without needing that frame.
+    pub exit_sp: usize,
     /// Opaque id of the store that owns this activation; walks can be limited to one
     /// owner with [`ActivationList::only_owner`].
     pub owner: usize,
@@ -66,16 +79,19 @@ pub const ACTIVATION_PREV_OFFSET: usize = 0;
 pub const ACTIVATION_ENTRY_FP_OFFSET: usize = 8;
 /// Byte offset of [`Activation::exit_fp`].
 pub const ACTIVATION_EXIT_FP_OFFSET: usize = 16;
+/// Byte offset of [`Activation::exit_sp`].
+pub const ACTIVATION_EXIT_SP_OFFSET: usize = 24;
 /// Byte offset of [`Activation::owner`].
-pub const ACTIVATION_OWNER_OFFSET: usize = 24;
+pub const ACTIVATION_OWNER_OFFSET: usize = 32;
 /// Size in bytes of an [`Activation`] (and its alignment is that of a pointer).
-pub const ACTIVATION_SIZE: usize = 32;
+pub const ACTIVATION_SIZE: usize = 40;
 
 // Generated code uses the constants; the build fails if the struct drifts from them.
 const _: () = {
     assert!(offset_of!(Activation, prev) == ACTIVATION_PREV_OFFSET);
     assert!(offset_of!(Activation, entry_fp) == ACTIVATION_ENTRY_FP_OFFSET);
     assert!(offset_of!(Activation, exit_fp) == ACTIVATION_EXIT_FP_OFFSET);
+    assert!(offset_of!(Activation, exit_sp) == ACTIVATION_EXIT_SP_OFFSET);
     assert!(offset_of!(Activation, owner) == ACTIVATION_OWNER_OFFSET);
     assert!(core::mem::size_of::<Activation>() == ACTIVATION_SIZE);
 };
@@ -88,6 +104,7 @@ impl Activation {
             prev: core::ptr::null(),
             entry_fp,
             exit_fp: 0,
+            exit_sp: 0,
             owner,
         }
     }
@@ -147,7 +164,8 @@ impl<'a> ActivationList<'a> {
     }
 
     /// The stack range `[lo, hi)` that a walk of this list from its recorded exits reads:
-    /// `lo` is the lowest non-zero `exit_fp` and `hi` the highest `entry_fp` among the
+    /// `lo` is the lowest recorded exit's return-address frame (`exit_sp - 16` on
+    /// x86-64, see [`Activation::exit_sp`]) and `hi` the highest `entry_fp` among the
     /// activations that pass the owner filter. `None` when none of them has an exit
     /// recorded (then such a walk reads nothing). A runtime that is called from wasm
     /// uses it to build the [`LiveStackReader`](super::LiveStackReader) of a walk or a
@@ -156,8 +174,8 @@ impl<'a> ActivationList<'a> {
         let mut lo = usize::MAX;
         let mut hi = 0;
         for activation in self.iter().map_while(Result::ok) {
-            if activation.exit_fp != 0 {
-                lo = lo.min(activation.exit_fp);
+            if activation.exit_sp != 0 {
+                lo = lo.min(activation.exit_sp.saturating_sub(arch::CALLER_SP_OFFSET));
             }
             hi = hi.max(activation.entry_fp);
         }
@@ -187,6 +205,8 @@ pub struct ActivationInfo {
     pub entry_fp: usize,
     /// [`Activation::exit_fp`].
     pub exit_fp: usize,
+    /// [`Activation::exit_sp`].
+    pub exit_sp: usize,
     /// [`Activation::owner`].
     pub owner: usize,
     /// `entry_fp` of the next newer activation in the list (of any owner), or `None`
@@ -219,12 +239,13 @@ impl Iterator for ActivationIter<'_> {
             // this iterator came from, so `ActivationList::from_head`'s contract makes it
             // a valid, aligned, initialised `Activation` that nobody writes during the
             // walk. Fields are copied out; no reference outlives this block.
-            let (prev, entry_fp, exit_fp, owner) = unsafe {
+            let (prev, entry_fp, exit_fp, exit_sp, owner) = unsafe {
                 let activation = &*self.next;
                 (
                     activation.prev,
                     activation.entry_fp,
                     activation.exit_fp,
+                    activation.exit_sp,
                     activation.owner,
                 )
             };
@@ -251,6 +272,7 @@ impl Iterator for ActivationIter<'_> {
                 index,
                 entry_fp,
                 exit_fp,
+                exit_sp,
                 owner,
                 newer_entry_fp,
             }));
@@ -269,12 +291,14 @@ mod tests {
         assert_eq!(offset_of!(Activation, prev), 0);
         assert_eq!(offset_of!(Activation, entry_fp), 8);
         assert_eq!(offset_of!(Activation, exit_fp), 16);
-        assert_eq!(offset_of!(Activation, owner), 24);
-        assert_eq!(core::mem::size_of::<Activation>(), 32);
+        assert_eq!(offset_of!(Activation, exit_sp), 24);
+        assert_eq!(offset_of!(Activation, owner), 32);
+        assert_eq!(core::mem::size_of::<Activation>(), 40);
         assert_eq!(core::mem::align_of::<Activation>(), 8);
         assert_eq!(ACTIVATION_PREV_OFFSET, offset_of!(Activation, prev));
         assert_eq!(ACTIVATION_ENTRY_FP_OFFSET, offset_of!(Activation, entry_fp));
         assert_eq!(ACTIVATION_EXIT_FP_OFFSET, offset_of!(Activation, exit_fp));
+        assert_eq!(ACTIVATION_EXIT_SP_OFFSET, offset_of!(Activation, exit_sp));
         assert_eq!(ACTIVATION_OWNER_OFFSET, offset_of!(Activation, owner));
     }
 
@@ -301,6 +325,7 @@ mod tests {
             Activation::new(0x3000, 1),
         ];
         storage[1].exit_fp = 0x1800;
+        storage[1].exit_sp = 0x17f0;
         let head = link(&mut storage);
         // SAFETY: `storage` is linked, outlives the list, and is not written meanwhile.
         let list = unsafe { ActivationList::from_head(head) };
@@ -311,7 +336,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(0, 0x1000), (1, 0x2000), (2, 0x3000)]
         );
-        assert_eq!(all[1].exit_fp, 0x1800);
+        assert_eq!((all[1].exit_fp, all[1].exit_sp), (0x1800, 0x17f0));
         assert_eq!(all[0].newer_entry_fp, None);
         assert_eq!(all[2].newer_entry_fp, Some(0x2000));
         let only_one: Vec<_> = list.only_owner(1).iter().map(Result::unwrap).collect();

@@ -41,11 +41,13 @@ pub enum WalkError {
     },
     /// A frame pointer lies outside the stack range of its activation, `lo..=hi`.
     ///
-    /// For a caller's FP read from the chain, `lo` is the FP the walk of this
-    /// activation started from (`exit_fp` or the start registers' FP) and `hi` is the
-    /// activation's `entry_fp`. For the start itself (`exit_fp` or the start FP), the
-    /// range is strictly between the next newer activation's `entry_fp` (or 0) and
-    /// this activation's `entry_fp`.
+    /// For a caller's FP read from the chain (or a recorded `exit_fp`), `lo` is where
+    /// the walk of this activation started (the start registers' FP, or `exit_sp - 16`)
+    /// and `hi` is the activation's `entry_fp`. For the start itself (the start FP, or
+    /// `exit_sp - 16`, reported as 0 when `exit_sp` is below 16), the range is strictly
+    /// between the next newer activation's `entry_fp` (or 0) and this activation's
+    /// `entry_fp`; an `exit_sp - 16` that is not 16-byte aligned is a
+    /// [`WalkError::MisalignedFramePointer`].
     #[error("frame pointer {fp:#x} is outside its activation's range {lo:#x}..={hi:#x}")]
     FramePointerOutOfRange {
         /// The offending frame pointer.
@@ -78,7 +80,7 @@ pub enum WalkError {
         /// The offset in bytes.
         offset: usize,
     },
-    /// An activation that the walk must start from its recorded exit has `exit_fp == 0`.
+    /// An activation that the walk must start from its recorded exit has `exit_sp == 0`.
     #[error("activation {activation_index} has no recorded exit")]
     NoExitRecorded {
         /// Position of the activation in the list (newest = 0).

@@ -138,7 +138,7 @@ pub(crate) struct BuiltStack {
     /// Newest first, unlinked (`prev` is null); link with [`LinkedActivations`].
     pub activations: Vec<Activation>,
     /// Registers of the youngest frame of the newest activation, if it was built to be
-    /// walked from them (its `exit_fp` is then 0).
+    /// walked from them (its `exit_sp` is then 0).
     pub start: Option<StartRegs>,
     /// Every wasm frame, newest first.
     pub truth: Vec<Frame>,
@@ -206,9 +206,10 @@ pub(crate) fn build(specs: &[ActivationSpec], use_start: bool, top: usize) -> Bu
             caller_sp = fp - 16 * frame.slots;
             return_addr = pc;
         }
-        let exit_fp = caller_sp - 16;
-        stack.set(exit_fp + SAVED_FP_OFFSET, caller_fp);
-        stack.set(exit_fp + RETURN_ADDR_OFFSET, return_addr);
+        // The exit: the return address pushed by the youngest frame's call out, and
+        // no frame below it (the record holds that frame's FP and SP).
+        let exit_base = caller_sp - 16;
+        stack.set(exit_base + RETURN_ADDR_OFFSET, return_addr);
         let mut activation = Activation::new(entry_fp, spec.owner);
         let youngest_sp = caller_sp;
         if use_start && n == 0 && !built.is_empty() {
@@ -219,8 +220,9 @@ pub(crate) fn build(specs: &[ActivationSpec], use_start: bool, top: usize) -> Bu
             });
             walk_ranges.push(caller_fp..entry_fp);
         } else {
-            activation.exit_fp = exit_fp;
-            walk_ranges.push(exit_fp..entry_fp);
+            activation.exit_fp = caller_fp;
+            activation.exit_sp = caller_sp;
+            walk_ranges.push(exit_base..entry_fp);
         }
         activations.push(activation);
         // `built` is oldest first; the SP of a frame is its callee's FP + 16.
@@ -239,7 +241,7 @@ pub(crate) fn build(specs: &[ActivationSpec], use_start: bool, top: usize) -> Bu
             });
         }
         truth_oldest_first.extend(frames);
-        cur = exit_fp;
+        cur = exit_base;
     }
     activations.reverse();
     walk_ranges.reverse();
@@ -268,6 +270,7 @@ impl LinkedActivations {
                 prev: core::ptr::null(),
                 entry_fp: a.entry_fp,
                 exit_fp: a.exit_fp,
+                exit_sp: a.exit_sp,
                 owner: a.owner,
             })
             .collect();

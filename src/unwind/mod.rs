@@ -13,8 +13,10 @@
 //! Every host-to-wasm call pushes an [`Activation`] onto an intrusive list (newest
 //! first). Its `entry_fp` is the FP of the host-side entry trampoline's frame, so the
 //! oldest wasm frame of the activation saved `entry_fp` at its `[FP]`. When wasm calls
-//! out to the host, the exit path records `exit_fp`, the FP of the exit trampoline's
-//! frame, whose `[FP]` and `[FP + 8]` are the FP and PC of the youngest wasm frame.
+//! out to the host, the exit path records the youngest wasm frame in the activation:
+//! `exit_fp`, its FP, and `exit_sp`, its SP at the call, just above the return address
+//! the call pushed (its PC). The exit needs no frame of its own, so host code can be
+//! entered by a jump and return straight to wasm.
 //!
 //! ```text
 //!   higher addresses: older
@@ -30,17 +32,16 @@
 //!   | slots, outgoing args           |     sp2 = fp1 + 16
 //!   +--------------------------------+
 //!   | return address = pc2           |
-//!   | saved FP = fp2                 | <-- fp1: youngest wasm frame of activation 1
-//!   | slots, outgoing args           |     sp1 = exit_fp + 16
-//!   +--------------------------------+
-//!   | return address = pc1           |
-//!   | saved FP = fp1                 | <-- exit_fp (activation 1): exit trampoline
+//!   | saved FP = fp2                 | <-- fp1 = exit_fp (activation 1): youngest wasm
+//!   | slots, outgoing args           |     frame of activation 1
+//!   +--------------------------------+ <-- sp1 = exit_sp (activation 1)
+//!   | return address = pc1           |     pushed by fp1's call out to the host
 //!   +--------------------------------+
 //!   | host frames (never read)       |     e.g. a host function that re-entered wasm
 //!   +--------------------------------+
 //!   | saved FP of host               | <-- entry_fp (activation 0, newest)
 //!   | ...                            |
-//!   | wasm frames of activation 0    |     walked from its exit_fp, or from a trap's
+//!   | wasm frames of activation 0    |     walked from its exit, or from a trap's
 //!   | ...                            |     StartRegs { pc, fp, sp }
 //!   +--------------------------------+
 //!   lower addresses: newer
@@ -53,7 +54,7 @@
 //!    the host frames between activations are never touched, so they need neither
 //!    frame pointers nor unwind tables.
 //! 2. **A frame-pointer run inside each activation.** It starts at the recorded exit
-//!    (`fp = [exit_fp]`, `pc = [exit_fp + 8]`, `sp = exit_fp + 16`) or, for the first
+//!    (`fp = exit_fp`, `pc = [exit_sp - 8]`, `sp = exit_sp`) or, for the first
 //!    activation visited, at explicit [`StartRegs`] (a trap's registers), and follows
 //!    `fp = [fp]`, `pc = [fp + 8]`, `sp = previous fp + 16` until the next FP equals
 //!    `entry_fp`.
@@ -86,7 +87,8 @@
 //! # What the walk reads
 //!
 //! Within one activation it reads only words in `[run start, entry_fp)`, where the run
-//! start is `exit_fp` or the start FP. A [`LiveStackReader`] over
+//! start is the start FP or, from a recorded exit, `exit_sp - 16` (the return address
+//! is the word above it). A [`LiveStackReader`] over
 //! `[lowest run start, oldest walked entry_fp)` therefore suffices.
 
 mod activation;
@@ -103,7 +105,8 @@ mod tests;
 
 pub use activation::{
     Activation, ActivationInfo, ActivationIter, ActivationList, ACTIVATION_ENTRY_FP_OFFSET,
-    ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_OWNER_OFFSET, ACTIVATION_PREV_OFFSET, ACTIVATION_SIZE,
+    ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_EXIT_SP_OFFSET, ACTIVATION_OWNER_OFFSET,
+    ACTIVATION_PREV_OFFSET, ACTIVATION_SIZE,
 };
 pub use code_map::{CodeMap, FlatCodeMap};
 pub use error::WalkError;

@@ -45,8 +45,8 @@ impl<T: StackReader + ?Sized> StackReader for &T {
 
 /// Reads the current thread's stack, but only aligned words inside `[lo, hi)`.
 ///
-/// A walk reads only words at or above the FP it starts from (the start registers' FP
-/// or the newest walked activation's `exit_fp`) and strictly below the `entry_fp` of
+/// A walk reads only words at or above where it starts (the start registers' FP, or
+/// `exit_sp - 16` of the newest walked activation) and strictly below the `entry_fp` of
 /// the oldest walked activation, so that range is a sufficient choice of `[lo, hi)`.
 /// The thread's whole stack mapping works too.
 ///

@@ -59,7 +59,7 @@ fn one_activation_from_its_exit() {
         STACK_TOP,
     );
     let got = walk_exact(&built, None);
-    let exit_fp = built.activations[0].exit_fp;
+    let (exit_fp, exit_sp) = (built.activations[0].exit_fp, built.activations[0].exit_sp);
     let entry_fp = built.activations[0].entry_fp;
     assert_eq!(
         got.iter()
@@ -71,10 +71,10 @@ fn one_activation_from_its_exit() {
             (1, pc_in(1, 0x11))
         ]
     );
-    // Youngest: fp = [exit_fp], pc = [exit_fp + 8], sp = exit_fp + 16.
-    assert_eq!(got[0].fp, built.stack.get(exit_fp));
-    assert_eq!(got[0].pc, built.stack.get(exit_fp + 8));
-    assert_eq!(got[0].sp, exit_fp + 16);
+    // Youngest: fp = exit_fp, pc = [exit_sp - 8], sp = exit_sp.
+    assert_eq!(got[0].fp, exit_fp);
+    assert_eq!(got[0].pc, built.stack.get(exit_sp - 8));
+    assert_eq!(got[0].sp, exit_sp);
     // Older: sp = callee fp + 16; the oldest frame's saved FP is entry_fp.
     assert_eq!(got[1].sp, got[0].fp + 16);
     assert_eq!(got[2].sp, got[1].fp + 16);
@@ -110,8 +110,14 @@ fn several_activations_newest_first() {
     );
     assert!(got.windows(2).all(|w| w[0].fp < w[1].fp));
     // The youngest frame of each older activation starts from that activation's exit.
-    assert_eq!(got[1].sp, built.activations[1].exit_fp + 16);
-    assert_eq!(got[3].sp, built.activations[2].exit_fp + 16);
+    assert_eq!(
+        (got[1].fp, got[1].sp),
+        (built.activations[1].exit_fp, built.activations[1].exit_sp)
+    );
+    assert_eq!(
+        (got[3].fp, got[3].sp),
+        (built.activations[2].exit_fp, built.activations[2].exit_sp)
+    );
 }
 
 #[test]
@@ -154,7 +160,7 @@ fn explicit_start_registers() {
         STACK_TOP,
     );
     let start = built.start.unwrap();
-    assert_eq!(built.activations[0].exit_fp, 0);
+    assert_eq!(built.activations[0].exit_sp, 0);
     let got = walk_exact(&built, None);
     assert_eq!(
         got[0],
@@ -225,7 +231,7 @@ fn empty_list_and_activation_without_wasm_frames() {
         STACK_TOP,
     );
     let middle = &built.activations[1];
-    assert_eq!(built.stack.get(middle.exit_fp), middle.entry_fp);
+    assert_eq!(middle.exit_fp, middle.entry_fp);
     let got = walk_exact(&built, None);
     assert_eq!(
         got.iter().map(|f| f.activation_index).collect::<Vec<_>>(),
@@ -330,8 +336,9 @@ fn visitor_stops_at_break_without_reading_further() {
         }
     });
     assert_eq!(found, Ok(Some(built.truth[1].fp)));
-    // Two words for the exit, two for the step to the second frame.
-    assert_eq!(reads.get(), 4);
+    // One word for the exit (its return address), two for the step to the second
+    // frame.
+    assert_eq!(reads.get(), 3);
 }
 
 #[test]
@@ -520,16 +527,13 @@ fn frame_pointer_pointing_to_itself() {
     assert_eq!(got, built.truth[..2]);
     assert_eq!(result, Err(WalkError::FramePointerDidNotMove { fp }));
 
-    // The exit frame pointing to itself.
+    // A recorded exit whose FP is where the return address frame would be.
     let mut built = three_frames();
-    let exit_fp = built.activations[0].exit_fp;
-    built.stack.set(exit_fp, exit_fp);
+    let base = built.activations[0].exit_sp - 16;
+    built.activations[0].exit_fp = base;
     assert_eq!(
         walk_built(&built),
-        (
-            vec![],
-            Err(WalkError::FramePointerDidNotMove { fp: exit_fp })
-        )
+        (vec![], Err(WalkError::FramePointerDidNotMove { fp: base }))
     );
 }
 
@@ -576,7 +580,7 @@ fn misaligned_and_null_frame_pointers() {
 fn frame_pointer_past_entry() {
     let mut built = three_frames();
     let entry_fp = built.activations[0].entry_fp;
-    let exit_fp = built.activations[0].exit_fp;
+    let exit_base = built.activations[0].exit_sp - 16;
     let oldest = built.truth[2].fp;
     built.stack.set(oldest, entry_fp + 16);
     let (got, result) = walk_built(&built);
@@ -585,7 +589,7 @@ fn frame_pointer_past_entry() {
         result,
         Err(WalkError::FramePointerOutOfRange {
             fp: entry_fp + 16,
-            lo: exit_fp,
+            lo: exit_base,
             hi: entry_fp
         })
     );
@@ -594,17 +598,17 @@ fn frame_pointer_past_entry() {
 #[test]
 fn frame_pointer_below_start() {
     let mut built = three_frames();
-    let exit_fp = built.activations[0].exit_fp;
+    let exit_base = built.activations[0].exit_sp - 16;
     let entry_fp = built.activations[0].entry_fp;
     let fp = built.truth[1].fp;
-    built.stack.set(fp, exit_fp - 32);
+    built.stack.set(fp, exit_base - 32);
     let (got, result) = walk_built(&built);
     assert_eq!(got, built.truth[..2]);
     assert_eq!(
         result,
         Err(WalkError::FramePointerOutOfRange {
-            fp: exit_fp - 32,
-            lo: exit_fp,
+            fp: exit_base - 32,
+            lo: exit_base,
             hi: entry_fp
         })
     );
@@ -669,7 +673,7 @@ fn exit_outside_its_activation() {
     );
     // The older activation's exit must lie above the newer one's entry frame.
     let newer_entry = built.activations[0].entry_fp;
-    built.activations[1].exit_fp = newer_entry;
+    built.activations[1].exit_sp = newer_entry + 16;
     let (got, result) = walk_built(&built);
     assert_eq!(got, built.truth[..1]);
     assert_eq!(
@@ -681,18 +685,62 @@ fn exit_outside_its_activation() {
         })
     );
     // ...and below its own entry frame.
-    built.activations[1].exit_fp = built.activations[1].entry_fp;
+    let entry_fp = built.activations[1].entry_fp;
+    built.activations[1].exit_sp = entry_fp + 16;
     let (_, result) = walk_built(&built);
     assert!(matches!(
         result,
         Err(WalkError::FramePointerOutOfRange { .. })
     ));
-    built.activations[1].exit_fp = built.activations[1].entry_fp - 8;
+    // An SP the System V ABI never has at a call (not 16-byte aligned).
+    built.activations[1].exit_sp = entry_fp + 8;
     let (_, result) = walk_built(&built);
     assert!(matches!(
         result,
         Err(WalkError::MisalignedFramePointer { .. })
     ));
+    // An SP so low that the return-address word would be 0 - 8.
+    built.activations[1].exit_sp = 8;
+    let (_, result) = walk_built(&built);
+    assert!(matches!(
+        result,
+        Err(WalkError::FramePointerOutOfRange { fp: 0, .. })
+    ));
+    // The recorded FP is checked like a saved FP: above the SP, at most entry_fp.
+    let mut built = build(
+        &[activation(1, &[(3, 0)]), activation(1, &[(2, 0)])],
+        false,
+        STACK_TOP,
+    );
+    let base = built.activations[1].exit_sp - 16;
+    for (exit_fp, error) in [
+        (
+            base - 16,
+            WalkError::FramePointerOutOfRange {
+                fp: base - 16,
+                lo: base,
+                hi: entry_fp,
+            },
+        ),
+        (
+            entry_fp + 16,
+            WalkError::FramePointerOutOfRange {
+                fp: entry_fp + 16,
+                lo: base,
+                hi: entry_fp,
+            },
+        ),
+        (base + 8, WalkError::MisalignedFramePointer { fp: base + 8 }),
+        (0, WalkError::NullFramePointer),
+    ] {
+        built.activations[1].exit_fp = exit_fp;
+        let (got, result) = walk_built(&built);
+        assert_eq!(got, built.truth[..1]);
+        assert_eq!(result, Err(error), "exit_fp {exit_fp:#x}");
+    }
+    // Equal to entry_fp: the host was called from the entry frame, no wasm frames.
+    built.activations[1].exit_fp = entry_fp;
+    assert_eq!(walk_built(&built), (built.truth[..1].to_vec(), Ok(())));
 }
 
 #[test]
@@ -752,7 +800,7 @@ fn unreadable_stack_word() {
 fn missing_exit() {
     // The newest activation, walked without start registers.
     let mut built = three_frames();
-    built.activations[0].exit_fp = 0;
+    built.activations[0].exit_sp = 0;
     assert_eq!(
         walk_built(&built),
         (
@@ -768,7 +816,7 @@ fn missing_exit() {
         true,
         STACK_TOP,
     );
-    built.activations[1].exit_fp = 0;
+    built.activations[1].exit_sp = 0;
     let (got, result) = walk_built(&built);
     assert_eq!(got, built.truth[..1]);
     assert_eq!(
@@ -845,8 +893,7 @@ fn frames_at_the_top_of_the_address_space() {
         let is_fp = word.is_multiple_of(16) && word >= built.stack.base && word <= STACK_TOP;
         stack.words[i] = if is_fp { shift(word) } else { word };
     }
-    let mut activations = vec![Activation::new(top_entry, 1)];
-    activations[0].exit_fp = 0;
+    let activations = vec![Activation::new(top_entry, 1)];
     let start = built.start.map(|s| StartRegs {
         pc: s.pc,
         fp: shift(s.fp),
@@ -882,15 +929,22 @@ fn frames_at_the_top_of_the_address_space() {
         let (_, result) = walk(linked.list(), start, &stack, &FakeCode);
         assert!(result.is_err(), "{bad:#x}");
     }
-    // An exit frame at the very top: rejected by range checks, not by arithmetic.
-    let mut activations = vec![Activation::new(top_entry, 1)];
-    activations[0].exit_fp = top_entry;
-    let linked = LinkedActivations::new(&activations);
-    let (_, result) = walk(linked.list(), None, &stack, &FakeCode);
-    assert!(matches!(
-        result,
-        Err(WalkError::FramePointerOutOfRange { .. })
-    ));
+    // Exits at the very top: rejected by range checks, not by arithmetic.
+    for (exit_fp, exit_sp) in [
+        (top_entry - 16, usize::MAX),
+        (top_entry - 16, top_entry),
+        (usize::MAX, top_entry - 16),
+    ] {
+        let mut activations = vec![Activation::new(top_entry, 1)];
+        activations[0].exit_fp = exit_fp;
+        activations[0].exit_sp = exit_sp;
+        let linked = LinkedActivations::new(&activations);
+        let (got, result) = walk(linked.list(), None, &stack, &FakeCode);
+        assert!(
+            got.is_empty() && result.is_err(),
+            "{exit_fp:#x} {exit_sp:#x}"
+        );
+    }
     // A reader that answers anything, at the top of memory.
     struct Anything(usize);
     impl StackReader for Anything {
@@ -900,7 +954,8 @@ fn frames_at_the_top_of_the_address_space() {
     }
     for word in [usize::MAX, top_entry, top_entry - 16, pc_in(1, 1)] {
         let mut activations = vec![Activation::new(top_entry, 1)];
-        activations[0].exit_fp = top_entry - 16;
+        activations[0].exit_fp = word;
+        activations[0].exit_sp = top_entry;
         let linked = LinkedActivations::new(&activations);
         let (got, _) = walk(linked.list(), None, &Anything(word), &FakeCode);
         assert!(got.len() <= 1, "{word:#x}");
@@ -1095,23 +1150,23 @@ proptest! {
         }
     }
 
-    /// A corrupted activation record (entry or exit FP): no panic, no extra frames,
-    /// and frames of newer activations are unaffected.
+    /// A corrupted activation record (entry FP, exit FP or exit SP): no panic, no
+    /// extra frames, and frames of newer activations are unaffected.
     #[test]
     fn corrupted_activation_record(
         specs in activation_specs(),
         use_start: bool,
         which in any::<prop::sample::Index>(),
-        exit: bool,
+        field in 0u8..3,
         corruption in corruption(),
     ) {
         let mut built = build(&specs, use_start, STACK_TOP);
         let a = which.index(built.activations.len());
         let value = corruption.value(&built);
-        if exit {
-            built.activations[a].exit_fp = value;
-        } else {
-            built.activations[a].entry_fp = value;
+        match field {
+            0 => built.activations[a].exit_fp = value,
+            1 => built.activations[a].exit_sp = value,
+            _ => built.activations[a].entry_fp = value,
         }
         let (got, _) = walk_built(&built);
         prop_assert!(got.len() <= built.truth.len());

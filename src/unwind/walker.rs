@@ -92,7 +92,7 @@ pub struct Frame {
     /// This frame's frame pointer.
     pub fp: usize,
     /// This frame's SP at the call in progress: the callee's FP + 16 (for the youngest
-    /// frame of an activation: `exit_fp + 16`, or the start SP).
+    /// frame of an activation: its recorded `exit_sp`, or the start SP).
     pub sp: usize,
     /// The function containing `pc`.
     pub location: CodeLocation,
@@ -142,7 +142,8 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     ///
     /// If `start` is given, the first activation visited (the newest one that passes
     /// the owner filter) is walked from those registers instead of from its recorded
-    /// exit; every other activation is walked from its `exit_fp`.
+    /// exit; every other activation is walked from its recorded exit (`exit_fp`,
+    /// `exit_sp`).
     ///
     /// # Errors
     ///
@@ -319,36 +320,46 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
                 }
             }
             None => {
-                let exit_fp = activation.exit_fp;
-                if exit_fp == 0 {
+                let exit_sp = activation.exit_sp;
+                if exit_sp == 0 {
                     return Err(WalkError::NoExitRecorded {
                         activation_index: activation.index,
                     });
                 }
-                check_start_fp(exit_fp)?;
-                let fp = match next_fp_in_chain(
-                    self.read_at(exit_fp, arch::SAVED_FP_OFFSET)?,
-                    exit_fp,
-                    exit_fp,
-                    entry_fp,
-                )? {
+                // Where the FP of a frame called by the youngest wasm frame would be:
+                // the return address into that frame is at `base + RETURN_ADDR_OFFSET`,
+                // and its FP (the word a pushed frame would save at `base`) is
+                // `exit_fp`. Checked as the start of the run, like a start FP.
+                let base = exit_sp.checked_sub(arch::CALLER_SP_OFFSET).ok_or(
+                    WalkError::FramePointerOutOfRange {
+                        fp: 0,
+                        lo: start_range_lo,
+                        hi: start_range_hi,
+                    },
+                )?;
+                check_start_fp(base)?;
+                let fp = match next_fp_in_chain(activation.exit_fp, base, base, entry_fp)? {
                     NextFp::Frame(fp) => fp,
                     NextFp::End => return Ok(None),
                 };
-                let pc = self.read_at(exit_fp, arch::RETURN_ADDR_OFFSET)?;
-                Frame {
+                let pc = self.read_at(base, arch::RETURN_ADDR_OFFSET)?;
+                let frame = Frame {
                     pc,
                     fp,
-                    sp: offset(exit_fp, arch::CALLER_SP_OFFSET)?,
+                    sp: exit_sp,
                     location: self.locate(map, pc)?,
                     activation_index: activation.index,
-                }
+                };
+                return Ok(Some(Position::At {
+                    frame,
+                    lo: base,
+                    entry_fp,
+                }));
             }
         };
         Ok(Some(Position::At {
             frame,
-            // For the exit case, the exit trampoline's FP is the lowest FP of the chain.
-            lo: start.map_or(activation.exit_fp, |regs| regs.fp),
+            lo: frame.fp,
             entry_fp,
         }))
     }

@@ -3,9 +3,9 @@
 //! `.eh_frame` (Cranelift's CFI, read back with gimli's reader: `EhFrame` +
 //! `UnwindContext`).
 //!
-//! Each activation starts from the registers at its exit frame: the exit trampoline's
-//! frame at `exit_fp` holds the youngest wasm frame's RBP at `[exit_fp]` and its PC at
-//! `[exit_fp + 8]`, and RSP there is `exit_fp + 16`. For each frame the CFI row at
+//! Each activation starts from the registers of its recorded exit: the youngest wasm
+//! frame's RBP is `exit_fp`, its RSP at the call out is `exit_sp`, and its PC is the
+//! return address the call pushed, `[exit_sp - 8]`. For each frame the CFI row at
 //! `pc - 1` (a return address: the call is just before it) gives the CFA from RBP or
 //! RSP, and the rules of the return address and of RBP (saved at an offset from the
 //! CFA, or unchanged); the caller's RSP is the CFA. The walk goes on while the return
@@ -114,13 +114,13 @@ impl CfiTables {
                 .ok_or_else(|| format!("CFI unwind: stack word {addr:#x} is unreadable"))
         };
         for a in activations {
-            if a.exit_fp == 0 {
+            if a.exit_sp == 0 {
                 return Err(format!("activation {} has no exit recorded", a.index));
             }
-            // The registers at the exit frame.
-            let mut rbp = read(a.exit_fp as u64)? as u64;
-            let mut pc = read(a.exit_fp as u64 + 8)?;
-            let mut rsp = a.exit_fp as u64 + 16;
+            // The registers at the exit.
+            let mut rbp = a.exit_fp as u64;
+            let mut rsp = a.exit_sp as u64;
+            let mut pc = read(rsp - 8)?;
             while let Some(m) = self.module_of_return_address(pc) {
                 if frames.len() > 1_000_000 {
                     return Err("CFI unwind does not end".into());

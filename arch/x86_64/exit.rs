@@ -1,0 +1,91 @@
+//! The wasm → host exits: code that records where the youngest wasm frame is before
+//! host code runs, so that a walk from the host can start there.
+//!
+//! An exit is recorded in the newest [`Activation`](crate::unwind::Activation) of the
+//! caller's store as two words: `exit_fp`, the calling wasm frame's FP (RBP, untouched
+//! by the call), and `exit_sp`, its SP at the call (RSP + 8 on entry, just above the
+//! return address). Nothing is pushed for the record, so the host code can be entered
+//! by a jump and return straight into wasm: one call level, not two.
+//!
+//! - `framewalk_wasm_to_host` is the `wasm_call` of every host function (runtime only).
+//!   With the wasm calling convention's arguments in place (`rdi` = the host function's
+//!   context, `rsi` = the calling instance's vmctx, the parameters after them), it
+//!   records the exit and jumps to the host function's wasm-convention code, whose
+//!   address is in its context. It touches only `r10` and `r11`, which carry no
+//!   argument in the System V convention, so every argument arrives unchanged. The host
+//!   code clears `exit_sp` before it returns to wasm.
+//! - `framewalk_call_with_exit_frame(vmctx, target)` calls `target(vmctx, exit_fp,
+//!   exit_sp)` for a libcall that may walk (a collection requested by wasm code). It
+//!   keeps a frame of its own (it returns to wasm itself) and passes its caller's FP and
+//!   SP, read from that frame.
+
+/// Offset, in a host function's context, of the address `framewalk_wasm_to_host`
+/// jumps to: code with the wasm calling convention of the function's type.
+pub const HOST_CTX_WASM_TARGET_OFFSET: usize = 16;
+
+/// How many integer-class wasm parameters (`i32`, `i64`, references) the System V
+/// convention passes in registers after the two vmctx arguments: `rdx`, `rcx`, `r8`,
+/// `r9`. A host function with more has no direct entry (its arguments are partly on
+/// the stack).
+pub const WASM_CALL_INT_ARG_REGS: usize = 4;
+
+/// How many `f32`/`f64` wasm parameters the System V convention passes in registers
+/// (`xmm0`..`xmm7`).
+pub const WASM_CALL_FLOAT_ARG_REGS: usize = 8;
+
+#[cfg(feature = "runtime")]
+core::arch::global_asm!(
+    ".pushsection .text.framewalk_wasm_to_host,\"ax\",@progbits",
+    ".globl framewalk_wasm_to_host",
+    ".type framewalk_wasm_to_host,@function",
+    ".p2align 4",
+    "framewalk_wasm_to_host:",
+    // rdi = host context, rsi = caller vmctx; the activation the caller runs in is
+    // [[rsi + store] + head].
+    "mov r11, [rsi + {store}]",
+    "mov r11, [r11 + {head}]",
+    "mov [r11 + {exit_fp}], rbp",
+    "lea r10, [rsp + 8]",
+    "mov [r11 + {exit_sp}], r10",
+    "jmp qword ptr [rdi + {target}]",
+    ".size framewalk_wasm_to_host, . - framewalk_wasm_to_host",
+    ".popsection",
+    store = const crate::runtime::vmcontext::VMOffsets::STORE,
+    head = const crate::runtime::vmcontext::VMStoreContext::ACTIVATION_HEAD_OFFSET,
+    exit_fp = const crate::unwind::ACTIVATION_EXIT_FP_OFFSET,
+    exit_sp = const crate::unwind::ACTIVATION_EXIT_SP_OFFSET,
+    target = const HOST_CTX_WASM_TARGET_OFFSET,
+);
+
+// Stack alignment: the call into the stub leaves RSP = 8 (mod 16); `push rbp` makes it
+// 0, as `call` requires.
+core::arch::global_asm!(
+    ".pushsection .text.framewalk_call_with_exit_frame,\"ax\",@progbits",
+    ".globl framewalk_call_with_exit_frame",
+    ".type framewalk_call_with_exit_frame,@function",
+    ".p2align 4",
+    "framewalk_call_with_exit_frame:",
+    // rdi = vmctx, rsi = target
+    "push rbp",
+    "mov rbp, rsp",
+    "mov rax, rsi",
+    "mov rsi, [rbp]",
+    "lea rdx, [rbp + 16]",
+    "call rax",
+    "pop rbp",
+    "ret",
+    ".size framewalk_call_with_exit_frame, . - framewalk_call_with_exit_frame",
+    ".popsection",
+);
+
+unsafe extern "C" {
+    /// The wasm-convention entry of every host function (see the module doc). Only
+    /// generated code calls it, through a `VMFuncRef`; never call it from Rust.
+    #[cfg(feature = "runtime")]
+    pub fn framewalk_wasm_to_host();
+
+    /// Calls `target(vmctx, exit_fp, exit_sp)` with the FP and the SP at the call of
+    /// this stub's caller: for a call from wasm code, the exit a walk can start from
+    /// (see the module doc). Only generated code calls it.
+    pub fn framewalk_call_with_exit_frame(vmctx: *mut u8, target: usize);
+}
