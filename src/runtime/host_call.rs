@@ -133,23 +133,25 @@ pub(crate) unsafe extern "C" fn host_array_call<T: 'static, F: HostClosure<T>>(
             values,
         )
     }));
-    match result {
-        Ok(Ok(())) => {
-            if from_wasm {
-                // SAFETY: per this function's contract (a call from wasm).
-                unsafe { end_exit(caller_vmctx) };
-            }
-            true
+    if matches!(result, Ok(Ok(()))) {
+        // `Ok(Ok(()))` owns nothing. Forgetting it, rather than dropping it, keeps the
+        // drop glue of the whole `Result` (a call, when it is not inlined) off the
+        // fast path.
+        std::mem::forget(result);
+        if from_wasm {
+            // SAFETY: per this function's contract (a call from wasm).
+            unsafe { end_exit(caller_vmctx) };
         }
-        // SAFETY: the closure's borrow of the store ended with the call; the raise is
-        // as this function's contract allows, and nothing in this frame needs dropping.
-        failed => unsafe {
-            host_call_failed(
-                &mut (*store_ptr).opaque,
-                failed,
-                from_wasm.then_some(caller_vmctx),
-            )
-        },
+        return true;
+    }
+    // SAFETY: the closure's borrow of the store ended with the call; the raise is as
+    // this function's contract allows, and nothing in this frame needs dropping.
+    unsafe {
+        host_call_failed(
+            &mut (*store_ptr).opaque,
+            result,
+            from_wasm.then_some(caller_vmctx),
+        )
     }
 }
 
