@@ -336,15 +336,25 @@ impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
         if P::HAS_EXTERNREF {
             opaque.maybe_gc();
         }
-        let mut buf = [ValRaw::default(); 16];
-        let mut heap;
+        // The value array lives on this frame, sized for the common case (a constant
+        // `n`: only one branch is compiled in).
         let n = P::LEN.max(R::LEN);
-        let raw: &mut [ValRaw] = if n <= buf.len() {
-            &mut buf[..n]
+        if n <= 4 {
+            self.call_with(opaque, params, &mut [ValRaw::default(); 4][..n])
+        } else if n <= 16 {
+            self.call_with(opaque, params, &mut [ValRaw::default(); 16][..n])
         } else {
-            heap = vec![ValRaw::default(); n];
-            &mut heap
-        };
+            self.call_with(opaque, params, &mut vec![ValRaw::default(); n])
+        }
+    }
+
+    #[inline(always)]
+    fn call_with(
+        &self,
+        opaque: &mut StoreOpaque,
+        params: P,
+        raw: &mut [ValRaw],
+    ) -> Result<R, Error> {
         params.store_raw(opaque, raw)?;
         // SAFETY: types were checked in `Func::typed`; the store id matched.
         unsafe { invoke(opaque, self.func.vmfuncref(), raw)? };

@@ -149,18 +149,23 @@ pub trait WasmTy: Sized {
     fn from_raw(raw: ValRaw, store: &StoreOpaque) -> Self;
 }
 
+/// `WasmTy` for a number type: `int_ty!(type, ValType, Abi, |v| to_bits, |r| from_bits)`.
+/// The conversions are expressions spliced into the methods (not function pointers,
+/// which the optimizer may leave as indirect calls on the typed-call path).
 macro_rules! int_ty {
-    ($t:ty, $vt:ident, $abi:ty, $to:expr, $from:expr) => {
+    ($t:ty, $vt:ident, $abi:ty, |$v:ident| $to:expr, |$r:ident| $from:expr) => {
         impl WasmTy for $t {
             const TYPE: ValType = ValType::$vt;
             type Abi = $abi;
+            #[inline]
             fn into_raw(self, _: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
-                let f: fn($t) -> u64 = $to;
-                Ok(ValRaw(f(self)))
+                let $v = self;
+                Ok(ValRaw($to))
             }
+            #[inline]
             fn from_raw(raw: ValRaw, _: &StoreOpaque) -> Self {
-                let f: fn(u64) -> $t = $from;
-                f(raw.0)
+                let $r = raw.0;
+                $from
             }
         }
     };
@@ -173,7 +178,7 @@ int_ty!(u64, I64, i64, |v| v, |r| r);
 int_ty!(f32, F32, f32, |v| u64::from(v.to_bits()), |r| {
     f32::from_bits(r as u32)
 });
-int_ty!(f64, F64, f64, |v| v.to_bits(), f64::from_bits);
+int_ty!(f64, F64, f64, |v| v.to_bits(), |r| f64::from_bits(r));
 
 impl WasmTy for Option<ExternRef> {
     const TYPE: ValType = ValType::ExternRef;
