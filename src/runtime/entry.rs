@@ -22,7 +22,7 @@
 
 use super::error::Error;
 use super::store::StoreOpaque;
-use super::vmcontext::{VMFuncRef, VMOffsets, VMStoreContext, ValRaw, HOST_CTX_MAGIC};
+use super::vmcontext::{VMFuncRef, VMOffsets, VMStoreContext, ValRaw};
 use crate::arch::{framewalk_enter, framewalk_resume, EntryRegs, ENTRY_OK, ENTRY_TRAPPED};
 use crate::trap::{handler, FrameInfo, Trap, TrapCode, WasmBacktrace};
 use crate::unwind::{Activation, ActivationList, LiveStackReader, StartRegs};
@@ -60,11 +60,16 @@ thread_local! {
 
 /// Installs the signal handlers (once per process) and this thread's alternate signal
 /// stack (once per thread); after the first call on a thread, one thread-local load.
-#[inline]
+#[inline(always)]
 fn install_handlers() {
-    if READY.get() {
-        return;
+    if !READY.get() {
+        install_handlers_now();
     }
+}
+
+#[cold]
+#[inline(never)]
+fn install_handlers_now() {
     handler::install(handler::TrapHooks {
         lookup: super::registry::trap_code_at,
         on_trap,
@@ -75,40 +80,22 @@ fn install_handlers() {
 
 /// Calls `f`'s array entry point with `values` (arguments in, results out).
 ///
+/// Inlined into each caller: the common case (a wasm function that returns) is the
+/// record, the two list pushes, `framewalk_enter` and the two pops; every other case
+/// (a host function, a trap, a host failure) is out of line.
+///
 /// # Safety
 /// `f` must belong to `store`, and `values` must hold the function's arguments
 /// (correctly typed) and have room for its results.
+#[inline(always)]
 pub(crate) unsafe fn invoke(
     store: &mut StoreOpaque,
     f: &VMFuncRef,
     values: &mut [ValRaw],
 ) -> Result<(), Error> {
-    if f.array_call.is_null() {
-        return Err(Error::TypeMismatch(
-            "function cannot be called from the host".into(),
-        ));
-    }
-    // SAFETY: `f.vmctx` points at a vmctx or host context; both start with a u32 magic.
-    let is_host = unsafe { *(f.vmctx as *const u32) } == HOST_CTX_MAGIC;
-    if is_host {
-        // A host function called from the host creates no wasm frame: no activation.
-        let entry: super::vmcontext::ArrayCallFn =
-            // SAFETY: a host context's `array_call` is `host_array_call`.
-            unsafe { std::mem::transmute(f.array_call) };
+    if f.array_call.is_null() || f.flags & VMFuncRef::HOST != 0 {
         // SAFETY: per this function's contract.
-        let ok = unsafe {
-            entry(
-                f.vmctx,
-                std::ptr::null_mut(),
-                values.as_mut_ptr(),
-                values.len(),
-            )
-        };
-        return if ok {
-            Ok(())
-        } else {
-            Err(take_host_failure(store, Vec::new()))
-        };
+        return unsafe { invoke_host_or_nothing(store, f, values) };
     }
 
     install_handlers();
@@ -118,7 +105,10 @@ pub(crate) unsafe fn invoke(
         store.vm.stack_limit = sp.saturating_sub(store.engine.config().max_wasm_stack);
     }
     let store_ptr: *mut StoreOpaque = store;
-    let mut record = EntryRecord {
+    // Never dropped: its one owning field, `trap`, is `None` on the way out (set only
+    // on a trap, and then taken by `entry_failed`). This keeps the drop glue of
+    // `Option<Trap>` (an out-of-line call) off the fast path.
+    let mut record = std::mem::ManuallyDrop::new(EntryRecord {
         activation: Activation {
             prev: store.vm.activation_head,
             entry_fp: 0,
@@ -133,8 +123,8 @@ pub(crate) unsafe fn invoke(
         prev_on_thread: CURRENT.get(),
         store: store_ptr,
         trap: None,
-    };
-    let record_ptr: *mut EntryRecord = &mut record;
+    });
+    let record_ptr: *mut EntryRecord = &mut *record;
     // SAFETY: `record_ptr` is live; the field address is taken without a reference.
     unsafe {
         (*record_ptr).regs.entry_fp_out = std::ptr::addr_of_mut!((*record_ptr).activation.entry_fp)
@@ -160,18 +150,67 @@ pub(crate) unsafe fn invoke(
     let store = unsafe { &mut *store_ptr };
     store.vm.activation_head = record.activation.prev;
     store.vm.stack_limit = prev_limit;
-    match status {
-        ENTRY_OK => Ok(()),
-        ENTRY_TRAPPED => {
-            if let Some(panic) = store.pending_panic.take() {
-                std::panic::resume_unwind(panic);
-            }
-            Err(Error::Trap(record.trap.take().unwrap_or_else(|| {
-                Trap::new(TrapCode::Unreachable, Vec::new())
-                    .with_walk_error("trap record missing".into())
-            })))
+    if status == ENTRY_OK {
+        Ok(())
+    } else {
+        Err(entry_failed(store, record, status))
+    }
+}
+
+/// [`invoke`] of a host function (no wasm frame, so no activation) or of a function
+/// without an array entry point.
+///
+/// # Safety
+/// As for [`invoke`].
+#[inline(never)]
+unsafe fn invoke_host_or_nothing(
+    store: &mut StoreOpaque,
+    f: &VMFuncRef,
+    values: &mut [ValRaw],
+) -> Result<(), Error> {
+    if f.array_call.is_null() {
+        return Err(Error::TypeMismatch(
+            "function cannot be called from the host".into(),
+        ));
+    }
+    let entry: super::vmcontext::ArrayCallFn =
+        // SAFETY: a host context's `array_call` is `host_array_call`.
+        unsafe { std::mem::transmute(f.array_call) };
+    // SAFETY: per this function's contract.
+    let ok = unsafe {
+        entry(
+            f.vmctx,
+            std::ptr::null_mut(),
+            values.as_mut_ptr(),
+            values.len(),
+        )
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(take_host_failure(store, Vec::new()))
+    }
+}
+
+/// The error of a call whose `framewalk_enter` returned `status` other than
+/// `ENTRY_OK`: the trap `record` holds, or the host failure left in the store (a
+/// panic resumes here).
+#[cold]
+#[inline(never)]
+fn entry_failed(store: &mut StoreOpaque, record: &mut EntryRecord, status: u32) -> Error {
+    let trap = record.trap.take();
+    if status == ENTRY_TRAPPED {
+        if let Some(panic) = store.pending_panic.take() {
+            drop(trap);
+            std::panic::resume_unwind(panic);
         }
-        _ => Err(take_host_failure(store, Vec::new())),
+        Error::Trap(trap.unwrap_or_else(|| {
+            Trap::new(TrapCode::Unreachable, Vec::new())
+                .with_walk_error("trap record missing".into())
+        }))
+    } else {
+        drop(trap);
+        take_host_failure(store, Vec::new())
     }
 }
 

@@ -86,7 +86,7 @@ impl Func {
                 array_call: host_array_call::<T, F> as *const u8,
                 vmctx: std::ptr::null_mut(),
                 type_id,
-                _pad: 0,
+                flags: VMFuncRef::HOST,
             },
             store: store_ptr,
             closure,

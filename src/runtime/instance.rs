@@ -8,7 +8,7 @@ use super::module::Module;
 use super::storage::{GlobalStorage, MemoryStorage, TableStorage};
 use super::store::{AsStore, AsStoreMut, StoreOpaque};
 use super::values::WasmTuple;
-use super::vmcontext::{ArrayCallFn, VMFuncRef, VMOffsets, ValRaw, HOST_CTX_MAGIC, VMCTX_MAGIC};
+use super::vmcontext::{ArrayCallFn, VMFuncRef, VMOffsets, ValRaw, VMCTX_MAGIC};
 use crate::compile::module_info::{ConstExpr, ExportIndex, ImportKind, SegmentMode};
 use crate::trap::Trap;
 use crate::trap::TrapCode;
@@ -373,7 +373,7 @@ fn instantiate(
                 array_call: f.entry_trampoline as *const u8,
                 vmctx: vmctx.as_ptr(),
                 type_id: type_ids[info.functions[index as usize] as usize],
-                _pad: 0,
+                flags: 0,
             },
         );
     }
@@ -515,9 +515,7 @@ fn instantiate(
 
 /// Whether `f` is a host function (its `vmctx` is a host function context).
 fn is_host_func(f: &VMFuncRef) -> bool {
-    // SAFETY: `f.vmctx` points at a live vmctx or host context (both start with a u32
-    // magic): every `VMFuncRef` of a store is filled in before it can be read.
-    !f.vmctx.is_null() && unsafe { *(f.vmctx as *const u32) } == HOST_CTX_MAGIC
+    f.flags & VMFuncRef::HOST != 0
 }
 
 /// Calls the host function `f` of type `[] -> []` as the start function of the

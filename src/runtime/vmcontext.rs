@@ -46,11 +46,14 @@ pub struct VMFuncRef {
     pub vmctx: *mut u8,
     /// Engine-wide signature id, compared by `call_indirect`.
     pub type_id: u32,
-    /// Keeps the size a multiple of 8.
-    pub _pad: u32,
+    /// [`VMFuncRef::HOST`] for a host function, 0 for a wasm function. Lets the host
+    /// → wasm entry tell the two apart without loading through `vmctx`.
+    pub flags: u32,
 }
 
 impl VMFuncRef {
+    /// `flags` bit of a host function (its `vmctx` is a host function context).
+    pub const HOST: u32 = 1;
     /// Offset of `wasm_call`.
     pub const WASM_CALL_OFFSET: u32 = offset_of!(VMFuncRef, wasm_call) as u32;
     /// Offset of `array_call`.
