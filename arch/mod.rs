@@ -20,8 +20,9 @@ cfg_if::cfg_if! {
             WORD_SIZE,
         };
         pub use self::x86_64::entry::{
-            framewalk_enter, framewalk_resume, EntryRegs, ENTRY_FAILED, ENTRY_OK,
-            ENTRY_TRAPPED,
+            framewalk_enter, framewalk_enter_direct, framewalk_resume, EntryRegs,
+            RegisterArgs, ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED, REGISTER_ARGS_FLOATS,
+            REGISTER_ARGS_INTS,
         };
         pub use self::x86_64::exit::{
             framewalk_call_with_exit_frame, HOST_CTX_WASM_TARGET_OFFSET,

@@ -21,6 +21,13 @@
 //!                                        frame saves at its [FP]
 //! ```
 //!
+//! `framewalk_enter_direct` builds the same frame (so resuming works the same way) but
+//! calls a wasm function itself, with the wasm calling convention and the arguments in
+//! registers taken from a [`RegisterArgs`]: typed calls whose arguments all fit skip
+//! the entry trampoline. There is then no trampoline frame, and `entry_fp` is
+//! `framewalk_enter_direct`'s own FP (`rbp` in the picture), which the wasm function
+//! saves at its `[FP]`.
+//!
 //! Invariant: the callee's first instructions are `push rbp; mov rbp, rsp` (every
 //! Cranelift function compiled with `preserve_frame_pointers`), which is what makes
 //! `entry_fp` exact.
@@ -89,8 +96,73 @@ core::arch::global_asm!(
     "mov eax, 2",
     "jmp 2b",
     ".size framewalk_resume, . - framewalk_resume",
+    // The same frame as framewalk_enter (so framewalk_resume's jump to the shared
+    // epilogue works for both), but the callee is a wasm function itself, called with
+    // its own convention: no trampoline frame, so entry_fp is this frame's FP.
+    ".globl framewalk_enter_direct",
+    ".type framewalk_enter_direct,@function",
+    ".p2align 4",
+    "framewalk_enter_direct:",
+    // rdi = *mut EntryRegs, rsi = wasm function, rdx = callee vmctx, rcx = caller vmctx,
+    // r8 = *mut RegisterArgs, r9 = whether any argument is a float
+    "push rbp",
+    "mov rbp, rsp",
+    "push rbx",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "sub rsp, 8",
+    "mov [rdi + 8], rsp",
+    "mov r10, [rdi]",
+    "mov [r10], rbp",
+    "mov rbx, r8",
+    "mov rax, rsi",
+    "mov rdi, rdx",
+    "mov rsi, rcx",
+    "test r9, r9",
+    "jz 3f",
+    "movsd xmm0, [rbx + 32]",
+    "movsd xmm1, [rbx + 40]",
+    "movsd xmm2, [rbx + 48]",
+    "movsd xmm3, [rbx + 56]",
+    "movsd xmm4, [rbx + 64]",
+    "movsd xmm5, [rbx + 72]",
+    "movsd xmm6, [rbx + 80]",
+    "movsd xmm7, [rbx + 88]",
+    "3:",
+    "mov rdx, [rbx]",
+    "mov rcx, [rbx + 8]",
+    "mov r8, [rbx + 16]",
+    "mov r9, [rbx + 24]",
+    "call rax",
+    "mov [rbx], rax",
+    "movsd [rbx + 32], xmm0",
+    "mov eax, 1",
+    "jmp 2b",
+    ".size framewalk_enter_direct, . - framewalk_enter_direct",
     ".popsection",
 );
+
+/// The arguments of a wasm function called by [`framewalk_enter_direct`], as its
+/// calling convention passes them after the two vmctx arguments, and on return its
+/// result.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RegisterArgs {
+    /// Integer-class arguments (`i32` in the low half, `i64`, references), in order:
+    /// `rdx`, `rcx`, `r8`, `r9`. On return, `ints[0]` holds `rax`.
+    pub ints: [u64; REGISTER_ARGS_INTS],
+    /// `f32`/`f64` arguments (in the low bits), in order: `xmm0`..`xmm7`. On return,
+    /// `floats[0]` holds `xmm0`.
+    pub floats: [u64; REGISTER_ARGS_FLOATS],
+}
+
+/// How many integer-class arguments a [`RegisterArgs`] passes (the System V argument
+/// registers left after the two vmctx arguments).
+pub const REGISTER_ARGS_INTS: usize = 4;
+/// How many float arguments a [`RegisterArgs`] passes.
+pub const REGISTER_ARGS_FLOATS: usize = 8;
 
 unsafe extern "C" {
     /// Calls `entry(callee_vmctx, caller_vmctx, values, len)` recording `regs`.
@@ -105,12 +177,31 @@ unsafe extern "C" {
         len: usize,
     ) -> u32;
 
-    /// Resumes at the return of the `framewalk_enter` that recorded `regs`, making it
-    /// return [`ENTRY_TRAPPED`].
+    /// Resumes at the return of the `framewalk_enter` (or `framewalk_enter_direct`)
+    /// that recorded `regs`, making it return [`ENTRY_TRAPPED`].
     pub fn framewalk_resume(regs: *const EntryRegs) -> !;
+
+    /// Calls the wasm function `wasm_call(callee_vmctx, caller_vmctx, args..)` with
+    /// its own calling convention, recording `regs` as `framewalk_enter` does, except
+    /// that `entry_fp` is this stub's own FP (the wasm function saves it at its `[FP]`).
+    /// The arguments come from `args` (floats only if `floats` is non-zero); the
+    /// result is left in `args.ints[0]` (`rax`) and `args.floats[0]` (`xmm0`). Returns
+    /// [`ENTRY_OK`], or [`ENTRY_TRAPPED`] through `framewalk_resume`.
+    pub fn framewalk_enter_direct(
+        regs: *mut EntryRegs,
+        wasm_call: *const u8,
+        callee_vmctx: *mut u8,
+        caller_vmctx: *mut u8,
+        args: *mut RegisterArgs,
+        floats: usize,
+    ) -> u32;
 }
 
 const _: () = {
     assert!(core::mem::offset_of!(EntryRegs, entry_fp_out) == 0);
     assert!(core::mem::offset_of!(EntryRegs, resume_sp) == 8);
+    // The assembly's offsets.
+    assert!(core::mem::offset_of!(RegisterArgs, ints) == 0);
+    assert!(core::mem::offset_of!(RegisterArgs, floats) == 32);
+    assert!(REGISTER_ARGS_INTS == 4 && REGISTER_ARGS_FLOATS == 8);
 };

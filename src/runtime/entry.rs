@@ -23,7 +23,10 @@
 use super::error::Error;
 use super::store::StoreOpaque;
 use super::vmcontext::{VMFuncRef, VMOffsets, VMStoreContext, ValRaw};
-use crate::arch::{framewalk_enter, framewalk_resume, EntryRegs, ENTRY_OK, ENTRY_TRAPPED};
+use crate::arch::{
+    framewalk_enter, framewalk_enter_direct, framewalk_resume, EntryRegs, RegisterArgs, ENTRY_OK,
+    ENTRY_TRAPPED,
+};
 use crate::trap::{handler, FrameInfo, Trap, TrapCode, WasmBacktrace};
 use crate::unwind::{Activation, ActivationList, LiveStackReader, StartRegs};
 use std::cell::Cell;
@@ -97,7 +100,67 @@ pub(crate) unsafe fn invoke(
         // SAFETY: per this function's contract.
         return unsafe { invoke_host_or_nothing(store, f, values) };
     }
+    // SAFETY: the entry point and vmctx come from a live VMFuncRef of this store;
+    // `values` is as the caller promised.
+    unsafe {
+        enter(store, |regs| {
+            framewalk_enter(
+                regs,
+                f.array_call,
+                f.vmctx,
+                std::ptr::null_mut(),
+                values.as_mut_ptr().cast(),
+                values.len(),
+            )
+        })
+    }
+}
 
+/// Calls the wasm function `f` with its own calling convention, its arguments in
+/// `args` (`floats`: whether any is a float), leaving its result there: a typed call
+/// without the entry trampoline (see `arch::framewalk_enter_direct`).
+///
+/// # Safety
+/// `f` must be a wasm function (not a host function) of `store` with an array entry
+/// point (it escapes to the host), and `args` must hold its arguments (correctly
+/// typed, in the registers its signature assigns them); it must have at most one
+/// result.
+#[inline(always)]
+pub(crate) unsafe fn invoke_direct(
+    store: &mut StoreOpaque,
+    f: &VMFuncRef,
+    args: &mut RegisterArgs,
+    floats: bool,
+) -> Result<(), Error> {
+    debug_assert!(f.flags & VMFuncRef::HOST == 0 && !f.array_call.is_null());
+    // SAFETY: the function and vmctx come from a live VMFuncRef of this store; `args`
+    // is as the caller promised.
+    unsafe {
+        enter(store, |regs| {
+            framewalk_enter_direct(
+                regs,
+                f.wasm_call,
+                f.vmctx,
+                std::ptr::null_mut(),
+                args,
+                usize::from(floats),
+            )
+        })
+    }
+}
+
+/// The activation around one call into wasm: pushes this call's record onto the
+/// store's and the thread's lists, runs `call` (a `framewalk_enter*` given the record's
+/// registers), pops both and turns the status into a result.
+///
+/// # Safety
+/// `call` must call wasm code of `store` through a `framewalk_enter*` with the
+/// registers it is given.
+#[inline(always)]
+unsafe fn enter(
+    store: &mut StoreOpaque,
+    call: impl FnOnce(*mut EntryRegs) -> u32,
+) -> Result<(), Error> {
     install_handlers();
     let prev_limit = store.vm.stack_limit;
     if prev_limit == 0 {
@@ -131,18 +194,8 @@ pub(crate) unsafe fn invoke(
     };
     store.vm.activation_head = record_ptr as *const Activation;
     CURRENT.set(record_ptr);
-    // SAFETY: `record` outlives the call; the entry point and vmctx come from a live
-    // VMFuncRef of this store; `values` is as the caller promised.
-    let status = unsafe {
-        framewalk_enter(
-            &mut (*record_ptr).regs,
-            f.array_call,
-            f.vmctx,
-            std::ptr::null_mut(),
-            values.as_mut_ptr().cast(),
-            values.len(),
-        )
-    };
+    // SAFETY: `record` outlives the call.
+    let status = call(unsafe { &mut (*record_ptr).regs });
     // SAFETY: wasm has returned (or been abandoned); nothing else references `record`.
     let record = unsafe { &mut *record_ptr };
     CURRENT.set(record.prev_on_thread);

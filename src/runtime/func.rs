@@ -16,6 +16,7 @@ use super::store::{AsStore, AsStoreMut, Caller, OwnedHostFunc, StoreInner, Store
 use super::values::{Val, WasmTuple};
 use super::vmcontext::{VMFuncRef, ValRaw, HOST_CTX_MAGIC};
 use super::Store;
+use crate::arch::RegisterArgs;
 use crate::trap::HostError;
 use crate::types::FuncType;
 use std::marker::PhantomData;
@@ -335,6 +336,28 @@ impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
         }
         if P::HAS_EXTERNREF {
             opaque.maybe_gc();
+        }
+        let f = self.func.vmfuncref();
+        if P::FIT_IN_REGISTERS && R::LEN <= 1 && f.flags & VMFuncRef::HOST == 0 {
+            if f.array_call.is_null() {
+                return Err(Error::TypeMismatch(
+                    "function cannot be called from the host".into(),
+                ));
+            }
+            // The arguments go straight into registers: no entry trampoline.
+            let mut args = RegisterArgs::default();
+            params.store_args(opaque, &mut args)?;
+            let floats = P::FLOAT_ARGS > 0;
+            // SAFETY: types were checked in `Func::typed` (so `args` holds the
+            // arguments the function takes, `R` its one result or none); the store id
+            // matched; a function with an array entry point escapes to the host.
+            unsafe { super::entry::invoke_direct(opaque, f, &mut args, floats)? };
+            let result = if R::FIRST_IS_FLOAT {
+                args.floats[0]
+            } else {
+                args.ints[0]
+            };
+            return Ok(R::load_raw(&[ValRaw(result)], opaque));
         }
         // The value array lives on this frame, sized for the common case (a constant
         // `n`: only one branch is compiled in).

@@ -5,6 +5,7 @@ use super::func::Func;
 use super::host_call::{self, direct_entry_if_fits, AbiRet, AbiValue, HostClosure};
 use super::store::StoreOpaque;
 use super::vmcontext::ValRaw;
+use crate::arch::{RegisterArgs, REGISTER_ARGS_FLOATS, REGISTER_ARGS_INTS};
 use crate::gc::ExternRef;
 use crate::types::ValType;
 
@@ -142,6 +143,9 @@ pub trait WasmTy: Sized {
     const TYPE: ValType;
     /// How the wasm calling convention passes it (see `host_call::AbiValue`).
     type Abi: AbiValue;
+    /// Whether it travels in a float register (`f32`, `f64`) rather than an integer
+    /// one.
+    const IS_FLOAT: bool = matches!(Self::TYPE, ValType::F32 | ValType::F64);
     /// To the raw form (rooting references in `store`; a reference of another store
     /// is refused).
     fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw, super::Error>;
@@ -228,6 +232,23 @@ pub trait WasmTuple: Sized {
     /// As parameters: the direct entry of closure `F` with results `R` (see
     /// `host_call`), or `None` when these types need the exit trampoline.
     fn wasm_entry<St: 'static, Hc: HostClosure<St>, Rs: WasmTuple>() -> Option<*const u8>;
+    /// How many values travel in integer registers.
+    const INT_ARGS: usize;
+    /// How many values travel in float registers.
+    const FLOAT_ARGS: usize;
+    /// Whether the first value travels in a float register (false for `()`).
+    const FIRST_IS_FLOAT: bool;
+    /// As the parameters of a typed call without the entry trampoline
+    /// (`arch::framewalk_enter_direct`): whether they all fit in argument registers.
+    const FIT_IN_REGISTERS: bool =
+        Self::INT_ARGS <= REGISTER_ARGS_INTS && Self::FLOAT_ARGS <= REGISTER_ARGS_FLOATS;
+    /// Writes the values into `args` in the order the calling convention assigns
+    /// registers. Only for tuples that [fit](WasmTuple::FIT_IN_REGISTERS).
+    fn store_args(
+        self,
+        store: &mut StoreOpaque,
+        args: &mut RegisterArgs,
+    ) -> Result<(), super::Error>;
 }
 
 impl WasmTuple for () {
@@ -243,6 +264,12 @@ impl WasmTuple for () {
     type Ret = ();
     fn wasm_entry<St: 'static, Hc: HostClosure<St>, Rs: WasmTuple>() -> Option<*const u8> {
         direct_entry_if_fits::<Self, Rs>(host_call::direct_entry_0::<St, Hc, Rs::Ret> as *const u8)
+    }
+    const INT_ARGS: usize = 0;
+    const FLOAT_ARGS: usize = 0;
+    const FIRST_IS_FLOAT: bool = false;
+    fn store_args(self, _: &mut StoreOpaque, _: &mut RegisterArgs) -> Result<(), super::Error> {
+        Ok(())
     }
 }
 
@@ -264,6 +291,22 @@ impl<A: WasmTy> WasmTuple for A {
         direct_entry_if_fits::<Self, Rs>(
             host_call::direct_entry_1::<St, Hc, Rs::Ret, A::Abi> as *const u8,
         )
+    }
+    const INT_ARGS: usize = !A::IS_FLOAT as usize;
+    const FLOAT_ARGS: usize = A::IS_FLOAT as usize;
+    const FIRST_IS_FLOAT: bool = A::IS_FLOAT;
+    fn store_args(
+        self,
+        store: &mut StoreOpaque,
+        args: &mut RegisterArgs,
+    ) -> Result<(), super::Error> {
+        let raw = self.into_raw(store)?;
+        if A::IS_FLOAT {
+            args.floats[0] = raw.0;
+        } else {
+            args.ints[0] = raw.0;
+        }
+        Ok(())
     }
 }
 
@@ -290,7 +333,29 @@ macro_rules! tuple {
             fn wasm_entry<St: 'static, Hc: HostClosure<St>, Rs: WasmTuple>() -> Option<*const u8> {
                 tuple!(@entry $entry, St, Hc, Rs, $($t),+)
             }
+            const INT_ARGS: usize = 0 $(+ !$t::IS_FLOAT as usize)+;
+            const FLOAT_ARGS: usize = 0 $(+ $t::IS_FLOAT as usize)+;
+            const FIRST_IS_FLOAT: bool = tuple!(@first $($t),+);
+            fn store_args(self, store: &mut StoreOpaque, args: &mut RegisterArgs) -> Result<(), super::Error> {
+                // Register counters: constants once the loop below is unrolled.
+                let (mut int, mut float) = (0, 0);
+                $(
+                    let raw = self.$i.into_raw(store)?;
+                    if $t::IS_FLOAT {
+                        args.floats[float] = raw.0;
+                        float += 1;
+                    } else {
+                        args.ints[int] = raw.0;
+                        int += 1;
+                    }
+                )+
+                let _ = (int, float);
+                Ok(())
+            }
         }
+    };
+    (@first $first:ident $(, $rest:ident)*) => {
+        $first::IS_FLOAT
     };
     (@entry none, $st:ident, $hc:ident, $rs:ident, $($t:ident),+) => {
         None
