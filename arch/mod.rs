@@ -20,7 +20,7 @@ cfg_if::cfg_if! {
             WORD_SIZE,
         };
         pub use self::x86_64::entry::{
-            framewalk_enter, framewalk_enter_direct, framewalk_resume, EntryRegs,
+            current_sp, framewalk_enter, framewalk_enter_direct, framewalk_resume, EntryRegs,
             RegisterArgs, ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED, REGISTER_ARGS_FLOATS,
             REGISTER_ARGS_INTS,
         };

@@ -48,13 +48,6 @@ thread_local! {
     static CURRENT: Cell<*mut EntryRecord> = const { Cell::new(std::ptr::null_mut()) };
 }
 
-/// An address in the caller's frame: the current SP, give or take that frame's size.
-#[inline(always)]
-fn approximate_sp() -> usize {
-    let marker = 0u8;
-    std::hint::black_box(&marker) as *const u8 as usize
-}
-
 thread_local! {
     /// Whether this thread has checked that the handlers and its alternate signal
     /// stack are installed.
@@ -164,7 +157,7 @@ unsafe fn enter(
     install_handlers();
     let prev_limit = store.vm.stack_limit;
     if prev_limit == 0 {
-        let sp = approximate_sp();
+        let sp = crate::arch::current_sp();
         store.vm.stack_limit = sp.saturating_sub(store.engine.config().max_wasm_stack);
     }
     let store_ptr: *mut StoreOpaque = store;
