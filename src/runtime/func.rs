@@ -329,6 +329,7 @@ impl<P, R> Copy for TypedFunc<P, R> {}
 
 impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
     /// Calls the function.
+    #[inline]
     pub fn call(&self, mut store: impl AsStoreMut, params: P) -> Result<R, Error> {
         let opaque = store.store_opaque_mut();
         if opaque.id != self.func.store_id {
