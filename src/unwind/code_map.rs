@@ -9,13 +9,13 @@
 //! ```text
 //!   31                                5 4        0
 //!  +-----------------------------------+----------+
-//!  |          func_index + 1           |   code   |   0 = no function in this granule
+//!  |            func_index             |   code   |   0 = no function in this granule
 //!  +-----------------------------------+----------+
 //! ```
 //!
 //! where `code` (1 to 16) counts the granule's leading bytes that belong to the
-//! function. A PC at offset `o` is in function `(e >> 5) - 1` exactly when
-//! `o % 16 < (e & 31)`. The map costs 4 bytes per 16 bytes of code.
+//! function (0 for a granule of no function, which no offset passes). A PC at offset
+//! `o` is in function `e >> 5` exactly when `o % 16 < (e & 31)`. The map costs 4 bytes per 16 bytes of code.
 //!
 //! [`FlatCodeMap`] owns a map; [`CodeMap`] is a borrowed, `Copy` view of one that also
 //! knows where its text is, so a walker can keep it in registers for a whole run of
@@ -47,7 +47,7 @@ pub struct FlatCodeMap {
 impl FlatCodeMap {
     /// The map of `functions` in a text of `text_len` bytes, or `None` if a function
     /// does not start on a 16-byte boundary or its index does not fit an entry
-    /// (`func_index >= 2^27 - 1`): the caller then searches the ranges instead.
+    /// (`func_index >= 2^27`): the caller then searches the ranges instead.
     ///
     /// `functions` must be sorted, disjoint, non-empty and inside the text (as
     /// [`CodeRegistry::register`](super::CodeRegistry::register) checks); `text_len`
@@ -58,7 +58,7 @@ impl FlatCodeMap {
         let fits = |f: &FunctionRange| {
             u64::from(f.start) + u64::from(f.len) <= u64::from(text_len)
                 && f.len > 0
-                && f.func_index < (u32::MAX >> CODE_BITS)
+                && f.func_index <= (u32::MAX >> CODE_BITS)
         };
         if functions.is_empty() || functions.iter().any(|f| f.start % GRANULE != 0 || !fits(f)) {
             return None;
@@ -66,12 +66,12 @@ impl FlatCodeMap {
         let n = text_len.div_ceil(GRANULE) as usize;
         let mut granules = vec![NO_FUNCTION; n];
         for f in functions {
-            // `fits` above: the end fits the text and `func_index + 1` fits above
+            // `fits` above: the end fits the text and `func_index` fits above
             // CODE_BITS.
             let end = f.start + f.len;
             let first = (f.start / GRANULE) as usize;
             let last = ((end - 1) / GRANULE) as usize;
-            let tag = (f.func_index + 1) << CODE_BITS;
+            let tag = f.func_index << CODE_BITS;
             for (g, slot) in granules.iter_mut().enumerate().take(last + 1).skip(first) {
                 let granule_start = g as u32 * GRANULE;
                 // 1..=GRANULE: the function covers at least the granule's first byte.
@@ -134,7 +134,7 @@ impl CodeMap<'_> {
         }
         Some(CodeLocation {
             module: self.module,
-            func_index: (entry >> CODE_BITS) - 1,
+            func_index: entry >> CODE_BITS,
             text_offset,
         })
     }
@@ -202,14 +202,18 @@ mod tests {
     fn unaligned_or_oversized_layouts_have_no_map() {
         assert_eq!(FlatCodeMap::new(&[range(8, 8, 0)], 32), None);
         assert_eq!(FlatCodeMap::new(&[], 32), None);
-        assert_eq!(FlatCodeMap::new(&[range(0, 8, u32::MAX >> 5)], 32), None);
+        assert_eq!(FlatCodeMap::new(&[range(0, 8, (u32::MAX >> 5) + 1)], 32), None);
         assert_eq!(
             FlatCodeMap::new(&[range(0, 40, 0)], 32),
             None,
             "past the text"
         );
         assert_eq!(FlatCodeMap::new(&[range(0, 8, 0)], 0), None, "empty text");
-        assert!(FlatCodeMap::new(&[range(0, 8, (u32::MAX >> 5) - 1)], 32).is_some());
+        let top = FlatCodeMap::new(&[range(0, 8, u32::MAX >> 5)], 32).expect("fits");
+        assert_eq!(
+            top.view(0x1000, 1).lookup(0x1007).map(|l| l.func_index),
+            Some(u32::MAX >> 5)
+        );
     }
 
     #[test]
