@@ -120,6 +120,8 @@ impl Func {
         f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<(), HostError> + Send + Sync + 'static,
     ) -> Result<Func, Error> {
         let fty = ty.clone();
+        // Only references entering the root set make a collection check due.
+        let results_have_refs = ty.results().contains(&crate::types::ValType::ExternRef);
         Func::new_raw::<T, _, NoDirectEntry>(
             store,
             ty,
@@ -148,7 +150,9 @@ impl Func {
                     &mut results,
                 )?;
                 let opaque = caller.store_opaque_mut();
-                opaque.maybe_gc();
+                if results_have_refs {
+                    opaque.maybe_gc();
+                }
                 for (i, (v, t)) in results.iter().zip(fty.results()).enumerate() {
                     let unwritten = match (v, placeholder(*t)) {
                         (Val::I64(a), Val::I64(b)) => *a == b,
