@@ -202,7 +202,10 @@ mod tests {
     fn unaligned_or_oversized_layouts_have_no_map() {
         assert_eq!(FlatCodeMap::new(&[range(8, 8, 0)], 32), None);
         assert_eq!(FlatCodeMap::new(&[], 32), None);
-        assert_eq!(FlatCodeMap::new(&[range(0, 8, (u32::MAX >> 5) + 1)], 32), None);
+        assert_eq!(
+            FlatCodeMap::new(&[range(0, 8, (u32::MAX >> 5) + 1)], 32),
+            None
+        );
         assert_eq!(
             FlatCodeMap::new(&[range(0, 40, 0)], 32),
             None,
