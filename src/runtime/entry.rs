@@ -1,19 +1,22 @@
 //! The one host → wasm entry path, and the two ways back out of wasm early: a trap
 //! (via the signal handlers) and a host function's error or panic (via `raise`).
 //!
-//! Every call from the host into wasm code goes through [`invoke`]:
+//! Every call from the host into wasm code goes through [`invoke`] (the array
+//! convention, through the callee's entry trampoline) or [`invoke_direct`] (a typed call
+//! whose arguments fit in registers, straight into the wasm function), and both through
+//! `enter`, which:
 //!
-//! 1. it builds an [`EntryRecord`] on its own stack frame: the [`Activation`] the walker
-//!    reads, the resume registers, the links to the store's and the thread's previous
-//!    records;
+//! 1. builds an [`EntryRecord`] on the caller's stack frame: the [`Activation`] the
+//!    walker reads, the resume registers, the links to the store's and the thread's
+//!    previous records;
 //! 2. pushes the activation onto the store's list (`VMStoreContext::activation_head`)
 //!    and the record onto the thread's list (`CURRENT`) *before* any wasm frame exists;
-//! 3. calls `framewalk_enter`, which records `entry_fp` and the resume SP and calls the
-//!    callee's entry trampoline;
+//! 3. calls `framewalk_enter` (or `framewalk_enter_direct`), which records `entry_fp`
+//!    and the resume SP and calls the callee;
 //! 4. pops both on every way out: normal return, trap, host error, host panic.
 //!
 //! A trap runs `on_trap` (redirected there by the signal handler) on the wasm stack; a
-//! failed host call runs `raise` (called by the exit trampoline). Both capture the
+//! failed host call runs `raise` (called by the host function's entry point). Both capture the
 //! backtrace once — walking this store's activations from the trap's registers or the
 //! recorded exit — store it in the innermost record and call `framewalk_resume`, which
 //! abandons every wasm frame of the activation and makes `framewalk_enter` return

@@ -1,8 +1,10 @@
 //! Functions: wasm exports and host functions, called from the host dynamically
 //! ([`Func::call`]) or with static types ([`TypedFunc::call`]).
 //!
-//! Host → wasm: every call goes through [`invoke`], which calls the callee's
-//! array-convention entry point (an entry trampoline for wasm functions).
+//! Host → wasm: [`Func::call`] and most typed calls go through [`invoke`], which calls
+//! the callee's array-convention entry point (an entry trampoline for wasm functions);
+//! a typed call of a wasm function whose arguments fit in registers and that has at
+//! most one result calls the function directly (`entry::invoke_direct`).
 //! Wasm → host: see [`host_call`](super::host_call) (a jump that records the exit, then
 //! a direct entry or the type's exit trampoline).
 
