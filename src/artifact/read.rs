@@ -500,13 +500,14 @@ pub fn lookup_le(pairs: &[u8], key: u32) -> Option<(u32, u32)> {
         return None;
     }
     // The last entry with offset <= key, by halving a window `[base, base + len)` that
-    // holds it if any entry does; the step has no data-dependent branch (a select).
+    // holds it if any entry does. The step must not branch on the data: which half
+    // holds the key is a coin flip for the branch predictor (a mispredicted branch per
+    // step was the largest cost of symbolizing a frame), so it is an explicit select.
     let (mut base, mut len) = (0usize, n);
     while len > 1 {
         let half = len / 2;
-        if u32_at(pairs, (base + half) * s::PAIR_SIZE) <= key {
-            base += half;
-        }
+        let upper = u32_at(pairs, (base + half) * s::PAIR_SIZE) <= key;
+        base = std::hint::select_unpredictable(upper, base + half, base);
         len -= half;
     }
     let off = u32_at(pairs, base * s::PAIR_SIZE);
