@@ -10,9 +10,10 @@
 //! - `wasm -> host`: the loop calling a no-op `Func::wrap` import (a direct entry);
 //! - `wasm -> host, Func::new`: the same through the exit trampoline (the path of
 //!   `Func::new` and of host functions with several results or stack parameters);
-//! - `typed () -> i32`: `TypedFunc::call` of a function returning a constant.
+//! - `typed () -> i32`: `TypedFunc::call` of a function returning a constant;
+//! - `untyped (i32, i32) -> i32`: `Func::call` of `add` with `Val`s.
 
-use framewalk::{Caller, Engine, Extern, Func, FuncType, Instance, Module, Store};
+use framewalk::{Caller, Engine, Extern, Func, FuncType, Instance, Module, Store, Val};
 use std::time::Instant;
 
 const LOOP: i32 = 10_000;
@@ -21,7 +22,7 @@ const SAMPLES: usize = 2_000;
 fn report(name: &str, mut per_iter: Vec<f64>) {
     per_iter.sort_by(f64::total_cmp);
     println!(
-        "{name:<24} median {:>7.3} ns   min {:>7.3} ns   ({SAMPLES} runs of {LOOP})",
+        "{name:<26} median {:>7.3} ns   min {:>7.3} ns   ({SAMPLES} runs of {LOOP})",
         per_iter[per_iter.len() / 2],
         per_iter[0]
     );
@@ -62,4 +63,18 @@ fn main() {
         })
         .collect();
     report("typed () -> i32", times);
+    let add = inst.get_func(&store, "add").unwrap();
+    let args = [Val::I32(1), Val::I32(2)];
+    let mut results = [Val::I32(0)];
+    let times = (0..SAMPLES)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..LOOP {
+                add.call(&mut store, std::hint::black_box(&args), &mut results)
+                    .unwrap();
+            }
+            t.elapsed().as_nanos() as f64 / f64::from(LOOP)
+        })
+        .collect();
+    report("untyped (i32, i32) -> i32", times);
 }

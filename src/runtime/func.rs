@@ -260,9 +260,14 @@ impl Func {
         if opaque.id != self.store_id {
             return Err(Error::WrongStore);
         }
-        let ty = opaque
-            .func_type(self.vmfuncref().type_id)
-            .ok_or_else(|| Error::TypeMismatch("unknown function type".into()))?;
+        let type_id = self.vmfuncref().type_id;
+        let unknown = || Error::TypeMismatch("unknown function type".into());
+        // Cached once per type and store, then borrowed: no lock and no reference
+        // count traffic per call.
+        if !opaque.cache_func_type(type_id) {
+            return Err(unknown());
+        }
+        let ty = opaque.cached_func_type(type_id).ok_or_else(unknown)?;
         if params.len() != ty.params().len() || results.len() != ty.results().len() {
             return Err(Error::TypeMismatch(format!(
                 "{ty} called with {} arguments and {} result slots",
@@ -278,7 +283,6 @@ impl Func {
                 )));
             }
         }
-        opaque.maybe_gc();
         let mut buf = [ValRaw::default(); 16];
         let mut heap;
         let n = params.len().max(results.len());
@@ -289,11 +293,22 @@ impl Func {
             &mut heap
         };
         for (slot, p) in raw.iter_mut().zip(params) {
-            *slot = p.to_raw(opaque)?;
+            *slot = p.to_owned_raw(opaque)?;
+        }
+        // Only references entering the root set make a collection check due; they join
+        // it after the check (the caller's `params` keep them alive meanwhile).
+        if params.iter().any(|p| matches!(p, Val::ExternRef(Some(_)))) {
+            opaque.maybe_gc();
+            for p in params {
+                if let Val::ExternRef(Some(r)) = p {
+                    opaque.root_externref(r)?;
+                }
+            }
         }
         // SAFETY: the store id matched, so `self` points into this live store, and the
         // argument types were checked against the function's type.
         unsafe { invoke(opaque, self.vmfuncref(), raw)? };
+        let ty = opaque.cached_func_type(type_id).ok_or_else(unknown)?;
         for (i, t) in ty.results().iter().enumerate() {
             results[i] = Val::from_raw(raw[i], *t, opaque);
         }

@@ -86,19 +86,27 @@ impl StoreOpaque {
         Ok(r.as_raw())
     }
 
-    /// The function type with engine-wide id `id`: the engine's lock is taken once per
-    /// type and store, then this is an index and a reference-count increment.
-    pub(crate) fn func_type(&mut self, id: u32) -> Option<Arc<FuncType>> {
+    /// Makes sure the function type with engine-wide id `id` is in this store's cache
+    /// (the engine's lock is taken once per type and store); false if the engine has no
+    /// such type. Then [`StoreOpaque::cached_func_type`] is an index.
+    pub(crate) fn cache_func_type(&mut self, id: u32) -> bool {
         let i = id as usize;
-        if let Some(Some(ty)) = self.func_types.get(i) {
-            return Some(ty.clone());
+        if let Some(Some(_)) = self.func_types.get(i) {
+            return true;
         }
-        let ty = self.engine.type_of(id)?;
+        let Some(ty) = self.engine.type_of(id) else {
+            return false;
+        };
         if self.func_types.len() <= i {
             self.func_types.resize(i + 1, None);
         }
-        self.func_types[i] = Some(ty.clone());
-        Some(ty)
+        self.func_types[i] = Some(ty);
+        true
+    }
+
+    /// The function type with id `id` if [`StoreOpaque::cache_func_type`] cached it.
+    pub(crate) fn cached_func_type(&self, id: u32) -> Option<&FuncType> {
+        self.func_types.get(id as usize)?.as_deref()
     }
 
     /// Refuses a reference made for another store (see `gc::ExternRef`'s invariant).
