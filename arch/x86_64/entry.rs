@@ -64,12 +64,9 @@ pub const ENTRY_TRAPPED: u32 = 2;
 
 core::arch::global_asm!(
     ".pushsection .text.framewalk_enter,\"ax\",@progbits",
-    ".globl framewalk_enter",
-    ".type framewalk_enter,@function",
-    ".p2align 4",
-    "framewalk_enter:",
-    // rdi = *mut EntryRegs, rsi = entry point, rdx = callee vmctx, rcx = caller vmctx,
-    // r8 = values, r9 = len
+    // The frame both entries build, and that framewalk_resume returns through: the
+    // callee-saved registers, then the resume SP (rdi = *mut EntryRegs) recorded.
+    ".macro framewalk_entry_frame",
     "push rbp",
     "mov rbp, rsp",
     "push rbx",
@@ -79,6 +76,14 @@ core::arch::global_asm!(
     "push r15",
     "sub rsp, 8",
     "mov [rdi + 8], rsp",
+    ".endm",
+    ".globl framewalk_enter",
+    ".type framewalk_enter,@function",
+    ".p2align 4",
+    "framewalk_enter:",
+    // rdi = *mut EntryRegs, rsi = entry point, rdx = callee vmctx, rcx = caller vmctx,
+    // r8 = values, r9 = len
+    "framewalk_entry_frame",
     "lea rax, [rsp - 16]",
     "mov r10, [rdi]",
     "mov [r10], rax",
@@ -117,15 +122,7 @@ core::arch::global_asm!(
     "framewalk_enter_direct:",
     // rdi = *mut EntryRegs, rsi = wasm function, rdx = callee vmctx, rcx = caller vmctx,
     // r8 = *mut RegisterArgs, r9 = whether any argument is a float
-    "push rbp",
-    "mov rbp, rsp",
-    "push rbx",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
-    "sub rsp, 8",
-    "mov [rdi + 8], rsp",
+    "framewalk_entry_frame",
     "mov r10, [rdi]",
     "mov [r10], rbp",
     "mov rbx, r8",
