@@ -23,16 +23,6 @@
 /// jumps to: code with the wasm calling convention of the function's type.
 pub const HOST_CTX_WASM_TARGET_OFFSET: usize = 16;
 
-/// How many integer-class wasm parameters (`i32`, `i64`, references) the System V
-/// convention passes in registers after the two vmctx arguments: `rdx`, `rcx`, `r8`,
-/// `r9`. A host function with more has no direct entry (its arguments are partly on
-/// the stack).
-pub const WASM_CALL_INT_ARG_REGS: usize = 4;
-
-/// How many `f32`/`f64` wasm parameters the System V convention passes in registers
-/// (`xmm0`..`xmm7`).
-pub const WASM_CALL_FLOAT_ARG_REGS: usize = 8;
-
 #[cfg(feature = "runtime")]
 core::arch::global_asm!(
     ".pushsection .text.framewalk_wasm_to_host,\"ax\",@progbits",

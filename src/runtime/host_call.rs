@@ -36,7 +36,6 @@ use super::values::WasmTuple;
 use super::vmcontext::{ArrayCallFn, VMFuncRef, VMOffsets, VMStoreContext, ValRaw};
 use crate::compile::trampoline::{ARRAY_CALL_FROM_WASM, HOST_CTX_ARRAY_CALL_OFFSET};
 use crate::trap::HostError;
-use crate::types::ValType;
 use crate::unwind::Activation;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -288,21 +287,12 @@ impl<P: WasmTuple, R: WasmTuple> DirectEntry for TypedEntry<P, R> {
 
 /// `entry` if a host function with parameters `P` and results `R` can be called
 /// directly with the wasm calling convention: at most one result, and every parameter
-/// in an argument register (after the two vmctx arguments).
+/// in an argument register after the two vmctx arguments (the same registers a typed
+/// call fills, `arch::RegisterArgs`).
 pub(crate) fn direct_entry_if_fits<P: WasmTuple, R: WasmTuple>(
     entry: *const u8,
 ) -> Option<*const u8> {
-    if R::LEN > 1 {
-        return None;
-    }
-    let types = P::types();
-    let floats = types
-        .iter()
-        .filter(|t| matches!(t, ValType::F32 | ValType::F64))
-        .count();
-    let ints = types.len() - floats;
-    (ints <= crate::arch::WASM_CALL_INT_ARG_REGS && floats <= crate::arch::WASM_CALL_FLOAT_ARG_REGS)
-        .then_some(entry)
+    (P::FIT_IN_REGISTERS && R::LEN <= 1).then_some(entry)
 }
 
 /// Defines the direct entry for each arity: `name<T, F, R, A...>(callee_vmctx,

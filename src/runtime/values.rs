@@ -311,9 +311,10 @@ impl<A: WasmTy> WasmTuple for A {
 }
 
 /// `WasmTuple` for a tuple: `tuple!(n, ret, entry; A 0, ...)` where `ret` is the
-/// `Ret` type and `entry` the direct entry of that arity in `host_call` (`none` for
-/// tuples longer than the direct entries go: some of their parameters are on the
-/// stack, so they always take the exit trampoline).
+/// `Ret` type and `entry` the direct entry of that arity in `host_call`, or `none`:
+/// direct entries exist for up to 8 parameters, so host functions with more always
+/// take the exit trampoline (even when, with 4 integers and up to 8 floats, they would
+/// fit in registers).
 macro_rules! tuple {
     ($n:expr, $ret:ty, $entry:ident; $($t:ident $i:tt),+) => {
         impl<$($t: WasmTy),+> WasmTuple for ($($t,)+) {
