@@ -2,8 +2,9 @@
 //! and signatures). Each takes the calling instance's vmctx first. Those that can fail
 //! return 0 for failure and the generated code traps at the call site; none unwinds.
 //! None of them walks the stack except `collect_garbage`, which generated code calls
-//! only through `call_with_exit_frame` (an exit frame in `arch/x86_64/entry.rs`), so
-//! the walk starts at the wasm frame that called it.
+//! only through `call_with_exit_frame` (`arch/x86_64/exit.rs`), which passes it the
+//! calling wasm frame's FP and SP to record as the exit, so the walk starts at the wasm
+//! frame that called it.
 
 use super::instance::InstanceData;
 use super::vmcontext::VMOffsets;

@@ -142,7 +142,7 @@ impl StoreOpaque {
     /// [`GC_THRESHOLD_FLOOR`], or the floor set with `Store::set_gc_threshold_floor`).
     ///
     /// Automatic collections happen where references enter wasm: host -> wasm calls,
-    /// host function results, and — from wasm code, through an exit frame —
+    /// host function results, and — from wasm code, through a recorded exit —
     /// `table.get`/`global.get` of a reference not yet in the root set, so a long call
     /// that reads references out of tables stays bounded.
     pub fn gc(&mut self) -> Result<(), crate::unwind::WalkError> {

@@ -2,8 +2,9 @@
 //!
 //! The builder lays out activations exactly as the runtime does (see the diagram in
 //! `crate::unwind`): host frames (made unreadable, so a walk that touches them fails),
-//! an entry trampoline frame, wasm frames built with `push rbp; mov rbp, rsp`, and an
-//! exit trampoline frame. It also returns the frames a correct walk must yield.
+//! an entry trampoline frame, wasm frames built with `push rbp; mov rbp, rsp`, and the
+//! return address the youngest frame's call out pushed, with the exit recorded as that
+//! frame's FP and SP. It also returns the frames a correct walk must yield.
 
 use core::ops::{ControlFlow, Range};
 
@@ -171,7 +172,7 @@ pub(crate) fn build(specs: &[ActivationSpec], use_start: bool, top: usize) -> Bu
     let words: usize = specs
         .iter()
         .map(|a| {
-            // host gap + entry frame + entry locals + frames + exit frame
+            // host gap + entry frame + entry locals + frames + the exit's two words
             2 * a.host_gap + 2 + 2 + a.frames.iter().map(|f| 2 + 2 * f.slots).sum::<usize>() + 2
         })
         .sum::<usize>()

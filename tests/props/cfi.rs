@@ -99,7 +99,7 @@ impl CfiTables {
     }
 
     /// Unwinds the wasm frames of every activation in `activations` (newest first)
-    /// from its exit frame, reading the stack through `stack`.
+    /// from its recorded exit, reading the stack through `stack`.
     pub fn unwind(
         &self,
         activations: &[ActivationInfo],

@@ -11,7 +11,7 @@
 //!   come from the name section.
 //! - **Frames, a second way.** At every host callback the same wasm frames are also
 //!   unwound with the modules' `.eh_frame` CFI (`props/cfi.rs`, gimli's reader, from
-//!   the registers at each activation's exit frame); the frame-pointer walk must give
+//!   the registers at each activation's recorded exit); the frame-pointer walk must give
 //!   exactly the same frames (PCs and FPs, activation by activation).
 //! - **References.** Every payload carries a canary and its id; every access (the
 //!   `$check` import, every stack root at every callback, every table and global slot
