@@ -38,16 +38,24 @@ impl StoreRoots {
         // SAFETY: the store's list is live on this thread and unchanged during the walk.
         let list = unsafe { ActivationList::from_head(self.head) }.only_owner(self.owner);
         REGISTRY.with_view(|view| {
+            // The table of the module the walk is in, looked up again only when the
+            // walk enters another module's code.
+            let mut table: (usize, Option<&crate::stackmap::StackMapTable<'_>>) =
+                (usize::MAX, None);
             let stack_map = |frame: &Frame| {
-                // The walker just looked this frame's PC up through `view`.
-                view.last_data().and_then(|data| {
-                    // SAFETY: the frame's module is registered while its code is on the
-                    // stack, which outlasts this walk.
-                    let module: &super::module::ModuleInner =
-                        unsafe { &*(data as *const super::module::ModuleInner) };
-                    // Exact lookup by return address: no entry, no live references.
-                    module.stack_map_table.lookup(frame.location.text_offset)
-                })
+                if frame.location.module != table.0 {
+                    // The walker just looked this frame's PC up through `view`.
+                    let found = view.last_data().map(|data| {
+                        // SAFETY: the frame's module is registered while its code is on
+                        // the stack, which outlasts this walk.
+                        let module: &super::module::ModuleInner =
+                            unsafe { &*(data as *const super::module::ModuleInner) };
+                        &module.stack_map_table
+                    });
+                    table = (frame.location.module, found);
+                }
+                // Exact lookup by return address: no entry, no live references.
+                table.1?.lookup(frame.location.text_offset)
             };
             crate::gc::visit_stack_roots(list, &self.reader, view, stack_map, slot)
         })

@@ -9,13 +9,16 @@
 //! ```text
 //!   31                                5 4        0
 //!  +-----------------------------------+----------+
-//!  |            func_index             |   code   |   0 = no function in this granule
+//!  |            func_index             |   pad    |   16 = no function in this granule
 //!  +-----------------------------------+----------+
 //! ```
 //!
-//! where `code` (1 to 16) counts the granule's leading bytes that belong to the
-//! function (0 for a granule of no function, which no offset passes). A PC at offset
-//! `o` is in function `e >> 5` exactly when `o % 16 < (e & 31)`. The map costs 4 bytes per 16 bytes of code.
+//! where `pad` (0 to 16) counts the granule's trailing bytes that are *not* the
+//! function's: 16 - (bytes of the function in the granule), so 16 for a granule of no
+//! function. A PC at offset `o` is in function `e >> 5` exactly when
+//! `o % 16 < 16 - pad`, that is when bit 4 of `e + o % 16` is clear: the sum stays below
+//! 32, so the test is one add and one bit test, and never disturbs `func_index`. The
+//! map costs 4 bytes per 16 bytes of code.
 //!
 //! [`FlatCodeMap`] owns a map; [`CodeMap`] is a borrowed, `Copy` view of one that also
 //! knows where its text is, so a walker can keep it in registers for a whole run of
@@ -26,15 +29,18 @@
 //! answers exactly as a binary search over those ranges would, for every PC (tests
 //! below check every byte of several layouts).
 
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
 use super::registry::FunctionRange;
 use super::walker::CodeLocation;
 
 /// Bytes of text per entry.
 const GRANULE: u32 = 16;
-/// Bits of an entry that hold how many bytes of its granule are code.
+/// Bits of an entry that hold how many bytes of its granule are not its function's.
 const CODE_BITS: u32 = 5;
-/// Entry of a granule that belongs to no function: every offset fails `o % 16 < 0`.
-const NO_FUNCTION: u32 = 0;
+/// Entry of a granule that belongs to no function: `16 + o % 16` always has bit 4 set.
+const NO_FUNCTION: u32 = GRANULE;
 
 /// An owned flat map of one module's text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +59,9 @@ impl FlatCodeMap {
     /// [`CodeRegistry::register`](super::CodeRegistry::register) checks); `text_len`
     /// must be at least 1 and at most `u32::MAX`.
     pub fn new(functions: &[FunctionRange], text_len: usize) -> Option<FlatCodeMap> {
-        const _: () = assert!(GRANULE < 1 << CODE_BITS);
+        // Padding (at most GRANULE) plus an offset in the granule stays below 1 << CODE_BITS,
+        // and GRANULE is one bit.
+        const _: () = assert!(2 * GRANULE <= 1 << CODE_BITS && GRANULE.is_power_of_two());
         let text_len = u32::try_from(text_len).ok().filter(|&l| l > 0)?;
         let fits = |f: &FunctionRange| {
             u64::from(f.start) + u64::from(f.len) <= u64::from(text_len)
@@ -74,8 +82,9 @@ impl FlatCodeMap {
             let tag = f.func_index << CODE_BITS;
             for (g, slot) in granules.iter_mut().enumerate().take(last + 1).skip(first) {
                 let granule_start = g as u32 * GRANULE;
-                // 1..=GRANULE: the function covers at least the granule's first byte.
-                *slot = tag | (end - granule_start).min(GRANULE);
+                // The function covers 1..=GRANULE bytes of the granule (at least its
+                // first), so the padding is 0..GRANULE.
+                *slot = tag | (GRANULE - (end - granule_start).min(GRANULE));
             }
         }
         Some(FlatCodeMap {
@@ -89,27 +98,49 @@ impl FlatCodeMap {
     pub fn view(&self, text_start: usize, module: usize) -> CodeMap<'_> {
         CodeMap {
             text_start,
-            text_len: self.text_len,
+            text_len: self.text_len as usize,
             module,
-            granules: &self.granules,
+            granules: NonNull::from(&*self.granules).cast(),
+            _map: PhantomData,
         }
     }
 }
 
 /// A borrowed flat map of one module's text at its load address; see the module docs.
+///
+/// Four words, so that a walker keeps one in registers: the entries are a bare pointer
+/// whose length (`text_len / 16`, rounded up) the view knows from its text.
 #[derive(Clone, Copy, Debug)]
 pub struct CodeMap<'a> {
     text_start: usize,
-    text_len: u32,
+    /// At most `u32::MAX`; 0 only for [`CodeMap::EMPTY`].
+    text_len: usize,
     module: usize,
-    granules: &'a [u32],
+    /// `text_len.div_ceil(GRANULE)` entries (none for `EMPTY`).
+    granules: NonNull<u32>,
+    _map: PhantomData<&'a [u32]>,
 }
 
+// SAFETY: a `CodeMap` is a shared borrow of a `[u32]` (plus plain integers); it only
+// reads the entries, as a `&[u32]` could from any thread.
+unsafe impl Send for CodeMap<'_> {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for CodeMap<'_> {}
+
 impl CodeMap<'_> {
+    /// A map of no text: it contains no PC.
+    pub const EMPTY: CodeMap<'static> = CodeMap {
+        text_start: 0,
+        text_len: 0,
+        module: 0,
+        granules: NonNull::dangling(),
+        _map: PhantomData,
+    };
+
     /// True if `pc` is inside this map's text (code or padding).
     #[inline(always)]
     pub fn contains(&self, pc: usize) -> bool {
-        pc.wrapping_sub(self.text_start) < self.text_len as usize
+        pc.wrapping_sub(self.text_start) < self.text_len
     }
 
     /// The function containing `pc`, or `None` if `pc` is outside the text or in
@@ -122,14 +153,14 @@ impl CodeMap<'_> {
         // Below `text_len`, a `u32`.
         let text_offset = (pc - self.text_start) as u32;
         let g = (text_offset / GRANULE) as usize;
-        debug_assert!(g < self.granules.len());
-        // SAFETY: `text_offset < text_len` and the map has `text_len.div_ceil(GRANULE)`
-        // entries (`FlatCodeMap::new` builds both together; `CodeMap`'s fields are
-        // private and set only by `FlatCodeMap::view`), so `g` is in bounds.
-        let entry = unsafe { *self.granules.get_unchecked(g) };
-        // The granule's function starts at or before it (functions start on granule
-        // boundaries); the granule may hold its end and padding after it.
-        if text_offset % GRANULE >= entry & ((1 << CODE_BITS) - 1) {
+        // SAFETY: `text_offset < text_len`, and the pointer is to the
+        // `text_len.div_ceil(GRANULE)` entries of a live `FlatCodeMap` (`view` builds it
+        // from the map's own length; `EMPTY` has no text, so no offset gets here), so
+        // `g` is in bounds and the borrow `'_` keeps them alive.
+        let entry = unsafe { self.granules.add(g).read() };
+        // `entry`'s low bits are the padding `p <= 16`, and `text_offset % 16 < 16 - p`
+        // exactly when `p + text_offset % 16 < 16`; the sum is below 32.
+        if (entry + text_offset % GRANULE) & GRANULE != 0 {
             return None;
         }
         Some(CodeLocation {
@@ -217,6 +248,14 @@ mod tests {
             top.view(0x1000, 1).lookup(0x1007).map(|l| l.func_index),
             Some(u32::MAX >> 5)
         );
+    }
+
+    #[test]
+    fn the_empty_map_contains_nothing() {
+        for pc in [0, 1, 0x7000_0000_0010, usize::MAX] {
+            assert!(!CodeMap::EMPTY.contains(pc));
+            assert_eq!(CodeMap::EMPTY.lookup(pc), None);
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! return address the youngest frame's call out pushed, with the exit recorded as that
 //! frame's FP and SP. It also returns the frames a correct walk must yield.
 
+use core::cell::Cell;
 use core::ops::{ControlFlow, Range};
 
 use super::activation::{Activation, ActivationList};
@@ -59,11 +60,17 @@ pub(crate) fn filler(i: usize) -> usize {
 }
 
 /// A fake stack of `words` starting at `base`; addresses in `unreadable` are refused.
+///
+/// It vouches (`StackReader::covers`) for every range of its words with no unreadable
+/// address, and checks that the walker keeps its side of that promise: a
+/// `read_pair_covered` outside the range it last vouched for panics.
 #[derive(Clone, Debug)]
 pub(crate) struct FakeStack {
     pub base: usize,
     pub words: Vec<usize>,
     pub unreadable: Vec<Range<usize>>,
+    /// The range of the last `covers` that answered true.
+    vouched: Cell<Option<(usize, usize)>>,
 }
 
 impl FakeStack {
@@ -74,6 +81,7 @@ impl FakeStack {
             base,
             words: (0..len).map(filler).collect(),
             unreadable: Vec::new(),
+            vouched: Cell::new(None),
         }
     }
 
@@ -108,6 +116,30 @@ impl StackReader for FakeStack {
             return None;
         }
         self.words.get(self.index(addr)?).copied()
+    }
+
+    fn covers(&self, lo: usize, hi: usize) -> bool {
+        let end = self.base + self.words.len() * WORD_SIZE;
+        let ok = self.base <= lo
+            && lo <= hi
+            && hi <= end
+            && !self.unreadable.iter().any(|r| r.start < hi && lo < r.end);
+        if ok {
+            self.vouched.set(Some((lo, hi)));
+        }
+        ok
+    }
+
+    unsafe fn read_pair_covered(&self, addr: usize) -> [usize; 2] {
+        let (lo, hi) = self
+            .vouched
+            .get()
+            .expect("read_pair_covered without covers");
+        assert!(
+            addr.is_multiple_of(16) && lo <= addr && addr + 16 <= hi,
+            "read_pair_covered({addr:#x}) outside the vouched [{lo:#x}, {hi:#x})"
+        );
+        self.read_pair(addr).expect("a vouched pair reads")
     }
 }
 

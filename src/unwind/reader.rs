@@ -29,6 +29,33 @@ pub trait StackReader {
         let second = addr.checked_add(size_of::<usize>())?;
         Some([self.read_word(addr)?, self.read_word(second)?])
     }
+
+    /// True if this reader vouches for every pair of words in `[lo, hi)` whose address is
+    /// a multiple of 16: `read_pair(addr)` would answer `Some` for each such `addr` with
+    /// `lo <= addr` and `addr + 16 <= hi`, for as long as the reader is borrowed.
+    ///
+    /// The walker asks once per activation, for the range that activation's frames must
+    /// lie in, and then reads those frames with
+    /// [`read_pair_covered`](Self::read_pair_covered), without a check per frame. The
+    /// default vouches for nothing, so every read goes through `read_pair`.
+    #[inline]
+    fn covers(&self, lo: usize, hi: usize) -> bool {
+        let _ = (lo, hi);
+        false
+    }
+
+    /// [`read_pair`](Self::read_pair) of a pair that [`covers`](Self::covers) vouched
+    /// for: the reader may skip its checks. The default checks anyway.
+    ///
+    /// # Safety
+    ///
+    /// `covers(lo, hi)` returned true for this reader (borrowed since), `addr` is a
+    /// multiple of 16, `lo <= addr` and `addr + 16 <= hi`.
+    #[inline]
+    unsafe fn read_pair_covered(&self, addr: usize) -> [usize; 2] {
+        // Only a reader that broke `covers`' promise gets here with an unreadable pair.
+        self.read_pair(addr).unwrap_or([0; 2])
+    }
 }
 
 impl<T: StackReader + ?Sized> StackReader for &T {
@@ -40,6 +67,17 @@ impl<T: StackReader + ?Sized> StackReader for &T {
     #[inline]
     fn read_pair(&self, addr: usize) -> Option<[usize; 2]> {
         (**self).read_pair(addr)
+    }
+
+    #[inline]
+    fn covers(&self, lo: usize, hi: usize) -> bool {
+        (**self).covers(lo, hi)
+    }
+
+    #[inline]
+    unsafe fn read_pair_covered(&self, addr: usize) -> [usize; 2] {
+        // SAFETY: the caller's promise, for the same reader.
+        unsafe { (**self).read_pair_covered(addr) }
     }
 }
 
@@ -127,6 +165,21 @@ impl StackReader for LiveStackReader {
         // `[lo, hi)`, as for `read_word`.
         Some(unsafe { words.read() })
     }
+
+    #[inline]
+    fn covers(&self, lo: usize, hi: usize) -> bool {
+        self.lo <= lo && lo <= hi && hi <= self.hi
+    }
+
+    #[inline]
+    unsafe fn read_pair_covered(&self, addr: usize) -> [usize; 2] {
+        debug_assert!(self.read_pair(addr).is_some());
+        let words = core::ptr::with_exposed_provenance::<[usize; 2]>(addr);
+        // SAFETY: by the caller's promise `[addr, addr + 16)` lies inside a range `covers`
+        // accepted, so inside `[self.lo, self.hi)`, and `addr` is aligned: the read
+        // `read_pair` would make.
+        unsafe { words.read() }
+    }
 }
 
 #[cfg(test)]
@@ -171,5 +224,35 @@ mod tests {
         );
         assert_eq!(inverted.read_word(lo + 8), None);
         assert_eq!(inverted.read_pair(lo + 8), None);
+    }
+
+    #[test]
+    fn vouches_only_inside_its_range() {
+        #[repr(align(16))]
+        struct Words([usize; 6]);
+        let words = Words([11, 22, 33, 44, 55, 66]);
+        let lo = words.0.as_ptr().expose_provenance();
+        let hi = lo + size_of::<Words>();
+        // SAFETY: `words` is a live local of this thread for the reader's lifetime, its
+        // provenance is exposed above, and nothing writes it.
+        let reader = unsafe { LiveStackReader::new(lo + 16, hi) };
+        assert!(reader.covers(lo + 16, hi));
+        assert!(reader.covers(lo + 32, lo + 48));
+        assert!(reader.covers(lo + 32, lo + 32), "an empty range");
+        assert!(!reader.covers(lo, hi), "starts below lo");
+        assert!(!reader.covers(lo + 16, hi + 16), "ends above hi");
+        assert!(!reader.covers(lo + 48, lo + 32), "inverted");
+        assert!(!reader.covers(0, usize::MAX));
+        for addr in [lo + 16, lo + 32] {
+            // SAFETY: `covers(lo + 16, hi)` held, `addr` is a multiple of 16 (the
+            // array is 16-aligned) and `[addr, addr + 16)` is inside.
+            let covered = unsafe { reader.read_pair_covered(addr) };
+            assert_eq!(Some(covered), reader.read_pair(addr));
+        }
+        // SAFETY: as above, through a reference (the blanket impl forwards).
+        assert_eq!(
+            unsafe { <&LiveStackReader>::read_pair_covered(&&reader, lo + 32) },
+            [55, 66]
+        );
     }
 }

@@ -1148,6 +1148,12 @@ proptest! {
             // The "corruption" did not change anything.
             prop_assert_eq!(result, Ok(None));
         }
+        // The fake stack itself vouches for its runs (`StackReader::covers`), so the
+        // walker reads it without a check per frame: the same frames, the same end.
+        let linked = LinkedActivations::new(&built.activations);
+        let (covered, covered_result) = walk(linked.list(), built.start, &built.stack, &FakeCode);
+        prop_assert_eq!(covered, got);
+        prop_assert_eq!(covered_result, result.map(|broke| assert!(broke.is_none())));
     }
 
     /// A corrupted activation record (entry FP, exit FP or exit SP): no panic, no

@@ -1,8 +1,10 @@
 //! The frame-pointer walk: a cursor over wasm frames and a visitor built on it.
 //!
-//! See the module documentation of `crate::unwind` for the model. This file is safe
-//! code: memory is read through a [`StackReader`], activations through an
-//! [`ActivationList`], and code is identified through a [`CodeLookup`].
+//! See the module documentation of `crate::unwind` for the model. Memory is read
+//! through a [`StackReader`], activations through an [`ActivationList`], and code is
+//! identified through a [`CodeLookup`]. The one unsafe call is
+//! [`StackReader::read_pair_covered`], for a frame inside the range its reader vouched
+//! for (`covers`) at the start of the frame's run.
 //!
 //! Invariants kept by [`FrameCursor`]:
 //! - every yielded frame passed every check (PC in wasm code, FP non-null, aligned,
@@ -115,6 +117,22 @@ enum Position {
     Done,
 }
 
+/// Where a step from one frame leads.
+enum Step {
+    /// The next frame of the run, located.
+    Frame(Frame),
+    /// The next frame of the run is at `pc`, `fp`, `sp`, but `pc` is outside the code
+    /// map: it still has to be located.
+    Unmapped {
+        pc: usize,
+        fp: usize,
+        sp: usize,
+        activation_index: usize,
+    },
+    /// The run ended (its chain reached `entry_fp`).
+    End,
+}
+
 /// What the saved FP of a frame says about the next step.
 enum NextFp {
     /// Another wasm frame with this FP.
@@ -133,8 +151,9 @@ pub struct FrameCursor<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> {
     code: &'a C,
     activations: ActivationIter<'a>,
     position: Position,
-    /// The code map `code` last gave, answering PCs inside it.
-    map: Option<CodeMap<'a>>,
+    /// The code map `code` last gave, answering PCs inside it ([`CodeMap::EMPTY`] if
+    /// none).
+    map: CodeMap<'a>,
 }
 
 impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> {
@@ -159,7 +178,7 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
             code,
             activations: activations.iter(),
             position: Position::Done,
-            map: None,
+            map: CodeMap::EMPTY,
         };
         cursor.enter_next_activation(start)?;
         Ok(cursor)
@@ -196,62 +215,97 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
         };
         // Done unless the step below succeeds.
         self.position = Position::Done;
-        let mut map = self.map;
-        let next = self.next_in_run(&mut map, &frame, lo, entry_fp);
-        self.map = map;
-        match next? {
-            Some(next) => {
-                self.position = Position::At {
-                    frame: next,
-                    lo,
-                    entry_fp,
-                };
-                Ok(())
-            }
-            None => self.enter_next_activation(None),
-        }
+        let next = match self.step(false, &self.map, &frame, lo, entry_fp)? {
+            Step::Frame(next) => next,
+            Step::Unmapped {
+                pc,
+                fp,
+                sp,
+                activation_index,
+            } => self.locate_unmapped(pc, fp, sp, activation_index)?,
+            Step::End => return self.enter_next_activation(None),
+        };
+        self.position = Position::At {
+            frame: next,
+            lo,
+            entry_fp,
+        };
+        Ok(())
     }
 
-    /// The frame after `frame` in the same activation's run (which started at FP `lo`
-    /// and ends at `entry_fp`), or `None` at the end of the run. The common step (a
-    /// saved FP that is aligned and strictly between `frame.fp` and `entry_fp`) is a few
-    /// compares; anything else goes through `next_fp_in_chain`, which gives the same
-    /// answer and the same errors. Inlined into `visit_frames`, whose loop keeps the
-    /// run's state, and `map` (the cursor's code map), in registers.
+    /// The step from `frame` to the next frame of its activation's run (which started
+    /// at FP `lo` and ends at `entry_fp`); `covered`: the reader vouched for
+    /// `[lo, entry_fp)`.
+    ///
+    /// The common step (a saved FP that is aligned and strictly between `frame.fp` and
+    /// `entry_fp`) is one compare; anything else goes through `next_fp_in_chain`, which
+    /// gives the same answer and the same errors. The next frame is located here when
+    /// its PC repeats `frame`'s or is inside `map` (the cursor's code map), which makes
+    /// no call; otherwise it is `Unmapped`, for
+    /// [`locate_unmapped`](Self::locate_unmapped).
     #[inline(always)]
-    fn next_in_run(
+    fn step(
         &self,
-        map: &mut Option<CodeMap<'a>>,
+        covered: bool,
+        map: &CodeMap<'a>,
         frame: &Frame,
         lo: usize,
         entry_fp: usize,
-    ) -> Result<Option<Frame>, WalkError> {
-        let fp = frame.fp;
-        let [saved, pc] = self.read_frame(fp)?;
-        let next = if saved.is_multiple_of(arch::FP_ALIGN) && saved > fp && saved < entry_fp {
+    ) -> Result<Step, WalkError> {
+        let [saved, pc] = self.read_frame_in_run(covered, frame.fp)?;
+        let fp = if fp_steps_inside(saved, frame.fp, entry_fp) {
             saved
         } else {
-            match next_fp_in_chain(saved, fp, lo, entry_fp)? {
+            match next_fp_in_chain(saved, frame.fp, lo, entry_fp)? {
                 NextFp::Frame(next) => next,
-                NextFp::End => return Ok(None),
+                NextFp::End => return Ok(Step::End),
             }
         };
+        // `frame.fp` is a multiple of FP_ALIGN strictly below `entry_fp`, another one,
+        // so this cannot overflow.
+        let sp = frame.fp + arch::CALLER_SP_OFFSET;
         // Recursion repeats a return address: the same PC is the same location (and a
         // `CodeLookup` that remembers its last answer still holds it).
         let location = if pc == frame.pc {
             frame.location
+        } else if map.contains(pc) {
+            map.lookup(pc).ok_or(WalkError::PcNotInWasmCode { pc })?
         } else {
-            self.locate(map, pc)?
+            return Ok(Step::Unmapped {
+                pc,
+                fp,
+                sp,
+                activation_index: frame.activation_index,
+            });
         };
-        Ok(Some(Frame {
+        Ok(Step::Frame(Frame {
             pc,
-            fp: next,
-            // `fp` is a multiple of FP_ALIGN strictly below `entry_fp`, another one, so
-            // `fp + CALLER_SP_OFFSET <= entry_fp` cannot overflow.
-            sp: fp + arch::CALLER_SP_OFFSET,
+            fp,
+            sp,
             location,
             activation_index: frame.activation_index,
         }))
+    }
+
+    /// The frame of a `Step::Unmapped`, located through the lookup, whose code map (if
+    /// any) becomes the cursor's.
+    #[inline]
+    fn locate_unmapped(
+        &mut self,
+        pc: usize,
+        fp: usize,
+        sp: usize,
+        activation_index: usize,
+    ) -> Result<Frame, WalkError> {
+        let (map, found) = self.locate_outside(pc);
+        self.map = map;
+        Ok(Frame {
+            pc,
+            fp,
+            sp,
+            location: found.ok_or(WalkError::PcNotInWasmCode { pc })?,
+            activation_index,
+        })
     }
 
     /// Positions the cursor on the first frame of the next activation that has wasm
@@ -274,7 +328,7 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     /// straight back to its entry (no wasm frames).
     fn first_frame(
         &self,
-        map: &mut Option<CodeMap<'a>>,
+        map: &mut CodeMap<'a>,
         activation: &ActivationInfo,
         start: Option<StartRegs>,
     ) -> Result<Option<Position>, WalkError> {
@@ -394,11 +448,9 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     /// The wasm function containing `pc`: from `map` if `pc` is inside it, else from
     /// the lookup (which may give a new map for the next PCs).
     #[inline(always)]
-    fn locate(&self, map: &mut Option<CodeMap<'a>>, pc: usize) -> Result<CodeLocation, WalkError> {
-        if let Some(m) = map {
-            if m.contains(pc) {
-                return m.lookup(pc).ok_or(WalkError::PcNotInWasmCode { pc });
-            }
+    fn locate(&self, map: &mut CodeMap<'a>, pc: usize) -> Result<CodeLocation, WalkError> {
+        if map.contains(pc) {
+            return map.lookup(pc).ok_or(WalkError::PcNotInWasmCode { pc });
         }
         let (new_map, found) = self.locate_outside(pc);
         *map = new_map;
@@ -409,10 +461,10 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     /// lookup has one, and the answer from it or (without a map) from `lookup_pc`.
     /// Kept out of line so that the caller's loop holds its map in registers.
     #[inline(never)]
-    fn locate_outside(&self, pc: usize) -> (Option<CodeMap<'a>>, Option<CodeLocation>) {
+    fn locate_outside(&self, pc: usize) -> (CodeMap<'a>, Option<CodeLocation>) {
         match self.code.code_map(pc).filter(|m| m.contains(pc)) {
-            Some(m) => (Some(m), m.lookup(pc)),
-            None => (None, self.code.lookup_pc(pc)),
+            Some(m) => (m, m.lookup(pc)),
+            None => (CodeMap::EMPTY, self.code.lookup_pc(pc)),
         }
     }
 }
@@ -434,6 +486,30 @@ fn check_fp_shape(fp: usize) -> Result<(), WalkError> {
         return Err(WalkError::MisalignedFramePointer { fp });
     }
     Ok(())
+}
+
+/// True if `saved`, the saved FP read from the frame at `fp`, is a multiple of
+/// `FP_ALIGN` strictly between `fp` and `entry_fp` (`fp` itself being one below
+/// `entry_fp`, another): the common step, which `next_fp_in_chain` would answer with
+/// `NextFp::Frame(saved)`.
+///
+/// One compare instead of three: with `e = entry_fp - saved`, the step is good exactly
+/// when `e` is a multiple of `FP_ALIGN` in `[FP_ALIGN, entry_fp - fp - FP_ALIGN]`.
+/// Rotating `e` right by `log2(FP_ALIGN)` divides such an `e` exactly and turns any
+/// other (misaligned, or wrapped because `saved > entry_fp`) into a number above every
+/// bound, and `e == 0` (the end of the chain) wraps to the largest value when 1 is
+/// taken off, so one unsigned compare of `rotated - 1` against `(entry_fp - fp) /
+/// FP_ALIGN - 1` decides.
+#[inline(always)]
+fn fp_steps_inside(saved: usize, fp: usize, entry_fp: usize) -> bool {
+    const SHIFT: u32 = arch::FP_ALIGN.trailing_zeros();
+    const _: () = assert!(arch::FP_ALIGN.is_power_of_two());
+    let units = entry_fp
+        .wrapping_sub(saved)
+        .rotate_right(SHIFT)
+        .wrapping_sub(1);
+    let limit = ((entry_fp - fp) >> SHIFT).wrapping_sub(1);
+    units < limit
 }
 
 /// Classifies `next`, the saved FP read from the frame at `fp`, in an activation whose
@@ -473,6 +549,7 @@ fn next_fp_in_chain(
 /// # Errors
 ///
 /// The first [`WalkError`] found; `f` has then seen exactly the frames before it.
+#[inline(always)]
 pub fn visit_frames<R, C, B>(
     activations: ActivationList<'_>,
     start: Option<StartRegs>,
@@ -485,29 +562,80 @@ where
     C: CodeLookup + ?Sized,
 {
     let mut cursor = FrameCursor::new(activations, start, reader, code)?;
-    // `FrameCursor::advance`'s steps, with the state of one activation's run, and the
-    // code map, in locals.
     while let Position::At {
-        mut frame,
+        frame,
         lo,
         entry_fp,
     } = cursor.position
     {
         cursor.position = Position::Done;
-        let mut map = cursor.map;
-        loop {
-            if let ControlFlow::Break(b) = f(&frame) {
-                return Ok(Some(b));
-            }
-            match cursor.next_in_run(&mut map, &frame, lo, entry_fp)? {
-                Some(next) => frame = next,
-                None => break,
-            }
+        let run = cursor.visit_run(frame, lo, entry_fp, &mut f)?;
+        if run.is_some() {
+            return Ok(run);
         }
-        cursor.map = map;
         cursor.enter_next_activation(None)?;
     }
     Ok(None)
+}
+
+impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> {
+    /// `visit_frames` over one activation's run, from `frame` (its first, located)
+    /// until the chain reaches `entry_fp`: `Ok(Some(b))` if `f` broke, `Ok(None)` at the
+    /// end of the run.
+    ///
+    /// The steps of [`advance`](FrameCursor::advance), arranged so that the inner loop
+    /// (frames that [`step`](Self::step) locates itself) makes no call: its state, the
+    /// map's and the visitor's then stay in registers.
+    #[inline(always)]
+    fn visit_run<B>(
+        &mut self,
+        mut frame: Frame,
+        lo: usize,
+        entry_fp: usize,
+        f: &mut impl FnMut(&Frame) -> ControlFlow<B>,
+    ) -> Result<Option<B>, WalkError> {
+        // Every frame of the run lies in `[lo, entry_fp)`: a reader that vouches for
+        // that range is read without a check per frame (the branch on `covered` goes
+        // the same way every time).
+        let covered = self.reader.covers(lo, entry_fp);
+        loop {
+            // The map in a local, so that it stays in registers; the cursor's only
+            // changes in `locate_unmapped`, outside this loop.
+            let map = self.map;
+            let (pc, fp, sp, activation_index) = loop {
+                if let ControlFlow::Break(b) = f(&frame) {
+                    return Ok(Some(b));
+                }
+                frame = match self.step(covered, &map, &frame, lo, entry_fp)? {
+                    Step::Frame(next) => next,
+                    Step::Unmapped {
+                        pc,
+                        fp,
+                        sp,
+                        activation_index,
+                    } => break (pc, fp, sp, activation_index),
+                    Step::End => return Ok(None),
+                };
+            };
+            frame = self.locate_unmapped(pc, fp, sp, activation_index)?;
+        }
+    }
+
+    /// [`read_frame`](Self::read_frame) of a frame of the current run (so `fp` is a
+    /// multiple of FP_ALIGN in `[lo, entry_fp)`); `covered`: the reader vouched for
+    /// that range.
+    #[inline(always)]
+    fn read_frame_in_run(&self, covered: bool, fp: usize) -> Result<[usize; 2], WalkError> {
+        const _: () = assert!(arch::SAVED_FP_OFFSET == 0 && arch::FP_ALIGN.is_multiple_of(16));
+        if covered {
+            // SAFETY: `covers(lo, entry_fp)` held for this reader; `fp` is a multiple of
+            // FP_ALIGN (so of 16) with `lo <= fp < entry_fp`, `entry_fp` another, so
+            // `fp + 16 <= entry_fp`; and the pair is read at `fp` itself.
+            Ok(unsafe { self.reader.read_pair_covered(fp) })
+        } else {
+            self.read_frame(fp)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -524,6 +652,34 @@ mod tests {
                 offset: 16
             })
         );
+    }
+
+    /// The one-compare step agrees with the three checks it replaces, for aligned frames
+    /// near the bottom and the top of the address space and every saved FP around them.
+    #[test]
+    fn fp_steps_inside_is_the_plain_check() {
+        let plain = |saved: usize, fp: usize, entry_fp: usize| {
+            saved.is_multiple_of(arch::FP_ALIGN) && saved > fp && saved < entry_fp
+        };
+        let top = usize::MAX - (arch::FP_ALIGN - 1);
+        for base in [0, 0x7fff_0000, top - 64 * arch::FP_ALIGN] {
+            for f in 0..16 {
+                for e in f + 1..=20 {
+                    let (fp, entry_fp) = (base + f * arch::FP_ALIGN, base + e * arch::FP_ALIGN);
+                    if entry_fp > top {
+                        continue;
+                    }
+                    let around = (0..=25 * arch::FP_ALIGN).map(|d| base.wrapping_add(d));
+                    for saved in around.chain([0, 1, usize::MAX, top, usize::MAX / 2 + 1]) {
+                        assert_eq!(
+                            fp_steps_inside(saved, fp, entry_fp),
+                            plain(saved, fp, entry_fp),
+                            "saved {saved:#x} fp {fp:#x} entry {entry_fp:#x}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
