@@ -7,6 +7,9 @@
 //!   *different* functions, each holding one externref across its call: every frame
 //!   has its own return address, so every frame is a stack-map lookup (recursion above
 //!   repeats one return address, which the scan looks up once).
+//! - `scan distinct/1000 frames`: the same stack, scanned as a collection scans it but
+//!   without marking or sweeping (`Caller::visit_stack_roots`, reading each
+//!   reference's header where the mark would go).
 //! - `pass externref into wasm`: a typed host -> wasm call that stores its externref
 //!   argument into a table slot.
 
@@ -42,6 +45,8 @@ const CHAIN: usize = 1000;
 struct Data {
     /// A `*mut criterion::Bencher` while a benchmark runs inside `bottom`.
     bencher: usize,
+    /// Time the scan alone (`Caller::visit_stack_roots`) instead of a collection.
+    scan: bool,
 }
 
 fn setup(engine: &Engine, module: &Module) -> (Store<Data>, Instance) {
@@ -51,7 +56,20 @@ fn setup(engine: &Engine, module: &Module) -> (Store<Data>, Instance) {
         // SAFETY: the benchmark below stores a live `&mut Bencher` for the duration of
         // the wasm call that reaches this host function.
         let b = unsafe { &mut *b };
-        b.iter(|| caller.gc().unwrap());
+        if caller.data().scan {
+            // What a collection does before its sweep: the walk, every frame's stack
+            // map, every live slot, and a read of each reference's header (where the
+            // mark would go).
+            b.iter(|| {
+                let mut counts = 0;
+                caller
+                    .visit_stack_roots(|_, r| counts += r.owner_count())
+                    .unwrap();
+                counts
+            });
+        } else {
+            b.iter(|| caller.gc().unwrap());
+        }
     })
     .unwrap();
     let make = Func::wrap(
@@ -126,6 +144,15 @@ fn pause(c: &mut Criterion) {
         run.call(&mut store, ()).unwrap();
         store.data_mut().bencher = 0;
         assert_eq!(store.gc_stats().last_stack_roots, CHAIN);
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("gc scan distinct");
+    store.data_mut().scan = true;
+    g.bench_function(format!("{CHAIN} frames"), |b| {
+        store.data_mut().bencher = b as *mut criterion::Bencher<'_> as usize;
+        run.call(&mut store, ()).unwrap();
+        store.data_mut().bencher = 0;
     });
     g.finish();
 }

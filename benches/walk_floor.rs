@@ -14,9 +14,12 @@
 //!   at the oldest frame, found by its FP): the walk without the visitor's own cost;
 //! - `wasm_backtrace`: `Caller::wasm_backtrace` (walk and symbolize every frame);
 //! - `backtrace`: `Caller::backtrace` (the owned form, names cloned per frame);
-//! - `gc pause`: `Caller::gc` at the bottom of another chain of 1,000 different
-//!   functions, each holding one `externref` live across its call (a walk, a stack-map
-//!   lookup and a mark per frame, then the sweep of the 1,000 references).
+//! - `gc scan`: `Caller::visit_stack_roots` at the bottom of another chain of 1,000
+//!   different functions, each holding one `externref` live across its call: the walk,
+//!   a stack-map lookup and a slot read per frame, and a read of the reference's header
+//!   (where a collection marks it), without the sweep;
+//! - `gc pause`: `Caller::gc` at the same place (the scan with marks, then the sweep of
+//!   the 1,000 references).
 
 use std::hint::black_box;
 use std::ops::ControlFlow;
@@ -120,6 +123,17 @@ fn main() {
     })
     .expect("make");
     let bottom = Func::wrap(&mut store, |mut caller: Caller<'_, ()>, (): ()| {
+        row("gc scan", || {
+            let (mut refs, mut counts) = (0, 0);
+            caller
+                .visit_stack_roots(|_, r| {
+                    refs += 1;
+                    counts += r.owner_count();
+                })
+                .expect("scan");
+            black_box(counts);
+            refs
+        });
         row("gc pause", || {
             caller.gc().expect("gc");
             caller.gc_stats().last_stack_roots

@@ -45,6 +45,9 @@ struct Data {
     after_gc: Vec<Vec<i32>>,
     /// `(function index, payload id)` of each stack root seen by `roots`.
     roots: Vec<Vec<(u32, i32)>>,
+    /// The same through `Caller::visit_stack_roots`, with each reference's owner count
+    /// as the visitor saw it and after the visit.
+    visited_roots: Vec<Vec<(u32, i32, usize, usize)>>,
     /// What the foreign frames recorded: (rbp at the call, the callback's saved rbp).
     foreign_rbp: Vec<(u64, u64)>,
 }
@@ -234,6 +237,22 @@ impl Fixture {
                 .map(|(f, r)| (*f, id_of(&Some(r.clone()))))
                 .collect();
             caller.data_mut().roots.push(roots);
+            let mut seen = Vec::new();
+            caller
+                .visit_stack_roots(|f, r| {
+                    let during = r.owner_count();
+                    seen.push((f, r.clone(), during));
+                })
+                .expect("walk");
+            let visited = seen
+                .into_iter()
+                .map(|(f, r, during)| {
+                    // The clone above holds one count.
+                    let after = r.owner_count() - 1;
+                    (f, id_of(&Some(r)), during, after)
+                })
+                .collect();
+            caller.data_mut().visited_roots.push(visited);
         })?;
         let reenter = Func::wrap(
             &mut store,
@@ -424,6 +443,15 @@ fn the_stack_roots_are_exactly_the_references_each_frame_holds() -> Result<()> {
             (chain_index, 103)
         ],
         "newest frame first, one slot per frame, each its own reference"
+    );
+    // The borrowed visit sees the same references in the same order, and takes no
+    // count: only wasm locals hold them.
+    let visited = &fx.store.data().visited_roots;
+    assert_eq!(
+        visited,
+        &vec![(100..=103)
+            .map(|id| (chain_index, id, 0, 0))
+            .collect::<Vec<_>>()]
     );
     assert_eq!(fx.store.data().after_gc, vec![Vec::<i32>::new()]);
     fx.store.gc()?;

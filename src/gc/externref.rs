@@ -163,6 +163,22 @@ impl ExternRef {
         })
     }
 
+    /// A handle for a non-null address wasm holds, borrowed: it takes no count, and
+    /// must not be dropped (hence the `ManuallyDrop`).
+    ///
+    /// # Safety
+    /// `raw` must be 0 or the address of a live `VMExternData` that stays alive for as
+    /// long as the handle is used; the handle must not be taken out of its
+    /// `ManuallyDrop`.
+    #[cfg(feature = "runtime")]
+    pub(crate) unsafe fn borrow_raw(raw: usize) -> Option<std::mem::ManuallyDrop<ExternRef>> {
+        let ptr = NonNull::new(raw as *mut VMExternData)?;
+        Some(std::mem::ManuallyDrop::new(ExternRef {
+            ptr,
+            _not_send: PhantomData,
+        }))
+    }
+
     /// Whether two handles refer to the same value.
     pub fn ptr_eq(a: &ExternRef, b: &ExternRef) -> bool {
         a.ptr == b.ptr

@@ -65,7 +65,6 @@ pub fn collect<R: RootSource>(
     stats: &mut GcStats,
 ) -> Result<(), WalkError> {
     let start = std::time::Instant::now();
-    let mut found = 0usize;
     let mut unreadable = None;
     let reader = roots.reader();
     let walk = roots.visit_root_slots(|addr| {
@@ -77,18 +76,18 @@ pub fn collect<R: RootSource>(
         if raw != 0 {
             // SAFETY: a slot named by a stack map of a live frame holds a live
             // reference (invariant 1 keeps it alive).
-            if unsafe { set.mark(raw) } {
-                found += 1;
-            }
+            unsafe { set.mark(raw) };
         }
     });
     let walk = walk.and_then(|()| unreadable.map_or(Ok(()), Err));
-    let freed = match &walk {
-        Ok(()) => set.sweep(),
-        Err(_) => {
-            set.unmark_all();
-            0
+    // The marked references are the distinct ones found: the sweep keeps exactly
+    // those (every marked one is in the set), and an aborted collection unmarks them.
+    let (found, freed) = match &walk {
+        Ok(()) => {
+            let freed = set.sweep();
+            (set.len, freed)
         }
+        Err(_) => (set.unmark_all(), 0),
     };
     stats.record(found, freed, set.len, start.elapsed());
     walk

@@ -15,8 +15,6 @@
 //! Invariants:
 //! - a slot is reported only for a frame the walker yielded (every check passed), at
 //!   `frame.sp + offset` with `offset < span`, so it lies inside that frame;
-//! - a frame whose PC repeats the previous frame's (recursion, a call in a loop) reuses
-//!   the previous map without a second lookup: one return address has one map;
 //! - nothing allocates.
 
 use core::ops::ControlFlow;
@@ -46,17 +44,8 @@ where
     R: StackReader + ?Sized,
     C: CodeLookup + ?Sized,
 {
-    let mut last: Option<(usize, Option<StackMap<'m>>)> = None;
     let walk = visit_frames(activations, None, reader, code, |frame| {
-        let map = match last {
-            Some((pc, map)) if pc == frame.pc => map,
-            _ => {
-                let map = stack_map(frame);
-                last = Some((frame.pc, map));
-                map
-            }
-        };
-        if let Some(map) = map {
+        if let Some(map) = stack_map(frame) {
             // Every slot is below the span, so checking the frame's end once covers
             // every slot's address.
             if frame.sp.checked_add(map.span() as usize).is_none() {

@@ -152,15 +152,20 @@ impl VMExternRefSet {
         freed
     }
 
-    /// Clears every mark (after an aborted collection: everything stays).
-    pub fn unmark_all(&mut self) {
+    /// Clears every mark (after an aborted collection: everything stays). Returns the
+    /// number of headers that were marked.
+    pub fn unmark_all(&mut self) -> usize {
+        let mut marked = 0;
         let mut cur = self.head;
         while !cur.is_null() {
             // SAFETY: members are live.
             let h = unsafe { &*cur };
-            h.flags.set(h.flags.get() & !MARK);
+            let flags = h.flags.get();
+            marked += usize::from(flags & MARK != 0);
+            h.flags.set(flags & !MARK);
             cur = h.next.get();
         }
+        marked
     }
 
     /// Empties the set, freeing headers without owners (the store is going away).
@@ -210,5 +215,26 @@ mod tests {
         assert_eq!(set.clear(), 1, "b freed when the set is cleared");
         drop(c);
         assert_eq!(Rc::strong_count(&w), 1);
+    }
+
+    #[test]
+    fn an_aborted_collection_counts_and_clears_its_marks() {
+        let refs: Vec<ExternRef> = (0..4).map(|i| ExternRef::with_owner(0, i)).collect();
+        let mut set = VMExternRefSet::default();
+        for r in &refs {
+            // SAFETY: live headers (the handles own them).
+            unsafe { set.insert(r.as_raw()) };
+        }
+        // SAFETY: live (in the set). Marking one twice counts once.
+        unsafe {
+            assert!(set.mark(refs[1].as_raw()));
+            assert!(set.mark(refs[3].as_raw()));
+            assert!(!set.mark(refs[3].as_raw()));
+        }
+        assert_eq!(set.unmark_all(), 2);
+        assert_eq!(set.unmark_all(), 0, "no mark is left");
+        assert_eq!(set.len, 4, "nothing leaves the set");
+        assert_eq!(set.sweep(), 0, "all unmarked, all owned");
+        assert_eq!(set.len, 0);
     }
 }

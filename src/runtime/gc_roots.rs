@@ -74,20 +74,40 @@ impl RootSource for StoreRoots {
     }
 }
 
+/// Calls `f` with every non-null reference in a live stack-map slot of `store`'s wasm
+/// frames, newest frame first, and the function index of the frame holding it; the
+/// reference is borrowed (no count is taken). Does not allocate.
+///
+/// # Errors
+///
+/// The walk's error, or [`WalkError::UnreadableStack`] for the first slot that could
+/// not be read (every other slot was still visited).
+pub(crate) fn visit_stack_refs(
+    store: &StoreOpaque,
+    mut f: impl FnMut(u32, &crate::gc::ExternRef),
+) -> Result<(), WalkError> {
+    let roots = StoreRoots::new(store);
+    let mut unreadable = None;
+    roots.visit_slots(|frame, addr| {
+        let Some(raw) = roots.reader.read_word(addr) else {
+            unreadable.get_or_insert(WalkError::UnreadableStack { addr });
+            return;
+        };
+        // SAFETY: a live slot holds 0 or a live reference (owned or in the root set),
+        // alive while this host call runs; the borrow ends with `f`'s call.
+        if let Some(r) = unsafe { crate::gc::ExternRef::borrow_raw(raw) } {
+            f(frame.location.func_index, &r);
+        }
+    })?;
+    unreadable.map_or(Ok(()), Err)
+}
+
 /// The non-null references in live stack-map slots of `store`'s wasm frames, newest
-/// frame first, with the function index of the frame holding each.
+/// frame first, with the function index of the frame holding each (new handles).
 pub(crate) fn stack_roots(
     store: &StoreOpaque,
 ) -> Result<Vec<(u32, crate::gc::ExternRef)>, WalkError> {
-    let roots = StoreRoots::new(store);
     let mut out = Vec::new();
-    roots.visit_slots(|frame, addr| {
-        if let Some(raw) = roots.reader.read_word(addr).filter(|r| *r != 0) {
-            // SAFETY: a live slot holds a live reference (owned or in the root set).
-            if let Some(r) = unsafe { crate::gc::ExternRef::clone_from_raw(raw) } {
-                out.push((frame.location.func_index, r));
-            }
-        }
-    })?;
+    visit_stack_refs(store, |func_index, r| out.push((func_index, r.clone())))?;
     Ok(out)
 }

@@ -435,6 +435,24 @@ impl<T> Caller<'_, T> {
         super::gc_roots::stack_roots(&self.store.opaque)
     }
 
+    /// Calls `f` with each reference [`stack_roots`](Self::stack_roots) would return, in
+    /// the same order, with the same function index, but borrowed: no handle is made,
+    /// nothing is allocated, no count changes. It is the scan a collection makes (the
+    /// walk, every frame's stack-map lookup, every live slot), without the marking.
+    ///
+    /// # Errors
+    ///
+    /// The walk's error, or [`WalkError::UnreadableStack`] for the first slot that
+    /// could not be read (every other slot was still visited).
+    ///
+    /// [`WalkError::UnreadableStack`]: crate::unwind::WalkError::UnreadableStack
+    pub fn visit_stack_roots(
+        &self,
+        f: impl FnMut(u32, &ExternRef),
+    ) -> Result<(), crate::unwind::WalkError> {
+        super::gc_roots::visit_stack_refs(&self.store.opaque, f)
+    }
+
     /// Collection statistics.
     pub fn gc_stats(&self) -> crate::gc::GcStats {
         self.store.opaque.gc_stats

@@ -114,7 +114,11 @@ impl<'a> StackMapTable<'a> {
     pub fn lookup(&self, return_offset: u32) -> Option<StackMap<'_>> {
         let mut i = home(return_offset, self.shift);
         loop {
-            let entry = self.slots.get(i)?;
+            debug_assert!(i < self.slots.len());
+            // SAFETY: `slots.len()` is `2^(32 - shift)` and `mask + 1` (`new` sets all
+            // three together; they are private and never changed), `home` is below
+            // `2^(32 - shift)`, and `(i + 1) & mask` below `mask + 1`: `i` is in bounds.
+            let entry = unsafe { self.slots.get_unchecked(i) };
             if entry.return_offset == return_offset && entry.bits_len != EMPTY {
                 return Some(self.map_of(entry));
             }

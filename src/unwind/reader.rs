@@ -93,9 +93,11 @@ impl<T: StackReader + ?Sized> StackReader for &T {
 pub struct LiveStackReader {
     lo: usize,
     hi: usize,
-    /// How many addresses from `lo` on start a readable pair of words (`[addr,
-    /// addr + 16)` inside `[lo, hi)`): `hi - lo - 15`, or 0 when the range is shorter
-    /// than two words. `read_pair` then needs one compare for the range.
+    /// How many addresses from `lo` on start a readable word (`[addr, addr + 8)`
+    /// inside `[lo, hi)`): `hi - lo - 7`, or 0 when the range is shorter than a word.
+    /// `read_word` then needs one compare for the range.
+    word_starts: usize,
+    /// The same for a pair of words (`[addr, addr + 16)`): `hi - lo - 15`, or 0.
     pair_starts: usize,
     _this_thread: PhantomData<*const ()>,
 }
@@ -116,6 +118,7 @@ impl LiveStackReader {
         LiveStackReader {
             lo,
             hi,
+            word_starts: hi.saturating_sub(lo).saturating_sub(size_of::<usize>() - 1),
             pair_starts: hi
                 .saturating_sub(lo)
                 .saturating_sub(2 * size_of::<usize>() - 1),
@@ -137,11 +140,11 @@ impl LiveStackReader {
 impl StackReader for LiveStackReader {
     #[inline]
     fn read_word(&self, addr: usize) -> Option<usize> {
-        if !addr.is_multiple_of(align_of::<usize>()) {
-            return None;
-        }
-        let end = addr.checked_add(size_of::<usize>())?;
-        if addr < self.lo || end > self.hi {
+        // One compare: below `lo` wraps to a huge offset; `word_starts` excludes any
+        // word reaching `hi` (so `addr + 8` cannot overflow either).
+        if addr.wrapping_sub(self.lo) >= self.word_starts
+            || !addr.is_multiple_of(align_of::<usize>())
+        {
             return None;
         }
         let word = core::ptr::with_exposed_provenance::<usize>(addr);
