@@ -33,6 +33,9 @@ use crate::unwind::{visit_frames, ActivationList, CodeLookup, Frame, StackReader
 /// or [`WalkError::AddressOverflow`] (`base` = the frame's SP, `offset` = the map's
 /// span) if the frame's span reaches past the end of the address space, before any
 /// slot of that frame is reported.
+// Out of line: inlined into a caller's larger frame, its loop measured slower (the
+// GC pause rose from 9.7 to 11.1 ns per frame in `walk_floor`).
+#[inline(never)]
 pub fn visit_stack_roots<'m, R, C>(
     activations: ActivationList<'_>,
     reader: &R,

@@ -482,6 +482,7 @@ pub(crate) unsafe extern "C" fn raise(caller_vmctx: *mut u8) -> ! {
 /// Calls `f` on every wasm frame of `store`'s activations, newest first, until it
 /// breaks. Meant for host functions (every activation has its exit recorded then);
 /// from outside wasm it visits nothing. Does not allocate.
+#[inline(always)]
 pub(crate) fn visit_store_frames<B>(
     store: &StoreOpaque,
     mut f: impl FnMut(&crate::unwind::Frame) -> ControlFlow<B>,
@@ -491,6 +492,7 @@ pub(crate) fn visit_store_frames<B>(
 
 /// [`visit_store_frames`], also passing each frame's module data word (what
 /// `registry::symbolize` needs), found by the walk's own lookup.
+#[inline(always)]
 fn visit_store_frames_with_data<B>(
     store: &StoreOpaque,
     mut f: impl FnMut(&crate::unwind::Frame, Option<usize>) -> ControlFlow<B>,

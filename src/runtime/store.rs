@@ -383,6 +383,7 @@ impl<T> Caller<'_, T> {
     /// Calls `f` on each wasm frame of this store's activations, newest first, until it
     /// returns `Break`; other stores' activations interleaved on the stack are skipped.
     /// Does not allocate.
+    #[inline]
     pub fn visit_frames<B>(
         &self,
         f: impl FnMut(&crate::unwind::Frame) -> std::ops::ControlFlow<B>,

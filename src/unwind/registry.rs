@@ -301,6 +301,7 @@ impl CodeRegistry {
     /// call: one reader registration for many lookups (a whole walk), instead of one per
     /// lookup. The view also remembers the last module it found, since consecutive
     /// frames are usually in the same module. Lock-free and allocation-free.
+    #[inline(always)]
     pub fn with_view<T>(&self, f: impl FnOnce(&RegistryView<'_>) -> T) -> T {
         self.read(|snapshot| {
             f(&RegistryView {
@@ -331,19 +332,27 @@ impl CodeRegistry {
     }
 
     /// Runs `f` on the current snapshot without taking a lock.
+    #[inline(always)]
     fn read<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> T {
         let _reader = self.enter_read();
         let current = self.current.load(SeqCst);
-        if current.is_null() {
-            return f(&Snapshot::default());
-        }
-        // SAFETY: `current` came from `Box::into_raw` in `publish`. `_reader` counts
-        // this thread in the counter of an epoch that was current after it registered,
-        // and every writer that replaces a snapshot waits, before freeing it, for the
-        // counter of the epoch it flips away from (see `publish`); the writer that
-        // replaces `current` (or the one after it) therefore waits for `_reader` to be
-        // dropped, after `f` returns. Snapshots are never mutated after publication.
-        f(unsafe { &*current })
+        // One call of `f` (not one per case), so that it can be inlined here: a walk's
+        // closure then shares its caller's frame, and the caller's visitor state can
+        // live in registers.
+        let empty = Snapshot::default();
+        let snapshot = if current.is_null() {
+            &empty
+        } else {
+            // SAFETY: `current` came from `Box::into_raw` in `publish`. `_reader`
+            // counts this thread in the counter of an epoch that was current after it
+            // registered, and every writer that replaces a snapshot waits, before
+            // freeing it, for the counter of the epoch it flips away from (see
+            // `publish`); the writer that replaces `current` (or the one after it)
+            // therefore waits for `_reader` to be dropped, after `f` returns.
+            // Snapshots are never mutated after publication.
+            unsafe { &*current }
+        };
+        f(snapshot)
     }
 
     /// Registers a reader in the counter of the current epoch.
