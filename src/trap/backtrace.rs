@@ -254,11 +254,18 @@ impl fmt::Display for Backtrace<'_> {
             }
             frame.write_name(f)?;
             frame.write_source(f)?;
-            let run = self.0[i..]
-                .iter()
-                .take_while(|other| other.same_line(frame))
-                .count();
-            if f.alternate() && run >= FOLD_RUN {
+            // Only the folding form measures the run: measuring it for every line of the
+            // plain form made printing a run of n identical frames quadratic (seconds for
+            // a stack overflow's 32,000).
+            let run = if f.alternate() {
+                self.0[i..]
+                    .iter()
+                    .take_while(|other| other.same_line(frame))
+                    .count()
+            } else {
+                1
+            };
+            if run >= FOLD_RUN {
                 write!(f, "\n         ... {} more frames of ", Thousands(run - 1))?;
                 frame.write_name(f)?;
                 i += run;
@@ -346,6 +353,23 @@ mod tests {
         assert_eq!(
             t.to_string(),
             "wasm trap: integer divide by zero\nwasm backtrace:\n    0:   0x4a - demo!divide\n    1:   0x61 - demo!middle\n    2:   0x75 - demo!<wasm function 2>"
+        );
+    }
+
+    #[test]
+    fn only_the_alternate_form_folds_a_run() {
+        let mut frames = vec![frame(0, Some("top"), 0x10)];
+        frames.extend((0..4).map(|_| frame(1, Some("deep"), 0x20)));
+        frames.push(frame(2, Some("main"), 0x30));
+        frames.extend((0..2).map(|_| frame(1, Some("deep"), 0x20)));
+        let t = Trap::new(TrapCode::StackOverflow, frames);
+        let plain = t.to_string();
+        assert_eq!(plain.matches("demo!deep").count(), 6, "{plain}");
+        assert!(!plain.contains("more frames"), "{plain}");
+        // A run of 4 folds; a run of 2 (below FOLD_RUN) does not.
+        assert_eq!(
+            format!("{t:#}"),
+            "wasm trap: call stack exhausted\nwasm backtrace:\n    0:   0x10 - demo!top\n    1:   0x20 - demo!deep\n         ... 3 more frames of demo!deep\n    5:   0x30 - demo!main\n    6:   0x20 - demo!deep\n    7:   0x20 - demo!deep"
         );
     }
 }

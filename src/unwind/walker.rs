@@ -121,16 +121,19 @@ enum Position {
 enum Step {
     /// The next frame of the run, located.
     Frame(Frame),
-    /// The next frame of the run is at `pc`, `fp`, `sp`, but `pc` is outside the code
-    /// map: it still has to be located.
-    Unmapped {
-        pc: usize,
-        fp: usize,
-        sp: usize,
-        activation_index: usize,
-    },
+    /// The next frame of the run, but its PC is outside the code map: it still has to
+    /// be located.
+    Unmapped(Unmapped),
     /// The run ended (its chain reached `entry_fp`).
     End,
+}
+
+/// A frame whose PC the walker has not located yet.
+struct Unmapped {
+    pc: usize,
+    fp: usize,
+    sp: usize,
+    activation_index: usize,
 }
 
 /// What the saved FP of a frame says about the next step.
@@ -217,12 +220,7 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
         self.position = Position::Done;
         let next = match self.step(false, &self.map, &frame, lo, entry_fp)? {
             Step::Frame(next) => next,
-            Step::Unmapped {
-                pc,
-                fp,
-                sp,
-                activation_index,
-            } => self.locate_unmapped(pc, fp, sp, activation_index)?,
+            Step::Unmapped(next) => self.locate_unmapped(next)?,
             Step::End => return self.enter_next_activation(None),
         };
         self.position = Position::At {
@@ -271,12 +269,12 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
         } else if map.contains(pc) {
             map.lookup(pc).ok_or(WalkError::PcNotInWasmCode { pc })?
         } else {
-            return Ok(Step::Unmapped {
+            return Ok(Step::Unmapped(Unmapped {
                 pc,
                 fp,
                 sp,
                 activation_index: frame.activation_index,
-            });
+            }));
         };
         Ok(Step::Frame(Frame {
             pc,
@@ -290,13 +288,13 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     /// The frame of a `Step::Unmapped`, located through the lookup, whose code map (if
     /// any) becomes the cursor's.
     #[inline]
-    fn locate_unmapped(
-        &mut self,
-        pc: usize,
-        fp: usize,
-        sp: usize,
-        activation_index: usize,
-    ) -> Result<Frame, WalkError> {
+    fn locate_unmapped(&mut self, next: Unmapped) -> Result<Frame, WalkError> {
+        let Unmapped {
+            pc,
+            fp,
+            sp,
+            activation_index,
+        } = next;
         let (map, found) = self.locate_outside(pc);
         self.map = map;
         Ok(Frame {
@@ -602,22 +600,17 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
             // The map in a local, so that it stays in registers; the cursor's only
             // changes in `locate_unmapped`, outside this loop.
             let map = self.map;
-            let (pc, fp, sp, activation_index) = loop {
+            let unmapped = loop {
                 if let ControlFlow::Break(b) = f(&frame) {
                     return Ok(Some(b));
                 }
                 frame = match self.step(covered, &map, &frame, lo, entry_fp)? {
                     Step::Frame(next) => next,
-                    Step::Unmapped {
-                        pc,
-                        fp,
-                        sp,
-                        activation_index,
-                    } => break (pc, fp, sp, activation_index),
+                    Step::Unmapped(next) => break next,
                     Step::End => return Ok(None),
                 };
             };
-            frame = self.locate_unmapped(pc, fp, sp, activation_index)?;
+            frame = self.locate_unmapped(unmapped)?;
         }
     }
 
