@@ -49,8 +49,12 @@ pub struct StackMapSection<'a> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct StackMap<'a> {
     span: u32,
-    /// Minimal bitmap: empty, or its last word is non-zero.
-    bits: &'a [Word],
+    /// The bitmap's first word (0 for an empty bitmap), held by value: most maps have
+    /// one word, which a collector then reads without following a pointer.
+    first: u32,
+    /// The words after the first. The whole bitmap is minimal (empty, or its last word
+    /// non-zero), so each map has exactly one representation.
+    rest: &'a [Word],
 }
 
 /// Reads the `u32` at byte `at` of the header (the caller has checked the length).
@@ -371,10 +375,7 @@ impl<'a> StackMapSection<'a> {
     #[inline]
     fn map_of_entry(&self, entry: usize) -> StackMap<'a> {
         let (span, bits_start, count) = self.map_parts(entry);
-        StackMap {
-            span,
-            bits: &self.map_data[bits_start..bits_start + count],
-        }
+        StackMap::from_parts(span, &self.map_data[bits_start..bits_start + count])
     }
 
     /// The span of the map of index entry `entry < len()`, and where its bitmap lies in
@@ -494,7 +495,23 @@ impl FusedIterator for Entries<'_> {}
 impl<'a> StackMap<'a> {
     /// A map of `span` whose bitmap is `bits` (minimal, as the section stores it).
     pub(super) fn from_parts(span: u32, bits: &'a [Word]) -> StackMap<'a> {
-        StackMap { span, bits }
+        match bits.split_first() {
+            Some((&first, rest)) => StackMap {
+                span,
+                first: word(first),
+                rest,
+            },
+            None => StackMap::one_word(span, 0),
+        }
+    }
+
+    /// A map of `span` whose bitmap is the single word `first` (0: no slots).
+    pub(super) fn one_word(span: u32, first: u32) -> StackMap<'a> {
+        StackMap {
+            span,
+            first,
+            rest: &[],
+        }
     }
 
     /// Distance in bytes from the frame pointer down to the stack pointer at the call:
@@ -507,9 +524,9 @@ impl<'a> StackMap<'a> {
     /// of 8 and below [`span`](Self::span). The reference is at `FP - span + slot`.
     pub fn slots(&self) -> Slots<'a> {
         Slots {
-            bits: self.bits,
+            rest: self.rest,
             word_index: 0,
-            current: self.bits.first().map_or(0, |&w| word(w)),
+            current: self.first,
             remaining: self.slot_count(),
         }
     }
@@ -518,24 +535,28 @@ impl<'a> StackMap<'a> {
     /// same slots as [`slots`](Self::slots), without counting them first.
     #[inline]
     pub fn for_each_slot(&self, mut f: impl FnMut(u32)) {
-        for (j, &w) in self.bits.iter().enumerate() {
-            let mut bits = word(w);
-            // A valid map has its slots below a u32 span, so this cannot wrap.
-            let base = j as u32 * SLOTS_PER_WORD;
+        let mut each_in = |mut bits: u32, base: u32| {
             while bits != 0 {
                 let bit = bits.trailing_zeros();
                 bits &= bits - 1;
                 f((base + bit) * SLOT_SIZE);
             }
+        };
+        each_in(self.first, 0);
+        for (j, &w) in self.rest.iter().enumerate() {
+            // A valid map has its slots below a u32 span, so this cannot wrap.
+            each_in(word(w), (j as u32 + 1) * SLOTS_PER_WORD);
         }
     }
 
     /// Number of live slots.
     pub fn slot_count(&self) -> usize {
-        self.bits
-            .iter()
-            .map(|&w| word(w).count_ones() as usize)
-            .sum()
+        self.first.count_ones() as usize
+            + self
+                .rest
+                .iter()
+                .map(|&w| word(w).count_ones() as usize)
+                .sum::<usize>()
     }
 
     /// Whether `slot` (a byte offset from `SP_at_call`) holds a live reference.
@@ -545,9 +566,11 @@ impl<'a> StackMap<'a> {
         }
         let n = slot / SLOT_SIZE;
         let (w, b) = ((n / SLOTS_PER_WORD) as usize, n % SLOTS_PER_WORD);
-        self.bits
-            .get(w)
-            .is_some_and(|&bits| word(bits) >> b & 1 == 1)
+        let bits = match w.checked_sub(1) {
+            None => self.first,
+            Some(r) => self.rest.get(r).map_or(0, |&bits| word(bits)),
+        };
+        bits >> b & 1 == 1
     }
 }
 
@@ -563,10 +586,11 @@ impl fmt::Debug for StackMap<'_> {
 /// Iterator over the live slots of a [`StackMap`], ascending; see [`StackMap::slots`].
 #[derive(Clone, Debug)]
 pub struct Slots<'a> {
-    bits: &'a [Word],
-    /// Index in `bits` of the word that `current` came from.
+    /// The map's words after its first.
+    rest: &'a [Word],
+    /// Index in the whole bitmap of the word that `current` came from.
     word_index: usize,
-    /// The not-yet-yielded bits of `bits[word_index]`.
+    /// The not-yet-yielded bits of that word.
     current: u32,
     remaining: usize,
 }
@@ -576,8 +600,8 @@ impl Iterator for Slots<'_> {
 
     fn next(&mut self) -> Option<u32> {
         while self.current == 0 {
+            self.current = word(*self.rest.get(self.word_index)?);
             self.word_index += 1;
-            self.current = word(*self.bits.get(self.word_index)?);
         }
         let bit = self.current.trailing_zeros();
         self.current &= self.current - 1;

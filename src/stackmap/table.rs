@@ -132,16 +132,16 @@ impl<'a> StackMapTable<'a> {
     /// The map of an occupied entry.
     #[inline]
     fn map_of<'s>(&'s self, entry: &'s Entry) -> StackMap<'s> {
-        let bits: &'s [Word] = match entry.bits_len {
-            0 => &[],
-            1 => std::slice::from_ref(&entry.bits),
+        match entry.bits_len {
+            0 => StackMap::one_word(entry.span, 0),
+            1 => StackMap::one_word(entry.span, u32::from_le_bytes(entry.bits)),
             n => {
                 let start = u32::from_le_bytes(entry.bits) as usize;
                 // `new` stored a bitmap that lies inside the map data.
-                self.map_data.get(start..start + n as usize).unwrap_or(&[])
+                let bits = self.map_data.get(start..start + n as usize).unwrap_or(&[]);
+                StackMap::from_parts(entry.span, bits)
             }
-        };
-        StackMap::from_parts(entry.span, bits)
+        }
     }
 
     /// Number of safepoints.
