@@ -697,6 +697,43 @@ mod tests {
         }
     }
 
+    /// Maps of one, two and three bitmap words, through the section and the table:
+    /// every way of reading the slots agrees with the slots given to the builder.
+    #[test]
+    fn multi_word_maps_answer_every_query_alike() {
+        let cases: [&[u32]; 5] = [
+            &[],
+            &[0, 8 * 31],
+            &[8 * 32],
+            &[0, 8 * 5, 8 * 31, 8 * 32, 8 * 63, 8 * 64, 8 * 70],
+            &[8 * 95],
+        ];
+        let mut builder = StackMapBuilder::new();
+        for (i, slots) in cases.iter().enumerate() {
+            builder.add(0x100 * (i as u32 + 1), 8 * 96, slots).unwrap();
+        }
+        let bytes = builder.finish();
+        let section = StackMapSection::parse(&bytes).unwrap();
+        let table = super::super::StackMapTable::new(&section);
+        for (i, slots) in cases.iter().enumerate() {
+            let offset = 0x100 * (i as u32 + 1);
+            for map in [
+                section.lookup(offset).unwrap(),
+                table.lookup(offset).unwrap(),
+            ] {
+                assert_eq!(map.slots().collect::<Vec<_>>(), *slots);
+                assert_eq!(map.slots().len(), slots.len());
+                assert_eq!(map.slot_count(), slots.len());
+                let mut each = Vec::new();
+                map.for_each_slot(|s| each.push(s));
+                assert_eq!(each, *slots);
+                for slot in (0..8 * 100).step_by(4) {
+                    assert_eq!(map.contains(slot), slots.contains(&slot), "slot {slot}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn hand_assembled_section_matches_the_documented_layout() {
         let bytes = Raw::valid().encode();
