@@ -495,23 +495,34 @@ fn check_eh_frame(bytes: &[u8], text_len: u32) -> Result<(), ArtifactError> {
 /// Finds the value of the last pair whose offset is `<= key` in a validated pair section.
 #[inline]
 pub fn lookup_le(pairs: &[u8], key: u32) -> Option<(u32, u32)> {
-    let n = pairs.len() / s::PAIR_SIZE;
+    let (pairs, _) = pairs.as_chunks::<{ s::PAIR_SIZE }>();
+    let n = pairs.len();
     if n == 0 {
         return None;
     }
+    let offset =
+        |pair: &[u8; s::PAIR_SIZE]| u32::from_le_bytes([pair[0], pair[1], pair[2], pair[3]]);
     // The last entry with offset <= key, by halving a window `[base, base + len)` that
     // holds it if any entry does. The step must not branch on the data: which half
     // holds the key is a coin flip for the branch predictor (a mispredicted branch per
     // step was the largest cost of symbolizing a frame), so it is an explicit select.
+    // Indexing whole pairs keeps every index visibly below `n` (`base + half < base +
+    // len <= n`), so the steps carry no bounds checks.
     let (mut base, mut len) = (0usize, n);
     while len > 1 {
         let half = len / 2;
-        let upper = u32_at(pairs, (base + half) * s::PAIR_SIZE) <= key;
+        let upper = offset(&pairs[base + half]) <= key;
         base = std::hint::select_unpredictable(upper, base + half, base);
         len -= half;
     }
-    let off = u32_at(pairs, base * s::PAIR_SIZE);
-    (off <= key).then(|| (off, u32_at(pairs, base * s::PAIR_SIZE + 4)))
+    let pair = &pairs[base];
+    let off = offset(pair);
+    (off <= key).then(|| {
+        (
+            off,
+            u32::from_le_bytes([pair[4], pair[5], pair[6], pair[7]]),
+        )
+    })
 }
 
 #[cfg(test)]
