@@ -487,8 +487,8 @@ fn check_fp_shape(fp: usize) -> Result<(), WalkError> {
 }
 
 /// True if `saved`, the saved FP read from the frame at `fp`, is a multiple of
-/// `FP_ALIGN` strictly between `fp` and `entry_fp` (`fp` itself being one below
-/// `entry_fp`, another): the common step, which `next_fp_in_chain` would answer with
+/// `FP_ALIGN` strictly between `fp` and `entry_fp` (both multiples of `FP_ALIGN`,
+/// `fp < entry_fp`): the common step, which `next_fp_in_chain` would answer with
 /// `NextFp::Frame(saved)`.
 ///
 /// One compare instead of three: with `e = entry_fp - saved`, the step is good exactly
