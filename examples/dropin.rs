@@ -43,7 +43,8 @@ use framewalk::stackmap::{Safepoint, StackMapBuilder, StackMapSection};
 use framewalk::unwind::{
     visit_frames, Activation, ActivationList, CodeRegistry, FunctionRange, LiveStackReader,
     ModuleRegistration, ModuleText, StackReader, ACTIVATION_ENTRY_FP_OFFSET,
-    ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_EXIT_SP_OFFSET, ACTIVATION_PREV_OFFSET,
+    ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_EXIT_PC_OFFSET, ACTIVATION_EXIT_SP_OFFSET,
+    ACTIVATION_PREV_OFFSET,
 };
 
 // ---------------------------------------------------------------------------------
@@ -440,18 +441,22 @@ fn one_block_function(
 
 /// The exit trampoline, `exit(vmctx, host, a0, a1) -> i64`: records the toy frame that
 /// called it as the newest activation's exit (`exit_fp` = that frame's FP, which the
-/// trampoline saved at its own `[FP]`; `exit_sp` = its SP at the call, `FP + 16`),
-/// calls the host, and clears `exit_sp` when the host returns.
+/// trampoline saved at its own `[FP]`; `exit_pc` = the return address into it, at
+/// `[FP + 8]`; `exit_sp` = its SP at the call, `FP + 16`), calls the host, and clears
+/// `exit_sp` when the host returns.
 fn lower_exit(isa: &OwnedTargetIsa, index: u32) -> ir::Function {
     one_block_function(isa, index, 3, |b, args| {
         let vmctx = args[0];
         let flags = MemFlags::trusted();
         let fp = b.ins().get_frame_pointer(I64);
         let caller_fp = b.ins().load(I64, flags, fp, 0);
+        let caller_pc = b.ins().load(I64, flags, fp, 8);
         let caller_sp = b.ins().iadd_imm(fp, 16);
         let head = b.ins().load(I64, flags, vmctx, VMCTX_HEAD_OFFSET);
         b.ins()
             .store(flags, caller_fp, head, ACTIVATION_EXIT_FP_OFFSET as i32);
+        b.ins()
+            .store(flags, caller_pc, head, ACTIVATION_EXIT_PC_OFFSET as i32);
         b.ins()
             .store(flags, caller_sp, head, ACTIVATION_EXIT_SP_OFFSET as i32);
         let dispatch = b
@@ -807,9 +812,16 @@ impl ToyRuntime {
     /// framewalk mark them and free the rest of the root set.
     fn collect(&self, list: ActivationList<'_>) -> Result<(), String> {
         let section = StackMapSection::parse(&self.stack_maps).map_err(|e| e.to_string())?;
-        let roots = StackRoots::new(list, Self::reader(&list), &REGISTRY, |frame| {
-            section.lookup(frame.location.text_offset)
-        });
+        // SAFETY: `list` is every toy activation on this thread, all stopped at exits
+        // the exit trampoline recorded (this runs in a host function, or with no toy
+        // code running); the registry holds exactly the toy functions, and their one
+        // section is the map of every return address in them; the reader spans the
+        // frames (`reader`).
+        let roots = unsafe {
+            StackRoots::new(list, Self::reader(&list), &REGISTRY, |frame| {
+                section.lookup(frame.location.text_offset)
+            })
+        };
         let mut frames: Vec<FrameRoots> = Vec::new();
         let reader = roots.reader();
         roots
@@ -836,7 +848,12 @@ impl ToyRuntime {
         frames.iter_mut().for_each(|f| f.roots.sort());
         let before = self.drops.borrow().len();
         let mut stats = self.stats.get();
-        gc::collect(&mut self.set.borrow_mut(), &roots, &mut stats).map_err(|e| e.to_string())?;
+        // SAFETY: `roots` finds every root (above); the host holds no reference without
+        // a count (`Host::New` hands its reference to toy code through the set, and
+        // `Host::Value`, the one host function with a reference argument, takes a count
+        // at once and collects nothing); this is the runtime's one set.
+        unsafe { gc::collect(&mut self.set.borrow_mut(), &roots, &mut stats) }
+            .map_err(|e| e.to_string())?;
         self.stats.set(stats);
         let mut freed = self.drops.borrow()[before..].to_vec();
         freed.sort();
@@ -869,8 +886,9 @@ impl ToyRuntime {
 
 impl Drop for ToyRuntime {
     fn drop(&mut self) {
-        // Nothing runs toy code any more: free what the set still holds.
-        self.set.get_mut().clear();
+        // SAFETY: nothing runs toy code any more (a running call borrows the runtime):
+        // free what the set still holds.
+        unsafe { self.set.get_mut().clear() };
     }
 }
 

@@ -2,10 +2,11 @@
 //! host code runs, so that a walk from the host can start there.
 //!
 //! An exit is recorded in the newest [`Activation`](crate::unwind::Activation) of the
-//! caller's store as two words: `exit_fp`, the calling wasm frame's FP (RBP, untouched
-//! by the call), and `exit_sp`, its SP at the call (RSP + 8 on entry, just above the
-//! return address). Nothing is pushed for the record, so the host code can be entered
-//! by a jump and return straight into wasm: one call level, not two.
+//! caller's store as three words: `exit_fp`, the calling wasm frame's FP (RBP,
+//! untouched by the call), `exit_sp`, its SP at the call (RSP + 8 on entry, just above
+//! the return address), and `exit_pc`, that return address (`[RSP]` on entry). Nothing
+//! is pushed for the record, so the host code can be entered by a jump and return
+//! straight into wasm: one call level, not two.
 //!
 //! - `framewalk_wasm_to_host` is the `wasm_call` of every host function (runtime only).
 //!   With the wasm calling convention's arguments in place (`rdi` = the host function's
@@ -15,15 +16,18 @@
 //!   argument in the System V convention, so every argument arrives unchanged. The host
 //!   code clears `exit_sp` before it returns to wasm.
 //! - `framewalk_call_with_exit_frame(vmctx, target)` calls `target(vmctx, exit_fp,
-//!   exit_sp)` for a libcall that may walk (a collection requested by wasm code). It
-//!   keeps a frame of its own (it returns to wasm itself) and passes its caller's FP and
-//!   SP, read from that frame.
+//!   exit_sp, exit_pc)` for a libcall that may walk (a collection requested by wasm
+//!   code). It keeps a frame of its own (it returns to wasm itself) and passes its
+//!   caller's FP, SP and return address, read from that frame.
+//!
+//! Both are framewalk-runtime ABI (the store and host-context layouts), built only
+//! with the `runtime` feature; a runtime of its own writes its exits its own way (see
+//! `docs/EMBEDDING.md`).
 
 /// Offset, in a host function's context, of the address `framewalk_wasm_to_host`
 /// jumps to: code with the wasm calling convention of the function's type.
 pub const HOST_CTX_WASM_TARGET_OFFSET: usize = 16;
 
-#[cfg(feature = "runtime")]
 core::arch::global_asm!(
     ".pushsection .text.framewalk_wasm_to_host,\"ax\",@progbits",
     ".globl framewalk_wasm_to_host",
@@ -37,6 +41,8 @@ core::arch::global_asm!(
     "mov r11, [rsi + {store}]",
     "mov r11, [r11 + {head}]",
     "mov [r11 + {exit_fp}], rbp",
+    "mov r10, [rsp]",
+    "mov [r11 + {exit_pc}], r10",
     "lea r10, [rsp + 8]",
     "mov [r11 + {exit_sp}], r10",
     "jmp qword ptr [rdi + {target}]",
@@ -46,6 +52,7 @@ core::arch::global_asm!(
     head = const crate::runtime::vmcontext::VMStoreContext::ACTIVATION_HEAD_OFFSET,
     exit_fp = const crate::unwind::ACTIVATION_EXIT_FP_OFFSET,
     exit_sp = const crate::unwind::ACTIVATION_EXIT_SP_OFFSET,
+    exit_pc = const crate::unwind::ACTIVATION_EXIT_PC_OFFSET,
     target = const HOST_CTX_WASM_TARGET_OFFSET,
 );
 
@@ -63,6 +70,7 @@ core::arch::global_asm!(
     "mov rax, rsi",
     "mov rsi, [rbp]",
     "lea rdx, [rbp + 16]",
+    "mov rcx, [rbp + 8]",
     "call rax",
     "pop rbp",
     "ret",
@@ -73,11 +81,10 @@ core::arch::global_asm!(
 unsafe extern "C" {
     /// The wasm-convention entry of every host function (see the module doc). Only
     /// generated code calls it, through a `VMFuncRef`; never call it from Rust.
-    #[cfg(feature = "runtime")]
     pub fn framewalk_wasm_to_host();
 
-    /// Calls `target(vmctx, exit_fp, exit_sp)` with the FP and the SP at the call of
-    /// this stub's caller: for a call from wasm code, the exit a walk can start from
-    /// (see the module doc). Only generated code calls it.
+    /// Calls `target(vmctx, exit_fp, exit_sp, exit_pc)` with the FP, the SP at the call
+    /// and the return address of this stub's caller: for a call from wasm code, the
+    /// exit a walk can start from (see the module doc). Only generated code calls it.
     pub fn framewalk_call_with_exit_frame(vmctx: *mut u8, target: usize);
 }

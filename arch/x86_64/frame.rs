@@ -52,6 +52,15 @@ pub const FP_ALIGN: usize = 16;
 /// The stack grows towards lower addresses: older frames have higher FPs.
 pub const STACK_GROWS_DOWN: bool = true;
 
+/// How far below a recorded exit's SP the walk finds a copy of the exit's PC to check
+/// the record against, or 0 where no such copy exists. On x86-64 the exit's `call`
+/// pushed the return address just below the caller's SP (`[exit_sp - 8]`), and it is
+/// there for as long as the host code it called runs; a record whose `exit_pc`
+/// differs from that word is stale (left over from an earlier exit). An architecture
+/// whose calls leave the return address in a register (aarch64's `bl`) sets 0 and
+/// trusts the record.
+pub const EXIT_CHECK_BELOW_SP: usize = WORD_SIZE;
+
 // The walker reads these words as `usize`.
 const _: () = assert!(WORD_SIZE == core::mem::size_of::<usize>());
 const _: () = assert!(RETURN_ADDR_OFFSET == SAVED_FP_OFFSET + WORD_SIZE);
@@ -70,6 +79,7 @@ mod tests {
         assert_eq!(RETURN_ADDR_OFFSET, 8);
         assert_eq!(CALLER_SP_OFFSET, 16);
         assert_eq!(FP_ALIGN, 16);
+        assert_eq!(EXIT_CHECK_BELOW_SP, 8);
         const { assert!(STACK_GROWS_DOWN) };
     }
 }

@@ -5,7 +5,9 @@
 //! `arch/mod.rs` re-exports the items of this module; nothing else names
 //! `arch::x86_64` directly.
 
+#[cfg(feature = "runtime")]
 pub mod entry;
+#[cfg(feature = "runtime")]
 pub mod exit;
 pub mod frame;
 pub mod signal;

@@ -63,7 +63,7 @@ libcalls! {
     ElemDrop = "elem_drop": (I32) -> ();
     TableSetExternref = "table_set_externref": (I32, I32, I64) -> (I32);
     GlobalSetExternref = "global_set_externref": (I32, I64) -> ();
-    // `call_with_exit_frame(vmctx, target)` calls `target(vmctx, exit_fp, exit_sp)` with
+    // `call_with_exit_frame(vmctx, target)` calls `target(vmctx, exit_fp, exit_sp, exit_pc)` with
     // the calling wasm frame's exit; `collect_garbage` is such a target (a collection
     // from wasm code).
     CallWithExitFrame = "call_with_exit_frame": (I64) -> ();

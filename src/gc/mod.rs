@@ -41,12 +41,33 @@ pub use stats::GcStats;
 use crate::unwind::{StackReader, WalkError};
 
 /// Where a collection finds the stack roots.
-pub trait RootSource {
+///
+/// # Safety
+///
+/// A collection frees every reference of the set that this source does not report and
+/// nothing else owns, so implementing the trait promises what the collector cannot
+/// check:
+/// - `visit_root_slots` reports the address of every stack slot through which a live
+///   frame of the store can still use a reference of the set: every frame of every
+///   activation of the store on this thread, each with the stack map its compiler made
+///   for exactly the call it is stopped at (a map that leaves out a live reference
+///   frees it while in use);
+/// - every reported address can be read through `reader()`, and a non-zero word there
+///   is a live header of this store's references (a map that names a slot holding
+///   anything else makes the collector write to whatever that word points at).
+///
+/// [`StackRoots`] upholds it for a runtime that keeps the contract of
+/// `docs/EMBEDDING.md`, given what its `unsafe` constructor asks.
+pub unsafe trait RootSource {
     /// How slots are read.
     type Reader: StackReader;
 
     /// Calls `slot(address)` for every live reference slot of every wasm frame of the
     /// store, newest first; the address is where the reference is stored.
+    ///
+    /// # Errors
+    ///
+    /// The first [`WalkError`] of the walk; a collection then frees nothing.
     fn visit_root_slots(&self, slot: impl FnMut(usize)) -> Result<(), WalkError>;
 
     /// Reads a slot found by `visit_root_slots`.
@@ -55,11 +76,23 @@ pub trait RootSource {
 
 /// One collection: marks the precise stack roots, sweeps the set, and records stats.
 ///
+/// # Safety
+///
+/// - `roots` finds every root of this store: the store's activations are all stopped
+///   at recorded exits on this thread (no wasm of the store runs during the call), and
+///   `roots` upholds the contract of [`RootSource`];
+/// - every reference of the set that the host holds without a count (a reference
+///   passed to a host function as its last use, one about to be returned to the host)
+///   has been given one ([`retain`]) first: otherwise it is unreachable from any frame
+///   and is freed;
+/// - `set` is this store's set, and no other collection or sweep of it runs meanwhile
+///   (a payload's `Drop` may not collect this store).
+///
 /// # Errors
 ///
 /// The walk error if the walk failed, or [`WalkError::UnreadableStack`] if the reader
 /// refused a slot a stack map names; then nothing was freed.
-pub fn collect<R: RootSource>(
+pub unsafe fn collect<R: RootSource>(
     set: &mut VMExternRefSet,
     roots: &R,
     stats: &mut GcStats,
@@ -75,7 +108,7 @@ pub fn collect<R: RootSource>(
         };
         if raw != 0 {
             // SAFETY: a slot named by a stack map of a live frame holds a live
-            // reference (invariant 1 keeps it alive).
+            // reference (invariant 1 keeps it alive; `RootSource`'s contract).
             unsafe { set.mark(raw) };
         }
     });
@@ -84,11 +117,13 @@ pub fn collect<R: RootSource>(
     // those (every marked one is in the set), and an aborted collection unmarks them.
     let (found, freed) = match &walk {
         Ok(()) => {
-            let freed = set.sweep();
-            (set.len, freed)
+            // SAFETY: the walk completed, so (by this function's contract) every
+            // reference a live frame can use is marked or owned.
+            let freed = unsafe { set.sweep() };
+            (set.len(), freed)
         }
         Err(_) => (set.unmark_all(), 0),
     };
-    stats.record(found, freed, set.len, start.elapsed());
+    stats.record(found, freed, set.len(), start.elapsed());
     walk
 }

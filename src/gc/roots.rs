@@ -13,8 +13,9 @@
 //! - what to do with each slot's address.
 //!
 //! Invariants:
-//! - a slot is reported only for a frame the walker yielded (every check passed), at
-//!   `frame.sp + offset` with `offset < span`, so it lies inside that frame;
+//! - a slot is reported only for a frame the walker yielded (every check passed) whose
+//!   map spans exactly that frame (`span == fp - sp`), at `frame.sp + offset` with
+//!   `offset < span`, so it lies inside that frame;
 //! - nothing allocates.
 
 use core::ops::ControlFlow;
@@ -30,9 +31,8 @@ use crate::unwind::{visit_frames, ActivationList, CodeLookup, Frame, StackReader
 /// # Errors
 ///
 /// The walk's first [`WalkError`] (the slots of the frames before it were reported),
-/// or [`WalkError::AddressOverflow`] (`base` = the frame's SP, `offset` = the map's
-/// span) if the frame's span reaches past the end of the address space, before any
-/// slot of that frame is reported.
+/// or [`WalkError::StackMapSpanMismatch`] if a frame's map does not span exactly that
+/// frame (`fp - sp`), before any slot of that frame is reported.
 // Out of line: inlined into a caller's larger frame, its loop measured slower (the
 // GC pause rose from 9.7 to 11.1 ns per frame in `walk_floor`).
 #[inline(never)]
@@ -49,12 +49,15 @@ where
 {
     let walk = visit_frames(activations, None, reader, code, |frame| {
         if let Some(map) = stack_map(frame) {
-            // Every slot is below the span, so checking the frame's end once covers
-            // every slot's address.
-            if frame.sp.checked_add(map.span() as usize).is_none() {
-                return ControlFlow::Break(WalkError::AddressOverflow {
-                    base: frame.sp,
-                    offset: map.span() as usize,
+            // A map describes a frame of `span` bytes from its SP to its FP: one found
+            // for a frame of another size belongs to other code. Checking it also keeps
+            // every slot (`offset < span`) inside the frame, below `fp`.
+            let span = map.span() as usize;
+            if frame.fp - frame.sp != span {
+                return ControlFlow::Break(WalkError::StackMapSpanMismatch {
+                    pc: frame.pc,
+                    span,
+                    frame_span: frame.fp - frame.sp,
                 });
             }
             map.for_each_slot(|offset| slot(frame, frame.sp + offset as usize));
@@ -88,7 +91,31 @@ where
     M: Fn(&Frame) -> Option<StackMap<'a>>,
 {
     /// The roots of the frames of `activations`.
-    pub fn new(activations: ActivationList<'a>, reader: R, code: &'a C, stack_map: M) -> Self {
+    ///
+    /// # Safety
+    ///
+    /// What [`RootSource`] promises, for these arguments:
+    /// - `activations` is the whole list of the store's activations on this thread
+    ///   (usually `ActivationList::from_head(head).only_owner(store)`), every one of
+    ///   them stopped at a recorded exit that is current (cleared whenever control went
+    ///   back to the code it describes), while this value is used;
+    /// - `code` registers exactly the store's compiled functions (no trampolines), and
+    ///   `stack_map(frame)` gives the map its compiler made for the call at
+    ///   `frame.location.text_offset` of `frame.location.module`'s code, or `None` only
+    ///   where no reference is live across that call; every reference value that can be
+    ///   live across a call is in its map;
+    /// - `reader` reads every word of those frames (e.g. a
+    ///   [`LiveStackReader`](crate::unwind::LiveStackReader) over
+    ///   [`ActivationList::recorded_exit_range`]).
+    ///
+    /// The walk still checks every frame (a [`WalkError`] frees nothing), and each map's
+    /// span against its frame (`fp - sp`), which catches a map of the wrong module.
+    pub unsafe fn new(
+        activations: ActivationList<'a>,
+        reader: R,
+        code: &'a C,
+        stack_map: M,
+    ) -> Self {
         StackRoots {
             activations,
             reader,
@@ -113,7 +140,10 @@ where
     }
 }
 
-impl<'a, R, C, M> RootSource for StackRoots<'a, R, C, M>
+// SAFETY: `StackRoots::new`'s contract is `RootSource`'s, for the arguments it keeps;
+// the slots reported are those of `visit_stack_roots`, inside frames the walker
+// checked, read through the same reader.
+unsafe impl<'a, R, C, M> RootSource for StackRoots<'a, R, C, M>
 where
     R: StackReader,
     C: CodeLookup + ?Sized,

@@ -34,13 +34,18 @@
 use super::externref::{free, VMExternData, IN_SET, MARK};
 
 /// The set as generated code sees it, embedded in the store's `VMStoreContext`.
+///
+/// Its fields are private: the list holds only headers added through
+/// [`insert`](Self::insert) (or by generated code at [`HEAD_OFFSET`](Self::HEAD_OFFSET)
+/// and [`LEN_OFFSET`](Self::LEN_OFFSET), under the same contract), so the sweep of a
+/// collection and [`clear`](Self::clear) never follow a forged list.
 #[repr(C)]
 #[derive(Debug)]
 pub struct VMExternRefSet {
     /// First header of the list, or null.
-    pub head: *mut VMExternData,
+    head: *mut VMExternData,
     /// Number of headers in the list.
-    pub len: usize,
+    len: usize,
 }
 
 impl Default for VMExternRefSet {
@@ -58,11 +63,25 @@ impl VMExternRefSet {
     /// Offset of `len`.
     pub const LEN_OFFSET: u32 = std::mem::offset_of!(VMExternRefSet, len) as u32;
 
+    /// The number of references in the set.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the set holds no reference.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Adds the header at `raw` if it is not in the set yet (what the inlined fast path
     /// in generated code does).
     ///
     /// # Safety
-    /// `raw` must be 0 or a live header that belongs to this store's references.
+    /// `raw` must be 0 or a live header that belongs to this store's references (made
+    /// by [`ExternRef`](super::ExternRef) for the store that owns this set), and no
+    /// other set may hold it: a header has one set link.
     pub unsafe fn insert(&mut self, raw: usize) {
         if raw == 0 {
             return;
@@ -85,7 +104,7 @@ impl VMExternRefSet {
     ///
     /// # Safety
     /// `raw` must be a live header (read from a stack slot a stack map names).
-    pub unsafe fn mark(&mut self, raw: usize) -> bool {
+    pub(crate) unsafe fn mark(&mut self, raw: usize) -> bool {
         // SAFETY: per the contract.
         let h = unsafe { &*(raw as *const VMExternData) };
         let flags = h.flags.get();
@@ -106,7 +125,11 @@ impl VMExternRefSet {
 
     /// Removes every unmarked header (freeing those without owners) and clears the marks
     /// of the rest. Returns the number of headers freed.
-    pub fn sweep(&mut self) -> usize {
+    ///
+    /// # Safety
+    /// Every reference that a live frame can still use is marked (or owned): the marks
+    /// of a complete collection, made just before.
+    pub(crate) unsafe fn sweep(&mut self) -> usize {
         let mut freed = 0;
         let mut kept_head: *mut VMExternData = std::ptr::null_mut();
         let mut kept_tail: *mut VMExternData = std::ptr::null_mut();
@@ -154,7 +177,7 @@ impl VMExternRefSet {
 
     /// Clears every mark (after an aborted collection: everything stays). Returns the
     /// number of headers that were marked.
-    pub fn unmark_all(&mut self) -> usize {
+    pub(crate) fn unmark_all(&mut self) -> usize {
         let mut marked = 0;
         let mut cur = self.head;
         while !cur.is_null() {
@@ -168,10 +191,18 @@ impl VMExternRefSet {
         marked
     }
 
-    /// Empties the set, freeing headers without owners (the store is going away).
-    pub fn clear(&mut self) -> usize {
+    /// Empties the set, freeing the headers nothing else owns (the store is going
+    /// away). Returns the number freed.
+    ///
+    /// # Safety
+    /// No frame that can use a reference of this set is live: no code of the store
+    /// runs on any stack (no activation of it is linked), and the host holds none of
+    /// the set's references without a count.
+    pub unsafe fn clear(&mut self) -> usize {
         self.unmark_all();
-        self.sweep()
+        // SAFETY: the caller promises no live frame can use any member, so none needs
+        // a mark.
+        unsafe { self.sweep() }
     }
 }
 
@@ -197,7 +228,7 @@ mod tests {
             set.insert(b.as_raw());
             set.insert(c.as_raw());
         }
-        assert_eq!(set.len, 3, "inserting twice adds once");
+        assert_eq!(set.len(), 3, "inserting twice adds once");
         let (ra, rb) = (a.as_raw(), b.as_raw());
         drop(a); // only the set keeps a
         drop(b); // only the set keeps b
@@ -205,14 +236,17 @@ mod tests {
         // SAFETY: live (in the set).
         unsafe { set.mark(rb) };
         let _ = ra;
-        assert_eq!(set.sweep(), 1, "a: unmarked, no owner");
+        // SAFETY: no frame holds a, b or c; b's mark stands for one that does.
+        assert_eq!(unsafe { set.sweep() }, 1, "a: unmarked, no owner");
         assert_eq!(Rc::strong_count(&w), 3);
         assert_eq!(
-            set.len, 1,
+            set.len(),
+            1,
             "b stays (marked); c leaves (unmarked) but is owned"
         );
         assert!(c.owner_count() == 1);
-        assert_eq!(set.clear(), 1, "b freed when the set is cleared");
+        // SAFETY: no frame holds any of them.
+        assert_eq!(unsafe { set.clear() }, 1, "b freed when the set is cleared");
         drop(c);
         assert_eq!(Rc::strong_count(&w), 1);
     }
@@ -233,8 +267,9 @@ mod tests {
         }
         assert_eq!(set.unmark_all(), 2);
         assert_eq!(set.unmark_all(), 0, "no mark is left");
-        assert_eq!(set.len, 4, "nothing leaves the set");
-        assert_eq!(set.sweep(), 0, "all unmarked, all owned");
-        assert_eq!(set.len, 0);
+        assert_eq!(set.len(), 4, "nothing leaves the set");
+        // SAFETY: no frame holds any of them.
+        assert_eq!(unsafe { set.sweep() }, 0, "all unmarked, all owned");
+        assert_eq!(set.len(), 0);
     }
 }

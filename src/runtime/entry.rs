@@ -27,8 +27,8 @@ use super::error::Error;
 use super::store::StoreOpaque;
 use super::vmcontext::{VMFuncRef, VMOffsets, VMStoreContext, ValRaw};
 use crate::arch::{
-    framewalk_enter, framewalk_enter_direct, framewalk_resume, EntryRegs, RegisterArgs, ENTRY_OK,
-    ENTRY_TRAPPED,
+    framewalk_enter, framewalk_enter_direct, framewalk_resume, EntryRegs, RegisterArgs,
+    ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED,
 };
 use crate::trap::{handler, FrameInfo, Trap, TrapCode, WasmBacktrace};
 use crate::unwind::{Activation, ActivationList, LiveStackReader, StartRegs};
@@ -173,6 +173,7 @@ unsafe fn enter(
             entry_fp: 0,
             exit_fp: 0,
             exit_sp: 0,
+            exit_pc: 0,
             owner: store.id as usize,
         },
         regs: EntryRegs {
@@ -247,6 +248,7 @@ unsafe fn invoke_host_or_nothing(
 #[cold]
 #[inline(never)]
 fn entry_failed(store: &mut StoreOpaque, record: &mut EntryRecord, status: u32) -> Error {
+    debug_assert!(status == ENTRY_TRAPPED || status == ENTRY_FAILED);
     let trap = record.trap.take();
     if status == ENTRY_TRAPPED {
         if let Some(panic) = store.pending_panic.take() {
@@ -336,16 +338,12 @@ unsafe fn capture(
     }
     // SAFETY: per the contract; the list is not modified during the walk.
     let list = unsafe { ActivationList::from_head(head) }.only_owner(owner);
-    let lo = start.map_or(0, |s| s.fp.min(s.sp));
-    let hi = list
-        .iter()
-        .filter_map(|a| a.ok())
-        .map(|a| a.entry_fp)
-        .max()
-        .unwrap_or(usize::MAX);
-    // SAFETY: the walk reads only inside the live frames of these activations, which
-    // lie between the newest start and the oldest entry_fp on this thread's stack.
-    let reader = unsafe { LiveStackReader::new(lo.saturating_sub(16), hi.saturating_add(16)) };
+    // With no start or exit to walk from there is nothing to read: an empty range.
+    let (lo, hi) = list.stack_range(start).unwrap_or((0, 0));
+    // SAFETY: `[lo, hi)` runs from the newest start (the trap's registers, or the lowest
+    // recorded exit) to the oldest entry_fp of these activations: live frames of this
+    // thread's stack, above this function's own frame.
+    let reader = unsafe { LiveStackReader::new(lo, hi) };
     captured.backtrace = reserved_backtrace(hi.saturating_sub(lo), limit.max_frames);
     let backtrace = &mut captured.backtrace;
     let omitted = &mut captured.omitted;
@@ -564,8 +562,9 @@ pub(crate) fn store_backtrace(
 
 /// A collection requested by wasm code: a reference entered the root set from a table
 /// or global and the set reached the store's threshold (generated code checks; see
-/// `compile::environ`). Called through `framewalk_call_with_exit_frame`, so `exit_fp`
-/// and `exit_sp` are the calling wasm frame's FP and SP at its call, and that call
+/// `compile::environ`). Called through `framewalk_call_with_exit_frame`, so `exit_fp`,
+/// `exit_sp` and `exit_pc` are the calling wasm frame's FP, SP at its call and the
+/// return address into it, and that call
 /// site's stack map holds every reference the frame still uses (the one just read
 /// among them).
 ///
@@ -576,6 +575,7 @@ pub(crate) unsafe extern "C" fn collect_garbage_from_wasm(
     caller_vmctx: *mut u8,
     exit_fp: usize,
     exit_sp: usize,
+    exit_pc: usize,
 ) {
     let record = CURRENT.get();
     if record.is_null() {
@@ -596,6 +596,7 @@ pub(crate) unsafe extern "C" fn collect_garbage_from_wasm(
     // exit is not recorded while wasm runs, and nothing else reads it during this call.
     unsafe {
         (*head).exit_fp = exit_fp;
+        (*head).exit_pc = exit_pc;
         (*head).exit_sp = exit_sp;
     }
     // Unwinding out of here would cross wasm frames: a panic is fatal instead.

@@ -62,7 +62,12 @@ impl StoreRoots {
     }
 }
 
-impl RootSource for StoreRoots {
+// SAFETY: the store's list holds every activation of the store on this thread; a
+// collection runs only from the host (every activation stopped at a recorded exit, see
+// `StoreOpaque::gc`); the registry holds exactly the store's compiled wasm functions,
+// and each frame's map is its module's table entry for that return offset; the reader
+// spans every frame walked (`store_stack_bounds`).
+unsafe impl RootSource for StoreRoots {
     type Reader = LiveStackReader;
 
     fn visit_root_slots(&self, mut slot: impl FnMut(usize)) -> Result<(), WalkError> {

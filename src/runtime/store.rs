@@ -125,7 +125,7 @@ impl StoreOpaque {
     /// is out of line.
     #[inline(always)]
     pub(crate) fn maybe_gc(&mut self) {
-        if self.vm.externrefs.len >= self.vm.gc_threshold {
+        if self.vm.externrefs.len() >= self.vm.gc_threshold {
             self.gc_over_threshold();
         }
     }
@@ -147,8 +147,15 @@ impl StoreOpaque {
     /// that reads references out of tables stays bounded.
     pub fn gc(&mut self) -> Result<(), crate::unwind::WalkError> {
         let roots = super::gc_roots::StoreRoots::new(self);
-        let result = crate::gc::collect(&mut self.vm.externrefs, &roots, &mut self.gc_stats);
-        self.vm.gc_threshold = (self.vm.externrefs.len * 2).max(self.gc_threshold_floor);
+        // SAFETY: `&mut self` means no wasm of this store runs: every activation of it
+        // on this thread is stopped at a recorded exit (this is a host function, or the
+        // libcall of `collect_garbage_from_wasm` after recording one), and `StoreRoots`
+        // walks them all. The runtime gives every reference the host holds a count (a
+        // host function's reference arguments become `ExternRef` handles before its
+        // code runs; results are inserted in the set as they enter wasm).
+        let result =
+            unsafe { crate::gc::collect(&mut self.vm.externrefs, &roots, &mut self.gc_stats) };
+        self.vm.gc_threshold = (self.vm.externrefs.len() * 2).max(self.gc_threshold_floor);
         result
     }
 
@@ -166,7 +173,7 @@ impl StoreOpaque {
 
     /// Current size of the root set (references that may be on the stack).
     pub fn root_set_len(&self) -> usize {
-        self.vm.externrefs.len
+        self.vm.externrefs.len()
     }
 }
 
@@ -181,7 +188,9 @@ impl Drop for StoreOpaque {
         self.instances.clear();
         self.tables.clear();
         self.globals.clear();
-        self.vm.externrefs.clear();
+        // SAFETY: the store is going away: no wasm of it runs (a running call borrows
+        // the store), and the references the host keeps are counted handles.
+        unsafe { self.vm.externrefs.clear() };
     }
 }
 
@@ -322,7 +331,7 @@ impl<T> Store<T> {
     pub fn set_gc_threshold_floor(&mut self, floor: usize) {
         let opaque = &mut self.inner.opaque;
         opaque.gc_threshold_floor = floor.max(1);
-        opaque.vm.gc_threshold = (opaque.vm.externrefs.len * 2).max(opaque.gc_threshold_floor);
+        opaque.vm.gc_threshold = (opaque.vm.externrefs.len() * 2).max(opaque.gc_threshold_floor);
     }
 
     /// Collection statistics.
@@ -393,9 +402,9 @@ impl<T> Caller<'_, T> {
 
     /// Calls `f` with this store's activations on this thread, newest first (as the
     /// walker reads them, stopping at the first out-of-order record), and a reader of
-    /// the stack words between the lowest recorded exit (`exit_sp - 16`) and the
-    /// highest `entry_fp`: the words of their wasm frames, live while this host
-    /// function runs.
+    /// the stack words between the lowest recorded exit (its `exit_sp`, less the word
+    /// below it that the walk checks) and the highest `entry_fp`: the words of their
+    /// wasm frames, live while this host function runs.
     /// `None` when no activation has a recorded exit.
     ///
     /// This is for a second unwinder that checks or extends the frame-pointer walk (the

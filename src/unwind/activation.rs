@@ -1,9 +1,10 @@
 //! Activation records: one per host-to-wasm call, linked newest first.
 //!
 //! The entry trampoline of every host-to-wasm call fills in an [`Activation`] on its own
-//! frame and makes it the new head of the list; the exit path records `exit_fp` and
-//! `exit_sp` (the youngest wasm frame's FP, and its SP at the call) when wasm calls out
-//! to the host. The walker reads this list, never the host frames in between.
+//! frame and makes it the new head of the list; the exit path records `exit_fp`,
+//! `exit_sp` and `exit_pc` (the youngest wasm frame's FP, its SP at the call and the
+//! return address into it) when wasm calls out to the host. The walker reads this
+//! list, never the host frames in between.
 //!
 //! ```text
 //!  head --> +-----------------+      +-----------------+      +-----------------+
@@ -11,15 +12,16 @@
 //!           | entry_fp        |      | entry_fp        |      | entry_fp        |
 //!           | exit_fp         |      | exit_fp         |      | exit_fp         |
 //!           | exit_sp         |      | exit_sp         |      | exit_sp         |
+//!           | exit_pc         |      | exit_pc         |      | exit_pc         |
 //!           | owner           |      | owner           |      | owner           |
 //!           +-----------------+      +-----------------+      +-----------------+
 //!            newest (index 0)                                  oldest
 //! ```
 //!
 //! Invariants (the runtime upholds them; the walker checks what it can):
-//! - `Activation` is `#[repr(C)]`: the exit path writes `exit_fp` and `exit_sp`, and
-//!   the entry path every field, at the offsets pinned by the `ACTIVATION_*_OFFSET`
-//!   constants below.
+//! - `Activation` is `#[repr(C)]`: the exit path writes `exit_fp`, `exit_sp` and
+//!   `exit_pc`, and the entry path every field, at the offsets pinned by the
+//!   `ACTIVATION_*_OFFSET` constants below.
 //! - An activation is fully initialised before it becomes the head, and unlinked
 //!   before its entry frame is popped, on every path (return, trap, caught panic).
 //! - All activations of one list live on one stack, each newer one deeper: going from
@@ -28,9 +30,11 @@
 //!   [`WalkError::ActivationsOutOfOrder`] instead of looping.
 //! - `exit_sp` is non-zero exactly while control is in the host after leaving this
 //!   activation's wasm code (and `exit_fp` is then that exit's); the exit path resets
-//!   `exit_sp` to 0 before the host returns to wasm. Nothing is stored below `exit_sp`
-//!   for the record: the exit needs no frame of its own, so the host function can be
-//!   entered by a jump that keeps the wasm caller's return address.
+//!   `exit_sp` to 0 before the host returns to wasm. The record holds the exit's PC
+//!   itself, so the walk assumes nothing about where a call leaves its return address
+//!   (x86-64 pushes it below the caller's SP, aarch64 keeps it in a register), and the
+//!   exit needs no frame of its own: the host function can be entered by a jump that
+//!   keeps the wasm caller's return address.
 //!
 //! Reading the list dereferences raw pointers; that happens only in
 //! [`ActivationIter::next`], under the contract of [`ActivationList::from_head`].
@@ -39,6 +43,7 @@ use core::marker::PhantomData;
 use core::mem::offset_of;
 
 use super::error::WalkError;
+use super::walker::StartRegs;
 use crate::arch;
 
 /// One host-to-wasm call: the bounds of its wasm frames on the stack.
@@ -46,7 +51,8 @@ use crate::arch;
 /// Written by generated code (the entry trampoline and the exit path), hence
 /// `#[repr(C)]` with field offsets pinned by [`ACTIVATION_PREV_OFFSET`],
 /// [`ACTIVATION_ENTRY_FP_OFFSET`], [`ACTIVATION_EXIT_FP_OFFSET`],
-/// [`ACTIVATION_EXIT_SP_OFFSET`] and [`ACTIVATION_OWNER_OFFSET`].
+/// [`ACTIVATION_EXIT_SP_OFFSET`], [`ACTIVATION_EXIT_PC_OFFSET`] and
+/// [`ACTIVATION_OWNER_OFFSET`].
 #[repr(C)]
 #[derive(Debug)]
 pub struct Activation {
@@ -60,14 +66,16 @@ pub struct Activation {
     /// the one that called out to the host. Its value otherwise means nothing.
     pub exit_fp: usize,
     /// While control is in the host after this activation's wasm code called out: the
-    /// youngest wasm frame's SP at that call, just above the return address into it
-    /// (`[exit_sp - 8]` on x86-64, which is that frame's PC). 0 while wasm code of this
-    /// activation runs, or when nothing was recorded.
+    /// youngest wasm frame's SP at that call (on x86-64, just above the return address
+    /// the call pushed). 0 while wasm code of this activation runs, or when nothing was
+    /// recorded: `exit_sp != 0` is what says an exit is recorded.
     ///
-    /// A walk starts this activation at `fp = exit_fp`, `pc = [exit_sp - 8]`,
-    /// `sp = exit_sp`: exactly the frame the old layout found through an exit
-    /// trampoline's own frame at `exit_sp - 16`, without needing that frame.
+    /// A walk starts this activation at `fp = exit_fp`, `pc = exit_pc`, `sp = exit_sp`.
     pub exit_sp: usize,
+    /// While an exit is recorded: the return address into the youngest wasm frame (the
+    /// instruction after its call out), which is that frame's PC. Its value otherwise
+    /// means nothing.
+    pub exit_pc: usize,
     /// Opaque id of the store that owns this activation; walks can be limited to one
     /// owner with [`ActivationList::only_owner`].
     pub owner: usize,
@@ -81,10 +89,12 @@ pub const ACTIVATION_ENTRY_FP_OFFSET: usize = 8;
 pub const ACTIVATION_EXIT_FP_OFFSET: usize = 16;
 /// Byte offset of [`Activation::exit_sp`].
 pub const ACTIVATION_EXIT_SP_OFFSET: usize = 24;
+/// Byte offset of [`Activation::exit_pc`].
+pub const ACTIVATION_EXIT_PC_OFFSET: usize = 32;
 /// Byte offset of [`Activation::owner`].
-pub const ACTIVATION_OWNER_OFFSET: usize = 32;
+pub const ACTIVATION_OWNER_OFFSET: usize = 40;
 /// Size in bytes of an [`Activation`] (and its alignment is that of a pointer).
-pub const ACTIVATION_SIZE: usize = 40;
+pub const ACTIVATION_SIZE: usize = 48;
 
 // Generated code uses the constants; the build fails if the struct drifts from them.
 const _: () = {
@@ -92,6 +102,7 @@ const _: () = {
     assert!(offset_of!(Activation, entry_fp) == ACTIVATION_ENTRY_FP_OFFSET);
     assert!(offset_of!(Activation, exit_fp) == ACTIVATION_EXIT_FP_OFFSET);
     assert!(offset_of!(Activation, exit_sp) == ACTIVATION_EXIT_SP_OFFSET);
+    assert!(offset_of!(Activation, exit_pc) == ACTIVATION_EXIT_PC_OFFSET);
     assert!(offset_of!(Activation, owner) == ACTIVATION_OWNER_OFFSET);
     assert!(core::mem::size_of::<Activation>() == ACTIVATION_SIZE);
 };
@@ -105,6 +116,7 @@ impl Activation {
             entry_fp,
             exit_fp: 0,
             exit_sp: 0,
+            exit_pc: 0,
             owner,
         }
     }
@@ -163,23 +175,38 @@ impl<'a> ActivationList<'a> {
         self.owner
     }
 
-    /// The stack range `[lo, hi)` that a walk of this list from its recorded exits reads:
-    /// `lo` is the lowest recorded exit's return-address frame (`exit_sp - 16` on
-    /// x86-64, see [`Activation::exit_sp`]) and `hi` the highest `entry_fp` among the
-    /// activations that pass the owner filter. `None` when none of them has an exit
-    /// recorded (then such a walk reads nothing). A runtime that is called from wasm
-    /// uses it to build the [`LiveStackReader`](super::LiveStackReader) of a walk or a
-    /// collection. Stops at the first out-of-order activation, as a walk would.
+    /// The stack range `[lo, hi)` that a walk of this list from its recorded exits reads,
+    /// and every slot a collection reads: [`stack_range`](Self::stack_range) with no
+    /// start registers. `None` when none of the activations that pass the owner filter
+    /// has an exit recorded (then such a walk reads nothing). A runtime that is called
+    /// from wasm uses it to build the [`LiveStackReader`](super::LiveStackReader) of a
+    /// walk or a collection.
     pub fn recorded_exit_range(&self) -> Option<(usize, usize)> {
+        self.stack_range(None)
+    }
+
+    /// The stack range `[lo, hi)` that a walk of this list reads when it starts the
+    /// first activation it visits from `start` (a trap's registers) or, without them,
+    /// from its recorded exit: `lo` is the lowest start (the start registers' SP, or a
+    /// recorded `exit_sp` less [`arch::EXIT_CHECK_BELOW_SP`], where the walk checks the
+    /// return address the exit's call left on architectures that leave one) and `hi`
+    /// the highest `entry_fp` among the activations that pass the owner filter. Every
+    /// stack-map slot of the frames walked lies in it too. `None` when no activation
+    /// passes the filter or none has a start (then the walk reads nothing). Stops at
+    /// the first out-of-order activation, as a walk would.
+    pub fn stack_range(&self, start: Option<StartRegs>) -> Option<(usize, usize)> {
+        let mut start = start;
         let mut lo = usize::MAX;
         let mut hi = 0;
         for activation in self.iter().map_while(Result::ok) {
-            if activation.exit_sp != 0 {
-                lo = lo.min(activation.exit_sp.saturating_sub(arch::CALLER_SP_OFFSET));
+            if let Some(regs) = start.take() {
+                lo = lo.min(regs.sp.min(regs.fp));
+            } else if activation.exit_sp != 0 {
+                lo = lo.min(activation.exit_sp.saturating_sub(arch::EXIT_CHECK_BELOW_SP));
             }
             hi = hi.max(activation.entry_fp);
         }
-        (lo != usize::MAX).then_some((lo, hi))
+        (lo < hi).then_some((lo, hi))
     }
 
     /// Iterates over the activations that pass the owner filter, newest first,
@@ -207,6 +234,8 @@ pub struct ActivationInfo {
     pub exit_fp: usize,
     /// [`Activation::exit_sp`].
     pub exit_sp: usize,
+    /// [`Activation::exit_pc`].
+    pub exit_pc: usize,
     /// [`Activation::owner`].
     pub owner: usize,
     /// `entry_fp` of the next newer activation in the list (of any owner), or `None`
@@ -239,13 +268,14 @@ impl Iterator for ActivationIter<'_> {
             // this iterator came from, so `ActivationList::from_head`'s contract makes it
             // a valid, aligned, initialised `Activation` that nobody writes during the
             // walk. Fields are copied out; no reference outlives this block.
-            let (prev, entry_fp, exit_fp, exit_sp, owner) = unsafe {
+            let (prev, entry_fp, exit_fp, exit_sp, exit_pc, owner) = unsafe {
                 let activation = &*self.next;
                 (
                     activation.prev,
                     activation.entry_fp,
                     activation.exit_fp,
                     activation.exit_sp,
+                    activation.exit_pc,
                     activation.owner,
                 )
             };
@@ -273,6 +303,7 @@ impl Iterator for ActivationIter<'_> {
                 entry_fp,
                 exit_fp,
                 exit_sp,
+                exit_pc,
                 owner,
                 newer_entry_fp,
             }));
@@ -292,13 +323,15 @@ mod tests {
         assert_eq!(offset_of!(Activation, entry_fp), 8);
         assert_eq!(offset_of!(Activation, exit_fp), 16);
         assert_eq!(offset_of!(Activation, exit_sp), 24);
-        assert_eq!(offset_of!(Activation, owner), 32);
-        assert_eq!(core::mem::size_of::<Activation>(), 40);
+        assert_eq!(offset_of!(Activation, exit_pc), 32);
+        assert_eq!(offset_of!(Activation, owner), 40);
+        assert_eq!(core::mem::size_of::<Activation>(), 48);
         assert_eq!(core::mem::align_of::<Activation>(), 8);
         assert_eq!(ACTIVATION_PREV_OFFSET, offset_of!(Activation, prev));
         assert_eq!(ACTIVATION_ENTRY_FP_OFFSET, offset_of!(Activation, entry_fp));
         assert_eq!(ACTIVATION_EXIT_FP_OFFSET, offset_of!(Activation, exit_fp));
         assert_eq!(ACTIVATION_EXIT_SP_OFFSET, offset_of!(Activation, exit_sp));
+        assert_eq!(ACTIVATION_EXIT_PC_OFFSET, offset_of!(Activation, exit_pc));
         assert_eq!(ACTIVATION_OWNER_OFFSET, offset_of!(Activation, owner));
     }
 

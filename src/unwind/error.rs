@@ -41,13 +41,11 @@ pub enum WalkError {
     },
     /// A frame pointer lies outside the stack range of its activation, `lo..=hi`.
     ///
-    /// For a caller's FP read from the chain (or a recorded `exit_fp`), `lo` is where
-    /// the walk of this activation started (the start registers' FP, or `exit_sp - 16`)
-    /// and `hi` is the activation's `entry_fp`. For the start itself (the start FP, or
-    /// `exit_sp - 16`, reported as 0 when `exit_sp` is below 16), the range is strictly
-    /// between the next newer activation's `entry_fp` (or 0) and this activation's
-    /// `entry_fp`; an `exit_sp - 16` that is not 16-byte aligned is a
-    /// [`WalkError::MisalignedFramePointer`].
+    /// For a caller's FP read from the chain, `lo` is where the walk of this activation
+    /// started (the start registers' FP, or the recorded `exit_fp`) and `hi` is the
+    /// activation's `entry_fp`. For the start itself (the start FP, or `exit_fp`), the
+    /// range is strictly between the next newer activation's `entry_fp` (or 0) and
+    /// this activation's `entry_fp`.
     #[error("frame pointer {fp:#x} is outside its activation's range {lo:#x}..={hi:#x}")]
     FramePointerOutOfRange {
         /// The offending frame pointer.
@@ -57,14 +55,53 @@ pub enum WalkError {
         /// Highest allowed value.
         hi: usize,
     },
-    /// The start registers have an SP above their FP; a frame's SP is never above its
-    /// FP.
+    /// The start registers (or a recorded exit) have an SP above their FP; a frame's SP
+    /// is never above its FP.
     #[error("start sp {sp:#x} is above start fp {fp:#x}")]
     StackPointerAboveFramePointer {
         /// The start SP.
         sp: usize,
         /// The start FP.
         fp: usize,
+    },
+    /// A start SP or a recorded `exit_sp` lies below its activation's range: at or
+    /// below the next newer activation's `entry_fp` (`lo` is one above it, or 1).
+    #[error("stack pointer {sp:#x} is outside its activation's range {lo:#x}..={hi:#x}")]
+    StackPointerOutOfRange {
+        /// The offending stack pointer.
+        sp: usize,
+        /// Lowest allowed value.
+        lo: usize,
+        /// Highest allowed value.
+        hi: usize,
+    },
+    /// An activation's recorded exit is stale: the return address the exit's call
+    /// left on the stack (`arch::EXIT_CHECK_BELOW_SP` below `exit_sp`) is not its
+    /// `exit_pc`. The exit was not cleared when control went back to wasm, and the
+    /// frames it describes have changed since.
+    #[error(
+        "activation {activation_index} has a stale exit: exit_pc {exit_pc:#x}, but the \
+         stack holds {found:#x} there"
+    )]
+    StaleExit {
+        /// Position of the activation in the list (newest = 0).
+        activation_index: usize,
+        /// The recorded `exit_pc`.
+        exit_pc: usize,
+        /// The word found where the exit's call left its return address.
+        found: usize,
+    },
+    /// A stack map's span (its frame's FP minus its SP at the call) is not the size of
+    /// the frame it was looked up for: the map belongs to other code (e.g. the wrong
+    /// module's section was asked), so its slots would name the wrong words.
+    #[error("the stack map for pc {pc:#x} spans {span} bytes, but its frame spans {frame_span}")]
+    StackMapSpanMismatch {
+        /// The frame's PC.
+        pc: usize,
+        /// The map's span.
+        span: usize,
+        /// `fp - sp` of the frame.
+        frame_span: usize,
     },
     /// The stack reader refused to read the word at `addr`.
     #[error("cannot read the stack word at {addr:#x}")]

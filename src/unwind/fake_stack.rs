@@ -255,6 +255,7 @@ pub(crate) fn build(specs: &[ActivationSpec], use_start: bool, top: usize) -> Bu
         } else {
             activation.exit_fp = caller_fp;
             activation.exit_sp = caller_sp;
+            activation.exit_pc = return_addr;
             walk_ranges.push(exit_base..entry_fp);
         }
         activations.push(activation);
@@ -304,6 +305,7 @@ impl LinkedActivations {
                 entry_fp: a.entry_fp,
                 exit_fp: a.exit_fp,
                 exit_sp: a.exit_sp,
+                exit_pc: a.exit_pc,
                 owner: a.owner,
             })
             .collect();

@@ -14,9 +14,9 @@
 //! first). Its `entry_fp` is the FP of the host-side entry trampoline's frame, so the
 //! oldest wasm frame of the activation saved `entry_fp` at its `[FP]`. When wasm calls
 //! out to the host, the exit path records the youngest wasm frame in the activation:
-//! `exit_fp`, its FP, and `exit_sp`, its SP at the call, just above the return address
-//! the call pushed (its PC). The exit needs no frame of its own, so host code can be
-//! entered by a jump and return straight to wasm.
+//! `exit_fp`, its FP, `exit_sp`, its SP at the call, and `exit_pc`, the return address
+//! into it (its PC). The exit needs no frame of its own, so host code can be entered by
+//! a jump and return straight to wasm.
 //!
 //! ```text
 //!   higher addresses: older
@@ -54,7 +54,7 @@
 //!    the host frames between activations are never touched, so they need neither
 //!    frame pointers nor unwind tables.
 //! 2. **A frame-pointer run inside each activation.** It starts at the recorded exit
-//!    (`fp = exit_fp`, `pc = [exit_sp - 8]`, `sp = exit_sp`) or, for the first
+//!    (`fp = exit_fp`, `pc = exit_pc`, `sp = exit_sp`) or, for the first
 //!    activation visited, at explicit [`StartRegs`] (a trap's registers), and follows
 //!    `fp = [fp]`, `pc = [fp + 8]`, `sp = previous fp + 16` until the next FP equals
 //!    `entry_fp`.
@@ -87,9 +87,12 @@
 //! # What the walk reads
 //!
 //! Within one activation it reads only words in `[run start, entry_fp)`, where the run
-//! start is the start FP or, from a recorded exit, `exit_sp - 16` (the return address
-//! is the word above it). A [`LiveStackReader`] over
-//! `[lowest run start, oldest walked entry_fp)` therefore suffices.
+//! start is the start FP or, from a recorded exit, `exit_fp`; and for a recorded exit,
+//! one word `arch::EXIT_CHECK_BELOW_SP` below `exit_sp`, where the exit's call left its
+//! return address on architectures that push one: a record whose `exit_pc` differs from
+//! it is stale ([`WalkError::StaleExit`]). A collection reads stack-map slots in
+//! `[sp, fp)` of each frame. A [`LiveStackReader`] over
+//! [`ActivationList::stack_range`] therefore suffices.
 
 mod activation;
 mod code_map;
@@ -105,8 +108,8 @@ mod tests;
 
 pub use activation::{
     Activation, ActivationInfo, ActivationIter, ActivationList, ACTIVATION_ENTRY_FP_OFFSET,
-    ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_EXIT_SP_OFFSET, ACTIVATION_OWNER_OFFSET,
-    ACTIVATION_PREV_OFFSET, ACTIVATION_SIZE,
+    ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_EXIT_PC_OFFSET, ACTIVATION_EXIT_SP_OFFSET,
+    ACTIVATION_OWNER_OFFSET, ACTIVATION_PREV_OFFSET, ACTIVATION_SIZE,
 };
 pub use code_map::{CodeMap, FlatCodeMap};
 pub use error::WalkError;

@@ -83,10 +83,11 @@ impl<T: StackReader + ?Sized> StackReader for &T {
 
 /// Reads the current thread's stack, but only aligned words inside `[lo, hi)`.
 ///
-/// A walk reads only words at or above where it starts (the start registers' FP, or
-/// `exit_sp - 16` of the newest walked activation) and strictly below the `entry_fp` of
-/// the oldest walked activation, so that range is a sufficient choice of `[lo, hi)`.
-/// The thread's whole stack mapping works too.
+/// A walk (and a collection's slot reads) reads only words in the range
+/// [`ActivationList::stack_range`](super::ActivationList::stack_range) gives: from the
+/// newest start (the start registers' SP, or the lowest recorded exit) to the
+/// `entry_fp` of the oldest walked activation, so that range is a sufficient choice of
+/// `[lo, hi)`. The thread's whole stack mapping works too.
 ///
 /// Neither `Send` nor `Sync`: it reads the stack of the thread that created it.
 #[derive(Debug)]

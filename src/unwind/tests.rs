@@ -71,9 +71,9 @@ fn one_activation_from_its_exit() {
             (1, pc_in(1, 0x11))
         ]
     );
-    // Youngest: fp = exit_fp, pc = [exit_sp - 8], sp = exit_sp.
+    // Youngest: fp = exit_fp, pc = exit_pc, sp = exit_sp.
     assert_eq!(got[0].fp, exit_fp);
-    assert_eq!(got[0].pc, built.stack.get(exit_sp - 8));
+    assert_eq!(got[0].pc, built.activations[0].exit_pc);
     assert_eq!(got[0].sp, exit_sp);
     // Older: sp = callee fp + 16; the oldest frame's saved FP is entry_fp.
     assert_eq!(got[1].sp, got[0].fp + 16);
@@ -527,13 +527,16 @@ fn frame_pointer_pointing_to_itself() {
     assert_eq!(got, built.truth[..2]);
     assert_eq!(result, Err(WalkError::FramePointerDidNotMove { fp }));
 
-    // A recorded exit whose FP is where the return address frame would be.
+    // A recorded exit whose FP is below its SP.
     let mut built = three_frames();
-    let base = built.activations[0].exit_sp - 16;
-    built.activations[0].exit_fp = base;
+    let sp = built.activations[0].exit_sp;
+    built.activations[0].exit_fp = sp - 16;
     assert_eq!(
         walk_built(&built),
-        (vec![], Err(WalkError::FramePointerDidNotMove { fp: base }))
+        (
+            vec![],
+            Err(WalkError::StackPointerAboveFramePointer { sp, fp: sp - 16 })
+        )
     );
 }
 
@@ -580,7 +583,7 @@ fn misaligned_and_null_frame_pointers() {
 fn frame_pointer_past_entry() {
     let mut built = three_frames();
     let entry_fp = built.activations[0].entry_fp;
-    let exit_base = built.activations[0].exit_sp - 16;
+    let exit_fp = built.activations[0].exit_fp;
     let oldest = built.truth[2].fp;
     built.stack.set(oldest, entry_fp + 16);
     let (got, result) = walk_built(&built);
@@ -589,7 +592,7 @@ fn frame_pointer_past_entry() {
         result,
         Err(WalkError::FramePointerOutOfRange {
             fp: entry_fp + 16,
-            lo: exit_base,
+            lo: exit_fp,
             hi: entry_fp
         })
     );
@@ -598,17 +601,17 @@ fn frame_pointer_past_entry() {
 #[test]
 fn frame_pointer_below_start() {
     let mut built = three_frames();
-    let exit_base = built.activations[0].exit_sp - 16;
+    let exit_fp = built.activations[0].exit_fp;
     let entry_fp = built.activations[0].entry_fp;
     let fp = built.truth[1].fp;
-    built.stack.set(fp, exit_base - 32);
+    built.stack.set(fp, exit_fp - 32);
     let (got, result) = walk_built(&built);
     assert_eq!(got, built.truth[..2]);
     assert_eq!(
         result,
         Err(WalkError::FramePointerOutOfRange {
-            fp: exit_base - 32,
-            lo: exit_base,
+            fp: exit_fp - 32,
+            lo: exit_fp,
             hi: entry_fp
         })
     );
@@ -666,81 +669,114 @@ fn start_outside_its_activation() {
 
 #[test]
 fn exit_outside_its_activation() {
-    let mut built = build(
-        &[activation(1, &[(3, 0)]), activation(1, &[(2, 0)])],
-        false,
-        STACK_TOP,
-    );
-    // The older activation's exit must lie above the newer one's entry frame.
+    let fresh = || {
+        build(
+            &[activation(1, &[(3, 0)]), activation(1, &[(2, 0)])],
+            false,
+            STACK_TOP,
+        )
+    };
+    let mut built = fresh();
     let newer_entry = built.activations[0].entry_fp;
-    built.activations[1].exit_sp = newer_entry + 16;
+    let entry_fp = built.activations[1].entry_fp;
+    let (lo, hi) = (newer_entry + 1, entry_fp - 1);
+    // The older activation's exit must lie above the newer one's entry frame...
+    built.activations[1].exit_sp = newer_entry;
     let (got, result) = walk_built(&built);
     assert_eq!(got, built.truth[..1]);
     assert_eq!(
         result,
-        Err(WalkError::FramePointerOutOfRange {
-            fp: newer_entry,
-            lo: newer_entry + 1,
-            hi: built.activations[1].entry_fp - 1
+        Err(WalkError::StackPointerOutOfRange {
+            sp: newer_entry,
+            lo,
+            hi
         })
     );
-    // ...and below its own entry frame.
-    let entry_fp = built.activations[1].entry_fp;
-    built.activations[1].exit_sp = entry_fp + 16;
-    let (_, result) = walk_built(&built);
-    assert!(matches!(
+    // ...with its SP at most its FP...
+    let mut built = fresh();
+    let exit_fp = built.activations[1].exit_fp;
+    built.activations[1].exit_sp = exit_fp + 16;
+    let (got, result) = walk_built(&built);
+    assert_eq!(got, built.truth[..1]);
+    assert_eq!(
         result,
-        Err(WalkError::FramePointerOutOfRange { .. })
-    ));
-    // An SP the System V ABI never has at a call (not 16-byte aligned).
-    built.activations[1].exit_sp = entry_fp + 8;
-    let (_, result) = walk_built(&built);
-    assert!(matches!(
-        result,
-        Err(WalkError::MisalignedFramePointer { .. })
-    ));
-    // An SP so low that the return-address word would be 0 - 8.
-    built.activations[1].exit_sp = 8;
-    let (_, result) = walk_built(&built);
-    assert!(matches!(
-        result,
-        Err(WalkError::FramePointerOutOfRange { fp: 0, .. })
-    ));
-    // The recorded FP is checked like a saved FP: above the SP, at most entry_fp.
-    let mut built = build(
-        &[activation(1, &[(3, 0)]), activation(1, &[(2, 0)])],
-        false,
-        STACK_TOP,
+        Err(WalkError::StackPointerAboveFramePointer {
+            sp: exit_fp + 16,
+            fp: exit_fp
+        })
     );
-    let base = built.activations[1].exit_sp - 16;
+    // ...and its FP checked like a start FP: inside the range, aligned, non-null.
     for (exit_fp, error) in [
-        (
-            base - 16,
-            WalkError::FramePointerOutOfRange {
-                fp: base - 16,
-                lo: base,
-                hi: entry_fp,
-            },
-        ),
         (
             entry_fp + 16,
             WalkError::FramePointerOutOfRange {
                 fp: entry_fp + 16,
-                lo: base,
-                hi: entry_fp,
+                lo,
+                hi,
             },
         ),
-        (base + 8, WalkError::MisalignedFramePointer { fp: base + 8 }),
+        (
+            newer_entry,
+            WalkError::FramePointerOutOfRange {
+                fp: newer_entry,
+                lo,
+                hi,
+            },
+        ),
+        (
+            exit_fp + 8,
+            WalkError::MisalignedFramePointer { fp: exit_fp + 8 },
+        ),
         (0, WalkError::NullFramePointer),
     ] {
+        let mut built = fresh();
         built.activations[1].exit_fp = exit_fp;
         let (got, result) = walk_built(&built);
         assert_eq!(got, built.truth[..1]);
         assert_eq!(result, Err(error), "exit_fp {exit_fp:#x}");
     }
     // Equal to entry_fp: the host was called from the entry frame, no wasm frames.
+    let mut built = fresh();
     built.activations[1].exit_fp = entry_fp;
     assert_eq!(walk_built(&built), (built.truth[..1].to_vec(), Ok(())));
+}
+
+/// A recorded exit whose PC is not the return address its call left below `exit_sp`
+/// is stale: the record was not cleared when control went back to wasm, and no new
+/// exit was recorded before this walk. The walk stops there, before reading the frames
+/// the record describes.
+#[test]
+fn a_stale_exit_is_detected() {
+    let mut built = build(
+        &[activation(1, &[(3, 0)]), activation(1, &[(2, 1), (1, 0)])],
+        false,
+        STACK_TOP,
+    );
+    let exit_pc = built.activations[1].exit_pc;
+    assert_eq!(
+        built.stack.get(built.activations[1].exit_sp - 8),
+        exit_pc,
+        "the fake stack keeps the exit's return address below its SP"
+    );
+    assert_eq!(
+        walk_built(&built).0,
+        built.truth,
+        "current: walks everything"
+    );
+    // Wasm code went on after the host returned (and then called out without recording
+    // a new exit): another call left another return address there.
+    let other = built.truth[0].pc;
+    built.stack.set(built.activations[1].exit_sp - 8, other);
+    let (got, result) = walk_built(&built);
+    assert_eq!(got, built.truth[..1]);
+    assert_eq!(
+        result,
+        Err(WalkError::StaleExit {
+            activation_index: 1,
+            exit_pc,
+            found: other
+        })
+    );
 }
 
 #[test]
@@ -1163,7 +1199,7 @@ proptest! {
         specs in activation_specs(),
         use_start: bool,
         which in any::<prop::sample::Index>(),
-        field in 0u8..3,
+        field in 0u8..4,
         corruption in corruption(),
     ) {
         let mut built = build(&specs, use_start, STACK_TOP);
@@ -1172,6 +1208,7 @@ proptest! {
         match field {
             0 => built.activations[a].exit_fp = value,
             1 => built.activations[a].exit_sp = value,
+            2 => built.activations[a].exit_pc = value,
             _ => built.activations[a].entry_fp = value,
         }
         let (got, _) = walk_built(&built);

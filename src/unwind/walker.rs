@@ -94,7 +94,8 @@ pub struct Frame {
     /// This frame's frame pointer.
     pub fp: usize,
     /// This frame's SP at the call in progress: the callee's FP + 16 (for the youngest
-    /// frame of an activation: its recorded `exit_sp`, or the start SP).
+    /// frame of an activation: its recorded `exit_sp`, or the start SP). A stack map's
+    /// slots are offsets from it.
     pub sp: usize,
     /// The function containing `pc`.
     pub location: CodeLocation,
@@ -164,8 +165,8 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
     ///
     /// If `start` is given, the first activation visited (the newest one that passes
     /// the owner filter) is walked from those registers instead of from its recorded
-    /// exit; every other activation is walked from its recorded exit (`exit_fp`,
-    /// `exit_sp`).
+    /// exit; every other activation is walked from its recorded exit (`exit_pc`,
+    /// `exit_fp`, `exit_sp`).
     ///
     /// # Errors
     ///
@@ -354,66 +355,89 @@ impl<'a, R: StackReader + ?Sized, C: CodeLookup + ?Sized> FrameCursor<'a, R, C> 
             }
             Ok(())
         };
-        let frame = match start {
-            Some(regs) => {
-                check_start_fp(regs.fp)?;
-                if regs.sp > regs.fp {
-                    return Err(WalkError::StackPointerAboveFramePointer {
-                        sp: regs.sp,
-                        fp: regs.fp,
-                    });
-                }
-                Frame {
-                    pc: regs.pc,
-                    fp: regs.fp,
-                    sp: regs.sp,
-                    location: self.locate(map, regs.pc)?,
-                    activation_index: activation.index,
-                }
-            }
+        let (regs, from_exit) = match start {
+            Some(regs) => (regs, false),
             None => {
-                let exit_sp = activation.exit_sp;
-                if exit_sp == 0 {
+                if activation.exit_sp == 0 {
                     return Err(WalkError::NoExitRecorded {
                         activation_index: activation.index,
                     });
                 }
-                // Where the FP of a frame called by the youngest wasm frame would be:
-                // the return address into that frame is at `base + RETURN_ADDR_OFFSET`,
-                // and its FP (the word a pushed frame would save at `base`) is
-                // `exit_fp`. Checked as the start of the run, like a start FP.
-                let base = exit_sp.checked_sub(arch::CALLER_SP_OFFSET).ok_or(
-                    WalkError::FramePointerOutOfRange {
-                        fp: 0,
-                        lo: start_range_lo,
-                        hi: start_range_hi,
-                    },
-                )?;
-                check_start_fp(base)?;
-                let fp = match next_fp_in_chain(activation.exit_fp, base, base, entry_fp)? {
-                    NextFp::Frame(fp) => fp,
-                    NextFp::End => return Ok(None),
+                // An exit made with no wasm frame below the entry (the entry trampoline
+                // itself called out): nothing to walk in this activation.
+                if activation.exit_fp == entry_fp {
+                    return Ok(None);
+                }
+                let regs = StartRegs {
+                    pc: activation.exit_pc,
+                    fp: activation.exit_fp,
+                    sp: activation.exit_sp,
                 };
-                let pc = self.read_at(base, arch::RETURN_ADDR_OFFSET)?;
-                let frame = Frame {
-                    pc,
-                    fp,
-                    sp: exit_sp,
-                    location: self.locate(map, pc)?,
-                    activation_index: activation.index,
-                };
-                return Ok(Some(Position::At {
-                    frame,
-                    lo: base,
-                    entry_fp,
-                }));
+                (regs, true)
             }
+        };
+        check_start_fp(regs.fp)?;
+        if regs.sp > regs.fp {
+            return Err(WalkError::StackPointerAboveFramePointer {
+                sp: regs.sp,
+                fp: regs.fp,
+            });
+        }
+        if regs.sp < start_range_lo {
+            return Err(WalkError::StackPointerOutOfRange {
+                sp: regs.sp,
+                lo: start_range_lo,
+                hi: start_range_hi,
+            });
+        }
+        if from_exit {
+            self.check_exit_is_current(activation)?;
+        }
+        let frame = Frame {
+            pc: regs.pc,
+            fp: regs.fp,
+            sp: regs.sp,
+            location: self.locate(map, regs.pc)?,
+            activation_index: activation.index,
         };
         Ok(Some(Position::At {
             frame,
             lo: frame.fp,
             entry_fp,
         }))
+    }
+
+    /// Checks a recorded exit against the stack where the architecture leaves a copy of
+    /// its PC (`arch::EXIT_CHECK_BELOW_SP`): a record that was not cleared when control
+    /// went back to wasm, and is read by a later walk that no new exit preceded,
+    /// describes frames that have changed since, and the word there no longer matches.
+    /// One read per activation walked from an exit, made after `exit_sp` was found inside
+    /// the activation's range.
+    #[inline]
+    fn check_exit_is_current(&self, activation: &ActivationInfo) -> Result<(), WalkError> {
+        if arch::EXIT_CHECK_BELOW_SP == 0 {
+            return Ok(());
+        }
+        let addr = activation
+            .exit_sp
+            .checked_sub(arch::EXIT_CHECK_BELOW_SP)
+            .ok_or(WalkError::StackPointerOutOfRange {
+                sp: activation.exit_sp,
+                lo: arch::EXIT_CHECK_BELOW_SP,
+                hi: activation.entry_fp,
+            })?;
+        let found = self
+            .reader
+            .read_word(addr)
+            .ok_or(WalkError::UnreadableStack { addr })?;
+        if found != activation.exit_pc {
+            return Err(WalkError::StaleExit {
+                activation_index: activation.index,
+                exit_pc: activation.exit_pc,
+                found,
+            });
+        }
+        Ok(())
     }
 
     /// Reads the saved FP and the return address of the frame at `fp` (adjacent words,
