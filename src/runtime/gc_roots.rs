@@ -40,8 +40,7 @@ impl StoreRoots {
         REGISTRY.with_view(|view| {
             // The table of the module the walk is in, looked up again only when the
             // walk enters another module's code.
-            let mut table: (usize, Option<&crate::stackmap::StackMapTable<'_>>) =
-                (usize::MAX, None);
+            let mut table: (usize, Option<&crate::stackmap::StackMapTable>) = (usize::MAX, None);
             let stack_map = |frame: &Frame| {
                 if frame.location.module != table.0 {
                     // The walker just looked this frame's PC up through `view`.

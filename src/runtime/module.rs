@@ -171,16 +171,15 @@ pub(crate) struct ModuleInner {
     bytes: ArtifactBytes,
     text: Range<usize>,
     traps: Range<usize>,
-    /// The address map section. It borrows `bytes`, as `stack_maps` does; kept as a
-    /// slice so that symbolizing a frame does not re-derive it from `bytes`.
+    /// The address map section. It borrows `bytes`, whose heap buffer or mapping never
+    /// moves and is freed only when this struct is dropped; kept as a slice so that
+    /// symbolizing a frame does not re-derive it from `bytes`.
     address_map: &'static [u8],
     wasm: Range<usize>,
-    /// The stack-map section, validated at load. It borrows `bytes`, whose heap buffer
-    /// or mapping never moves and is freed only when this struct is dropped.
-    pub(crate) stack_maps: crate::stackmap::StackMapSection<'static>,
-    /// `stack_maps` decoded for collections (same answers, fewer dependent loads);
-    /// borrows `bytes` as `stack_maps` does.
-    pub(crate) stack_map_table: crate::stackmap::StackMapTable<'static>,
+    /// Where the stack-map section is in `bytes` (validated at load).
+    stack_maps: Range<usize>,
+    /// The stack-map section decoded for collections (it owns what it answers from).
+    pub(crate) stack_map_table: crate::stackmap::StackMapTable,
     pub(crate) info: ModuleInfo,
     pub(crate) offsets: VMOffsets,
     pub(crate) code: CodeMemory,
@@ -383,21 +382,18 @@ impl Module {
         let module_name: Option<Arc<str>> = info.name.as_deref().map(Into::into);
         let text = subrange(all, art.text);
         let traps = subrange(all, art.trap_bytes());
-        // SAFETY: as for `maps` below: the slice borrows the artifact bytes, which move
-        // into the same `ModuleInner` and whose storage never moves or is freed before
-        // it.
+        // SAFETY: the slice borrows the artifact bytes, which move into the same
+        // `ModuleInner` and whose storage never moves or is freed before it.
         let address_map: &'static [u8] = unsafe { std::mem::transmute(art.address_map_bytes()) };
         let wasm = subrange(all, art.wasm);
-        let maps = crate::stackmap::StackMapSection::parse(art.stack_maps).map_err(|e| {
-            ArtifactError::Malformed {
-                section: artifact::sections::STACK_MAPS,
-                reason: e.to_string(),
-            }
-        })?;
-        // SAFETY: the section borrows the artifact bytes, which move into the same
-        // `ModuleInner` and whose heap/mapped storage never moves or is freed before it.
-        let maps: crate::stackmap::StackMapSection<'static> = unsafe { std::mem::transmute(maps) };
-        let stack_map_table = crate::stackmap::StackMapTable::new(&maps);
+        let stack_map_table =
+            crate::stackmap::StackMapTable::parse(art.stack_maps).map_err(|e| {
+                ArtifactError::Malformed {
+                    section: artifact::sections::STACK_MAPS,
+                    reason: e.to_string(),
+                }
+            })?;
+        let stack_maps = subrange(all, art.stack_maps);
         drop(art);
         let gdb_jit = if engine.inner.config.gdb_jit && !code.is_empty() {
             Some(describe_to_debugger(&code, &functions, &info, &names)?)
@@ -412,7 +408,7 @@ impl Module {
             text,
             traps,
             address_map,
-            stack_maps: maps,
+            stack_maps,
             stack_map_table,
             wasm,
             info,
@@ -535,7 +531,7 @@ impl Module {
 
     /// The stack-map section bytes.
     pub fn stack_map_bytes(&self) -> &[u8] {
-        self.inner.stack_maps.bytes()
+        &self.inner.bytes.as_slice()[self.inner.stack_maps.clone()]
     }
 
     /// The embedded wasm binary.

@@ -14,7 +14,8 @@
 //!   | return_offset | span | bitmap word, or its offset | bits_len  |   16 bytes
 //!   +---------------+------+----------------------------+-----------+
 //!   bits_len <= 1: the bitmap is stored inline (the common case: at most 32 slots)
-//!   bits_len >= 2: the bitmap is `bits_len` words at that offset in the section
+//!   bits_len >= 2: the bitmap is `bits_len` words at that offset in the table's own
+//!                  copy of the longer bitmaps
 //!   bits_len == EMPTY: a free slot (ends a probe)
 //! ```
 //!
@@ -23,12 +24,18 @@
 //! second slot. The capacity is the power of two at least twice the number of
 //! safepoints: at most half full, 32 to 64 bytes per safepoint.
 //!
+//! The table owns everything it answers from (bitmaps of more than one word are copied
+//! out of the section), so it borrows nothing: a runtime keeps it beside the section's
+//! bytes, or drops those, with no lifetime to extend. [`StackMapTable::parse`] goes
+//! from untrusted bytes to a table in one step.
+//!
 //! Invariant: for every `u32` return offset, [`StackMapTable::lookup`] answers exactly
 //! what [`StackMapSection::lookup`] on the same section answers (tests below compare
 //! them at every offset of generated sections), and every probe ends (at least half the
 //! slots are free).
 
 use super::reader::{StackMap, StackMapSection, Word};
+use super::StackMapError;
 
 /// `bits_len` of a free slot.
 const EMPTY: u32 = u32::MAX;
@@ -42,7 +49,8 @@ const HASH: u32 = 0x9e37_79b1;
 struct Entry {
     return_offset: u32,
     span: u32,
-    /// The bitmap itself (`bits_len <= 1`) or its word offset in the map data.
+    /// The bitmap itself (`bits_len <= 1`) or its word offset in the table's
+    /// `long_maps`.
     bits: Word,
     bits_len: u32,
 }
@@ -54,9 +62,10 @@ const FREE: Entry = Entry {
     bits_len: EMPTY,
 };
 
-/// A decoded index of a [`StackMapSection`]; see the module docs.
+/// A decoded index of a [`StackMapSection`], owning all it answers from; see the module
+/// docs.
 #[derive(Clone, Debug)]
-pub struct StackMapTable<'a> {
+pub struct StackMapTable {
     /// `32 - log2(slots.len())`: the hash keeps the top bits.
     shift: u32,
     /// `slots.len() - 1` (the length is a power of two, at least 2).
@@ -64,14 +73,29 @@ pub struct StackMapTable<'a> {
     slots: Box<[Entry]>,
     /// Number of safepoints.
     len: usize,
-    /// The section's map data, where bitmaps of more than one word are.
-    map_data: &'a [Word],
+    /// The bitmaps of more than one word, copied out of the section (each once, however
+    /// many safepoints share it).
+    long_maps: Box<[Word]>,
 }
 
-impl<'a> StackMapTable<'a> {
-    /// Decodes `section` (linear in its size; allocates the table).
-    pub fn new(section: &StackMapSection<'a>) -> StackMapTable<'a> {
+impl StackMapTable {
+    /// Parses untrusted section bytes ([`StackMapSection::parse`]) and decodes them: a
+    /// table that does not borrow `bytes`.
+    ///
+    /// # Errors
+    ///
+    /// The [`StackMapError`] of the parse.
+    pub fn parse(bytes: &[u8]) -> Result<StackMapTable, StackMapError> {
+        Ok(StackMapTable::new(&StackMapSection::parse(bytes)?))
+    }
+
+    /// Decodes `section` (linear in its size; allocates the table and a copy of the
+    /// bitmaps longer than one word).
+    pub fn new(section: &StackMapSection<'_>) -> StackMapTable {
         let map_data = section.map_data();
+        // Word offset in the section's map data -> word offset in `long_maps`.
+        let mut copied: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        let mut long_maps: Vec<Word> = Vec::new();
         let entries = section.decoded();
         let len = section.len();
         // At least twice the safepoints, so at least half the slots stay free. The
@@ -86,7 +110,18 @@ impl<'a> StackMapTable<'a> {
                 0 => [0; 4],
                 // parse: the bitmap lies inside the map data.
                 1 => map_data[bits_start as usize],
-                _ => bits_start.to_le_bytes(),
+                _ => {
+                    let at = *copied.entry(bits_start).or_insert_with(|| {
+                        // A section's map data is at most `u32::MAX` words, and each
+                        // distinct map is copied once: the offset fits a `u32`.
+                        let at = long_maps.len() as u32;
+                        let start = bits_start as usize;
+                        // parse: the bitmap lies inside the map data.
+                        long_maps.extend_from_slice(&map_data[start..start + bits_len as usize]);
+                        at
+                    });
+                    at.to_le_bytes()
+                }
             };
             let mut i = home(return_offset, shift);
             while slots[i].bits_len != EMPTY {
@@ -104,7 +139,7 @@ impl<'a> StackMapTable<'a> {
             mask,
             slots,
             len,
-            map_data,
+            long_maps: long_maps.into_boxed_slice(),
         }
     }
 
@@ -137,8 +172,8 @@ impl<'a> StackMapTable<'a> {
             1 => StackMap::one_word(entry.span, u32::from_le_bytes(entry.bits)),
             n => {
                 let start = u32::from_le_bytes(entry.bits) as usize;
-                // `new` stored a bitmap that lies inside the map data.
-                let bits = self.map_data.get(start..start + n as usize).unwrap_or(&[]);
+                // `new` stored a bitmap that lies inside `long_maps`.
+                let bits = self.long_maps.get(start..start + n as usize).unwrap_or(&[]);
                 StackMap::from_parts(entry.span, bits)
             }
         }
@@ -195,11 +230,17 @@ mod tests {
             let bytes = builder.finish();
             let section = StackMapSection::parse(&bytes).unwrap();
             let table = StackMapTable::new(&section);
+            // The owned form outlives the bytes it was parsed from.
+            let owned = {
+                let copy = bytes.clone();
+                StackMapTable::parse(&copy).unwrap()
+            };
             assert_eq!(table.len(), section.len());
             assert_eq!(table.is_empty(), section.is_empty());
             for r in 0..offset + 100 {
                 let map = table.lookup(r);
                 assert_eq!(map, section.lookup(r), "case {case}, offset {r}");
+                assert_eq!(owned.lookup(r), map, "case {case}, offset {r}");
                 if let Some(map) = map {
                     let mut each = Vec::new();
                     map.for_each_slot(|s| each.push(s));
@@ -209,6 +250,22 @@ mod tests {
             for r in [u32::MAX, u32::MAX - 1, 1 << 31] {
                 assert_eq!(table.lookup(r), section.lookup(r));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn parse_rejects_what_the_section_rejects() {
+        for bytes in [&b""[..], b"FWSM", &[0u8; 48]] {
+            assert_eq!(
+                StackMapTable::parse(bytes).map(|t| t.len()),
+                StackMapSection::parse(bytes).map(|s| s.len()),
+            );
+            assert!(StackMapTable::parse(bytes).is_err());
         }
     }
 }
