@@ -492,4 +492,89 @@ mod tests {
         }
         drop(reg);
     }
+
+    /// The redirect to `on_trap` stays within `REDIRECT_STACK_BYTES` below the faulting
+    /// SP, whatever its alignment, and starts `on_trap` as a call would (SP = 8 mod 16,
+    /// a null return address), with its five arguments in the argument registers.
+    #[test]
+    fn redirect_uses_at_most_the_documented_stack() {
+        let mut stack = vec![1usize; 256];
+        let top = stack.as_mut_ptr() as usize + 256 * 8;
+        for misalign in 0..16 {
+            let sp = (top & !15) - misalign;
+            // SAFETY: ucontext_t is plain data; all-zero is a valid value.
+            let mut uc: libc::ucontext_t = unsafe { std::mem::zeroed() };
+            uc.uc_mcontext.gregs[libc::REG_RSP as usize] = sp as i64;
+            // SAFETY: `uc` stands in for the kernel's context; the stack below `sp`
+            // is `stack` (at least REDIRECT_STACK_BYTES of it).
+            unsafe {
+                crate::arch::redirect(
+                    (&mut uc as *mut libc::ucontext_t).cast(),
+                    0x1234,
+                    [1, 2, 3, 4, 5],
+                )
+            };
+            let g = &uc.uc_mcontext.gregs;
+            let new_sp = g[libc::REG_RSP as usize] as usize;
+            assert!(sp - new_sp <= REDIRECT_STACK_BYTES, "misalign {misalign}");
+            assert!(sp - new_sp >= 128 + 8, "below the red zone");
+            assert_eq!(new_sp % 16, 8);
+            // SAFETY: `new_sp` is inside `stack`.
+            assert_eq!(unsafe { *(new_sp as *const usize) }, 0);
+            assert_eq!(g[libc::REG_RIP as usize], 0x1234);
+            let args = [
+                libc::REG_RDI,
+                libc::REG_RSI,
+                libc::REG_RDX,
+                libc::REG_RCX,
+                libc::REG_R8,
+            ]
+            .map(|r| g[r as usize]);
+            assert_eq!(args, [1, 2, 3, 4, 5]);
+        }
+    }
+
+    static CHAINED: AtomicUsize = AtomicUsize::new(0);
+
+    extern "C" fn previous_handler(
+        signal: libc::c_int,
+        _info: *mut libc::siginfo_t,
+        _uc: *mut libc::c_void,
+    ) {
+        assert_eq!(signal, libc::SIGUSR2);
+        CHAINED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A fault to chain while its signal is still "installing" waits for the previous
+    /// disposition to be recorded, then reaches it (the install window).
+    #[test]
+    fn chaining_during_the_install_window_waits_for_the_previous_disposition() {
+        let slot = PreviousAction {
+            state: AtomicU8::new(INSTALLING),
+            action: UnsafeCell::new(MaybeUninit::uninit()),
+        };
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                chain(
+                    &slot,
+                    libc::SIGUSR2,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            });
+            // Give the waiter every chance to chain early (it must not).
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert_eq!(CHAINED.load(Ordering::SeqCst), 0);
+            assert!(!waiter.is_finished());
+            // SAFETY: sigaction is plain data; all-zero is a valid value.
+            let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
+            previous.sa_flags = libc::SA_SIGINFO;
+            previous.sa_sigaction = previous_handler as *const () as usize;
+            // SAFETY: the state is INSTALLING: the waiter does not read `action` yet.
+            unsafe { (*slot.action.get()).write(previous) };
+            slot.state.store(READY, Ordering::Release);
+            waiter.join().expect("waiter");
+        });
+        assert_eq!(CHAINED.load(Ordering::SeqCst), 1);
+    }
 }

@@ -177,4 +177,38 @@ mod tests {
         // SAFETY: no call is running with this point.
         assert_eq!(unsafe { *point.sp.get() }, 0);
     }
+
+    /// Two nested `call_resumable`s with one point: the inner resume returns from the
+    /// inner call, and the point then holds the outer call's SP again, so a resume
+    /// from the outer callee returns from the outer call.
+    unsafe extern "C" fn inner(arg: *mut c_void) {
+        // SAFETY: the point of the two running calls; the inner one recorded it last.
+        unsafe { resume(arg as *const ResumePoint) };
+    }
+
+    unsafe extern "C" fn outer(arg: *mut c_void) {
+        let point = arg as *mut ResumePoint;
+        // SAFETY: as in the test: a frame-less chain of these functions.
+        let resumed = unsafe { call_resumable(point, inner, arg) };
+        INNER_RESUMED.set(resumed);
+        // SAFETY: the outer call recorded `point` and is still running.
+        unsafe { resume(point) };
+    }
+
+    thread_local! {
+        static INNER_RESUMED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    #[test]
+    fn nested_calls_sharing_a_point_each_resume_to_their_own() {
+        let point = ResumePoint::new();
+        let pp = &point as *const ResumePoint as *mut ResumePoint;
+        INNER_RESUMED.set(false);
+        // SAFETY: `point` lives for the call; `outer` and `inner` own nothing.
+        let resumed = unsafe { call_resumable(pp, outer, pp.cast()) };
+        assert!(resumed);
+        assert!(INNER_RESUMED.get());
+        // SAFETY: no call is running with this point.
+        assert_eq!(unsafe { *point.sp.get() }, 0);
+    }
 }
