@@ -17,7 +17,8 @@
 //!    blocking, nothing that is not async-signal-safe. It returns the trap code of a
 //!    trap site of this runtime at `pc`, and `None` for every other PC (lookups of
 //!    different runtimes must claim disjoint code: the first that claims a PC gets it).
-//!    A runtime carries its own codes as [`TrapCode::Custom`].
+//!    A runtime carries its own codes as [`TrapCode::Custom`]. It must return promptly:
+//!    dropping any registration waits for the lookups running at that moment.
 //! 5. **`on_trap(pc, fp, sp, code, fault_address)` runs outside signal context**, on
 //!    the faulting thread's own stack below the faulting SP: the handler rewrites the
 //!    signal context so that, when the kernel returns from the handler, the thread calls
