@@ -23,12 +23,15 @@ cfg_if::cfg_if! {
             STACK_GROWS_DOWN, WORD_SIZE,
         };
         pub use self::x86_64::signal::{fault_address, redirect, trap_registers, TrapRegisters};
+        pub use self::x86_64::resume::current_sp;
+        // The assembly behind `trap::call_resumable` / `trap::resume`.
+        pub(crate) use self::x86_64::resume::{framewalk_call_resumable, framewalk_resume_point};
 
         // framewalk's own runtime ABI (its array-call entry, its resume-after-trap, its
         // store and host-context layouts): not facts a drop-in runtime builds on.
         #[cfg(feature = "runtime")]
         pub(crate) use self::x86_64::entry::{
-            current_sp, framewalk_enter, framewalk_enter_direct, framewalk_resume, EntryRegs,
+            framewalk_enter, framewalk_enter_direct, framewalk_resume, EntryRegs,
             RegisterArgs, ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED, REGISTER_ARGS_FLOATS,
             REGISTER_ARGS_INTS,
         };

@@ -32,18 +32,6 @@
 //! Cranelift function compiled with `preserve_frame_pointers`), which is what makes
 //! `entry_fp` exact.
 
-/// The current stack pointer: the caller's SP, read from the register (no memory
-/// access). The host → wasm entry derives the stack limit of wasm code from it.
-#[inline(always)]
-pub fn current_sp() -> usize {
-    let sp: usize;
-    // SAFETY: reads a register into an output; touches no memory, no stack, no flags.
-    unsafe {
-        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
-    };
-    sp
-}
-
 /// Where `framewalk_enter` records its resume point and the callee's frame pointer.
 #[repr(C)]
 #[derive(Debug)]
