@@ -451,25 +451,24 @@ impl Checker<'_> {
                 e(Ty::Int, ExprKind::Reenter(f, Box::new(n)))
             }
             _ => {
-                let (kind_params, result, make): (Vec<Ty>, Ty, Box<dyn Fn(Vec<Expr>) -> ExprKind>) =
-                    if let Some((host, params, result)) = Host::by_name(head) {
-                        (
-                            params.to_vec(),
-                            result,
-                            Box::new(move |a| ExprKind::Host(host, a)),
-                        )
-                    } else {
+                let (callee, params, result) = match Host::by_name(head) {
+                    Some((host, params, result)) => (Err(host), params.to_vec(), result),
+                    None => {
                         let (module, func, params, result) = self.function(head, line)?;
-                        let make = move |args| ExprKind::Call { module, func, args };
-                        (params.to_vec(), result, Box::new(make))
-                    };
-                arity(kind_params.len())?;
+                        (Ok((module, func)), params.to_vec(), result)
+                    }
+                };
+                arity(params.len())?;
                 let args = args
                     .iter()
-                    .zip(&kind_params)
+                    .zip(&params)
                     .map(|(a, ty)| typed(self, a, *ty))
                     .collect::<Result<Vec<_>, _>>()?;
-                e(result, make(args))
+                let kind = match callee {
+                    Ok((module, func)) => ExprKind::Call { module, func, args },
+                    Err(host) => ExprKind::Host(host, args),
+                };
+                e(result, kind)
             }
         }
     }
@@ -913,13 +912,22 @@ pub struct Log {
     pub events: Vec<String>,
 }
 
-/// One compiled function: its registration, stack maps, trap sites and lines.
+/// One compiled function: its registration and what the runtime knows about its
+/// code.
 struct CompiledFunction {
-    /// Unregisters the code when dropped (before the JIT memory is freed).
+    /// Unregisters the code when dropped: declared first, so dropped before `info`,
+    /// which the registration's data word points to.
     registration: ModuleRegistration<'static>,
-    address: usize,
-    /// Its stack-map section: return offsets relative to `address`, the registered
-    /// `text_start`.
+    info: Box<FunctionInfo>,
+}
+
+/// What the collector, backtraces and the trap handler need about one function. Its
+/// address is the registration's data word, which the trap handler reads in signal
+/// context (through `REGISTRY.lookup_with_data`): immutable once registered.
+struct FunctionInfo {
+    vm: *const Vm,
+    /// Its stack-map section: return offsets relative to the function's first byte,
+    /// the registered `text_start`.
     stack_maps: Box<[u8]>,
     /// `(offset, code)` of each trap site, sorted, read by the trap handler.
     traps: Vec<(u32, ir::TrapCode)>,
@@ -927,7 +935,7 @@ struct CompiledFunction {
     lines: Vec<(u32, u32, u32)>,
 }
 
-impl CompiledFunction {
+impl FunctionInfo {
     fn line_at(&self, offset: u32) -> Option<u32> {
         self.lines
             .iter()
@@ -947,7 +955,7 @@ enum Code {
 struct ModuleState {
     vmctx: Box<VmCtx>,
     table: Box<[Cell<usize>]>,
-    compiled: RefCell<Vec<Option<Box<CompiledFunction>>>>,
+    compiled: RefCell<Vec<Option<CompiledFunction>>>,
 }
 
 /// A VM: one store (activation list, root set) over several language modules.
@@ -1161,24 +1169,25 @@ impl Vm {
         let address = jit.get_finalized_function(id) as usize;
         drop(jit_slot);
 
-        let entry = Box::new(CompiledFunction {
-            registration: REGISTRY
-                .register(ModuleText {
-                    text_start: address,
-                    text_len: size as usize,
-                    functions: vec![FunctionRange {
-                        start: 0,
-                        len: size,
-                        func_index: func as u32,
-                    }],
-                    data: 0,
-                })
-                .map_err(|e| e.to_string())?,
-            address,
+        let info = Box::new(FunctionInfo {
+            vm: self,
             stack_maps,
             traps,
             lines,
         });
+        let registration = REGISTRY
+            .register(ModuleText {
+                text_start: address,
+                text_len: size as usize,
+                functions: vec![FunctionRange {
+                    start: 0,
+                    len: size,
+                    func_index: func as u32,
+                }],
+                data: &*info as *const FunctionInfo as usize,
+            })
+            .map_err(|e| e.to_string())?;
+        let entry = CompiledFunction { registration, info };
         self.by_registration
             .borrow_mut()
             .insert(entry.registration.id(), Code::Function(module, func));
@@ -1304,7 +1313,7 @@ impl Vm {
         };
         let compiled = self.modules[m].compiled.borrow();
         let offset = frame.location.text_offset - u32::from(!trapping);
-        compiled[f].as_ref()?.line_at(offset)
+        compiled[f].as_ref()?.info.line_at(offset)
     }
 
     /// Walks this VM's frames (from the recorded exits, or from `start` for the
@@ -1354,7 +1363,7 @@ impl Vm {
                 fs.iter()
                     .map(|f| {
                         f.as_ref()
-                            .and_then(|f| StackMapSection::parse(&f.stack_maps).ok())
+                            .and_then(|f| StackMapSection::parse(&f.info.stack_maps).ok())
                     })
                     .collect()
             })
