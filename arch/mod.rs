@@ -24,6 +24,7 @@ cfg_if::cfg_if! {
             RegisterArgs, ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED, REGISTER_ARGS_FLOATS,
             REGISTER_ARGS_INTS,
         };
+        pub use self::x86_64::resume::{framewalk_call_resumable, framewalk_resume_point};
         pub use self::x86_64::exit::{framewalk_call_with_exit_frame, HOST_CTX_WASM_TARGET_OFFSET};
         #[cfg(feature = "runtime")]
         pub use self::x86_64::exit::framewalk_wasm_to_host;

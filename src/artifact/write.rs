@@ -104,7 +104,10 @@ pub fn write_artifact(
     let mut traps = Vec::with_capacity(module.traps.len() * s::PAIR_SIZE);
     for (off, code) in &module.traps {
         push_u32(&mut traps, *off);
-        push_u32(&mut traps, u32::from(*code as u8));
+        let byte = code.to_u8().ok_or_else(|| {
+            WriteError::Object(format!("trap code `{code}` has no artifact encoding"))
+        })?;
+        push_u32(&mut traps, u32::from(byte));
     }
     let mut addrmap = Vec::with_capacity(module.address_map.len() * s::PAIR_SIZE);
     for (off, wasm) in &module.address_map {

@@ -34,6 +34,7 @@ use crate::trap::{handler, FrameInfo, Trap, TrapCode, WasmBacktrace};
 use crate::unwind::{Activation, ActivationList, LiveStackReader, StartRegs};
 use std::cell::Cell;
 use std::ops::ControlFlow;
+use std::sync::OnceLock;
 
 /// Everything one host → wasm call needs to find its way back.
 #[repr(C)]
@@ -57,24 +58,37 @@ thread_local! {
     static READY: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Installs the signal handlers (once per process) and this thread's alternate signal
-/// stack (once per thread); after the first call on a thread, one thread-local load.
+/// framewalk's runtime's one trap-handler registration for the process (its hooks
+/// claim the PCs of every registered module), never dropped.
+static REGISTRATION: OnceLock<handler::TrapHandlerRegistration> = OnceLock::new();
+
+/// Registers the runtime's trap hooks (once per process) and gives this thread an
+/// alternate signal stack (once per thread); after the first call on a thread, one
+/// thread-local load.
 #[inline(always)]
-fn install_handlers() {
+fn install_handlers() -> Result<(), Error> {
     if !READY.get() {
-        install_handlers_now();
+        return install_handlers_now();
     }
+    Ok(())
 }
 
 #[cold]
 #[inline(never)]
-fn install_handlers_now() {
-    handler::install(handler::TrapHooks {
-        lookup: super::registry::trap_code_at,
-        on_trap,
-    });
+fn install_handlers_now() -> Result<(), Error> {
+    if REGISTRATION.get().is_none() {
+        let registration = handler::register(handler::TrapHooks {
+            lookup: super::registry::trap_code_at,
+            on_trap,
+        })
+        .map_err(|e| Error::Resource(format!("trap handlers: {e}")))?;
+        // If another thread registered first, ours is dropped here (unregistered):
+        // both point at the same hooks, so no trap goes unclaimed meanwhile.
+        let _ = REGISTRATION.set(registration);
+    }
     handler::ensure_alt_stack();
     READY.set(true);
+    Ok(())
 }
 
 /// Calls `f`'s array entry point with `values` (arguments in, results out).
@@ -157,7 +171,7 @@ unsafe fn enter(
     store: &mut StoreOpaque,
     call: impl FnOnce(*mut EntryRegs) -> u32,
 ) -> Result<(), Error> {
-    install_handlers();
+    install_handlers()?;
     let prev_limit = store.vm.stack_limit;
     if prev_limit == 0 {
         let sp = crate::arch::current_sp();
@@ -403,7 +417,7 @@ unsafe extern "C" fn on_trap(pc: usize, fp: usize, sp: usize, code: usize, fault
     }
     // SAFETY: the record is live (its framewalk_enter frame is above us on this stack).
     let record = unsafe { &mut *record };
-    let code = TrapCode::from_u8(code as u8).unwrap_or(TrapCode::Unreachable);
+    let code = TrapCode::from_raw(code).unwrap_or(TrapCode::Unreachable);
     // SAFETY: the record's store is live (it lent itself to this call).
     let limit = CaptureLimit::of(unsafe { &*record.store });
     // SAFETY: the trapping activation is the head of its store's list.

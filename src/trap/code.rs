@@ -1,37 +1,49 @@
-//! Why wasm execution stopped: the trap codes framewalk records for every trap site.
+//! Why execution stopped: the trap codes framewalk records for every wasm trap site,
+//! plus [`TrapCode::Custom`] for a runtime's own codes.
+//!
+//! Two encodings, with different domains:
+//! - [`TrapCode::from_u8`] / [`TrapCode::to_u8`]: the byte of an artifact's trap
+//!   section. Wasm codes only (the discriminants `0..=10`, in the order of
+//!   [`TrapCode::ALL`]); a `Custom` code has no byte and is never written to an artifact.
+//! - [`TrapCode::to_raw`] / [`TrapCode::from_raw`]: the word passed through the signal
+//!   handler to a runtime's `on_trap` (`code` argument). Lossless for every code: a
+//!   wasm code as its discriminant, `Custom(n)` as `0x1_0000 + n`.
 
 use std::fmt;
 
-/// The reason for a trap, as recorded in an artifact's trap section.
+/// The reason for a trap: a wasm code (as recorded in an artifact's trap section) or a
+/// runtime-defined one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
 pub enum TrapCode {
     /// `unreachable` was executed.
-    Unreachable = 0,
+    Unreachable,
     /// Integer division or remainder by zero.
-    IntegerDivisionByZero = 1,
+    IntegerDivisionByZero,
     /// Integer overflow (`i32.div_s` of `INT_MIN / -1`, or a float→int conversion out of range).
-    IntegerOverflow = 2,
+    IntegerOverflow,
     /// A float→int conversion of NaN.
-    BadConversionToInteger = 3,
+    BadConversionToInteger,
     /// A linear memory access out of bounds.
-    MemoryOutOfBounds = 4,
+    MemoryOutOfBounds,
     /// A table access out of bounds.
-    TableOutOfBounds = 5,
+    TableOutOfBounds,
     /// `call_indirect` to a null element.
-    IndirectCallToNull = 6,
+    IndirectCallToNull,
     /// `call_indirect` to a function of the wrong type.
-    BadSignature = 7,
+    BadSignature,
     /// The wasm stack limit was reached.
-    StackOverflow = 8,
+    StackOverflow,
     /// A host function returned an error.
-    HostError = 9,
+    HostError,
     /// Misaligned atomic access (not produced by WebAssembly 2.0 code).
-    HeapMisaligned = 10,
+    HeapMisaligned,
+    /// A trap a runtime defines for itself (another language's codes, carried through
+    /// the shared signal handlers); the number is the runtime's own.
+    Custom(u16),
 }
 
 impl TrapCode {
-    /// Every code, by discriminant.
+    /// Every wasm code, by discriminant (the artifact byte). `Custom` is not listed.
     pub const ALL: [TrapCode; 11] = [
         TrapCode::Unreachable,
         TrapCode::IntegerDivisionByZero,
@@ -46,9 +58,49 @@ impl TrapCode {
         TrapCode::HeapMisaligned,
     ];
 
-    /// The code with this discriminant, if any (for reading untrusted sections).
+    /// The wasm code with this discriminant, if any (for reading untrusted sections).
+    /// Never a `Custom` code.
     pub fn from_u8(v: u8) -> Option<TrapCode> {
         TrapCode::ALL.get(usize::from(v)).copied()
+    }
+
+    /// The artifact byte of a wasm code (its discriminant); `None` for `Custom`.
+    pub const fn to_u8(self) -> Option<u8> {
+        let raw = self.to_raw();
+        if raw < CUSTOM_RAW_BASE {
+            Some(raw as u8)
+        } else {
+            None
+        }
+    }
+
+    /// The word that carries this code through `on_trap`'s `code` argument: a wasm
+    /// code's discriminant, or [`CUSTOM_RAW_BASE`]` + n` for `Custom(n)`.
+    pub const fn to_raw(self) -> usize {
+        match self {
+            TrapCode::Unreachable => 0,
+            TrapCode::IntegerDivisionByZero => 1,
+            TrapCode::IntegerOverflow => 2,
+            TrapCode::BadConversionToInteger => 3,
+            TrapCode::MemoryOutOfBounds => 4,
+            TrapCode::TableOutOfBounds => 5,
+            TrapCode::IndirectCallToNull => 6,
+            TrapCode::BadSignature => 7,
+            TrapCode::StackOverflow => 8,
+            TrapCode::HostError => 9,
+            TrapCode::HeapMisaligned => 10,
+            TrapCode::Custom(n) => CUSTOM_RAW_BASE + n as usize,
+        }
+    }
+
+    /// The code [`TrapCode::to_raw`] encoded as `raw`, or `None` if no code encodes
+    /// to it (so a corrupt word is never mistaken for a code).
+    pub fn from_raw(raw: usize) -> Option<TrapCode> {
+        if raw >= CUSTOM_RAW_BASE {
+            let n = u16::try_from(raw - CUSTOM_RAW_BASE).ok()?;
+            return Some(TrapCode::Custom(n));
+        }
+        TrapCode::from_u8(u8::try_from(raw).ok()?)
     }
 
     /// The code Cranelift's trap instruction carries, mapped to framewalk's.
@@ -85,6 +137,7 @@ impl TrapCode {
             TrapCode::StackOverflow => "call stack exhausted",
             TrapCode::HostError => "host function error",
             TrapCode::HeapMisaligned => "misaligned memory access",
+            TrapCode::Custom(_) => "runtime-defined trap",
         }
     }
 }
@@ -92,9 +145,15 @@ impl TrapCode {
 /// The `TrapCode::User` value generated code uses for "the host function failed".
 pub const HOST_ERROR_USER_CODE: u16 = 1;
 
+/// `TrapCode::Custom(n).to_raw()` is `CUSTOM_RAW_BASE + n`: above every wasm code.
+pub const CUSTOM_RAW_BASE: usize = 0x1_0000;
+
 impl fmt::Display for TrapCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.message())
+        match self {
+            TrapCode::Custom(n) => write!(f, "{} {n}", self.message()),
+            _ => f.write_str(self.message()),
+        }
     }
 }
 
@@ -105,9 +164,41 @@ mod tests {
     #[test]
     fn discriminants_round_trip() {
         for (i, c) in TrapCode::ALL.iter().enumerate() {
-            assert_eq!(*c as u8 as usize, i);
+            assert_eq!(c.to_u8(), Some(i as u8));
             assert_eq!(TrapCode::from_u8(i as u8), Some(*c));
         }
         assert_eq!(TrapCode::from_u8(TrapCode::ALL.len() as u8), None);
+        assert_eq!(TrapCode::Custom(0).to_u8(), None);
+    }
+
+    #[test]
+    fn raw_encoding_round_trips_every_code() {
+        for (i, c) in TrapCode::ALL.iter().enumerate() {
+            assert_eq!(c.to_raw(), i);
+            assert_eq!(TrapCode::from_raw(i), Some(*c));
+        }
+        for n in [0u16, 1, 7, 0x7fff, u16::MAX] {
+            let c = TrapCode::Custom(n);
+            assert_eq!(c.to_raw(), 0x1_0000 + usize::from(n));
+            assert_eq!(TrapCode::from_raw(c.to_raw()), Some(c));
+        }
+        // Words no code encodes to.
+        for raw in [
+            TrapCode::ALL.len(),
+            0xff,
+            0x100,
+            0xffff,
+            0x2_0000,
+            usize::MAX,
+        ] {
+            assert_eq!(TrapCode::from_raw(raw), None, "{raw:#x}");
+        }
+    }
+
+    #[test]
+    fn custom_codes_display_their_number() {
+        assert_eq!(TrapCode::Custom(7).message(), "runtime-defined trap");
+        assert_eq!(TrapCode::Custom(7).to_string(), "runtime-defined trap 7");
+        assert_eq!(TrapCode::Unreachable.to_string(), "unreachable");
     }
 }

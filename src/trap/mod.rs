@@ -1,14 +1,18 @@
-//! Traps: their codes, the signal handlers that catch them in wasm code, and the
-//! `Trap` value with its backtrace.
+//! Traps: their codes, the signal handlers that catch them in JIT code (shared by every
+//! runtime of the process), the resume-after-trap primitive, and the `Trap` value with
+//! its backtrace.
 
 mod backtrace;
 mod code;
 pub mod handler;
+mod resume;
 mod source_location;
 mod wasm_backtrace;
 
 pub use backtrace::{Backtrace, FrameInfo, HostError, Trap};
-pub use code::{TrapCode, HOST_ERROR_USER_CODE};
+pub use code::{TrapCode, CUSTOM_RAW_BASE, HOST_ERROR_USER_CODE};
+pub use handler::{register, TrapHandlerError, TrapHandlerRegistration, TrapHooks};
+pub use resume::{call_resumable, resume, ResumePoint};
 pub use source_location::SourceLocation;
 pub use wasm_backtrace::{FrameSymbols, WasmBacktrace, WasmFrame};
 
