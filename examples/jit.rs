@@ -48,6 +48,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::ffi::c_void;
 use std::fmt;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -64,9 +65,10 @@ use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 
 use framewalk::gc::{self, ExternRef, GcStats, RootSource, StackRoots, VMExternRefSet};
 use framewalk::stackmap::{Safepoint, StackMapBuilder, StackMapSection, StackMapTable};
+use framewalk::trap::{self, ResumePoint, TrapCode, TrapHandlerRegistration, TrapHooks};
 use framewalk::unwind::{
     visit_frames, Activation, ActivationList, CodeRegistry, Frame, FunctionRange, LiveStackReader,
-    ModuleRegistration, ModuleText, StackReader, WalkError, ACTIVATION_ENTRY_FP_OFFSET,
+    ModuleRegistration, ModuleText, StackReader, StartRegs, WalkError, ACTIVATION_ENTRY_FP_OFFSET,
     ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_EXIT_SP_OFFSET, ACTIVATION_PREV_OFFSET,
 };
 
@@ -438,7 +440,12 @@ impl Checker<'_> {
             }
             "trap" => {
                 arity(1)?;
-                let n = args[0].atom()?.parse::<u16>().map_err(|e| e.to_string())?;
+                let n = args[0]
+                    .atom()?
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|n| *n != PROPAGATE)
+                    .ok_or(format!("line {line}: a trap code is below {PROPAGATE}"))?;
                 e(Ty::Int, ExprKind::Trap(n))
             }
             "reenter" => {
@@ -522,11 +529,19 @@ struct VmCtx {
     module: usize,
     /// The VM, for host functions.
     vm: *const Vm,
+    /// Non-zero while a trap of a nested activation is being propagated: JIT code
+    /// checks it after each `reenter` and traps with [`PROPAGATE`].
+    propagating: *const Cell<i64>,
 }
 
 const VMCTX_HEAD: i32 = std::mem::offset_of!(VmCtx, head) as i32;
 const VMCTX_TABLE: i32 = std::mem::offset_of!(VmCtx, table) as i32;
 const VMCTX_MODULES: i32 = std::mem::offset_of!(VmCtx, modules) as i32;
+const VMCTX_PROPAGATING: i32 = std::mem::offset_of!(VmCtx, propagating) as i32;
+
+/// The user trap code JIT code raises to carry a nested activation's trap out of its
+/// own activation (the host function that saw it cannot unwind JIT frames itself).
+const PROPAGATE: u16 = u16::MAX;
 
 /// Entry trampolines exist for JIT functions of up to this many parameters.
 const MAX_HOST_ARGS: usize = 3;
@@ -772,7 +787,13 @@ impl Lower<'_> {
                 let arg = self.expr(b, arg)?;
                 b.set_srcloc(SourceLoc::new(e.line));
                 let func = b.ins().iconst(I64, *func as i64);
-                self.host(b, Host::Reenter, &[func, arg])
+                let result = self.host(b, Host::Reenter, &[func, arg]);
+                // A trap in the nested activation ended it; this one ends here too.
+                let flags = MemFlags::trusted();
+                let flag = b.ins().load(I64, flags, self.vmctx, VMCTX_PROPAGATING);
+                let flag = b.ins().load(I64, flags, flag, 0);
+                b.ins().trapnz(flag, ir::TrapCode::User(PROPAGATE));
+                result
             }
         };
         Ok(v)
@@ -930,7 +951,7 @@ struct FunctionInfo {
     /// the registered `text_start`.
     stack_maps: Box<[u8]>,
     /// `(offset, code)` of each trap site, sorted, read by the trap handler.
-    traps: Vec<(u32, ir::TrapCode)>,
+    traps: Vec<(u32, TrapCode)>,
     /// `(start, end, line)` code ranges and their source lines.
     lines: Vec<(u32, u32, u32)>,
 }
@@ -977,6 +998,12 @@ pub struct Vm {
     drops: Rc<RefCell<Vec<i64>>>,
     stats: Cell<GcStats>,
     log: RefCell<Log>,
+    /// Where `on_trap` resumes: the innermost `call_resumable` of `call_function`
+    /// (nested calls share the point; each restores it when it returns).
+    resume_point: ResumePoint,
+    /// The trap `on_trap` recorded, until `call_function` returns it.
+    trap: RefCell<Option<TrapReport>>,
+    propagating: Box<Cell<i64>>,
     jit: RefCell<Option<JITModule>>,
 }
 
@@ -1040,7 +1067,9 @@ impl Vm {
             None
         };
 
+        trap_registration()?;
         let head = Box::new(Cell::new(std::ptr::null()));
+        let propagating = Box::new(Cell::new(0));
         let mut modules: Vec<ModuleState> = program
             .iter()
             .enumerate()
@@ -1051,6 +1080,7 @@ impl Vm {
                     modules: std::ptr::null(),
                     module: i,
                     vm: std::ptr::null(),
+                    propagating: &*propagating,
                 }),
                 table: (0..m.functions.len()).map(|_| Cell::new(0)).collect(),
                 compiled: RefCell::new((0..m.functions.len()).map(|_| None).collect()),
@@ -1077,6 +1107,9 @@ impl Vm {
             drops: Rc::default(),
             stats: Cell::new(GcStats::default()),
             log: RefCell::default(),
+            resume_point: ResumePoint::new(),
+            trap: RefCell::new(None),
+            propagating,
             jit: RefCell::new(Some(jit)),
         });
         let vm_ptr: *const Vm = &*vm;
@@ -1151,11 +1184,11 @@ impl Vm {
         }
         let stack_maps = builder.finish().into_boxed_slice();
         StackMapSection::parse(&stack_maps).map_err(|e| e.to_string())?;
-        let mut traps: Vec<(u32, ir::TrapCode)> = compiled
+        let mut traps: Vec<(u32, TrapCode)> = compiled
             .buffer
             .traps()
             .iter()
-            .map(|t| (t.offset, t.code))
+            .filter_map(|t| Some((t.offset, trap_code(t.code)?)))
             .collect();
         traps.sort_by_key(|t| t.0);
         let lines = compiled
@@ -1198,14 +1231,11 @@ impl Vm {
     }
 
     /// Calls `module.func` from the host with `args`, in a new activation.
-    pub fn call(&self, module: &str, func: &str, args: &[Value]) -> Result<Value, String> {
+    pub fn call(&self, module: &str, func: &str, args: &[Value]) -> Result<Value, CallError> {
         let (mi, fi) = self.find(module, func)?;
         let f = &self.program[mi].functions[fi];
         if args.len() != f.params.len() || args.len() > MAX_HOST_ARGS {
-            return Err(format!(
-                "{module}.{func} takes {} arguments",
-                f.params.len()
-            ));
+            return Err(format!("{module}.{func} takes {} arguments", f.params.len()).into());
         }
         let mut raw = [0i64; MAX_HOST_ARGS];
         for (i, (a, ty)) in args.iter().zip(&f.params).enumerate() {
@@ -1213,9 +1243,9 @@ impl Vm {
                 (Value::Int(n), Ty::Int) => *n,
                 (Value::Ref(r), Ty::Ref) => self.enter(r.as_raw()) as i64,
                 _ => {
-                    return Err(format!(
-                        "argument {i} of {module}.{func} has the wrong type"
-                    ))
+                    return Err(
+                        format!("argument {i} of {module}.{func} has the wrong type").into(),
+                    )
                 }
             };
         }
@@ -1242,35 +1272,36 @@ impl Vm {
         raw
     }
 
-    /// Calls a function with raw arguments through the entry trampoline of its arity.
-    fn call_function(&self, module: usize, func: usize, args: &[i64]) -> Result<i64, String> {
+    /// Calls a function with raw arguments through the entry trampoline of its arity,
+    /// under `call_resumable`: a trap in the code it runs comes back here.
+    fn call_function(&self, module: usize, func: usize, args: &[i64]) -> Result<i64, CallError> {
         let target = self.compile(module, func)?;
-        let vmctx: *const VmCtx = &*self.modules[module].vmctx;
         let mut activation = Activation::new(0, self.owner);
-        let act = &raw mut activation;
-        let entry = self.entries[args.len()];
-        // SAFETY: `entry` is the entry trampoline of this arity, compiled with
-        // `(vmctx, activation, callee, args...) -> i64`; `target` is a function of that
-        // arity; the activation outlives the call and the trampoline unlinks it before
-        // returning.
-        let result = unsafe {
-            match *args {
-                [] => std::mem::transmute::<usize, extern "C" fn(_, _, _) -> i64>(entry)(
-                    vmctx, act, target,
-                ),
-                [a] => std::mem::transmute::<usize, extern "C" fn(_, _, _, _) -> i64>(entry)(
-                    vmctx, act, target, a,
-                ),
-                [a, b] => std::mem::transmute::<usize, extern "C" fn(_, _, _, _, _) -> i64>(entry)(
-                    vmctx, act, target, a, b,
-                ),
-                [a, b, c] => std::mem::transmute::<usize, extern "C" fn(_, _, _, _, _, _) -> i64>(
-                    entry,
-                )(vmctx, act, target, a, b, c),
-                _ => unreachable!("arity checked by the caller"),
-            }
+        let mut call = EntryCall {
+            entry: self.entries[args.len()],
+            vmctx: &*self.modules[module].vmctx,
+            activation: &raw mut activation,
+            target,
+            args: [0; MAX_HOST_ARGS],
+            arity: args.len(),
+            result: 0,
         };
-        Ok(result)
+        call.args[..args.len()].copy_from_slice(args);
+        let head = self.head.get();
+        let point = (&raw const self.resume_point).cast_mut();
+        // SAFETY: the point lives in the boxed VM for the whole call; `enter` is safe to
+        // call with this `EntryCall` (see there); `on_trap` resumes across only `enter`,
+        // the entry trampoline, JIT frames and its own frame, which own nothing, and
+        // `enter` cannot unwind (JIT code does not, host functions abort on panic).
+        let trapped = unsafe { trap::call_resumable(point, enter, (&raw mut call).cast()) };
+        if trapped {
+            // The trampoline never got to unlink the activation: pop it here (rule 2).
+            self.head.set(head);
+            self.propagating.set(0);
+            let report = self.trap.borrow_mut().take();
+            return Err(CallError::Trap(report.ok_or("a trap without a report")?));
+        }
+        Ok(call.result)
     }
 
     /// This VM's activations.
@@ -1318,10 +1349,7 @@ impl Vm {
 
     /// Walks this VM's frames (from the recorded exits, or from `start` for the
     /// newest activation).
-    fn walk(
-        &self,
-        start: Option<framewalk::unwind::StartRegs>,
-    ) -> Result<Vec<BacktraceFrame>, WalkError> {
+    fn walk(&self, start: Option<StartRegs>) -> Result<Vec<BacktraceFrame>, WalkError> {
         let list = self.activations();
         let reader = match start {
             None => Self::reader(&list),
@@ -1481,7 +1509,17 @@ impl Vm {
             } else {
                 0
             }),
-            Host::Reenter => self.call_function(vmctx.module, a0 as usize, &[a1]),
+            Host::Reenter => match self.call_function(vmctx.module, a0 as usize, &[a1]) {
+                Ok(v) => Ok(v),
+                // Host frames cannot be resumed across: return to the JIT code, which
+                // sees the flag and traps with `PROPAGATE`, ending its own activation.
+                Err(CallError::Trap(report)) => {
+                    *self.trap.borrow_mut() = Some(report);
+                    self.propagating.set(1);
+                    Ok(0)
+                }
+                Err(CallError::Invalid(e)) => Err(e),
+            },
             Host::Backtrace => {
                 let walk = self.walk(None);
                 let n = walk.as_ref().map_or(-1, |f| f.len() as i64);
@@ -1631,6 +1669,195 @@ impl Drop for Vm {
     }
 }
 
+/// The arguments of an entry trampoline call, and its result, for [`enter`].
+struct EntryCall {
+    entry: usize,
+    vmctx: *const VmCtx,
+    activation: *mut Activation,
+    target: usize,
+    args: [i64; MAX_HOST_ARGS],
+    arity: usize,
+    result: i64,
+}
+
+/// Calls the entry trampoline an [`EntryCall`] names (under `call_resumable`).
+unsafe extern "C" fn enter(call: *mut c_void) {
+    // SAFETY: `call_function` passes its `EntryCall`, live and unaliased for the call.
+    let call = unsafe { &mut *call.cast::<EntryCall>() };
+    let (entry, vmctx, act, target) = (call.entry, call.vmctx, call.activation, call.target);
+    let [a, b, c] = call.args;
+    // SAFETY: `entry` is the entry trampoline for `arity` parameters, compiled with
+    // `(vmctx, activation, callee, args...) -> i64`; `target` is a function of that
+    // arity of the module `vmctx` belongs to; the activation outlives the call, and
+    // the trampoline unlinks it before returning.
+    call.result = unsafe {
+        match call.arity {
+            0 => std::mem::transmute::<usize, extern "C" fn(_, _, _) -> i64>(entry)(
+                vmctx, act, target,
+            ),
+            1 => std::mem::transmute::<usize, extern "C" fn(_, _, _, _) -> i64>(entry)(
+                vmctx, act, target, a,
+            ),
+            2 => std::mem::transmute::<usize, extern "C" fn(_, _, _, _, _) -> i64>(entry)(
+                vmctx, act, target, a, b,
+            ),
+            _ => std::mem::transmute::<usize, extern "C" fn(_, _, _, _, _, _) -> i64>(entry)(
+                vmctx, act, target, a, b, c,
+            ),
+        }
+    };
+}
+
+// =================================================================================
+// Traps
+// =================================================================================
+
+/// A trap, as the host sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrapReport {
+    pub code: TrapCode,
+    pub message: String,
+    /// Every frame at the trap, newest first, across activations.
+    pub backtrace: Result<Vec<BacktraceFrame>, WalkError>,
+}
+
+impl fmt::Display for TrapReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "trap: {}", self.message)?;
+        match &self.backtrace {
+            Ok(frames) => {
+                for (i, fr) in frames.iter().enumerate() {
+                    writeln!(f, "  {i}: {fr}")?;
+                }
+                Ok(())
+            }
+            Err(e) => writeln!(f, "  walk failed: {e}"),
+        }
+    }
+}
+
+/// Why a call from the host failed.
+#[derive(Debug)]
+pub enum CallError {
+    Trap(TrapReport),
+    /// A bad call (no such function, wrong arguments) or a compile error.
+    Invalid(String),
+}
+
+impl From<String> for CallError {
+    fn from(e: String) -> CallError {
+        CallError::Invalid(e)
+    }
+}
+
+impl From<&str> for CallError {
+    fn from(e: &str) -> CallError {
+        CallError::Invalid(e.to_string())
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Trap(t) => write!(f, "{t}"),
+            CallError::Invalid(e) => f.write_str(e),
+        }
+    }
+}
+
+/// The framewalk trap code of a Cranelift trap site this language can reach.
+fn trap_code(code: ir::TrapCode) -> Option<TrapCode> {
+    Some(match code {
+        ir::TrapCode::IntegerDivisionByZero => TrapCode::IntegerDivisionByZero,
+        ir::TrapCode::IntegerOverflow => TrapCode::IntegerOverflow,
+        ir::TrapCode::User(n) => TrapCode::Custom(n),
+        _ => return None,
+    })
+}
+
+/// The trap-handler registration every VM of the process shares (their code is all
+/// in [`REGISTRY`]), made by the first [`Vm::new`] and kept for the process.
+fn trap_registration() -> Result<(), String> {
+    static REGISTRATION: std::sync::OnceLock<Result<TrapHandlerRegistration, String>> =
+        std::sync::OnceLock::new();
+    let hooks = TrapHooks {
+        lookup: trap_lookup,
+        on_trap,
+    };
+    REGISTRATION
+        .get_or_init(|| trap::register(hooks).map_err(|e| e.to_string()))
+        .as_ref()
+        .map(|_| ())
+        .map_err(Clone::clone)?;
+    // Each thread that runs JIT code gets an alternate signal stack.
+    trap::handler::ensure_alt_stack();
+    Ok(())
+}
+
+/// The [`FunctionInfo`] a registration's data word points to (0 for the trampolines'
+/// registration, which has none).
+///
+/// # Safety
+/// `data` must come from a lookup in [`REGISTRY`] of a PC of code that is running on
+/// this thread (its VM, and so its registration and info, are alive for as long as the
+/// reference is used).
+unsafe fn function_info<'a>(data: usize) -> Option<&'a FunctionInfo> {
+    // SAFETY: per the contract, a non-zero data word is a live `FunctionInfo`.
+    (data != 0).then(|| unsafe { &*(data as *const FunctionInfo) })
+}
+
+/// In signal context: the trap code of a trap site at `pc` in any VM's code. Only
+/// reads: the registry (lock-free) and the function's immutable trap sites.
+fn trap_lookup(pc: usize, _signal: i32) -> Option<TrapCode> {
+    let (location, data) = REGISTRY.lookup_with_data(pc)?;
+    // SAFETY: `pc` is the faulting PC of this thread: its function is running.
+    let info = unsafe { function_info(data) }?;
+    let i = info
+        .traps
+        .binary_search_by_key(&location.text_offset, |t| t.0)
+        .ok()?;
+    Some(info.traps[i].1)
+}
+
+/// Runs on the faulting stack after a trap `trap_lookup` claimed: records the trap
+/// with its backtrace (unless it only propagates a nested one) and resumes at the
+/// `call_resumable` of the call that entered the trapping code. It unlinks nothing:
+/// `Vm::call_function` pops the activation when `call_resumable` returns `true`.
+unsafe extern "C" fn on_trap(pc: usize, fp: usize, sp: usize, code: usize, _fault: usize) -> ! {
+    let point = record_trap(pc, fp, sp, code);
+    // SAFETY: the point was recorded by the `call_resumable` of `Vm::call_function` that
+    // entered the trapping code, still running below us; between it and this frame
+    // are `enter`, the entry trampoline and JIT frames, which own nothing, and this
+    // frame, whose values `record_trap` already dropped.
+    unsafe { trap::resume(point) }
+}
+
+fn record_trap(pc: usize, fp: usize, sp: usize, code: usize) -> *const ResumePoint {
+    // SAFETY: `trap_lookup` claimed `pc`: it is in a running function of this thread.
+    let info = REGISTRY
+        .lookup_with_data(pc)
+        .and_then(|(_, data)| unsafe { function_info(data) });
+    let Some(info) = info else {
+        std::process::abort();
+    };
+    // SAFETY: the VM that compiled the function outlives every run of its code.
+    let vm = unsafe { &*info.vm };
+    let code = TrapCode::from_raw(code).unwrap_or(TrapCode::Custom(0));
+    if code != TrapCode::Custom(PROPAGATE) {
+        let message = match code {
+            TrapCode::Custom(n) => format!("user trap {n}"),
+            other => other.message().to_string(),
+        };
+        let backtrace = vm.walk(Some(StartRegs { pc, fp, sp }));
+        *vm.trap.borrow_mut() = Some(TrapReport {
+            code,
+            message,
+            backtrace,
+        });
+    }
+    &vm.resume_point
+}
+
 /// The host side of every exit. A panic must not unwind through JIT frames (they
 /// have no unwind info): abort.
 extern "C" fn host_dispatch(vmctx: *const VmCtx, host: i64, a0: i64, a1: i64) -> i64 {
@@ -1692,17 +1919,21 @@ pub const DEMO: &str = "\
       (+ (consume (new 700))
          (+ (value d) (+ h (value (global)))))))
   (fn boom ((n int)) int
-    (let ((r (new 900)))
+    (let ((r (new (+ 900 n))))
       (+ (reenter deep n) (value r))))
   (fn deep ((n int)) int
-    (let ((q (new 901)))
+    (let ((q (new (- 950 n))))
       (+ (lib.check n) (value q)))))
 ";
 
 /// What the demo run showed.
 #[derive(Clone, Debug)]
 pub struct Report {
+    /// `app.main(100)`.
     pub result: i64,
+    /// `app.boom(0)` (a division by zero) and `app.boom(-1)` (`(trap 7)`), each two
+    /// activations deep.
+    pub traps: Vec<TrapReport>,
     pub log: Log,
     pub registrations: usize,
     /// Every payload drop, in order, through teardown.
@@ -1710,18 +1941,29 @@ pub struct Report {
     pub stats: GcStats,
 }
 
-/// Runs `app.main(100)` of [`DEMO`], then a collection from the host, then teardown.
+/// Runs `app.main(100)` of [`DEMO`], a collection from the host, `app.boom(0)` and
+/// `app.boom(-1)` (both trap), another collection, then teardown.
 pub fn run_demo(faults: Faults) -> Result<Report, String> {
     let vm = Vm::new(DEMO, faults)?;
-    let result = match vm.call("app", "main", &[Value::Int(100)])? {
-        Value::Int(n) => n,
+    let result = match vm.call("app", "main", &[Value::Int(100)]) {
+        Ok(Value::Int(n)) => n,
         other => return Err(format!("unexpected result {other:?}")),
     };
+    vm.collect_now();
+    let mut traps = Vec::new();
+    for n in [0, -1] {
+        match vm.call("app", "boom", &[Value::Int(n)]) {
+            Err(CallError::Trap(t)) => traps.push(t),
+            other => return Err(format!("app.boom({n}) should trap: {other:?}")),
+        }
+    }
+    // What the abandoned frames held goes now.
     vm.collect_now();
     let (log, registrations, stats) = (vm.log(), vm.registrations(), vm.stats());
     let drops = vm.finish();
     Ok(Report {
         result,
+        traps,
         log,
         registrations,
         drops,
@@ -1767,6 +2009,9 @@ impl fmt::Display for Report {
                 }
                 Err(e) => writeln!(f, "  walk failed: {e}")?,
             }
+        }
+        for t in &self.traps {
+            write!(f, "{t}")?;
         }
         for e in &self.log.events {
             writeln!(f, "event: {e}")?;
