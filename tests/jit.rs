@@ -9,8 +9,9 @@
 #[path = "../examples/jit.rs"]
 mod jit;
 
+use framewalk::trap::TrapCode;
 use framewalk::unwind::WalkError;
-use jit::{BacktraceFrame, Collection, Faults, FrameRoots, Value, Vm};
+use jit::{BacktraceFrame, CallError, Collection, Faults, FrameRoots, Value, Vm};
 
 fn frame(function: &str, activation: usize, roots: &[i64]) -> FrameRoots {
     FrameRoots {
@@ -76,12 +77,17 @@ fn the_demo_collects_exactly_what_no_frame_holds_and_drops_every_payload_once() 
             collection(vec![frame("app.main", 0, &[100, 200])], &[300, 500]),
             // From the host, no JIT frames.
             collection(vec![], &[100, 200]),
+            // After the two traps: what the abandoned frames of boom and deep held.
+            collection(vec![], &[899, 900, 950, 951]),
         ]
     );
     // 700 when consume dropped its count; 800 when teardown released the global.
-    assert_eq!(report.drops, [400, 600, 700, 500, 300, 200, 100, 800]);
-    assert_eq!(report.stats.collections, 4);
-    assert_eq!(report.stats.freed, 6);
+    assert_eq!(
+        report.drops,
+        [400, 600, 700, 500, 300, 200, 100, 951, 899, 950, 900, 800]
+    );
+    assert_eq!(report.stats.collections, 5);
+    assert_eq!(report.stats.freed, 10);
     assert!(report.log.events.is_empty(), "{:?}", report.log.events);
 }
 
@@ -106,9 +112,77 @@ fn a_backtrace_names_every_frame_and_line_across_modules_and_activations() {
 }
 
 #[test]
+fn a_division_by_zero_traps_with_every_frame_and_line_across_activations() {
+    let report = jit::run_demo(Faults::default()).expect("the demo runs");
+    let trap = &report.traps[0];
+    assert_eq!(trap.code, TrapCode::IntegerDivisionByZero);
+    assert_eq!(trap.message, "integer divide by zero");
+    // The trapping `idiv` (line 9), the calls in progress above it, and boom's
+    // `reenter` in the older activation, past the host frame between the two.
+    assert_eq!(
+        trap.backtrace,
+        Ok(vec![
+            at("lib.ratio", 9, 0),
+            at("lib.check", 11, 0),
+            at("app.deep", 35, 0),
+            at("app.boom", 32, 1),
+        ])
+    );
+    assert_eq!(
+        trap.to_string(),
+        "trap: integer divide by zero\n  0: lib.ratio line 9 (activation 0)\n  \
+         1: lib.check line 11 (activation 0)\n  2: app.deep line 35 (activation 0)\n  \
+         3: app.boom line 32 (activation 1)\n"
+    );
+}
+
+#[test]
+fn an_explicit_trap_carries_its_own_code() {
+    let report = jit::run_demo(Faults::default()).expect("the demo runs");
+    let trap = &report.traps[1];
+    assert_eq!(trap.code, TrapCode::Custom(7));
+    assert_eq!(trap.message, "user trap 7");
+    assert_eq!(
+        trap.backtrace,
+        Ok(vec![
+            at("lib.check", 11, 0),
+            at("app.deep", 35, 0),
+            at("app.boom", 32, 1),
+        ])
+    );
+}
+
+#[test]
+fn after_a_trap_the_vm_runs_on_and_its_activations_are_gone() {
+    let vm = Vm::new(jit::DEMO, Faults::default()).unwrap();
+    let Err(CallError::Trap(trap)) = vm.call("lib", "ratio", &[Value::Int(1), Value::Int(0)])
+    else {
+        panic!("ratio(1, 0) traps");
+    };
+    assert_eq!(trap.backtrace, Ok(vec![at("lib.ratio", 9, 0)]));
+    // The trapped activation was popped: a collection walks no JIT frame, and the
+    // same code runs again.
+    assert_eq!(vm.collect_now(), collection(vec![], &[]));
+    let Value::Int(q) = vm
+        .call("lib", "ratio", &[Value::Int(84), Value::Int(2)])
+        .unwrap()
+    else {
+        panic!("ratio returns an int");
+    };
+    assert_eq!(q, 42);
+    // The whole demo program still runs, collections and all, after the trap.
+    let Value::Int(r) = vm.call("app", "main", &[Value::Int(100)]).unwrap() else {
+        panic!("main returns an int");
+    };
+    assert_eq!(r, 3813);
+    let drops = vm.finish();
+    assert_eq!(sorted(drops), [100, 200, 300, 400, 500, 600, 700, 800]);
+}
+
+#[test]
 fn functions_compile_on_their_first_call_one_registration_each() {
     let report = jit::run_demo(Faults::default()).expect("the demo runs");
-    // In call order; lib.unused, lib.make, ... are never called, never compiled.
+    // In call order; lib.unused and lib.make are never called, never compiled.
     assert_eq!(
         report.log.compiled,
         [
@@ -116,11 +190,15 @@ fn functions_compile_on_their_first_call_one_registration_each() {
             "app.middle",
             "app.inner",
             "lib.hold",
-            "lib.square"
+            "lib.square",
+            "app.boom",
+            "app.deep",
+            "lib.check",
+            "lib.ratio"
         ]
     );
     assert_eq!(
-        report.registrations, 5,
+        report.registrations, 9,
         "one per function, none for trampolines"
     );
 }
