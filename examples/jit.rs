@@ -35,7 +35,7 @@
 //! | every path pops (2) | `Vm::call_function` unlinks after a trap; `host_dispatch` aborts on panic |
 //! | registry, one function at a time, trampolines left out (3) | `Vm::compile` |
 //! | walk (4) | `Vm::walk` (backtraces), `Vm::collect` |
-//! | stack maps (5) | `lower_function` declares refs; `Vm::compile` builds the section |
+//! | stack maps (5) | `Lower::function` declares refs; `Vm::compile` builds the section; `Vm::collect` looks frames up |
 //! | references enter frames (6) | `Vm::enter`: every ref a host function or the host gives to JIT code |
 //! | owners that outlive frames (6) | `set-global` (`gc::retain`/`release`); `consume` and results returned to the host take a count |
 //! | collection (6) | `Vm::collect`: `StackRoots` with each frame's `StackMapTable`, `gc::collect` |
@@ -500,7 +500,9 @@ pub struct Faults {
     /// across a call is in no map, and a collection at that call frees it.
     pub undeclared_refs: bool,
     /// Rule 5: each frame's stack map is looked up in the other language module's
-    /// tables (same function index, same offset).
+    /// tables (same function index, same offset). Demonstrated only on programs where
+    /// that lookup finds nothing (`tests/jit.rs`'s `KEEP`): a map that did match would
+    /// name slots holding other values, which the collector would take for references.
     pub maps_of_wrong_module: bool,
     /// Rule 2: the exit trampoline records its own frame as the exit instead of the
     /// JIT frame that called it. Alone, walks fail (the trampoline's PC is not
@@ -1681,6 +1683,9 @@ struct EntryCall {
 }
 
 /// Calls the entry trampoline an [`EntryCall`] names (under `call_resumable`).
+///
+/// # Safety
+/// `call` must point to a live `EntryCall` made by `Vm::call_function`.
 unsafe extern "C" fn enter(call: *mut c_void) {
     // SAFETY: `call_function` passes its `EntryCall`, live and unaliased for the call.
     let call = unsafe { &mut *call.cast::<EntryCall>() };
