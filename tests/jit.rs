@@ -6,7 +6,7 @@
 //! for each rule of `docs/EMBEDDING.md` the VM can break on purpose ([`Faults`]), the
 //! failure that break causes.
 
-#[path = "../examples/jit.rs"]
+#[path = "../examples/jit/main.rs"]
 mod jit;
 
 use framewalk::trap::TrapCode;
