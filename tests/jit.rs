@@ -1,4 +1,4 @@
-//! A language VM on cranelift-jit (`examples/jit.rs`) using only framewalk's drop-in
+//! A language VM on cranelift-jit (`examples/jit/`) using only framewalk's drop-in
 //! layers (this test also runs with `--no-default-features`, where nothing else
 //! exists). What it checks is what a user of that VM observes: program results, the
 //! roots each collection found per frame, what each freed, every payload dropped
