@@ -11,8 +11,8 @@ use cranelift_jit::JITModule;
 use cranelift_module::{Linkage, Module};
 
 use framewalk::unwind::{
-    Activation, ACTIVATION_ENTRY_FP_OFFSET, ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_EXIT_SP_OFFSET,
-    ACTIVATION_PREV_OFFSET,
+    Activation, ACTIVATION_ENTRY_FP_OFFSET, ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_EXIT_PC_OFFSET,
+    ACTIVATION_EXIT_SP_OFFSET, ACTIVATION_PREV_OFFSET,
 };
 
 use super::lang::*;
@@ -82,19 +82,22 @@ pub(crate) fn build(
     Ok(())
 }
 
-/// Writes the exit record of the newest activation `head`: `Some((fp, sp))` records
-/// the youngest JIT frame's FP and its SP at the call, `None` clears the record
-/// (`exit_sp` = 0: "no exit recorded"). The one place generated code writes it.
+/// Writes the exit record of the newest activation `head`: `Some((fp, sp, pc))`
+/// records the youngest JIT frame's FP, its SP at the call and the return address into
+/// it; `None` clears the record (`exit_sp` = 0: "no exit recorded"). The one place
+/// generated code writes it.
 pub(crate) fn exit_record(
     b: &mut FunctionBuilder,
     head: ir::Value,
-    exit: Option<(ir::Value, ir::Value)>,
+    exit: Option<(ir::Value, ir::Value, ir::Value)>,
 ) {
     let flags = MemFlags::trusted();
     match exit {
-        Some((fp, sp)) => {
+        Some((fp, sp, pc)) => {
             b.ins()
                 .store(flags, fp, head, ACTIVATION_EXIT_FP_OFFSET as i32);
+            b.ins()
+                .store(flags, pc, head, ACTIVATION_EXIT_PC_OFFSET as i32);
             b.ins()
                 .store(flags, sp, head, ACTIVATION_EXIT_SP_OFFSET as i32);
         }
@@ -108,7 +111,8 @@ pub(crate) fn exit_record(
 
 /// The exit trampoline `exit(vmctx, host, a0, a1) -> i64`: records the JIT frame
 /// that called it as the exit of the newest activation (its FP is what this
-/// trampoline saved at its own `[FP]`; its SP at the call is `FP + 16`), calls
+/// trampoline saved at its own `[FP]`, its PC the return address at `[FP + 8]`, its SP
+/// at the call `FP + 16`), calls
 /// `host_dispatch`, and clears the record before returning to JIT code.
 pub(crate) fn lower_exit(
     jit: &mut JITModule,
@@ -126,6 +130,8 @@ pub(crate) fn lower_exit(
     build(func, |b, args| {
         let flags = MemFlags::trusted();
         let fp = b.ins().get_frame_pointer(I64);
+        // The return address into the JIT frame that called this trampoline.
+        let exit_pc = b.ins().load(I64, flags, fp, 8);
         let (exit_fp, exit_sp) = if faults.exit_in_trampoline_frame {
             (fp, b.ins().get_stack_pointer(I64))
         } else {
@@ -133,7 +139,7 @@ pub(crate) fn lower_exit(
         };
         let head_cell = b.ins().load(I64, flags, args[0], VMCTX_HEAD);
         let head = b.ins().load(I64, flags, head_cell, 0);
-        exit_record(b, head, Some((exit_fp, exit_sp)));
+        exit_record(b, head, Some((exit_fp, exit_sp, exit_pc)));
         let call = b.ins().call(dispatch, args);
         let result = b.inst_results(call)[0];
         // Activations the host pushed meanwhile are gone again: the head is ours.

@@ -16,7 +16,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Module};
 
 use framewalk::gc::{self, ExternRef, GcStats, RootSource, StackRoots, VMExternRefSet};
-use framewalk::stackmap::{Safepoint, StackMapBuilder, StackMapSection, StackMapTable};
+use framewalk::stackmap::{Safepoint, StackMapBuilder, StackMapTable};
 use framewalk::trap::{self, ResumePoint, TrapCode};
 use framewalk::unwind::{
     visit_frames, Activation, ActivationList, CodeRegistry, Frame, FunctionRange, LiveStackReader,
@@ -122,9 +122,9 @@ pub(crate) struct CompiledFunction {
 /// context (through `REGISTRY.lookup_with_data`): immutable once registered.
 pub(crate) struct FunctionInfo {
     pub(crate) vm: *const Vm,
-    /// Its stack-map section: return offsets relative to the function's first byte,
-    /// the registered `text_start`.
-    pub(crate) stack_maps: Box<[u8]>,
+    /// Its stack maps, decoded once when it was compiled (the table owns them): return
+    /// offsets relative to the function's first byte, the registered `text_start`.
+    pub(crate) stack_maps: StackMapTable,
     /// `(offset, code)` of each trap site, sorted, read by the trap handler.
     pub(crate) traps: Vec<(u32, TrapCode)>,
     /// `(start, end, line)` code ranges and their source lines.
@@ -358,8 +358,7 @@ impl Vm {
                 })
                 .map_err(|e| e.to_string())?;
         }
-        let stack_maps = builder.finish().into_boxed_slice();
-        StackMapSection::parse(&stack_maps).map_err(|e| e.to_string())?;
+        let stack_maps = StackMapTable::parse(&builder.finish()).map_err(|e| e.to_string())?;
         let mut traps: Vec<(u32, TrapCode)> = compiled
             .buffer
             .traps()
@@ -565,26 +564,6 @@ impl Vm {
     pub(crate) fn collect(&self) -> Collection {
         let list = self.activations();
         let compiled: Vec<_> = self.modules.iter().map(|m| m.compiled.borrow()).collect();
-        // Each compiled function's section, decoded for this collection.
-        let sections: Vec<Vec<Option<StackMapSection<'_>>>> = compiled
-            .iter()
-            .map(|fs| {
-                fs.iter()
-                    .map(|f| {
-                        f.as_ref()
-                            .and_then(|f| StackMapSection::parse(&f.info.stack_maps).ok())
-                    })
-                    .collect()
-            })
-            .collect();
-        let tables: Vec<Vec<Option<StackMapTable<'_>>>> = sections
-            .iter()
-            .map(|fs| {
-                fs.iter()
-                    .map(|s| s.as_ref().map(StackMapTable::new))
-                    .collect()
-            })
-            .collect();
         let faults = self.faults;
         let by_registration = self.by_registration.borrow();
         let stack_map = |frame: &Frame| {
@@ -594,14 +573,21 @@ impl Vm {
                 return None;
             };
             if faults.maps_of_wrong_module {
-                m = (m + 1) % tables.len();
+                m = (m + 1) % compiled.len();
             }
-            tables[m]
+            compiled[m]
                 .get(f)?
                 .as_ref()?
+                .info
+                .stack_maps
                 .lookup(frame.location.text_offset)
         };
-        let roots = StackRoots::new(list, Self::reader(&list), &REGISTRY, stack_map);
+        // SAFETY: `list` is every activation of this VM on this thread, each stopped at
+        // an exit the exit trampoline recorded (this runs in a host function, or from
+        // the host with no JIT code running); the registry holds exactly the compiled
+        // language functions, and `stack_map` gives each frame its own function's map
+        // (unless a `Faults` switch breaks that on purpose); the reader spans the frames.
+        let roots = unsafe { StackRoots::new(list, Self::reader(&list), &REGISTRY, stack_map) };
 
         // Every frame, then the values of its live slots (for the report).
         let mut frames: Vec<(usize, FrameRoots)> = Vec::new();
@@ -635,7 +621,10 @@ impl Vm {
         }
         let before = self.drops.borrow().len();
         let mut stats = self.stats.get();
-        if let Err(e) = gc::collect(&mut self.set.borrow_mut(), &roots, &mut stats) {
+        // SAFETY: `roots` finds every root (above); the host holds every reference it
+        // keeps with a count (`consume` and returned references take one first, unless
+        // a `Faults` switch breaks that on purpose); this is the VM's one set.
+        if let Err(e) = unsafe { gc::collect(&mut self.set.borrow_mut(), &roots, &mut stats) } {
             error.get_or_insert(e);
         }
         self.stats.set(stats);
@@ -842,7 +831,9 @@ impl Drop for Vm {
             // SAFETY: the global held one count.
             unsafe { gc::release(global) };
         }
-        self.set.get_mut().clear();
+        // SAFETY: no JIT code runs (a running call borrows the VM), and the host's own
+        // references are counted handles.
+        unsafe { self.set.get_mut().clear() };
         // Unregister every function before its code is freed (rule 3).
         for m in &self.modules {
             m.compiled.borrow_mut().clear();
