@@ -159,3 +159,91 @@ where
         &self.reader
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stackmap::{StackMapBuilder, StackMapTable};
+    use crate::unwind::fake_stack::{
+        build, ActivationSpec, BuiltStack, FakeCode, FrameSpec, LinkedActivations, STACK_TOP,
+    };
+
+    /// One activation of three frames (youngest first), walked from its exit.
+    fn three_frames() -> BuiltStack {
+        let frame = |func, slots| FrameSpec {
+            func,
+            pc_offset: 0x10 + func as usize,
+            slots,
+        };
+        build(
+            &[ActivationSpec {
+                owner: 1,
+                frames: vec![frame(3, 2), frame(2, 3), frame(1, 1)],
+                host_gap: 3,
+            }],
+            false,
+            STACK_TOP,
+        )
+    }
+
+    /// A table with a map for each frame of `built`: span `fp - sp` (plus `skew` for
+    /// frame `skewed`), live slot 0 and the slot 8 below the span.
+    fn maps(built: &BuiltStack, skewed: usize, skew: u32) -> StackMapTable {
+        let mut builder = StackMapBuilder::new();
+        let mut frames = built.truth.clone();
+        frames.sort_by_key(|f| f.location.text_offset);
+        for f in &frames {
+            let mut span = (f.fp - f.sp) as u32;
+            if built.truth[skewed].location == f.location {
+                span += skew;
+            }
+            builder
+                .add(f.location.text_offset, span, &[0, span - 8])
+                .unwrap();
+        }
+        StackMapTable::parse(&builder.finish()).unwrap()
+    }
+
+    fn slots(built: &BuiltStack, table: &StackMapTable) -> (Vec<usize>, Result<(), WalkError>) {
+        let linked = LinkedActivations::new(&built.activations);
+        let mut found = Vec::new();
+        let result = visit_stack_roots(
+            linked.list(),
+            &built.stack,
+            &FakeCode,
+            |frame| table.lookup(frame.location.text_offset),
+            |_, addr| found.push(addr),
+        );
+        (found, result)
+    }
+
+    #[test]
+    fn every_slot_of_every_frame_lies_inside_its_frame() {
+        let built = three_frames();
+        let (found, result) = slots(&built, &maps(&built, 0, 0));
+        assert_eq!(result, Ok(()));
+        let expected: Vec<usize> = built.truth.iter().flat_map(|f| [f.sp, f.fp - 8]).collect();
+        assert_eq!(found, expected);
+    }
+
+    /// A map whose span is not its frame's (found in another module's section, say) is
+    /// refused before any of its slots is reported: the collection that asked frees
+    /// nothing, instead of taking other words of the frame for references.
+    #[test]
+    fn a_map_of_another_frame_size_ends_the_scan() {
+        let built = three_frames();
+        for skew in [8, 16, 64] {
+            let (found, result) = slots(&built, &maps(&built, 1, skew));
+            let (young, middle) = (&built.truth[0], &built.truth[1]);
+            assert_eq!(found, [young.sp, young.fp - 8], "only the frame before it");
+            assert_eq!(
+                result,
+                Err(WalkError::StackMapSpanMismatch {
+                    pc: middle.pc,
+                    span: middle.fp - middle.sp + skew as usize,
+                    frame_span: middle.fp - middle.sp,
+                })
+            );
+        }
+    }
+}

@@ -102,7 +102,7 @@ pub mod registry;
 mod walker;
 
 #[cfg(test)]
-mod fake_stack;
+pub(crate) mod fake_stack;
 #[cfg(test)]
 mod tests;
 
