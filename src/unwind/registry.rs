@@ -169,21 +169,190 @@ impl ModuleEntry {
     }
 }
 
-/// An immutable list of modules, sorted by `text_start`.
+/// A node of the persistent treap of modules: a binary search tree by `text_start`
+/// that is also a max-heap by `priority`.
+///
+/// Nodes are immutable once built, and shared (`Arc`) between the trees of successive
+/// snapshots: a change copies only the nodes on its search path (and, for a removal,
+/// on the two spines it merges) and shares every other subtree with the old tree.
+#[derive(Debug)]
+struct Node {
+    /// Copies of the module's `text_start` and `text_end`, so that a search reads only
+    /// the nodes on its path, not the entries they point to.
+    text_start: usize,
+    text_end: usize,
+    /// `priority_of(module.id)`: distinct for distinct ids, so the shape of the tree is
+    /// a function of its set of modules.
+    priority: u64,
+    module: Arc<ModuleEntry>,
+    /// Modules below `text_start` (each ending at or before it).
+    left: Link,
+    /// Modules at or above `text_end`.
+    right: Link,
+}
+
+/// A subtree, or no modules.
+type Link = Option<Arc<Node>>;
+
+/// The heap priority of module `id`: the splitmix64 finaliser, a bijection of `u64`
+/// that scatters consecutive ids, so the tree is as balanced as a random treap
+/// (expected depth O(log n)) whatever the order of the text addresses.
+fn priority_of(id: usize) -> u64 {
+    let mut z = id as u64;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Node {
+    /// A leaf for `module`.
+    fn leaf(module: Arc<ModuleEntry>) -> Node {
+        Node {
+            text_start: module.text_start,
+            text_end: module.text_end,
+            priority: priority_of(module.id),
+            module,
+            left: None,
+            right: None,
+        }
+    }
+
+    /// A copy of this node with other children (the copy of path copying).
+    fn with_children(&self, left: Link, right: Link) -> Arc<Node> {
+        Arc::new(Node {
+            text_start: self.text_start,
+            text_end: self.text_end,
+            priority: self.priority,
+            module: Arc::clone(&self.module),
+            left,
+            right,
+        })
+    }
+
+    /// The node whose text contains `pc` in the tree rooted here: the text ranges are
+    /// disjoint, so the containing module (if any) is on the search path of `pc`.
+    #[inline(always)]
+    fn find(mut node: &Node, pc: usize) -> Option<&Node> {
+        loop {
+            let next = if pc < node.text_start {
+                &node.left
+            } else if pc >= node.text_end {
+                &node.right
+            } else {
+                return Some(node);
+            };
+            node = next.as_deref()?;
+        }
+    }
+}
+
+/// `tree` split into the modules starting below `key` and those starting at or above
+/// it; copies the nodes on the search path of `key`, shares the rest.
+fn split(tree: &Link, key: usize) -> (Link, Link) {
+    let Some(node) = tree else {
+        return (None, None);
+    };
+    if node.text_start < key {
+        let (middle, right) = split(&node.right, key);
+        (Some(node.with_children(node.left.clone(), middle)), right)
+    } else {
+        let (left, middle) = split(&node.left, key);
+        (left, Some(node.with_children(middle, node.right.clone())))
+    }
+}
+
+/// `tree` with `leaf` (no children) added; no module of `tree` starts at
+/// `leaf.text_start`. Copies the nodes on the search path down to where `leaf`'s
+/// priority puts it, and splits the subtree there.
+fn insert(tree: &Link, leaf: Node) -> Arc<Node> {
+    match tree {
+        Some(node) if node.priority > leaf.priority => {
+            if leaf.text_start < node.text_start {
+                node.with_children(Some(insert(&node.left, leaf)), node.right.clone())
+            } else {
+                node.with_children(node.left.clone(), Some(insert(&node.right, leaf)))
+            }
+        }
+        _ => {
+            let (left, right) = split(tree, leaf.text_start);
+            Arc::new(Node {
+                left,
+                right,
+                ..leaf
+            })
+        }
+    }
+}
+
+/// The union of `left` and `right`, where every module of `left` is below every module
+/// of `right`; copies the nodes on `left`'s right spine and `right`'s left spine that
+/// it descends.
+fn merge(left: &Link, right: &Link) -> Link {
+    match (left, right) {
+        (None, tree) | (tree, None) => tree.clone(),
+        (Some(l), Some(r)) => Some(if l.priority > r.priority {
+            l.with_children(l.left.clone(), merge(&l.right, right))
+        } else {
+            r.with_children(merge(left, &r.left), r.right.clone())
+        }),
+    }
+}
+
+/// `tree` without the module that starts at `key`, if that module is `id`; `None` if
+/// it is not in `tree`.
+fn remove(tree: &Link, key: usize, id: usize) -> Option<Link> {
+    let node = tree.as_ref()?;
+    Some(if key < node.text_start {
+        Some(node.with_children(remove(&node.left, key, id)?, node.right.clone()))
+    } else if key > node.text_start {
+        Some(node.with_children(node.left.clone(), remove(&node.right, key, id)?))
+    } else if node.module.id == id {
+        merge(&node.left, &node.right)
+    } else {
+        return None;
+    })
+}
+
+/// An immutable set of modules: a persistent treap by `text_start`.
 #[derive(Debug, Default)]
 struct Snapshot {
-    modules: Vec<Arc<ModuleEntry>>,
+    root: Link,
+    /// The number of modules in the tree.
+    len: usize,
 }
 
 impl Snapshot {
+    /// The module whose text contains `pc`.
+    #[inline(always)]
+    fn module_at(&self, pc: usize) -> Option<&ModuleEntry> {
+        Node::find(self.root.as_deref()?, pc).map(|node| &*node.module)
+    }
+
     fn lookup(&self, pc: usize) -> Option<CodeLocation> {
         self.lookup_with_data(pc).map(|(loc, _)| loc)
     }
 
     fn lookup_with_data(&self, pc: usize) -> Option<(CodeLocation, usize)> {
-        let after = self.modules.partition_point(|m| m.text_start <= pc);
-        let module = self.modules.get(after.checked_sub(1)?)?;
+        let module = self.module_at(pc)?;
         module.lookup(pc).map(|loc| (loc, module.data))
+    }
+
+    /// The modules next to a new text `[start, end)`: the last one starting below
+    /// `start` and the first one starting at or above it. Only these can overlap it,
+    /// since the texts in the tree are sorted and disjoint.
+    fn neighbours(&self, start: usize) -> (Option<&Node>, Option<&Node>) {
+        let (mut below, mut above) = (None, None);
+        let mut next = self.root.as_deref();
+        while let Some(node) = next {
+            if node.text_start < start {
+                below = Some(node);
+                next = node.right.as_deref();
+            } else {
+                above = Some(node);
+                next = node.left.as_deref();
+            }
+        }
+        (below, above)
     }
 }
 
@@ -202,9 +371,11 @@ pub struct CodeRegistry {
     readers: [AtomicUsize; 2],
     /// Serialises writers.
     writer: Mutex<()>,
-    /// The next module id (ids start at 1 and are never reused).
-    next_id: AtomicUsize,
 }
+
+/// The next module id, shared by every [`CodeRegistry`] of the process: ids start at 1
+/// and are never reused, so an id names one registration in the whole process.
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 impl Default for CodeRegistry {
     fn default() -> Self {
@@ -220,7 +391,6 @@ impl CodeRegistry {
             epoch: AtomicUsize::new(0),
             readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
             writer: Mutex::new(()),
-            next_id: AtomicUsize::new(1),
         }
     }
 
@@ -254,42 +424,52 @@ impl CodeRegistry {
                 })?;
         check_functions(&functions, text_len)?;
 
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let id = self.next_id.fetch_add(1, SeqCst);
         let map = FlatCodeMap::new(&functions, text_len);
-        let entry = Arc::new(ModuleEntry {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let (snapshot, id) = self.read(|snapshot| {
+            // Only the neighbours can overlap: the tree is sorted and disjoint.
+            let (below, above) = snapshot.neighbours(text_start);
+            if let Some(below) = below.filter(|m| m.text_end > text_start) {
+                return Err(RegistryError::OverlapsModule {
+                    module: below.module.id,
+                });
+            }
+            if let Some(above) = above.filter(|m| m.text_start < text_end) {
+                return Err(RegistryError::OverlapsModule {
+                    module: above.module.id,
+                });
+            }
+            // Taken only once the module is accepted, so a rejected module uses no id.
+            let id = NEXT_ID.fetch_add(1, SeqCst);
+            let entry = Arc::new(ModuleEntry {
+                id,
+                text_start,
+                text_end,
+                functions: functions.into_boxed_slice(),
+                data,
+                map,
+            });
+            let root = insert(&snapshot.root, Node::leaf(entry));
+            let len = snapshot.len + 1;
+            Ok((
+                Snapshot {
+                    root: Some(root),
+                    len,
+                },
+                id,
+            ))
+        })?;
+        self.publish(snapshot);
+        Ok(ModuleRegistration {
+            registry: self,
             id,
             text_start,
-            text_end,
-            functions: functions.into_boxed_slice(),
-            data,
-            map,
-        });
-        let modules = self.read(|snapshot| {
-            let at = snapshot
-                .modules
-                .partition_point(|m| m.text_start < text_start);
-            // Only the neighbours can overlap: the snapshot is sorted and disjoint.
-            let before = at.checked_sub(1).map(|i| &snapshot.modules[i]);
-            if let Some(before) = before.filter(|m| m.text_end > text_start) {
-                return Err(RegistryError::OverlapsModule { module: before.id });
-            }
-            if let Some(after) = snapshot.modules.get(at).filter(|m| m.text_start < text_end) {
-                return Err(RegistryError::OverlapsModule { module: after.id });
-            }
-            let mut modules = Vec::with_capacity(snapshot.modules.len() + 1);
-            modules.extend_from_slice(&snapshot.modules[..at]);
-            modules.push(entry);
-            modules.extend_from_slice(&snapshot.modules[at..]);
-            Ok(modules)
-        })?;
-        self.publish(Snapshot { modules });
-        Ok(ModuleRegistration { registry: self, id })
+        })
     }
 
     /// The number of registered modules.
     pub fn module_count(&self) -> usize {
-        self.read(|snapshot| snapshot.modules.len())
+        self.read(|snapshot| snapshot.len)
     }
 
     /// The wasm function containing `pc`, if any. Lock-free and allocation-free.
@@ -317,18 +497,22 @@ impl CodeRegistry {
         self.read(|snapshot| snapshot.lookup_with_data(pc))
     }
 
-    /// Removes module `id`; called by [`ModuleRegistration`]'s `Drop`.
-    fn unregister(&self, id: usize) {
+    /// Removes module `id`, whose text starts at `text_start`; called by
+    /// [`ModuleRegistration`]'s `Drop`.
+    fn unregister(&self, id: usize, text_start: usize) {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let modules = self.read(|snapshot| {
-            snapshot
-                .modules
-                .iter()
-                .filter(|m| m.id != id)
-                .cloned()
-                .collect::<Vec<_>>()
+        let snapshot = self.read(|snapshot| {
+            // The registration being dropped keeps its module in the tree, so `remove`
+            // finds it; if it did not, there would be nothing to remove.
+            let root = remove(&snapshot.root, text_start, id)?;
+            Some(Snapshot {
+                root,
+                len: snapshot.len - 1,
+            })
         });
-        self.publish(Snapshot { modules });
+        if let Some(snapshot) = snapshot {
+            self.publish(snapshot);
+        }
     }
 
     /// Runs `f` on the current snapshot without taking a lock.
@@ -435,12 +619,7 @@ impl<'a> RegistryView<'a> {
                 return Some(m);
             }
         }
-        let after = self
-            .snapshot
-            .modules
-            .partition_point(|m| m.text_start <= pc);
-        let module: &'a ModuleEntry = self.snapshot.modules.get(after.checked_sub(1)?)?;
-        (pc < module.text_end).then_some(module)
+        self.snapshot.module_at(pc)
     }
 
     /// The data word of the module of the most recent successful lookup through this
@@ -492,6 +671,8 @@ impl Drop for ReadGuard<'_> {
 pub struct ModuleRegistration<'r> {
     registry: &'r CodeRegistry,
     id: usize,
+    /// The module's `text_start`: its key in the registry's tree.
+    text_start: usize,
 }
 
 impl ModuleRegistration<'_> {
@@ -503,7 +684,7 @@ impl ModuleRegistration<'_> {
 
 impl Drop for ModuleRegistration<'_> {
     fn drop(&mut self) {
-        self.registry.unregister(self.id);
+        self.registry.unregister(self.id, self.text_start);
     }
 }
 
