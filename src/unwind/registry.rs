@@ -882,6 +882,438 @@ mod tests {
         assert_ne!(first, second);
     }
 
+    /// Ids come from one counter for the whole process: two registries never hand out
+    /// the same id, even for the same text.
+    #[test]
+    fn ids_are_unique_across_registries() {
+        let (first, second) = (CodeRegistry::new(), CodeRegistry::new());
+        let mut registrations = Vec::new();
+        for i in 0..100 {
+            let text = module(0x1000 + i * 0x10, 0x10, &[func(0, 0x10, 0)]);
+            registrations.push(first.register(text.clone()).unwrap());
+            registrations.push(second.register(text).unwrap());
+        }
+        let mut ids: Vec<usize> = registrations.iter().map(ModuleRegistration::id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 200);
+        let (a, b) = (
+            first.lookup(0x1005).unwrap(),
+            second.lookup(0x1005).unwrap(),
+        );
+        assert_ne!(a.module, b.module);
+        assert_eq!((a.func_index, a.text_offset), (b.func_index, b.text_offset));
+    }
+
+    /// The in-order texts of `link`, after checking the tree's invariants at every node:
+    /// search order, disjoint texts, heap order of priorities, and node copies of their
+    /// entry's fields. Returns the height too.
+    fn checked_texts(link: &Link) -> (Vec<(usize, usize)>, usize) {
+        fn walk(link: &Link, texts: &mut Vec<(usize, usize)>) -> usize {
+            let Some(node) = link else { return 0 };
+            let m = &node.module;
+            assert_eq!(
+                (node.text_start, node.text_end, node.priority),
+                (m.text_start, m.text_end, priority_of(m.id))
+            );
+            for child in [&node.left, &node.right].into_iter().flatten() {
+                assert!(child.priority < node.priority, "heap order");
+            }
+            let left = walk(&node.left, texts);
+            texts.push((node.text_start, node.text_end));
+            let right = walk(&node.right, texts);
+            1 + left.max(right)
+        }
+        let mut texts = Vec::new();
+        let height = walk(link, &mut texts);
+        for (start, end) in &texts {
+            assert!(start < end, "non-empty text");
+        }
+        for pair in texts.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "sorted and disjoint: {pair:?}");
+        }
+        (texts, height)
+    }
+
+    /// A module of the model: what the registry should hold.
+    struct Expected {
+        start: usize,
+        end: usize,
+        functions: Vec<FunctionRange>,
+        data: usize,
+        id: usize,
+    }
+
+    impl Expected {
+        /// True if the registry builds a flat map for this module.
+        fn has_map(&self) -> bool {
+            !self.functions.is_empty() && self.functions.iter().all(|f| f.start % 16 == 0)
+        }
+    }
+
+    /// What a lookup of `pc` must answer, by a linear scan of the model.
+    fn expected_at(model: &[Expected], pc: usize) -> Option<(CodeLocation, usize)> {
+        let m = model.iter().find(|m| m.start <= pc && pc < m.end)?;
+        let offset = u32::try_from(pc - m.start).unwrap();
+        let f = m
+            .functions
+            .iter()
+            .find(|f| offset >= f.start && offset - f.start < f.len)?;
+        let location = CodeLocation {
+            module: m.id,
+            func_index: f.func_index,
+            text_offset: offset,
+        };
+        Some((location, m.data))
+    }
+
+    /// Checks every way of looking `pcs` up (the registry, one view for all of them, the
+    /// view's code maps) against the model.
+    fn check_lookups(registry: &CodeRegistry, model: &[Expected], pcs: &[usize]) {
+        for &pc in pcs {
+            let expected = expected_at(model, pc);
+            assert_eq!(registry.lookup_with_data(pc), expected, "pc {pc:#x}");
+            assert_eq!(registry.lookup(pc), expected.map(|(l, _)| l), "pc {pc:#x}");
+        }
+        registry.with_view(|view| {
+            for &pc in pcs {
+                let expected = expected_at(model, pc);
+                let last = view.last_data();
+                assert_eq!(view.lookup_with_data(pc), expected, "view, pc {pc:#x}");
+                assert_eq!(view.last_data(), expected.map_or(last, |(_, d)| Some(d)));
+                let map = view.code_map(pc);
+                let module = model.iter().find(|m| m.start <= pc && pc < m.end);
+                let with_map = expected.filter(|_| module.is_some_and(Expected::has_map));
+                assert_eq!(map.and_then(|map| map.lookup(pc)), with_map.map(|(l, _)| l));
+                assert_eq!(map.is_some(), with_map.is_some(), "code map at {pc:#x}");
+            }
+        });
+    }
+
+    /// The PCs at and around the edges of `m` and of its functions.
+    fn edges(m: &Expected) -> Vec<usize> {
+        let mut pcs = vec![m.start.wrapping_sub(1), m.start, m.end - 1, m.end];
+        for f in &m.functions {
+            let start = m.start + f.start as usize;
+            let end = start + f.len as usize;
+            pcs.extend([start.wrapping_sub(1), start, end - 1, end]);
+        }
+        pcs
+    }
+
+    /// Thousands of random registrations (many rejected as overlapping, many adjacent
+    /// to a registered module) and unregistrations against a sorted `Vec`: every
+    /// answer, error, count and the tree's invariants agree with the model.
+    #[test]
+    fn random_operations_agree_with_a_sorted_vec() {
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
+        let registry = CodeRegistry::new();
+        let mut model: Vec<Expected> = Vec::new();
+        let mut registrations: Vec<ModuleRegistration<'_>> = Vec::new();
+        let (base, span) = (0x40_0000usize, 0x6000usize);
+        let (mut registered, mut rejected) = (0, 0);
+        for op in 0..4000 {
+            let grow = model.len() < 8 || (model.len() < 80 && next(10) < 6) || next(10) < 4;
+            let mut touched = Vec::new();
+            if grow {
+                let aligned = next(4) != 0;
+                let mut functions = Vec::new();
+                let mut at = 0u32;
+                for i in 0..next(4) as u32 {
+                    at += if aligned { 16 * next(3) } else { next(24) } as u32;
+                    let len = 1 + next(48) as u32;
+                    functions.push(func(at, len, i * 3 + next(3) as u32));
+                    at = if aligned {
+                        (at + len).next_multiple_of(16)
+                    } else {
+                        at + len
+                    };
+                }
+                let text_len = (at as usize + next(40) as usize).max(1);
+                // Random places, and places right next to a registered module.
+                let start = match (next(4), model.get(next(model.len() as u64 + 1) as usize)) {
+                    (0, Some(m)) => m.end,
+                    (1, Some(m)) => m.start.saturating_sub(text_len),
+                    _ => base + next(span as u64) as usize,
+                };
+                let end = start + text_len;
+                let at = model.partition_point(|m| m.start < start);
+                let overlap = match (at.checked_sub(1).map(|i| &model[i]), model.get(at)) {
+                    (Some(below), _) if below.end > start => Some(below.id),
+                    (_, Some(above)) if above.start < end => Some(above.id),
+                    _ => None,
+                };
+                let text = ModuleText {
+                    text_start: start,
+                    text_len,
+                    functions: functions.clone(),
+                    data: next(1 << 40) as usize,
+                };
+                let data = text.data;
+                match (registry.register(text), overlap) {
+                    (Ok(registration), None) => {
+                        registered += 1;
+                        model.insert(
+                            at,
+                            Expected {
+                                start,
+                                end,
+                                functions,
+                                data,
+                                id: registration.id(),
+                            },
+                        );
+                        registrations.push(registration);
+                        touched.push(at);
+                    }
+                    (Err(err), Some(module)) => {
+                        rejected += 1;
+                        assert_eq!(err, RegistryError::OverlapsModule { module }, "op {op}");
+                        touched.extend(model.iter().position(|m| m.id == module));
+                    }
+                    (got, expected) => panic!(
+                        "op {op}: [{start:#x}, {end:#x}) gave {:?}, expected overlap {expected:?}",
+                        got.map(|r| r.id())
+                    ),
+                }
+            } else {
+                let victim = next(registrations.len() as u64) as usize;
+                let registration = registrations.swap_remove(victim);
+                let at = model
+                    .iter()
+                    .position(|m| m.id == registration.id())
+                    .unwrap();
+                let gone = model.remove(at);
+                drop(registration);
+                let mut pcs = edges(&gone);
+                pcs.push(gone.start + (gone.end - gone.start) / 2);
+                check_lookups(&registry, &model, &pcs);
+                touched.extend([at.wrapping_sub(1), at]);
+            }
+            assert_eq!(registry.module_count(), model.len(), "op {op}");
+            let mut pcs: Vec<usize> = (0..8)
+                .map(|_| base - 0x100 + next(span as u64 + 0x300) as usize)
+                .collect();
+            for i in touched {
+                for m in [i.wrapping_sub(1), i, i + 1]
+                    .iter()
+                    .filter_map(|&j| model.get(j))
+                {
+                    pcs.extend(edges(m));
+                }
+            }
+            check_lookups(&registry, &model, &pcs);
+            if op % 200 == 0 {
+                let all: Vec<usize> = model.iter().flat_map(edges).collect();
+                check_lookups(&registry, &model, &all);
+                let (texts, _) = registry.read(|snapshot| checked_texts(&snapshot.root));
+                let expected: Vec<_> = model.iter().map(|m| (m.start, m.end)).collect();
+                assert_eq!(texts, expected, "op {op}");
+            }
+        }
+        // The run exercised both outcomes many times.
+        assert!(
+            registered > 1000 && rejected > 500,
+            "{registered} / {rejected}"
+        );
+        drop(registrations);
+        assert_eq!(registry.module_count(), 0);
+        assert_eq!(registry.lookup(base + span / 2), None);
+    }
+
+    /// A registry of 10,000 single-function modules (a JIT registering one function at
+    /// a time) finds every function and no gap, and empties as they are dropped.
+    #[test]
+    fn ten_thousand_single_function_modules() {
+        const N: usize = 10_000;
+        let registry = CodeRegistry::new();
+        let mut next = crate::test_rng::xorshift(0x51_7cc1_b727_220a);
+        let mut model = Vec::with_capacity(N);
+        let mut registrations = Vec::with_capacity(N);
+        let mut at = 0x7f00_0000_0000usize;
+        for i in 0..N {
+            let len = 16 * (1 + next(8) as usize);
+            let text = ModuleText {
+                text_start: at,
+                text_len: len,
+                functions: vec![func(0, len as u32 - next(16) as u32, i as u32)],
+                data: i,
+            };
+            let registration = registry.register(text.clone()).unwrap();
+            model.push((registration.id(), text));
+            registrations.push(registration);
+            // A gap of 16 bytes between modules.
+            at += len + 16;
+        }
+        assert_eq!(registry.module_count(), N);
+        let check = |model: &[(usize, ModuleText)]| {
+            for (id, text) in model {
+                let f = text.functions[0];
+                let last = text.text_start + f.len as usize - 1;
+                let found = registry.lookup_with_data(last).unwrap();
+                assert_eq!((found.0.module, found.0.func_index), (*id, f.func_index));
+                assert_eq!(found.1, text.data);
+                assert_eq!(registry.lookup(text.text_start + text.text_len), None);
+                let found = registry.with_view(|view| view.lookup_with_data(text.text_start));
+                assert_eq!(found.map(|(l, d)| (l.module, d)), Some((*id, text.data)));
+            }
+        };
+        check(&model);
+        let height = registry.read(|snapshot| {
+            let (texts, height) = checked_texts(&snapshot.root);
+            assert_eq!(texts.len(), N);
+            height
+        });
+        // A random treap of 10,000 nodes is about 30 high; a list would be 10,000.
+        assert!(height <= 64, "height {height}");
+        // Unregister in a random order, checking the survivors from time to time.
+        while !registrations.is_empty() {
+            let victim = next(registrations.len() as u64) as usize;
+            let id = registrations.swap_remove(victim).id();
+            let at = model.iter().position(|(m, _)| *m == id).unwrap();
+            let (_, text) = model.swap_remove(at);
+            assert_eq!(registry.lookup(text.text_start), None);
+            if registrations.len() % 2500 == 0 {
+                check(&model);
+            }
+        }
+        assert_eq!(registry.module_count(), 0);
+    }
+
+    /// A module with no code for the tree tests.
+    fn entry(id: usize, text_start: usize) -> Arc<ModuleEntry> {
+        Arc::new(ModuleEntry {
+            id,
+            text_start,
+            text_end: text_start + 16,
+            functions: Box::new([]),
+            data: 0,
+            map: None,
+        })
+    }
+
+    /// The addresses of the nodes of `link`.
+    fn node_set(link: &Link) -> std::collections::HashSet<*const Node> {
+        let mut set = std::collections::HashSet::new();
+        let mut stack: Vec<&Arc<Node>> = link.iter().collect();
+        while let Some(node) = stack.pop() {
+            set.insert(Arc::as_ptr(node));
+            stack.extend(node.left.iter().chain(&node.right));
+        }
+        set
+    }
+
+    /// Inserting into or removing from a tree builds at most about two paths of new
+    /// nodes and shares every other node with the old tree, which stays as it was.
+    #[test]
+    fn changes_copy_only_a_path_and_share_the_rest() {
+        const N: usize = 10_000;
+        // In address order, as a JIT allocates: the priorities keep the tree balanced.
+        let mut tree: Link = None;
+        for i in 0..N {
+            tree = Some(insert(&tree, Node::leaf(entry(i + 1, 64 * i))));
+        }
+        let (texts, height) = checked_texts(&tree);
+        assert_eq!(texts.len(), N);
+        assert!(height <= 64, "height {height}");
+        let old_nodes = node_set(&tree);
+        let new_nodes = |new: &Link| node_set(new).difference(&old_nodes).count();
+        let mut next = crate::test_rng::xorshift(0x0123_4567_89ab_cdef);
+        for round in 0..200 {
+            let i = next(N as u64) as usize;
+            // Into the gap after module `i`.
+            let added = Some(insert(&tree, Node::leaf(entry(N + 1 + round, 64 * i + 32))));
+            let (texts, added_height) = checked_texts(&added);
+            assert_eq!(texts.len(), N + 1);
+            assert!(
+                new_nodes(&added) <= 2 * added_height,
+                "insert copied too much"
+            );
+            let removed = remove(&tree, 64 * i, i + 1).expect("module i is there");
+            let (texts, _) = checked_texts(&removed);
+            assert_eq!(texts.len(), N - 1);
+            assert!(!texts.contains(&(64 * i, 64 * i + 16)));
+            assert!(new_nodes(&removed) <= 2 * height, "remove copied too much");
+            // The wrong id or a missing key removes nothing.
+            assert!(remove(&tree, 64 * i, i + 2).is_none());
+            assert!(remove(&tree, 64 * i + 8, i + 1).is_none());
+        }
+        // The old tree is untouched.
+        assert_eq!(node_set(&tree), old_nodes);
+        assert_eq!(checked_texts(&tree).0, texts_of(N));
+
+        fn texts_of(n: usize) -> Vec<(usize, usize)> {
+            (0..n).map(|i| (64 * i, 64 * i + 16)).collect()
+        }
+    }
+
+    /// Many modules come and go (so the tree is rebuilt along many paths) while other
+    /// threads look up modules that stay: through the registry and through views held
+    /// across many lookups, every stable PC is found in its module.
+    #[test]
+    fn lookups_stay_exact_while_the_tree_changes() {
+        let registry = CodeRegistry::new();
+        let stable: Vec<(usize, ModuleRegistration<'_>)> = (0..64)
+            .map(|i| {
+                let start = 0x100_0000 + i * 0x200;
+                let text = module(start, 0x100, &[func(0, 0x100, i as u32)]);
+                (start, registry.register(text).unwrap())
+            })
+            .collect();
+        let rounds = if cfg!(miri) { 2 } else { 10 };
+        let writing = AtomicUsize::new(2);
+        std::thread::scope(|scope| {
+            for t in 0..2usize {
+                let (registry, writing) = (&registry, &writing);
+                scope.spawn(move || {
+                    let mut next = crate::test_rng::xorshift(0x1234 + t as u64);
+                    for _ in 0..rounds {
+                        // Into the gaps between the stable modules.
+                        let mut churn: Vec<_> = (0..32)
+                            .map(|i| {
+                                let start = 0x100_0000 + (2 * i + t) * 0x200 + 0x100;
+                                let text = module(start, 0x80, &[func(0, 0x80, 1000)]);
+                                registry.register(text).unwrap()
+                            })
+                            .collect();
+                        while !churn.is_empty() {
+                            drop(churn.swap_remove(next(churn.len() as u64) as usize));
+                        }
+                    }
+                    writing.fetch_sub(1, SeqCst);
+                });
+            }
+            for _ in 0..2 {
+                let (registry, stable, writing) = (&registry, &stable, &writing);
+                scope.spawn(move || {
+                    // Until both writers are done (and a few rounds at least).
+                    let mut round = 0;
+                    while round < 20 || writing.load(SeqCst) != 0 {
+                        round += 1;
+                        registry.with_view(|view| {
+                            for (i, (start, registration)) in stable.iter().enumerate() {
+                                let pc = start + (i * 7 + round) % 0x100;
+                                let (found, _) = view.lookup_with_data(pc).unwrap();
+                                assert_eq!(found.module, registration.id());
+                                assert_eq!(found.func_index, i as u32);
+                                let churned = view.lookup_pc(start + 0x140);
+                                assert!(churned.is_none_or(|l| l.func_index == 1000));
+                            }
+                        });
+                        let (start, registration) = &stable[round % stable.len()];
+                        let found = registry.lookup(start + 0xff).unwrap();
+                        assert_eq!(found.module, registration.id());
+                        // Outside any read: a writer waits only for readers inside one,
+                        // and on an oversubscribed machine a reader preempted inside
+                        // would hold it up for a whole time slice.
+                        std::thread::yield_now();
+                    }
+                });
+            }
+        });
+        assert_eq!(registry.module_count(), stable.len());
+    }
+
     #[test]
     fn registry_is_send_and_sync_and_static() {
         fn assert_send_sync<T: Send + Sync>() {}
