@@ -169,151 +169,266 @@ impl ModuleEntry {
     }
 }
 
-/// A node of the persistent treap of modules: a binary search tree by `text_start`
-/// that is also a max-heap by `priority`.
-///
-/// Nodes are immutable once built, and shared (`Arc`) between the trees of successive
-/// snapshots: a change copies only the nodes on its search path (and, for a removal,
-/// on the two spines it merges) and shares every other subtree with the old tree.
+/// Most items (modules of a leaf, children of an inner node) in one node.
+const FANOUT: usize = 16;
+/// Fewest items in a node other than the root.
+const MIN_ITEMS: usize = FANOUT / 2;
+
+/// A node of the persistent B+-tree of modules, keyed by `text_start`. Nodes are
+/// immutable once built and shared (`Arc`) between the trees of successive snapshots:
+/// a change copies the nodes on one root-to-leaf path (and at most one sibling per
+/// level that it merges or splits) and shares every other node with the old tree.
 #[derive(Debug)]
-struct Node {
-    /// Copies of the module's `text_start` and `text_end`, so that a search reads only
-    /// the nodes on its path, not the entries they point to.
-    text_start: usize,
-    text_end: usize,
-    /// `priority_of(module.id)`: distinct for distinct ids, so the shape of the tree is
-    /// a function of its set of modules.
-    priority: u64,
-    module: Arc<ModuleEntry>,
-    /// Modules below `text_start` (each ending at or before it).
-    left: Link,
-    /// Modules at or above `text_end`.
-    right: Link,
+enum Node {
+    /// Up to `FANOUT` modules, sorted by `text_start`.
+    Leaf(Packed<Arc<ModuleEntry>>),
+    /// Up to `FANOUT` subtrees of equal height, sorted by their lowest `text_start`.
+    Inner(Packed<Arc<Node>>),
 }
 
-/// A subtree, or no modules.
-type Link = Option<Arc<Node>>;
+/// The items of a node in fixed arrays (no second allocation per node), with the low
+/// key of each item next to the others so that a search reads a few cache lines.
+#[derive(Debug)]
+struct Packed<T> {
+    /// Items in use, 1 to `FANOUT` (`MIN_ITEMS` or more outside the root).
+    len: usize,
+    /// `lows[i]` is `items[i]`'s lowest `text_start`, for `i < len`; sorted.
+    lows: [usize; FANOUT],
+    /// `Some` exactly for `i < len`.
+    items: [Option<T>; FANOUT],
+}
 
-/// The heap priority of module `id`: the splitmix64 finaliser, a bijection of `u64`
-/// that scatters consecutive ids, so the tree is as balanced as a random treap
-/// (expected depth O(log n)) whatever the order of the text addresses.
-fn priority_of(id: usize) -> u64 {
-    let mut z = id as u64;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// What a node can hold.
+trait Item: Clone {
+    /// The lowest `text_start` under this item.
+    fn low(&self) -> usize;
+    /// The node of these items.
+    fn node(items: Packed<Self>) -> Node;
+}
+
+impl Item for Arc<ModuleEntry> {
+    fn low(&self) -> usize {
+        self.text_start
+    }
+    fn node(items: Packed<Self>) -> Node {
+        Node::Leaf(items)
+    }
+}
+
+impl Item for Arc<Node> {
+    fn low(&self) -> usize {
+        match &**self {
+            Node::Leaf(p) => p.lows[0],
+            Node::Inner(p) => p.lows[0],
+        }
+    }
+    fn node(items: Packed<Self>) -> Node {
+        Node::Inner(items)
+    }
+}
+
+impl<T: Item> Packed<T> {
+    /// The node of `items` (at most `FANOUT`, sorted; any more are dropped).
+    fn new(items: Vec<T>) -> Packed<T> {
+        let mut packed = Packed {
+            len: items.len().min(FANOUT),
+            lows: [usize::MAX; FANOUT],
+            items: Default::default(),
+        };
+        for (i, item) in items.into_iter().take(FANOUT).enumerate() {
+            packed.lows[i] = item.low();
+            packed.items[i] = Some(item);
+        }
+        packed
+    }
+
+    /// The items in use.
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().take(self.len).flatten()
+    }
+
+    /// The items, shared with this node (for building its replacement).
+    fn to_vec(&self) -> Vec<T> {
+        self.iter().cloned().collect()
+    }
+
+    /// The index of the last item whose low key is at most `key` (the item under which
+    /// the greatest `text_start <= key` is), or `None` if `key` is below them all.
+    #[inline(always)]
+    fn slot(&self, key: usize) -> Option<usize> {
+        // A count rather than a search: the keys are sorted, and a count over a few
+        // words compiles to straight-line code.
+        let below = self.lows.iter().take(self.len).filter(|&&low| low <= key);
+        below.count().checked_sub(1)
+    }
+
+    #[inline(always)]
+    fn get(&self, i: usize) -> Option<&T> {
+        self.items.get(i)?.as_ref()
+    }
 }
 
 impl Node {
-    /// A leaf for `module`.
-    fn leaf(module: Arc<ModuleEntry>) -> Node {
-        Node {
-            text_start: module.text_start,
-            text_end: module.text_end,
-            priority: priority_of(module.id),
-            module,
-            left: None,
-            right: None,
+    fn len(&self) -> usize {
+        match self {
+            Node::Leaf(p) => p.len,
+            Node::Inner(p) => p.len,
         }
     }
 
-    /// A copy of this node with other children (the copy of path copying).
-    fn with_children(&self, left: Link, right: Link) -> Arc<Node> {
-        Arc::new(Node {
-            text_start: self.text_start,
-            text_end: self.text_end,
-            priority: self.priority,
-            module: Arc::clone(&self.module),
-            left,
-            right,
-        })
-    }
-
-    /// The node whose text contains `pc` in the tree rooted here: the text ranges are
-    /// disjoint, so the containing module (if any) is on the search path of `pc`.
+    /// The module whose text contains `pc`: the one with the greatest `text_start <=
+    /// pc`, if its text reaches `pc` (texts are disjoint, so no other can contain it).
     #[inline(always)]
-    fn find(mut node: &Node, pc: usize) -> Option<&Node> {
+    fn find(&self, pc: usize) -> Option<&ModuleEntry> {
+        self.floor(pc).filter(|m| pc < m.text_end)
+    }
+
+    /// The module with the greatest `text_start <= key`.
+    #[inline(always)]
+    fn floor(&self, key: usize) -> Option<&ModuleEntry> {
+        let mut node = self;
         loop {
-            let next = if pc < node.text_start {
-                &node.left
-            } else if pc >= node.text_end {
-                &node.right
-            } else {
-                return Some(node);
-            };
-            node = next.as_deref()?;
-        }
-    }
-}
-
-/// `tree` split into the modules starting below `key` and those starting at or above
-/// it; copies the nodes on the search path of `key`, shares the rest.
-fn split(tree: &Link, key: usize) -> (Link, Link) {
-    let Some(node) = tree else {
-        return (None, None);
-    };
-    if node.text_start < key {
-        let (middle, right) = split(&node.right, key);
-        (Some(node.with_children(node.left.clone(), middle)), right)
-    } else {
-        let (left, middle) = split(&node.left, key);
-        (left, Some(node.with_children(middle, node.right.clone())))
-    }
-}
-
-/// `tree` with `leaf` (no children) added; no module of `tree` starts at
-/// `leaf.text_start`. Copies the nodes on the search path down to where `leaf`'s
-/// priority puts it, and splits the subtree there.
-fn insert(tree: &Link, leaf: Node) -> Arc<Node> {
-    match tree {
-        Some(node) if node.priority > leaf.priority => {
-            if leaf.text_start < node.text_start {
-                node.with_children(Some(insert(&node.left, leaf)), node.right.clone())
-            } else {
-                node.with_children(node.left.clone(), Some(insert(&node.right, leaf)))
+            match node {
+                Node::Inner(inner) => node = inner.get(inner.slot(key)?)?,
+                Node::Leaf(leaf) => return leaf.get(leaf.slot(key)?).map(|m| &**m),
             }
         }
-        _ => {
-            let (left, right) = split(tree, leaf.text_start);
-            Arc::new(Node {
-                left,
-                right,
-                ..leaf
-            })
+    }
+
+    /// The module with the least `text_start >= key`.
+    fn ceiling(&self, key: usize) -> Option<&ModuleEntry> {
+        match self {
+            Node::Leaf(leaf) => {
+                let at = leaf
+                    .slot(key)
+                    .map_or(0, |i| i + usize::from(leaf.lows[i] < key));
+                leaf.get(at).map(|m| &**m)
+            }
+            Node::Inner(inner) => match inner.slot(key) {
+                // Every module here is at or above `key`: the first one.
+                None => inner.get(0)?.ceiling(key),
+                // In the subtree that has the floor of `key`, or else first in the next.
+                Some(i) => inner
+                    .get(i)?
+                    .ceiling(key)
+                    .or_else(|| inner.get(i + 1)?.ceiling(key)),
+            },
         }
     }
 }
 
-/// The union of `left` and `right`, where every module of `left` is below every module
-/// of `right`; copies the nodes on `left`'s right spine and `right`'s left spine that
-/// it descends.
-fn merge(left: &Link, right: &Link) -> Link {
-    match (left, right) {
-        (None, tree) | (tree, None) => tree.clone(),
-        (Some(l), Some(r)) => Some(if l.priority > r.priority {
-            l.with_children(l.left.clone(), merge(&l.right, right))
-        } else {
-            r.with_children(merge(left, &r.left), r.right.clone())
-        }),
+/// `items` (at most `2 * FANOUT`, sorted) as one node, or two halves if they do not fit
+/// one; each half then has at least `MIN_ITEMS` if `items` had more than `FANOUT`.
+fn pack<T: Item>(mut items: Vec<T>) -> Vec<Arc<Node>> {
+    if items.len() <= FANOUT {
+        vec![Arc::new(T::node(Packed::new(items)))]
+    } else {
+        let right = items.split_off(items.len() / 2);
+        vec![
+            Arc::new(T::node(Packed::new(items))),
+            Arc::new(T::node(Packed::new(right))),
+        ]
     }
 }
 
-/// `tree` without the module that starts at `key`, if that module is `id`; `None` if
-/// it is not in `tree`.
-fn remove(tree: &Link, key: usize, id: usize) -> Option<Link> {
-    let node = tree.as_ref()?;
-    Some(if key < node.text_start {
-        Some(node.with_children(remove(&node.left, key, id)?, node.right.clone()))
-    } else if key > node.text_start {
-        Some(node.with_children(node.left.clone(), remove(&node.right, key, id)?))
-    } else if node.module.id == id {
-        merge(&node.left, &node.right)
-    } else {
-        return None;
+/// `node` with `module` added, as one node or (if it overflowed) two; no module of
+/// `node` starts at `module.text_start`.
+fn insert_below(node: &Node, module: Arc<ModuleEntry>) -> Vec<Arc<Node>> {
+    match node {
+        Node::Leaf(leaf) => {
+            let mut modules = leaf.to_vec();
+            let at = leaf.slot(module.text_start).map_or(0, |i| i + 1);
+            modules.insert(at.min(modules.len()), module);
+            pack(modules)
+        }
+        Node::Inner(inner) => {
+            let mut children = inner.to_vec();
+            let at = inner.slot(module.text_start).unwrap_or(0);
+            let Some(child) = children.get(at) else {
+                return vec![];
+            };
+            let replaced = insert_below(child, module);
+            children.splice(at..=at, replaced);
+            pack(children)
+        }
+    }
+}
+
+/// The tree `root` with `module` added; no module of `root` starts at
+/// `module.text_start`.
+fn insert(root: &Link, module: Arc<ModuleEntry>) -> Arc<Node> {
+    let Some(root) = root else {
+        return Arc::new(Node::Leaf(Packed::new(vec![module])));
+    };
+    let mut parts = insert_below(root, module);
+    match (parts.pop(), parts.pop()) {
+        (Some(right), Some(left)) => Arc::new(Node::Inner(Packed::new(vec![left, right]))),
+        (Some(only), None) => only,
+        // `insert_below` always returns one or two nodes.
+        _ => Arc::clone(root),
+    }
+}
+
+/// Siblings `left` and `right` (of equal height) as one node, or two that both have
+/// at least `MIN_ITEMS` if their items do not fit one.
+fn merge(left: &Arc<Node>, right: &Arc<Node>) -> Vec<Arc<Node>> {
+    match (&**left, &**right) {
+        (Node::Leaf(l), Node::Leaf(r)) => pack(l.iter().chain(r.iter()).cloned().collect()),
+        (Node::Inner(l), Node::Inner(r)) => pack(l.iter().chain(r.iter()).cloned().collect()),
+        // Siblings always have the same height.
+        _ => vec![Arc::clone(left), Arc::clone(right)],
+    }
+}
+
+/// `node` without the module that starts at `key`, if that module is `id` (`None`
+/// otherwise). The result may have fewer than `MIN_ITEMS` items (even none): the
+/// caller merges it with a sibling.
+fn remove_below(node: &Node, key: usize, id: usize) -> Option<Arc<Node>> {
+    match node {
+        Node::Leaf(leaf) => {
+            let at = leaf.slot(key)?;
+            leaf.get(at).filter(|m| m.text_start == key && m.id == id)?;
+            let mut modules = leaf.to_vec();
+            modules.remove(at);
+            Some(Arc::new(Node::Leaf(Packed::new(modules))))
+        }
+        Node::Inner(inner) => {
+            let at = inner.slot(key)?;
+            let mut children = inner.to_vec();
+            let child = remove_below(children.get(at)?, key, id)?;
+            if child.len() >= MIN_ITEMS {
+                children[at] = child;
+            } else if at + 1 < children.len() {
+                let merged = merge(&child, &children[at + 1]);
+                children.splice(at..at + 2, merged);
+            } else if at > 0 {
+                let merged = merge(&children[at - 1], &child);
+                children.splice(at - 1..at + 1, merged);
+            } else {
+                // An only child (a root of one child is never built).
+                children[at] = child;
+            }
+            Some(Arc::new(Node::Inner(Packed::new(children))))
+        }
+    }
+}
+
+/// The tree `root` without module `id`, which starts at `key`; `None` if `root` has no
+/// such module.
+fn remove(root: &Link, key: usize, id: usize) -> Option<Link> {
+    let root = remove_below(root.as_ref()?, key, id)?;
+    Some(match &*root {
+        Node::Leaf(leaf) if leaf.len == 0 => None,
+        // The root's last two children merged: the tree gets one level lower.
+        Node::Inner(inner) if inner.len == 1 => inner.get(0).cloned(),
+        _ => Some(root),
     })
 }
 
-/// An immutable set of modules: a persistent treap by `text_start`.
+/// A tree, or no modules.
+type Link = Option<Arc<Node>>;
+
+/// An immutable set of modules: a persistent B+-tree by `text_start`.
 #[derive(Debug, Default)]
 struct Snapshot {
     root: Link,
@@ -325,7 +440,7 @@ impl Snapshot {
     /// The module whose text contains `pc`.
     #[inline(always)]
     fn module_at(&self, pc: usize) -> Option<&ModuleEntry> {
-        Node::find(self.root.as_deref()?, pc).map(|node| &*node.module)
+        self.root.as_deref()?.find(pc)
     }
 
     fn lookup(&self, pc: usize) -> Option<CodeLocation> {
@@ -337,22 +452,15 @@ impl Snapshot {
         module.lookup(pc).map(|loc| (loc, module.data))
     }
 
-    /// The modules next to a new text `[start, end)`: the last one starting below
+    /// The modules next to a new text starting at `start`: the last one starting below
     /// `start` and the first one starting at or above it. Only these can overlap it,
     /// since the texts in the tree are sorted and disjoint.
-    fn neighbours(&self, start: usize) -> (Option<&Node>, Option<&Node>) {
-        let (mut below, mut above) = (None, None);
-        let mut next = self.root.as_deref();
-        while let Some(node) = next {
-            if node.text_start < start {
-                below = Some(node);
-                next = node.right.as_deref();
-            } else {
-                above = Some(node);
-                next = node.left.as_deref();
-            }
-        }
-        (below, above)
+    fn neighbours(&self, start: usize) -> (Option<&ModuleEntry>, Option<&ModuleEntry>) {
+        let Some(root) = self.root.as_deref() else {
+            return (None, None);
+        };
+        let below = start.checked_sub(1).and_then(|key| root.floor(key));
+        (below, root.ceiling(start))
     }
 }
 
@@ -430,14 +538,10 @@ impl CodeRegistry {
             // Only the neighbours can overlap: the tree is sorted and disjoint.
             let (below, above) = snapshot.neighbours(text_start);
             if let Some(below) = below.filter(|m| m.text_end > text_start) {
-                return Err(RegistryError::OverlapsModule {
-                    module: below.module.id,
-                });
+                return Err(RegistryError::OverlapsModule { module: below.id });
             }
             if let Some(above) = above.filter(|m| m.text_start < text_end) {
-                return Err(RegistryError::OverlapsModule {
-                    module: above.module.id,
-                });
+                return Err(RegistryError::OverlapsModule { module: above.id });
             }
             // Taken only once the module is accepted, so a rejected module uses no id.
             let id = NEXT_ID.fetch_add(1, SeqCst);
@@ -449,7 +553,7 @@ impl CodeRegistry {
                 data,
                 map,
             });
-            let root = insert(&snapshot.root, Node::leaf(entry));
+            let root = insert(&snapshot.root, entry);
             let len = snapshot.len + 1;
             Ok((
                 Snapshot {
@@ -906,26 +1010,39 @@ mod tests {
     }
 
     /// The in-order texts of `link`, after checking the tree's invariants at every node:
-    /// search order, disjoint texts, heap order of priorities, and node copies of their
-    /// entry's fields. Returns the height too.
+    /// items in use and unused, node fill, low keys, search order, disjoint texts, and
+    /// every leaf at the same depth. Returns the height too.
     fn checked_texts(link: &Link) -> (Vec<(usize, usize)>, usize) {
-        fn walk(link: &Link, texts: &mut Vec<(usize, usize)>) -> usize {
-            let Some(node) = link else { return 0 };
-            let m = &node.module;
-            assert_eq!(
-                (node.text_start, node.text_end, node.priority),
-                (m.text_start, m.text_end, priority_of(m.id))
-            );
-            for child in [&node.left, &node.right].into_iter().flatten() {
-                assert!(child.priority < node.priority, "heap order");
+        fn check<T: Item>(packed: &Packed<T>, is_root: bool) -> Vec<T> {
+            let min = if is_root { 1 } else { MIN_ITEMS };
+            assert!((min..=FANOUT).contains(&packed.len), "fill {}", packed.len);
+            for (i, (item, low)) in packed.items.iter().zip(packed.lows).enumerate() {
+                assert_eq!(item.is_some(), i < packed.len);
+                assert_eq!(item.as_ref().map_or(usize::MAX, Item::low), low);
             }
-            let left = walk(&node.left, texts);
-            texts.push((node.text_start, node.text_end));
-            let right = walk(&node.right, texts);
-            1 + left.max(right)
+            packed.to_vec()
+        }
+        fn walk(node: &Node, is_root: bool, texts: &mut Vec<(usize, usize)>) -> usize {
+            match node {
+                Node::Leaf(leaf) => {
+                    let modules = check(leaf, is_root);
+                    texts.extend(modules.iter().map(|m| (m.text_start, m.text_end)));
+                    1
+                }
+                Node::Inner(inner) => {
+                    let children = check(inner, is_root);
+                    assert!(!is_root || children.len() >= 2, "a root has two children");
+                    let heights: Vec<usize> =
+                        children.iter().map(|c| walk(c, false, texts)).collect();
+                    assert!(heights.iter().all(|&h| h == heights[0]), "{heights:?}");
+                    1 + heights[0]
+                }
+            }
         }
         let mut texts = Vec::new();
-        let height = walk(link, &mut texts);
+        let height = link
+            .as_deref()
+            .map_or(0, |root| walk(root, true, &mut texts));
         for (start, end) in &texts {
             assert!(start < end, "non-empty text");
         }
@@ -1010,10 +1127,19 @@ mod tests {
         let registry = CodeRegistry::new();
         let mut model: Vec<Expected> = Vec::new();
         let mut registrations: Vec<ModuleRegistration<'_>> = Vec::new();
-        let (base, span) = (0x40_0000usize, 0x6000usize);
-        let (mut registered, mut rejected) = (0, 0);
-        for op in 0..4000 {
-            let grow = model.len() < 8 || (model.len() < 80 && next(10) < 6) || next(10) < 4;
+        let (base, span) = (0x40_0000usize, 0x2_0000usize);
+        let (mut registered, mut rejected, mut tallest) = (0, 0, 0);
+        for op in 0..8000 {
+            // Up to a few hundred modules (trees of three levels, whose inner nodes
+            // split and merge) and down to a few, twice over.
+            let target = if (op / 2000) % 2 == 0 { 400 } else { 10 };
+            let grow = if model.is_empty() {
+                true
+            } else if model.len() < target {
+                next(10) < 7
+            } else {
+                next(10) < 3
+            };
             let mut touched = Vec::new();
             if grow {
                 let aligned = next(4) != 0;
@@ -1106,14 +1232,16 @@ mod tests {
             if op % 200 == 0 {
                 let all: Vec<usize> = model.iter().flat_map(edges).collect();
                 check_lookups(&registry, &model, &all);
-                let (texts, _) = registry.read(|snapshot| checked_texts(&snapshot.root));
+                let (texts, height) = registry.read(|snapshot| checked_texts(&snapshot.root));
                 let expected: Vec<_> = model.iter().map(|m| (m.start, m.end)).collect();
                 assert_eq!(texts, expected, "op {op}");
+                tallest = tallest.max(height);
             }
         }
-        // The run exercised both outcomes many times.
+        // The run exercised both outcomes many times, and trees of three levels.
+        assert_eq!(tallest, 3);
         assert!(
-            registered > 1000 && rejected > 500,
+            registered > 2000 && rejected > 500,
             "{registered} / {rejected}"
         );
         drop(registrations);
@@ -1164,8 +1292,9 @@ mod tests {
             assert_eq!(texts.len(), N);
             height
         });
-        // A random treap of 10,000 nodes is about 30 high; a list would be 10,000.
-        assert!(height <= 64, "height {height}");
+        // Nodes of at least 8 items (the root at least 2) hold 10,000 modules in at
+        // most 5 levels.
+        assert!(height <= 5, "height {height}");
         // Unregister in a random order, checking the survivors from time to time.
         while !registrations.is_empty() {
             let victim = next(registrations.len() as u64) as usize;
@@ -1175,6 +1304,10 @@ mod tests {
             assert_eq!(registry.lookup(text.text_start), None);
             if registrations.len() % 2500 == 0 {
                 check(&model);
+            }
+            if registrations.len() % 250 == 0 {
+                let texts = registry.read(|snapshot| checked_texts(&snapshot.root).0);
+                assert_eq!(texts.len(), registrations.len());
             }
         }
         assert_eq!(registry.module_count(), 0);
@@ -1198,33 +1331,37 @@ mod tests {
         let mut stack: Vec<&Arc<Node>> = link.iter().collect();
         while let Some(node) = stack.pop() {
             set.insert(Arc::as_ptr(node));
-            stack.extend(node.left.iter().chain(&node.right));
+            if let Node::Inner(inner) = &**node {
+                stack.extend(inner.items.iter().flatten());
+            }
         }
         set
     }
 
-    /// Inserting into or removing from a tree builds at most about two paths of new
-    /// nodes and shares every other node with the old tree, which stays as it was.
+    /// Inserting into or removing from a tree builds at most two new nodes per level
+    /// (the copy on the path, and a split or merged sibling) and shares every other node
+    /// with the old tree, which stays as it was.
     #[test]
     fn changes_copy_only_a_path_and_share_the_rest() {
         const N: usize = 10_000;
-        // In address order, as a JIT allocates: the priorities keep the tree balanced.
+        // In address order, as a JIT allocates.
         let mut tree: Link = None;
         for i in 0..N {
-            tree = Some(insert(&tree, Node::leaf(entry(i + 1, 64 * i))));
+            tree = Some(insert(&tree, entry(i + 1, 64 * i)));
         }
         let (texts, height) = checked_texts(&tree);
         assert_eq!(texts.len(), N);
-        assert!(height <= 64, "height {height}");
+        assert!(height <= 5, "height {height}");
         let old_nodes = node_set(&tree);
         let new_nodes = |new: &Link| node_set(new).difference(&old_nodes).count();
         let mut next = crate::test_rng::xorshift(0x0123_4567_89ab_cdef);
         for round in 0..200 {
             let i = next(N as u64) as usize;
             // Into the gap after module `i`.
-            let added = Some(insert(&tree, Node::leaf(entry(N + 1 + round, 64 * i + 32))));
+            let added = Some(insert(&tree, entry(N + 1 + round, 64 * i + 32)));
             let (texts, added_height) = checked_texts(&added);
             assert_eq!(texts.len(), N + 1);
+            assert!(texts.contains(&(64 * i + 32, 64 * i + 48)));
             assert!(
                 new_nodes(&added) <= 2 * added_height,
                 "insert copied too much"
@@ -1234,6 +1371,7 @@ mod tests {
             assert_eq!(texts.len(), N - 1);
             assert!(!texts.contains(&(64 * i, 64 * i + 16)));
             assert!(new_nodes(&removed) <= 2 * height, "remove copied too much");
+            assert!(checked_texts(&removed).1 <= height);
             // The wrong id or a missing key removes nothing.
             assert!(remove(&tree, 64 * i, i + 2).is_none());
             assert!(remove(&tree, 64 * i + 8, i + 1).is_none());
