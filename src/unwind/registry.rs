@@ -2,40 +2,62 @@
 //!
 //! Modules register their text section and its sorted function ranges when their code
 //! becomes executable, and unregister (by dropping the [`ModuleRegistration`]) before it
-//! is unmapped. [`CodeRegistry::lookup_pc`] finds a PC in O(log modules), then in
-//! O(1) through the module's [`FlatCodeMap`] (or O(log functions) for a module whose
-//! functions are not 16-byte aligned). A walk through a [`RegistryView`] gets the
-//! module's [`CodeMap`] and answers the PCs of a run of frames in that module itself.
+//! is unmapped. [`CodeRegistry::lookup_pc`] finds a PC's module in O(log modules), then
+//! its function in O(1) through the module's [`FlatCodeMap`] (or O(log functions) for a
+//! module whose functions are not 16-byte aligned). A walk through a [`RegistryView`]
+//! gets the module's [`CodeMap`] and answers the PCs of a run of frames in that module
+//! itself, searching the modules again only when a PC leaves it.
+//!
+//! The modules form a persistent B+-tree keyed by `text_start`: leaves hold up to 16
+//! modules, inner nodes up to 16 subtrees, each node with the low keys of its items in
+//! one array. Registering or unregistering one module costs O(log modules) (16 *
+//! height item copies and allocations of nodes, the height being at most
+//! 1 + log8(modules / 2)), so a JIT that registers each function as its own module
+//! pays O(n log n) for n functions, not O(n^2).
 //!
 //! ```text
-//!  snapshot (sorted by text_start, never overlapping)
-//!  +----------------------------+----------------------------+---
-//!  | module 3: [0x5000, 0x5400) | module 1: [0x9000, 0x9800) | ...
-//!  +----------------------------+----------------------------+---
-//!                 |
-//!                 v  functions of module 3 (offsets from text_start, sorted)
-//!           +-----------+-----------+-----------+
-//!           | f0 [0,40) | f1 [48,96)| f2 [96,..)|   gaps (padding) are not code
-//!           +-----------+-----------+-----------+
+//!  published root ---> [ 0x5000 | 0x9000 | ... ]          inner: low key per subtree
+//!                        /          \
+//!  [ module 3: [0x5000, 0x5400) | module 7: ... ]  [ module 1: [0x9000, 0x9800) | ... ]
+//!         |                                               leaves: modules, sorted,
+//!         v  functions of module 3 (offsets, sorted)      never overlapping
+//!   +-----------+-----------+-----------+
+//!   | f0 [0,40) | f1 [48,96)| f2 [96,..)|   gaps (padding) are not code
+//!   +-----------+-----------+-----------+
 //! ```
 //!
 //! # Reads without locks
 //!
 //! A lookup may run in a signal handler that interrupted the very thread that is
-//! registering a module, so the read path takes no lock and does not allocate: the
-//! registry publishes an immutable snapshot through an `AtomicPtr`, and readers
-//! announce themselves in one of two reader counters (picked by the parity of an epoch
-//! counter). A writer, serialised by a mutex, swaps in a new snapshot, flips the
-//! epoch, then waits until the old parity's counter drains before freeing the old
-//! snapshot (a minimal read-copy-update). Readers never wait for writers; a writer
-//! waits only for readers that started before its swap.
+//! registering a module, so the read path takes no lock, does not allocate and touches
+//! no reference count: the registry publishes an immutable snapshot (the root of a
+//! tree) through an `AtomicPtr`, and readers announce themselves in one of two reader
+//! counters (picked by the parity of an epoch counter), then descend the tree through
+//! plain `&` references. A writer, serialised by a mutex, builds a new tree by path
+//! copying (new nodes for the root-to-leaf path it changes, plus at most one sibling per
+//! level that it splits or merges; every other node is an `Arc` shared with the current
+//! tree), swaps it in, flips the epoch, then waits until the old parity's counter
+//! drains before freeing the old snapshot; that frees only the nodes (and the entries
+//! of unregistered modules) no newer tree shares (a minimal read-copy-update). Readers
+//! never wait for writers; a writer waits only for readers that started before its
+//! swap.
 //!
 //! Invariants:
-//! - module text ranges in a snapshot are non-empty, sorted and pairwise disjoint;
+//! - module text ranges in a snapshot are non-empty, sorted and pairwise disjoint, so
+//!   only the module with the greatest `text_start <= pc` can contain `pc`, and only the
+//!   two neighbours of a new module's place can overlap it;
+//! - the tree of a snapshot is a B+-tree: every leaf at the same depth, every node but
+//!   the root with 8 to 16 items, an inner root with at least 2, each node's low keys
+//!   those of its items; the snapshot's `len` counts its modules;
+//! - nodes are never mutated once built (a change copies them), so a node shared by
+//!   several snapshots reads the same in each;
 //! - function ranges of a module are non-empty, sorted, disjoint and inside the text;
 //! - a snapshot reachable from `current`, or loaded by a reader that registered in the
-//!   current epoch's counter, is not freed until that reader leaves;
-//! - module ids are never reused, so a stale id cannot name a newer module.
+//!   current epoch's counter, is not freed (nor any node or entry it reaches) until
+//!   that reader leaves;
+//! - module ids come from one counter for the whole process (shared by every
+//!   `CodeRegistry`) and are never reused: an id names one registration in the process,
+//!   so a stale id cannot name a newer module, and ids from two registries never mix.
 //!
 //! Registering and unregistering must not happen in a signal handler (they allocate,
 //! lock and may wait).
@@ -437,6 +459,9 @@ struct Snapshot {
 }
 
 impl Snapshot {
+    /// No modules (what `read` sees before the first registration).
+    const EMPTY: Snapshot = Snapshot { root: None, len: 0 };
+
     /// The module whose text contains `pc`.
     #[inline(always)]
     fn module_at(&self, pc: usize) -> Option<&ModuleEntry> {
@@ -503,7 +528,8 @@ impl CodeRegistry {
     }
 
     /// Registers a module's code; it stays registered until the returned handle is
-    /// dropped.
+    /// dropped. Costs O(log modules) (see the module docs); the module gets an id no
+    /// other registration in the process has ([`ModuleRegistration::id`]).
     ///
     /// # Errors
     ///
@@ -627,9 +653,8 @@ impl CodeRegistry {
         // One call of `f` (not one per case), so that it can be inlined here: a walk's
         // closure then shares its caller's frame, and the caller's visitor state can
         // live in registers.
-        let empty = Snapshot::default();
         let snapshot = if current.is_null() {
-            &empty
+            &Snapshot::EMPTY
         } else {
             // SAFETY: `current` came from `Box::into_raw` in `publish`. `_reader`
             // counts this thread in the counter of an epoch that was current after it
@@ -780,7 +805,9 @@ pub struct ModuleRegistration<'r> {
 }
 
 impl ModuleRegistration<'_> {
-    /// The module's id, as found in [`CodeLocation::module`].
+    /// The module's id, as found in [`CodeLocation::module`]: unique in the process
+    /// (every [`CodeRegistry`] takes ids from one counter) and never reused, so a
+    /// collector may key its per-module data by it across several registries.
     pub fn id(&self) -> usize {
         self.id
     }
