@@ -212,7 +212,8 @@ enum Node {
 /// key of each item next to the others so that a search reads a few cache lines.
 #[derive(Debug)]
 struct Packed<T> {
-    /// Items in use, 1 to `FANOUT` (`MIN_ITEMS` or more outside the root).
+    /// Items in use, 1 to `FANOUT` (`MIN_ITEMS` or more outside the root) in a
+    /// published tree; fewer only in a node a removal is about to merge away.
     len: usize,
     /// `lows[i]` is `items[i]`'s lowest `text_start`, for `i < len`; sorted.
     lows: [usize; FANOUT],
