@@ -146,11 +146,8 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .map(|a| a.parse().expect("a size"))
         .collect();
-    for n in if sizes.is_empty() {
-        vec![10_000]
-    } else {
-        sizes
-    } {
+    let sizes = if sizes.is_empty() { vec![10_000] } else { sizes };
+    for n in sizes {
         bench(n);
     }
 }
