@@ -146,7 +146,11 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .map(|a| a.parse().expect("a size"))
         .collect();
-    let sizes = if sizes.is_empty() { vec![10_000] } else { sizes };
+    let sizes = if sizes.is_empty() {
+        vec![10_000]
+    } else {
+        sizes
+    };
     for n in sizes {
         bench(n);
     }
