@@ -2,40 +2,62 @@
 //!
 //! Modules register their text section and its sorted function ranges when their code
 //! becomes executable, and unregister (by dropping the [`ModuleRegistration`]) before it
-//! is unmapped. [`CodeRegistry::lookup_pc`] finds a PC in O(log modules), then in
-//! O(1) through the module's [`FlatCodeMap`] (or O(log functions) for a module whose
-//! functions are not 16-byte aligned). A walk through a [`RegistryView`] gets the
-//! module's [`CodeMap`] and answers the PCs of a run of frames in that module itself.
+//! is unmapped. [`CodeRegistry::lookup_pc`] finds a PC's module in O(log modules), then
+//! its function in O(1) through the module's [`FlatCodeMap`] (or O(log functions) for a
+//! module whose functions are not 16-byte aligned). A walk through a [`RegistryView`]
+//! gets the module's [`CodeMap`] and answers the PCs of a run of frames in that module
+//! itself, searching the modules again only when a PC leaves it.
+//!
+//! The modules form a persistent B+-tree keyed by `text_start`: leaves hold up to 16
+//! modules, inner nodes up to 16 subtrees, each node with the low keys of its items in
+//! one array. Registering or unregistering one module costs O(log modules) (16 *
+//! height item copies and allocations of nodes, the height being at most
+//! 1 + log8(modules / 2)), so a JIT that registers each function as its own module
+//! pays O(n log n) for n functions, not O(n^2).
 //!
 //! ```text
-//!  snapshot (sorted by text_start, never overlapping)
-//!  +----------------------------+----------------------------+---
-//!  | module 3: [0x5000, 0x5400) | module 1: [0x9000, 0x9800) | ...
-//!  +----------------------------+----------------------------+---
-//!                 |
-//!                 v  functions of module 3 (offsets from text_start, sorted)
-//!           +-----------+-----------+-----------+
-//!           | f0 [0,40) | f1 [48,96)| f2 [96,..)|   gaps (padding) are not code
-//!           +-----------+-----------+-----------+
+//!  published root ---> [ 0x5000 | 0x9000 | ... ]          inner: low key per subtree
+//!                        /          \
+//!  [ module 3: [0x5000, 0x5400) | module 7: ... ]  [ module 1: [0x9000, 0x9800) | ... ]
+//!         |                                               leaves: modules, sorted,
+//!         v  functions of module 3 (offsets, sorted)      never overlapping
+//!   +-----------+-----------+-----------+
+//!   | f0 [0,40) | f1 [48,96)| f2 [96,..)|   gaps (padding) are not code
+//!   +-----------+-----------+-----------+
 //! ```
 //!
 //! # Reads without locks
 //!
 //! A lookup may run in a signal handler that interrupted the very thread that is
-//! registering a module, so the read path takes no lock and does not allocate: the
-//! registry publishes an immutable snapshot through an `AtomicPtr`, and readers
-//! announce themselves in one of two reader counters (picked by the parity of an epoch
-//! counter). A writer, serialised by a mutex, swaps in a new snapshot, flips the
-//! epoch, then waits until the old parity's counter drains before freeing the old
-//! snapshot (a minimal read-copy-update). Readers never wait for writers; a writer
-//! waits only for readers that started before its swap.
+//! registering a module, so the read path takes no lock, does not allocate and touches
+//! no reference count: the registry publishes an immutable snapshot (the root of a
+//! tree) through an `AtomicPtr`, and readers announce themselves in one of two reader
+//! counters (picked by the parity of an epoch counter), then descend the tree through
+//! plain `&` references. A writer, serialised by a mutex, builds a new tree by path
+//! copying (new nodes for the root-to-leaf path it changes, plus at most one sibling per
+//! level that it splits or merges; every other node is an `Arc` shared with the current
+//! tree), swaps it in, flips the epoch, then waits until the old parity's counter
+//! drains before freeing the old snapshot; that frees only the nodes (and the entries
+//! of unregistered modules) no newer tree shares (a minimal read-copy-update). Readers
+//! never wait for writers; a writer waits only for readers that started before its
+//! swap.
 //!
 //! Invariants:
-//! - module text ranges in a snapshot are non-empty, sorted and pairwise disjoint;
+//! - module text ranges in a snapshot are non-empty, sorted and pairwise disjoint, so
+//!   only the module with the greatest `text_start <= pc` can contain `pc`, and only the
+//!   two neighbours of a new module's place can overlap it;
+//! - the tree of a snapshot is a B+-tree: every leaf at the same depth, every node but
+//!   the root with 8 to 16 items, an inner root with at least 2, each node's low keys
+//!   those of its items; the snapshot's `len` counts its modules;
+//! - nodes are never mutated once built (a change copies them), so a node shared by
+//!   several snapshots reads the same in each;
 //! - function ranges of a module are non-empty, sorted, disjoint and inside the text;
 //! - a snapshot reachable from `current`, or loaded by a reader that registered in the
-//!   current epoch's counter, is not freed until that reader leaves;
-//! - module ids are never reused, so a stale id cannot name a newer module.
+//!   current epoch's counter, is not freed (nor any node or entry it reaches) until
+//!   that reader leaves;
+//! - module ids come from one counter for the whole process (shared by every
+//!   `CodeRegistry`) and are never reused: an id names one registration in the process,
+//!   so a stale id cannot name a newer module, and ids from two registries never mix.
 //!
 //! Registering and unregistering must not happen in a signal handler (they allocate,
 //! lock and may wait).
@@ -169,21 +191,302 @@ impl ModuleEntry {
     }
 }
 
-/// An immutable list of modules, sorted by `text_start`.
+/// Most items (modules of a leaf, children of an inner node) in one node.
+const FANOUT: usize = 16;
+/// Fewest items in a node other than the root.
+const MIN_ITEMS: usize = FANOUT / 2;
+
+/// A node of the persistent B+-tree of modules, keyed by `text_start`. Nodes are
+/// immutable once built and shared (`Arc`) between the trees of successive snapshots:
+/// a change copies the nodes on one root-to-leaf path (and at most one sibling per
+/// level that it merges or splits) and shares every other node with the old tree.
+#[derive(Debug)]
+enum Node {
+    /// Up to `FANOUT` modules, sorted by `text_start`.
+    Leaf(Packed<Arc<ModuleEntry>>),
+    /// Up to `FANOUT` subtrees of equal height, sorted by their lowest `text_start`.
+    Inner(Packed<Arc<Node>>),
+}
+
+/// The items of a node in fixed arrays (no second allocation per node), with the low
+/// key of each item next to the others so that a search reads a few cache lines.
+#[derive(Debug)]
+struct Packed<T> {
+    /// Items in use, 1 to `FANOUT` (`MIN_ITEMS` or more outside the root) in a
+    /// published tree; fewer only in a node a removal is about to merge away.
+    len: usize,
+    /// `lows[i]` is `items[i]`'s lowest `text_start`, for `i < len`; sorted.
+    lows: [usize; FANOUT],
+    /// `Some` exactly for `i < len`.
+    items: [Option<T>; FANOUT],
+}
+
+/// What a node can hold.
+trait Item: Clone {
+    /// The lowest `text_start` under this item.
+    fn low(&self) -> usize;
+    /// The node of these items.
+    fn node(items: Packed<Self>) -> Node;
+}
+
+impl Item for Arc<ModuleEntry> {
+    fn low(&self) -> usize {
+        self.text_start
+    }
+    fn node(items: Packed<Self>) -> Node {
+        Node::Leaf(items)
+    }
+}
+
+impl Item for Arc<Node> {
+    fn low(&self) -> usize {
+        match &**self {
+            Node::Leaf(p) => p.lows[0],
+            Node::Inner(p) => p.lows[0],
+        }
+    }
+    fn node(items: Packed<Self>) -> Node {
+        Node::Inner(items)
+    }
+}
+
+impl<T: Item> Packed<T> {
+    /// The node of `items` (at most `FANOUT`, sorted; any more are dropped).
+    fn new(items: Vec<T>) -> Packed<T> {
+        let mut packed = Packed {
+            len: items.len().min(FANOUT),
+            lows: [usize::MAX; FANOUT],
+            items: Default::default(),
+        };
+        for (i, item) in items.into_iter().take(FANOUT).enumerate() {
+            packed.lows[i] = item.low();
+            packed.items[i] = Some(item);
+        }
+        packed
+    }
+
+    /// The items in use.
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().take(self.len).flatten()
+    }
+
+    /// The items, shared with this node (for building its replacement).
+    fn to_vec(&self) -> Vec<T> {
+        self.iter().cloned().collect()
+    }
+
+    /// The index of the last item whose low key is at most `key` (the item under which
+    /// the greatest `text_start <= key` is), or `None` if `key` is below them all.
+    #[inline(always)]
+    fn slot(&self, key: usize) -> Option<usize> {
+        // A count rather than a search: the keys are sorted, and a count over a few
+        // words compiles to straight-line code.
+        let below = self.lows.iter().take(self.len).filter(|&&low| low <= key);
+        below.count().checked_sub(1)
+    }
+
+    #[inline(always)]
+    fn get(&self, i: usize) -> Option<&T> {
+        self.items.get(i)?.as_ref()
+    }
+}
+
+impl Node {
+    fn len(&self) -> usize {
+        match self {
+            Node::Leaf(p) => p.len,
+            Node::Inner(p) => p.len,
+        }
+    }
+
+    /// The module whose text contains `pc`: the one with the greatest `text_start <=
+    /// pc`, if its text reaches `pc` (texts are disjoint, so no other can contain it).
+    #[inline(always)]
+    fn find(&self, pc: usize) -> Option<&ModuleEntry> {
+        self.floor(pc).filter(|m| pc < m.text_end)
+    }
+
+    /// The module with the greatest `text_start <= key`.
+    #[inline(always)]
+    fn floor(&self, key: usize) -> Option<&ModuleEntry> {
+        let mut node = self;
+        loop {
+            match node {
+                Node::Inner(inner) => node = inner.get(inner.slot(key)?)?,
+                Node::Leaf(leaf) => return leaf.get(leaf.slot(key)?).map(|m| &**m),
+            }
+        }
+    }
+
+    /// The module with the least `text_start >= key`.
+    fn ceiling(&self, key: usize) -> Option<&ModuleEntry> {
+        match self {
+            Node::Leaf(leaf) => {
+                let at = leaf
+                    .slot(key)
+                    .map_or(0, |i| i + usize::from(leaf.lows[i] < key));
+                leaf.get(at).map(|m| &**m)
+            }
+            Node::Inner(inner) => match inner.slot(key) {
+                // Every module here is at or above `key`: the first one.
+                None => inner.get(0)?.ceiling(key),
+                // In the subtree that has the floor of `key`, or else first in the next.
+                Some(i) => inner
+                    .get(i)?
+                    .ceiling(key)
+                    .or_else(|| inner.get(i + 1)?.ceiling(key)),
+            },
+        }
+    }
+}
+
+/// `items` (at most `2 * FANOUT`, sorted) as one node, or two halves if they do not fit
+/// one; each half then has at least `MIN_ITEMS` if `items` had more than `FANOUT`.
+fn pack<T: Item>(mut items: Vec<T>) -> Vec<Arc<Node>> {
+    if items.len() <= FANOUT {
+        vec![Arc::new(T::node(Packed::new(items)))]
+    } else {
+        let right = items.split_off(items.len() / 2);
+        vec![
+            Arc::new(T::node(Packed::new(items))),
+            Arc::new(T::node(Packed::new(right))),
+        ]
+    }
+}
+
+/// `node` with `module` added, as one node or (if it overflowed) two; no module of
+/// `node` starts at `module.text_start`.
+fn insert_below(node: &Node, module: Arc<ModuleEntry>) -> Vec<Arc<Node>> {
+    match node {
+        Node::Leaf(leaf) => {
+            let mut modules = leaf.to_vec();
+            let at = leaf.slot(module.text_start).map_or(0, |i| i + 1);
+            modules.insert(at.min(modules.len()), module);
+            pack(modules)
+        }
+        Node::Inner(inner) => {
+            let mut children = inner.to_vec();
+            let at = inner.slot(module.text_start).unwrap_or(0);
+            let Some(child) = children.get(at) else {
+                return vec![];
+            };
+            let replaced = insert_below(child, module);
+            children.splice(at..=at, replaced);
+            pack(children)
+        }
+    }
+}
+
+/// The tree `root` with `module` added; no module of `root` starts at
+/// `module.text_start`.
+fn insert(root: &Link, module: Arc<ModuleEntry>) -> Arc<Node> {
+    let Some(root) = root else {
+        return Arc::new(Node::Leaf(Packed::new(vec![module])));
+    };
+    let mut parts = insert_below(root, module);
+    match (parts.pop(), parts.pop()) {
+        (Some(right), Some(left)) => Arc::new(Node::Inner(Packed::new(vec![left, right]))),
+        (Some(only), None) => only,
+        // `insert_below` always returns one or two nodes.
+        _ => Arc::clone(root),
+    }
+}
+
+/// Siblings `left` and `right` (of equal height) as one node, or two that both have
+/// at least `MIN_ITEMS` if their items do not fit one.
+fn merge(left: &Arc<Node>, right: &Arc<Node>) -> Vec<Arc<Node>> {
+    match (&**left, &**right) {
+        (Node::Leaf(l), Node::Leaf(r)) => pack(l.iter().chain(r.iter()).cloned().collect()),
+        (Node::Inner(l), Node::Inner(r)) => pack(l.iter().chain(r.iter()).cloned().collect()),
+        // Siblings always have the same height.
+        _ => vec![Arc::clone(left), Arc::clone(right)],
+    }
+}
+
+/// `node` without the module that starts at `key`, if that module is `id` (`None`
+/// otherwise). The result may have fewer than `MIN_ITEMS` items (even none): the
+/// caller merges it with a sibling.
+fn remove_below(node: &Node, key: usize, id: usize) -> Option<Arc<Node>> {
+    match node {
+        Node::Leaf(leaf) => {
+            let at = leaf.slot(key)?;
+            leaf.get(at).filter(|m| m.text_start == key && m.id == id)?;
+            let mut modules = leaf.to_vec();
+            modules.remove(at);
+            Some(Arc::new(Node::Leaf(Packed::new(modules))))
+        }
+        Node::Inner(inner) => {
+            let at = inner.slot(key)?;
+            let mut children = inner.to_vec();
+            let child = remove_below(children.get(at)?, key, id)?;
+            if child.len() >= MIN_ITEMS {
+                children[at] = child;
+            } else if at + 1 < children.len() {
+                let merged = merge(&child, &children[at + 1]);
+                children.splice(at..at + 2, merged);
+            } else if at > 0 {
+                let merged = merge(&children[at - 1], &child);
+                children.splice(at - 1..at + 1, merged);
+            } else {
+                // An only child (a root of one child is never built).
+                children[at] = child;
+            }
+            Some(Arc::new(Node::Inner(Packed::new(children))))
+        }
+    }
+}
+
+/// The tree `root` without module `id`, which starts at `key`; `None` if `root` has no
+/// such module.
+fn remove(root: &Link, key: usize, id: usize) -> Option<Link> {
+    let root = remove_below(root.as_ref()?, key, id)?;
+    Some(match &*root {
+        Node::Leaf(leaf) if leaf.len == 0 => None,
+        // The root's last two children merged: the tree gets one level lower.
+        Node::Inner(inner) if inner.len == 1 => inner.get(0).cloned(),
+        _ => Some(root),
+    })
+}
+
+/// A tree, or no modules.
+type Link = Option<Arc<Node>>;
+
+/// An immutable set of modules: a persistent B+-tree by `text_start`.
 #[derive(Debug, Default)]
 struct Snapshot {
-    modules: Vec<Arc<ModuleEntry>>,
+    root: Link,
+    /// The number of modules in the tree.
+    len: usize,
 }
 
 impl Snapshot {
+    /// No modules (what `read` sees before the first registration).
+    const EMPTY: Snapshot = Snapshot { root: None, len: 0 };
+
+    /// The module whose text contains `pc`.
+    #[inline(always)]
+    fn module_at(&self, pc: usize) -> Option<&ModuleEntry> {
+        self.root.as_deref()?.find(pc)
+    }
+
     fn lookup(&self, pc: usize) -> Option<CodeLocation> {
         self.lookup_with_data(pc).map(|(loc, _)| loc)
     }
 
     fn lookup_with_data(&self, pc: usize) -> Option<(CodeLocation, usize)> {
-        let after = self.modules.partition_point(|m| m.text_start <= pc);
-        let module = self.modules.get(after.checked_sub(1)?)?;
+        let module = self.module_at(pc)?;
         module.lookup(pc).map(|loc| (loc, module.data))
+    }
+
+    /// The modules next to a new text starting at `start`: the last one starting below
+    /// `start` and the first one starting at or above it. Only these can overlap it,
+    /// since the texts in the tree are sorted and disjoint.
+    fn neighbours(&self, start: usize) -> (Option<&ModuleEntry>, Option<&ModuleEntry>) {
+        let Some(root) = self.root.as_deref() else {
+            return (None, None);
+        };
+        let below = start.checked_sub(1).and_then(|key| root.floor(key));
+        (below, root.ceiling(start))
     }
 }
 
@@ -202,9 +505,11 @@ pub struct CodeRegistry {
     readers: [AtomicUsize; 2],
     /// Serialises writers.
     writer: Mutex<()>,
-    /// The next module id (ids start at 1 and are never reused).
-    next_id: AtomicUsize,
 }
+
+/// The next module id, shared by every [`CodeRegistry`] of the process: ids start at 1
+/// and are never reused, so an id names one registration in the whole process.
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 impl Default for CodeRegistry {
     fn default() -> Self {
@@ -220,12 +525,12 @@ impl CodeRegistry {
             epoch: AtomicUsize::new(0),
             readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
             writer: Mutex::new(()),
-            next_id: AtomicUsize::new(1),
         }
     }
 
     /// Registers a module's code; it stays registered until the returned handle is
-    /// dropped.
+    /// dropped. Costs O(log modules) (see the module docs); the module gets an id no
+    /// other registration in the process has ([`ModuleRegistration::id`]).
     ///
     /// # Errors
     ///
@@ -254,42 +559,48 @@ impl CodeRegistry {
                 })?;
         check_functions(&functions, text_len)?;
 
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let id = self.next_id.fetch_add(1, SeqCst);
         let map = FlatCodeMap::new(&functions, text_len);
-        let entry = Arc::new(ModuleEntry {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let (snapshot, id) = self.read(|snapshot| {
+            // Only the neighbours can overlap: the tree is sorted and disjoint.
+            let (below, above) = snapshot.neighbours(text_start);
+            if let Some(below) = below.filter(|m| m.text_end > text_start) {
+                return Err(RegistryError::OverlapsModule { module: below.id });
+            }
+            if let Some(above) = above.filter(|m| m.text_start < text_end) {
+                return Err(RegistryError::OverlapsModule { module: above.id });
+            }
+            // Taken only once the module is accepted, so a rejected module uses no id.
+            let id = NEXT_ID.fetch_add(1, SeqCst);
+            let entry = Arc::new(ModuleEntry {
+                id,
+                text_start,
+                text_end,
+                functions: functions.into_boxed_slice(),
+                data,
+                map,
+            });
+            let root = insert(&snapshot.root, entry);
+            let len = snapshot.len + 1;
+            Ok((
+                Snapshot {
+                    root: Some(root),
+                    len,
+                },
+                id,
+            ))
+        })?;
+        self.publish(snapshot);
+        Ok(ModuleRegistration {
+            registry: self,
             id,
             text_start,
-            text_end,
-            functions: functions.into_boxed_slice(),
-            data,
-            map,
-        });
-        let modules = self.read(|snapshot| {
-            let at = snapshot
-                .modules
-                .partition_point(|m| m.text_start < text_start);
-            // Only the neighbours can overlap: the snapshot is sorted and disjoint.
-            let before = at.checked_sub(1).map(|i| &snapshot.modules[i]);
-            if let Some(before) = before.filter(|m| m.text_end > text_start) {
-                return Err(RegistryError::OverlapsModule { module: before.id });
-            }
-            if let Some(after) = snapshot.modules.get(at).filter(|m| m.text_start < text_end) {
-                return Err(RegistryError::OverlapsModule { module: after.id });
-            }
-            let mut modules = Vec::with_capacity(snapshot.modules.len() + 1);
-            modules.extend_from_slice(&snapshot.modules[..at]);
-            modules.push(entry);
-            modules.extend_from_slice(&snapshot.modules[at..]);
-            Ok(modules)
-        })?;
-        self.publish(Snapshot { modules });
-        Ok(ModuleRegistration { registry: self, id })
+        })
     }
 
     /// The number of registered modules.
     pub fn module_count(&self) -> usize {
-        self.read(|snapshot| snapshot.modules.len())
+        self.read(|snapshot| snapshot.len)
     }
 
     /// The wasm function containing `pc`, if any. Lock-free and allocation-free.
@@ -317,18 +628,22 @@ impl CodeRegistry {
         self.read(|snapshot| snapshot.lookup_with_data(pc))
     }
 
-    /// Removes module `id`; called by [`ModuleRegistration`]'s `Drop`.
-    fn unregister(&self, id: usize) {
+    /// Removes module `id`, whose text starts at `text_start`; called by
+    /// [`ModuleRegistration`]'s `Drop`.
+    fn unregister(&self, id: usize, text_start: usize) {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let modules = self.read(|snapshot| {
-            snapshot
-                .modules
-                .iter()
-                .filter(|m| m.id != id)
-                .cloned()
-                .collect::<Vec<_>>()
+        let snapshot = self.read(|snapshot| {
+            // The registration being dropped keeps its module in the tree, so `remove`
+            // finds it; if it did not, there would be nothing to remove.
+            let root = remove(&snapshot.root, text_start, id)?;
+            Some(Snapshot {
+                root,
+                len: snapshot.len - 1,
+            })
         });
-        self.publish(Snapshot { modules });
+        if let Some(snapshot) = snapshot {
+            self.publish(snapshot);
+        }
     }
 
     /// Runs `f` on the current snapshot without taking a lock.
@@ -339,9 +654,8 @@ impl CodeRegistry {
         // One call of `f` (not one per case), so that it can be inlined here: a walk's
         // closure then shares its caller's frame, and the caller's visitor state can
         // live in registers.
-        let empty = Snapshot::default();
         let snapshot = if current.is_null() {
-            &empty
+            &Snapshot::EMPTY
         } else {
             // SAFETY: `current` came from `Box::into_raw` in `publish`. `_reader`
             // counts this thread in the counter of an epoch that was current after it
@@ -435,12 +749,7 @@ impl<'a> RegistryView<'a> {
                 return Some(m);
             }
         }
-        let after = self
-            .snapshot
-            .modules
-            .partition_point(|m| m.text_start <= pc);
-        let module: &'a ModuleEntry = self.snapshot.modules.get(after.checked_sub(1)?)?;
-        (pc < module.text_end).then_some(module)
+        self.snapshot.module_at(pc)
     }
 
     /// The data word of the module of the most recent successful lookup through this
@@ -492,10 +801,14 @@ impl Drop for ReadGuard<'_> {
 pub struct ModuleRegistration<'r> {
     registry: &'r CodeRegistry,
     id: usize,
+    /// The module's `text_start`: its key in the registry's tree.
+    text_start: usize,
 }
 
 impl ModuleRegistration<'_> {
-    /// The module's id, as found in [`CodeLocation::module`].
+    /// The module's id, as found in [`CodeLocation::module`]: unique in the process
+    /// (every [`CodeRegistry`] takes ids from one counter) and never reused, so a
+    /// collector may key its per-module data by it across several registries.
     pub fn id(&self) -> usize {
         self.id
     }
@@ -503,7 +816,7 @@ impl ModuleRegistration<'_> {
 
 impl Drop for ModuleRegistration<'_> {
     fn drop(&mut self) {
-        self.registry.unregister(self.id);
+        self.registry.unregister(self.id, self.text_start);
     }
 }
 
@@ -699,6 +1012,472 @@ mod tests {
         let first = registry.register(module(0x1000, 1, &[])).unwrap().id();
         let second = registry.register(module(0x1000, 1, &[])).unwrap().id();
         assert_ne!(first, second);
+    }
+
+    /// Ids come from one counter for the whole process: two registries never hand out
+    /// the same id, even for the same text.
+    #[test]
+    fn ids_are_unique_across_registries() {
+        let (first, second) = (CodeRegistry::new(), CodeRegistry::new());
+        let mut registrations = Vec::new();
+        for i in 0..100 {
+            let text = module(0x1000 + i * 0x10, 0x10, &[func(0, 0x10, 0)]);
+            registrations.push(first.register(text.clone()).unwrap());
+            registrations.push(second.register(text).unwrap());
+        }
+        let mut ids: Vec<usize> = registrations.iter().map(ModuleRegistration::id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 200);
+        let (a, b) = (
+            first.lookup(0x1005).unwrap(),
+            second.lookup(0x1005).unwrap(),
+        );
+        assert_ne!(a.module, b.module);
+        assert_eq!((a.func_index, a.text_offset), (b.func_index, b.text_offset));
+    }
+
+    /// The in-order texts of `link`, after checking the tree's invariants at every node:
+    /// items in use and unused, node fill, low keys, search order, disjoint texts, and
+    /// every leaf at the same depth. Returns the height too.
+    fn checked_texts(link: &Link) -> (Vec<(usize, usize)>, usize) {
+        fn check<T: Item>(packed: &Packed<T>, is_root: bool) -> Vec<T> {
+            let min = if is_root { 1 } else { MIN_ITEMS };
+            assert!((min..=FANOUT).contains(&packed.len), "fill {}", packed.len);
+            for (i, (item, low)) in packed.items.iter().zip(packed.lows).enumerate() {
+                assert_eq!(item.is_some(), i < packed.len);
+                assert_eq!(item.as_ref().map_or(usize::MAX, Item::low), low);
+            }
+            packed.to_vec()
+        }
+        fn walk(node: &Node, is_root: bool, texts: &mut Vec<(usize, usize)>) -> usize {
+            match node {
+                Node::Leaf(leaf) => {
+                    let modules = check(leaf, is_root);
+                    texts.extend(modules.iter().map(|m| (m.text_start, m.text_end)));
+                    1
+                }
+                Node::Inner(inner) => {
+                    let children = check(inner, is_root);
+                    assert!(!is_root || children.len() >= 2, "a root has two children");
+                    let heights: Vec<usize> =
+                        children.iter().map(|c| walk(c, false, texts)).collect();
+                    assert!(heights.iter().all(|&h| h == heights[0]), "{heights:?}");
+                    1 + heights[0]
+                }
+            }
+        }
+        let mut texts = Vec::new();
+        let height = link
+            .as_deref()
+            .map_or(0, |root| walk(root, true, &mut texts));
+        for (start, end) in &texts {
+            assert!(start < end, "non-empty text");
+        }
+        for pair in texts.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "sorted and disjoint: {pair:?}");
+        }
+        (texts, height)
+    }
+
+    /// A module of the model: what the registry should hold.
+    struct Expected {
+        start: usize,
+        end: usize,
+        functions: Vec<FunctionRange>,
+        data: usize,
+        id: usize,
+    }
+
+    impl Expected {
+        /// True if the registry builds a flat map for this module.
+        fn has_map(&self) -> bool {
+            !self.functions.is_empty() && self.functions.iter().all(|f| f.start % 16 == 0)
+        }
+    }
+
+    /// What a lookup of `pc` must answer, by a linear scan of the model.
+    fn expected_at(model: &[Expected], pc: usize) -> Option<(CodeLocation, usize)> {
+        let m = model.iter().find(|m| m.start <= pc && pc < m.end)?;
+        let offset = u32::try_from(pc - m.start).unwrap();
+        let f = m
+            .functions
+            .iter()
+            .find(|f| offset >= f.start && offset - f.start < f.len)?;
+        let location = CodeLocation {
+            module: m.id,
+            func_index: f.func_index,
+            text_offset: offset,
+        };
+        Some((location, m.data))
+    }
+
+    /// Checks every way of looking `pcs` up (the registry, one view for all of them, the
+    /// view's code maps) against the model.
+    fn check_lookups(registry: &CodeRegistry, model: &[Expected], pcs: &[usize]) {
+        for &pc in pcs {
+            let expected = expected_at(model, pc);
+            assert_eq!(registry.lookup_with_data(pc), expected, "pc {pc:#x}");
+            assert_eq!(registry.lookup(pc), expected.map(|(l, _)| l), "pc {pc:#x}");
+        }
+        registry.with_view(|view| {
+            for &pc in pcs {
+                let expected = expected_at(model, pc);
+                let last = view.last_data();
+                assert_eq!(view.lookup_with_data(pc), expected, "view, pc {pc:#x}");
+                assert_eq!(view.last_data(), expected.map_or(last, |(_, d)| Some(d)));
+                let map = view.code_map(pc);
+                let module = model.iter().find(|m| m.start <= pc && pc < m.end);
+                let with_map = expected.filter(|_| module.is_some_and(Expected::has_map));
+                assert_eq!(map.and_then(|map| map.lookup(pc)), with_map.map(|(l, _)| l));
+                assert_eq!(map.is_some(), with_map.is_some(), "code map at {pc:#x}");
+            }
+        });
+    }
+
+    /// The PCs at and around the edges of `m` and of its functions.
+    fn edges(m: &Expected) -> Vec<usize> {
+        let mut pcs = vec![m.start.wrapping_sub(1), m.start, m.end - 1, m.end];
+        for f in &m.functions {
+            let start = m.start + f.start as usize;
+            let end = start + f.len as usize;
+            pcs.extend([start.wrapping_sub(1), start, end - 1, end]);
+        }
+        pcs
+    }
+
+    /// Thousands of random registrations (many rejected as overlapping, many adjacent
+    /// to a registered module) and unregistrations against a sorted `Vec`: every
+    /// answer, error, count and the tree's invariants agree with the model.
+    #[test]
+    fn random_operations_agree_with_a_sorted_vec() {
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
+        let registry = CodeRegistry::new();
+        let mut model: Vec<Expected> = Vec::new();
+        let mut registrations: Vec<ModuleRegistration<'_>> = Vec::new();
+        let (base, span) = (0x40_0000usize, 0x2_0000usize);
+        let (mut registered, mut rejected, mut tallest) = (0, 0, 0);
+        for op in 0..8000 {
+            // Up to a few hundred modules (trees of three levels, whose inner nodes
+            // split and merge) and down to a few, twice over.
+            let target = if (op / 2000) % 2 == 0 { 400 } else { 10 };
+            let grow = if model.is_empty() {
+                true
+            } else if model.len() < target {
+                next(10) < 7
+            } else {
+                next(10) < 3
+            };
+            let mut touched = Vec::new();
+            if grow {
+                let aligned = next(4) != 0;
+                let mut functions = Vec::new();
+                let mut at = 0u32;
+                for i in 0..next(4) as u32 {
+                    at += if aligned { 16 * next(3) } else { next(24) } as u32;
+                    let len = 1 + next(48) as u32;
+                    functions.push(func(at, len, i * 3 + next(3) as u32));
+                    at = if aligned {
+                        (at + len).next_multiple_of(16)
+                    } else {
+                        at + len
+                    };
+                }
+                let text_len = (at as usize + next(40) as usize).max(1);
+                // Random places, and places right next to a registered module.
+                let start = match (next(4), model.get(next(model.len() as u64 + 1) as usize)) {
+                    (0, Some(m)) => m.end,
+                    (1, Some(m)) => m.start.saturating_sub(text_len),
+                    _ => base + next(span as u64) as usize,
+                };
+                let end = start + text_len;
+                let at = model.partition_point(|m| m.start < start);
+                let overlap = match (at.checked_sub(1).map(|i| &model[i]), model.get(at)) {
+                    (Some(below), _) if below.end > start => Some(below.id),
+                    (_, Some(above)) if above.start < end => Some(above.id),
+                    _ => None,
+                };
+                let text = ModuleText {
+                    text_start: start,
+                    text_len,
+                    functions: functions.clone(),
+                    data: next(1 << 40) as usize,
+                };
+                let data = text.data;
+                match (registry.register(text), overlap) {
+                    (Ok(registration), None) => {
+                        registered += 1;
+                        model.insert(
+                            at,
+                            Expected {
+                                start,
+                                end,
+                                functions,
+                                data,
+                                id: registration.id(),
+                            },
+                        );
+                        registrations.push(registration);
+                        touched.push(at);
+                    }
+                    (Err(err), Some(module)) => {
+                        rejected += 1;
+                        assert_eq!(err, RegistryError::OverlapsModule { module }, "op {op}");
+                        touched.extend(model.iter().position(|m| m.id == module));
+                    }
+                    (got, expected) => panic!(
+                        "op {op}: [{start:#x}, {end:#x}) gave {:?}, expected overlap {expected:?}",
+                        got.map(|r| r.id())
+                    ),
+                }
+            } else {
+                let victim = next(registrations.len() as u64) as usize;
+                let registration = registrations.swap_remove(victim);
+                let at = model
+                    .iter()
+                    .position(|m| m.id == registration.id())
+                    .unwrap();
+                let gone = model.remove(at);
+                drop(registration);
+                let mut pcs = edges(&gone);
+                pcs.push(gone.start + (gone.end - gone.start) / 2);
+                check_lookups(&registry, &model, &pcs);
+                touched.extend([at.wrapping_sub(1), at]);
+            }
+            assert_eq!(registry.module_count(), model.len(), "op {op}");
+            let mut pcs: Vec<usize> = (0..8)
+                .map(|_| base - 0x100 + next(span as u64 + 0x300) as usize)
+                .collect();
+            for i in touched {
+                for m in [i.wrapping_sub(1), i, i + 1]
+                    .iter()
+                    .filter_map(|&j| model.get(j))
+                {
+                    pcs.extend(edges(m));
+                }
+            }
+            check_lookups(&registry, &model, &pcs);
+            if op % 200 == 0 {
+                let all: Vec<usize> = model.iter().flat_map(edges).collect();
+                check_lookups(&registry, &model, &all);
+                let (texts, height) = registry.read(|snapshot| checked_texts(&snapshot.root));
+                let expected: Vec<_> = model.iter().map(|m| (m.start, m.end)).collect();
+                assert_eq!(texts, expected, "op {op}");
+                tallest = tallest.max(height);
+            }
+        }
+        // The run exercised both outcomes many times, and trees of three levels.
+        assert_eq!(tallest, 3);
+        assert!(
+            registered > 2000 && rejected > 500,
+            "{registered} / {rejected}"
+        );
+        drop(registrations);
+        assert_eq!(registry.module_count(), 0);
+        assert_eq!(registry.lookup(base + span / 2), None);
+    }
+
+    /// A registry of 10,000 single-function modules (a JIT registering one function at
+    /// a time) finds every function and no gap, and empties as they are dropped.
+    #[test]
+    fn ten_thousand_single_function_modules() {
+        const N: usize = 10_000;
+        let registry = CodeRegistry::new();
+        let mut next = crate::test_rng::xorshift(0x51_7cc1_b727_220a);
+        let mut model = Vec::with_capacity(N);
+        let mut registrations = Vec::with_capacity(N);
+        let mut at = 0x7f00_0000_0000usize;
+        for i in 0..N {
+            let len = 16 * (1 + next(8) as usize);
+            let text = ModuleText {
+                text_start: at,
+                text_len: len,
+                functions: vec![func(0, len as u32 - next(16) as u32, i as u32)],
+                data: i,
+            };
+            let registration = registry.register(text.clone()).unwrap();
+            model.push((registration.id(), text));
+            registrations.push(registration);
+            // A gap of 16 bytes between modules.
+            at += len + 16;
+        }
+        assert_eq!(registry.module_count(), N);
+        let check = |model: &[(usize, ModuleText)]| {
+            for (id, text) in model {
+                let f = text.functions[0];
+                let last = text.text_start + f.len as usize - 1;
+                let found = registry.lookup_with_data(last).unwrap();
+                assert_eq!((found.0.module, found.0.func_index), (*id, f.func_index));
+                assert_eq!(found.1, text.data);
+                assert_eq!(registry.lookup(text.text_start + text.text_len), None);
+                let found = registry.with_view(|view| view.lookup_with_data(text.text_start));
+                assert_eq!(found.map(|(l, d)| (l.module, d)), Some((*id, text.data)));
+            }
+        };
+        check(&model);
+        let height = registry.read(|snapshot| {
+            let (texts, height) = checked_texts(&snapshot.root);
+            assert_eq!(texts.len(), N);
+            height
+        });
+        // Nodes of at least 8 items (the root at least 2) hold 10,000 modules in at
+        // most 5 levels.
+        assert!(height <= 5, "height {height}");
+        // Unregister in a random order, checking the survivors from time to time.
+        while !registrations.is_empty() {
+            let victim = next(registrations.len() as u64) as usize;
+            let id = registrations.swap_remove(victim).id();
+            let at = model.iter().position(|(m, _)| *m == id).unwrap();
+            let (_, text) = model.swap_remove(at);
+            assert_eq!(registry.lookup(text.text_start), None);
+            if registrations.len() % 2500 == 0 {
+                check(&model);
+            }
+            if registrations.len() % 250 == 0 {
+                let texts = registry.read(|snapshot| checked_texts(&snapshot.root).0);
+                assert_eq!(texts.len(), registrations.len());
+            }
+        }
+        assert_eq!(registry.module_count(), 0);
+    }
+
+    /// A module with no code for the tree tests.
+    fn entry(id: usize, text_start: usize) -> Arc<ModuleEntry> {
+        Arc::new(ModuleEntry {
+            id,
+            text_start,
+            text_end: text_start + 16,
+            functions: Box::new([]),
+            data: 0,
+            map: None,
+        })
+    }
+
+    /// The addresses of the nodes of `link`.
+    fn node_set(link: &Link) -> std::collections::HashSet<*const Node> {
+        let mut set = std::collections::HashSet::new();
+        let mut stack: Vec<&Arc<Node>> = link.iter().collect();
+        while let Some(node) = stack.pop() {
+            set.insert(Arc::as_ptr(node));
+            if let Node::Inner(inner) = &**node {
+                stack.extend(inner.items.iter().flatten());
+            }
+        }
+        set
+    }
+
+    /// Inserting into or removing from a tree builds at most two new nodes per level
+    /// (the copy on the path, and a split or merged sibling) and shares every other node
+    /// with the old tree, which stays as it was.
+    #[test]
+    fn changes_copy_only_a_path_and_share_the_rest() {
+        const N: usize = 10_000;
+        // In address order, as a JIT allocates.
+        let mut tree: Link = None;
+        for i in 0..N {
+            tree = Some(insert(&tree, entry(i + 1, 64 * i)));
+        }
+        let (texts, height) = checked_texts(&tree);
+        assert_eq!(texts.len(), N);
+        assert!(height <= 5, "height {height}");
+        let old_nodes = node_set(&tree);
+        let new_nodes = |new: &Link| node_set(new).difference(&old_nodes).count();
+        let mut next = crate::test_rng::xorshift(0x0123_4567_89ab_cdef);
+        for round in 0..200 {
+            let i = next(N as u64) as usize;
+            // Into the gap after module `i`.
+            let added = Some(insert(&tree, entry(N + 1 + round, 64 * i + 32)));
+            let (texts, added_height) = checked_texts(&added);
+            assert_eq!(texts.len(), N + 1);
+            assert!(texts.contains(&(64 * i + 32, 64 * i + 48)));
+            assert!(
+                new_nodes(&added) <= 2 * added_height,
+                "insert copied too much"
+            );
+            let removed = remove(&tree, 64 * i, i + 1).expect("module i is there");
+            let (texts, _) = checked_texts(&removed);
+            assert_eq!(texts.len(), N - 1);
+            assert!(!texts.contains(&(64 * i, 64 * i + 16)));
+            assert!(new_nodes(&removed) <= 2 * height, "remove copied too much");
+            assert!(checked_texts(&removed).1 <= height);
+            // The wrong id or a missing key removes nothing.
+            assert!(remove(&tree, 64 * i, i + 2).is_none());
+            assert!(remove(&tree, 64 * i + 8, i + 1).is_none());
+        }
+        // The old tree is untouched.
+        assert_eq!(node_set(&tree), old_nodes);
+        assert_eq!(checked_texts(&tree).0, texts_of(N));
+
+        fn texts_of(n: usize) -> Vec<(usize, usize)> {
+            (0..n).map(|i| (64 * i, 64 * i + 16)).collect()
+        }
+    }
+
+    /// Many modules come and go (so the tree is rebuilt along many paths) while other
+    /// threads look up modules that stay: through the registry and through views held
+    /// across many lookups, every stable PC is found in its module.
+    #[test]
+    fn lookups_stay_exact_while_the_tree_changes() {
+        let registry = CodeRegistry::new();
+        let stable: Vec<(usize, ModuleRegistration<'_>)> = (0..64)
+            .map(|i| {
+                let start = 0x100_0000 + i * 0x200;
+                let text = module(start, 0x100, &[func(0, 0x100, i as u32)]);
+                (start, registry.register(text).unwrap())
+            })
+            .collect();
+        let rounds = if cfg!(miri) { 2 } else { 10 };
+        let writing = AtomicUsize::new(2);
+        std::thread::scope(|scope| {
+            for t in 0..2usize {
+                let (registry, writing) = (&registry, &writing);
+                scope.spawn(move || {
+                    let mut next = crate::test_rng::xorshift(0x1234 + t as u64);
+                    for _ in 0..rounds {
+                        // Into the gaps between the stable modules.
+                        let mut churn: Vec<_> = (0..32)
+                            .map(|i| {
+                                let start = 0x100_0000 + (2 * i + t) * 0x200 + 0x100;
+                                let text = module(start, 0x80, &[func(0, 0x80, 1000)]);
+                                registry.register(text).unwrap()
+                            })
+                            .collect();
+                        while !churn.is_empty() {
+                            drop(churn.swap_remove(next(churn.len() as u64) as usize));
+                        }
+                    }
+                    writing.fetch_sub(1, SeqCst);
+                });
+            }
+            for _ in 0..2 {
+                let (registry, stable, writing) = (&registry, &stable, &writing);
+                scope.spawn(move || {
+                    // Until both writers are done (and a few rounds at least).
+                    let mut round = 0;
+                    while round < 20 || writing.load(SeqCst) != 0 {
+                        round += 1;
+                        registry.with_view(|view| {
+                            for (i, (start, registration)) in stable.iter().enumerate() {
+                                let pc = start + (i * 7 + round) % 0x100;
+                                let (found, _) = view.lookup_with_data(pc).unwrap();
+                                assert_eq!(found.module, registration.id());
+                                assert_eq!(found.func_index, i as u32);
+                                let churned = view.lookup_pc(start + 0x140);
+                                assert!(churned.is_none_or(|l| l.func_index == 1000));
+                            }
+                        });
+                        let (start, registration) = &stable[round % stable.len()];
+                        let found = registry.lookup(start + 0xff).unwrap();
+                        assert_eq!(found.module, registration.id());
+                        // Outside any read: a writer waits only for readers inside one,
+                        // and on an oversubscribed machine a reader preempted inside
+                        // would hold it up for a whole time slice.
+                        std::thread::yield_now();
+                    }
+                });
+            }
+        });
+        assert_eq!(registry.module_count(), stable.len());
     }
 
     #[test]
