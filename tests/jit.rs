@@ -224,6 +224,10 @@ fn a_reference_returned_to_the_host_is_counted_and_survives_collections() {
     };
     assert_eq!(vm.collect_now(), collection(vec![], &[]));
     assert_eq!(r.owner_count(), 1);
+    assert_eq!(r.owner(), vm.owner(), "made for this VM");
+    let other = Vm::new(jit::DEMO, Faults::default()).unwrap();
+    assert_ne!(other.owner(), vm.owner(), "each VM has its own owner id");
+    drop(other);
     drop(r);
     assert_eq!(vm.drops(), [42], "dropped when the host's count went");
     assert_eq!(vm.finish(), [42]);

@@ -157,6 +157,7 @@ pub(crate) struct ModuleState {
 /// A VM: one store (activation list, root set) over several language modules.
 pub struct Vm {
     pub(crate) faults: Faults,
+    /// The owner id of its activations and references (see [`Vm::owner`]).
     pub(crate) owner: usize,
     pub(crate) program: Vec<LangModule>,
     /// Dropped (unregistering every function) before `jit` frees the code.
@@ -182,10 +183,6 @@ pub struct Vm {
     pub(crate) propagating: Box<Cell<i64>>,
     pub(crate) jit: RefCell<Option<JITModule>>,
 }
-
-/// Owner ids of activations: one per VM, so that a walk can skip other VMs'.
-pub(crate) static NEXT_OWNER: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(1);
 
 impl Vm {
     /// Parses `source`, compiles the trampolines, and leaves every language function
@@ -270,7 +267,8 @@ impl Vm {
         }
         let mut vm = Box::new(Vm {
             faults,
-            owner: NEXT_OWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            // Set to the VM's address below.
+            owner: 0,
             program,
             modules,
             _vmctxs: vmctxs,
@@ -291,6 +289,11 @@ impl Vm {
             jit: RefCell::new(Some(jit)),
         });
         let vm_ptr: *const Vm = &*vm;
+        // The owner id of its activations and references: the VM's address, unique
+        // among live VMs (its activations and root set end with it) and never a small
+        // counter like another runtime's store ids in the same process (framewalk's own
+        // count from 1: a counter of ours would give the same ids).
+        vm.owner = vm_ptr as usize;
         for m in &mut vm.modules {
             m.vmctx.vm = vm_ptr;
         }
@@ -763,6 +766,13 @@ impl Vm {
             .map(|m| m.compiled.borrow().iter().flatten().count())
             .sum::<usize>()
             + usize::from(self.trampoline_registration.is_some())
+    }
+
+    /// The owner id of this VM's activations and references: its address, so that it
+    /// differs from every other live VM's and from the small counters other runtimes of
+    /// the process (framewalk's `Store`) use.
+    pub fn owner(&self) -> usize {
+        self.owner
     }
 
     /// Payload drops so far, in order.
