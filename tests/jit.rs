@@ -413,9 +413,9 @@ fn registered_trampolines_turn_a_broken_chain_into_a_walk_through_a_trampoline_f
     });
     // The same broken chain, but the entry trampoline's PC now counts as language
     // code: the walk yields its frame as a third frame of a two-call program, then
-    // reads the host frame above it (whose saved RBP is whatever the host left there:
-    // the walk may end there, or stop at a frame-pointer check; never at the
-    // trampoline's PC, which is what the unregistered run reported).
+    // follows the FP saved in it, the host's RBP (whatever the host left there: the
+    // walk may end there, or stop at a frame-pointer check; never at the trampoline's
+    // PC, which is what the unregistered run reported).
     // (A frame's roots are listed only when the whole walk succeeded, which here
     // depends on the host's RBP: compare the frames walked.)
     let collection = &run.collection;

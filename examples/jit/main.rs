@@ -133,7 +133,9 @@ pub struct Faults {
     pub entry_fp_past_trampoline: bool,
     /// Rule 3: the trampolines are registered as language code. With
     /// `entry_fp_past_trampoline`, the walk then takes the entry trampoline's frame
-    /// for a language frame and goes on reading the host's frame above it.
+    /// for a language frame and follows the saved FP in it (the host's RBP, any
+    /// value): the walk ends there or stops at a frame-pointer check, depending on the
+    /// host, instead of reporting the trampoline.
     pub register_trampolines: bool,
 }
 
