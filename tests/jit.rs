@@ -224,6 +224,10 @@ fn a_reference_returned_to_the_host_is_counted_and_survives_collections() {
     };
     assert_eq!(vm.collect_now(), collection(vec![], &[]));
     assert_eq!(r.owner_count(), 1);
+    assert_eq!(r.owner(), vm.owner(), "made for this VM");
+    let other = Vm::new(jit::DEMO, Faults::default()).unwrap();
+    assert_ne!(other.owner(), vm.owner(), "each VM has its own owner id");
+    drop(other);
     drop(r);
     assert_eq!(vm.drops(), [42], "dropped when the host's count went");
     assert_eq!(vm.finish(), [42]);
@@ -328,53 +332,211 @@ fn stack_maps_of_the_wrong_module_miss_live_references() {
 }
 
 #[test]
-fn an_exit_recorded_in_the_trampolines_frame_fails_every_walk_and_frees_nothing() {
+fn an_exit_recorded_in_the_trampolines_frame_is_caught_as_stale_and_frees_nothing() {
+    for register_trampolines in [false, true] {
+        let faults = Faults {
+            exit_in_trampoline_frame: true,
+            register_trampolines,
+            ..Faults::default()
+        };
+        let vm = Vm::new(KEEP, faults).unwrap();
+        let exit = vm.exit_trampoline();
+        let Value::Int(result) = vm.call("app", "main", &[Value::Int(7)]).unwrap() else {
+            panic!("main returns an int");
+        };
+        let log = vm.log();
+        let drops_after_call = vm.drops();
+        // The record has the right PC (the return address into app.keep) with the
+        // trampoline's FP and SP. The word below that SP is the return address of the
+        // trampoline's own call to the host, not the recorded PC: the exit check ends
+        // the walk before any frame, whether trampoline code is registered or not.
+        let stale = |e: &WalkError| match *e {
+            WalkError::StaleExit {
+                activation_index: 0,
+                exit_pc,
+                found,
+            } => exit_pc != found && exit.contains(&found) && !exit.contains(&exit_pc),
+            _ => false,
+        };
+        let collection = &log.collections[0];
+        assert!(
+            collection.error.as_ref().is_some_and(stale),
+            "{collection:?}"
+        );
+        assert_eq!(collection.frames, [], "no frame is walked");
+        assert_eq!(collection.freed, [] as [i64; 0], "nothing is freed");
+        assert!(
+            log.backtraces[0].as_ref().err().is_some_and(stale),
+            "{:?}",
+            log.backtraces[0]
+        );
+        assert_eq!(result, -2, "gc and backtrace both reported failure");
+        assert_eq!(drops_after_call, [] as [i64; 0]);
+        assert_eq!(vm.finish(), [7], "dropped at teardown, once");
+    }
+}
+
+#[test]
+fn an_entry_fp_past_the_trampoline_is_reported_at_the_unregistered_trampoline() {
     let run = run_keep(Faults {
-        exit_in_trampoline_frame: true,
+        entry_fp_past_trampoline: true,
         ..Faults::default()
     });
-    // The walk starts at the exit trampoline's frame, whose PC is not registered
-    // code: framewalk reports it instead of walking through, and frees nothing.
+    // app.main's saved FP is the entry trampoline's FP, below the recorded entry_fp:
+    // the walk steps to it, and its return address (into the entry trampoline) is
+    // not registered code. Both frames before it were walked; nothing is freed.
+    let collection = &run.collection;
     assert!(
-        matches!(
-            run.collection.error,
-            Some(WalkError::PcNotInWasmCode { .. })
-        ),
-        "{:?}",
-        run.collection
+        matches!(collection.error, Some(WalkError::PcNotInWasmCode { .. })),
+        "{collection:?}"
     );
-    assert_eq!(run.collection.freed, [] as [i64; 0]);
+    assert_eq!(
+        collection.frames,
+        [frame("app.keep", 0, &[]), frame("app.main", 0, &[])]
+    );
+    assert_eq!(collection.freed, [] as [i64; 0]);
     assert!(matches!(
         run.backtrace,
         Err(WalkError::PcNotInWasmCode { .. })
     ));
     assert_eq!(run.result, -2, "gc and backtrace both reported failure");
-    assert_eq!(run.drops, [7]);
+    assert_eq!(run.drops_after_call, [] as [i64; 0]);
+    assert_eq!(run.drops, [7], "dropped at teardown, once");
 }
 
 #[test]
-fn registered_trampolines_turn_a_broken_exit_into_a_silently_wrong_backtrace() {
+fn registered_trampolines_turn_a_broken_chain_into_a_walk_through_a_trampoline_frame() {
     let run = run_keep(Faults {
-        exit_in_trampoline_frame: true,
+        entry_fp_past_trampoline: true,
         register_trampolines: true,
         ..Faults::default()
     });
-    // The same broken exit, but the trampoline PC now counts as language code: no
-    // error, and a frame that is not a language function appears in the backtrace.
-    let frames = run.backtrace.expect("no error is reported");
+    // The same broken chain, but the entry trampoline's PC now counts as language
+    // code: the walk yields its frame as a third frame of a two-call program, then
+    // follows the FP saved in it, the host's RBP (whatever the host left there: the
+    // walk may end there, or stop at a frame-pointer check; never at the trampoline's
+    // PC, which is what the unregistered run reported).
+    // (A frame's roots are listed only when the whole walk succeeded, which here
+    // depends on the host's RBP: compare the frames walked.)
+    let collection = &run.collection;
+    let walked: Vec<(&str, usize)> = collection
+        .frames
+        .iter()
+        .map(|f| (f.function.as_str(), f.activation))
+        .collect();
     assert_eq!(
-        frames,
-        vec![
+        walked,
+        [("app.keep", 0), ("app.main", 0), ("<trampolines>", 0)],
+        "{collection:?}"
+    );
+    assert!(
+        !matches!(collection.error, Some(WalkError::PcNotInWasmCode { .. })),
+        "{collection:?}"
+    );
+    match &run.backtrace {
+        Ok(frames) => assert_eq!(
+            frames[2],
             BacktraceFrame {
                 function: "<trampolines>".into(),
                 line: None,
                 activation: 0
-            },
-            at("app.keep", 8, 0),
-            at("app.main", 5, 0),
-        ]
+            }
+        ),
+        Err(e) => assert!(!matches!(e, WalkError::PcNotInWasmCode { .. }), "{e:?}"),
+    }
+    assert_eq!(collection.freed, [] as [i64; 0]);
+    assert_eq!(run.drops, [7], "dropped at teardown, once");
+}
+
+/// A program that collects at the same point twice: through the exit trampoline
+/// (`gc`), then straight from JIT code (`gc-fast`), with `r` live across both.
+const FAST: &str = "\
+(module app
+  (fn main ((n int)) int
+    (let ((r (new n)))
+      (+ (gc) (+ (* 10 (gc-fast)) (null? r))))))
+";
+
+fn run_fast(faults: Faults) -> KeepRun {
+    let vm = Vm::new(FAST, faults).unwrap();
+    let Value::Int(result) = vm.call("app", "main", &[Value::Int(7)]).unwrap() else {
+        panic!("main returns an int");
+    };
+    let log = vm.log();
+    assert_eq!(log.collections.len(), 2);
+    assert_eq!(
+        log.collections[0],
+        collection(vec![frame("app.main", 0, &[7])], &[]),
+        "the collection through the exit trampoline is exact"
     );
-    assert_eq!(run.result, 3, "backtrace counted 3 frames for 2 calls");
+    let drops_after_call = vm.drops();
+    KeepRun {
+        result,
+        collection: log.collections[1].clone(),
+        backtrace: Ok(Vec::new()),
+        drops_after_call,
+        drops: vm.finish(),
+    }
+}
+
+#[test]
+fn a_collection_that_skips_the_exit_trampoline_finds_no_exit_and_frees_nothing() {
+    let run = run_fast(Faults::default());
+    // `gc` cleared its exit on the way back: `gc-fast` finds none recorded.
+    assert_eq!(
+        run.collection,
+        Collection {
+            frames: vec![],
+            freed: vec![],
+            error: Some(WalkError::NoExitRecorded {
+                activation_index: 0
+            }),
+        }
+    );
+    assert_eq!(run.result, -10, "gc 0, gc-fast -1, not null");
+    assert_eq!(run.drops_after_call, [] as [i64; 0]);
+    assert_eq!(run.drops, [7]);
+}
+
+#[test]
+fn an_exit_left_uncleared_is_caught_as_stale_by_a_later_walk_and_frees_nothing() {
+    let run = run_fast(Faults {
+        exit_not_cleared: true,
+        ..Faults::default()
+    });
+    // `gc`'s record is still there: same frame, same SP, but the word below that SP is
+    // now the return address of the `gc-fast` call, not of the `gc` call.
+    match run.collection.error {
+        Some(WalkError::StaleExit {
+            activation_index: 0,
+            exit_pc,
+            found,
+        }) => assert_ne!(exit_pc, found),
+        ref other => panic!("expected StaleExit, got {other:?}"),
+    }
+    assert_eq!(run.collection.frames, []);
+    assert_eq!(run.collection.freed, [] as [i64; 0]);
+    assert_eq!(run.result, -10);
+    assert_eq!(run.drops_after_call, [] as [i64; 0]);
+    assert_eq!(run.drops, [7]);
+}
+
+#[test]
+fn an_uncleared_exit_is_harmless_while_every_walk_goes_through_the_exit_trampoline() {
+    let correct = jit::run_demo(Faults::default()).unwrap();
+    let broken = jit::run_demo(Faults {
+        exit_not_cleared: true,
+        ..Faults::default()
+    })
+    .unwrap();
+    // Every collection, backtrace and trap is made through a new exit (or from a
+    // trap's registers): the records left behind are never read.
+    assert_eq!(broken.result, correct.result);
+    assert_eq!(broken.log.collections, correct.log.collections);
+    assert_eq!(broken.log.backtraces, correct.log.backtraces);
+    assert_eq!(broken.traps, correct.traps);
+    assert_eq!(broken.drops, correct.drops);
+    assert_eq!(broken.stats.freed, correct.stats.freed);
 }
 
 #[test]

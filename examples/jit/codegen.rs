@@ -113,7 +113,8 @@ pub(crate) fn exit_record(
 /// that called it as the exit of the newest activation (its FP is what this
 /// trampoline saved at its own `[FP]`, its PC the return address at `[FP + 8]`, its SP
 /// at the call `FP + 16`), calls
-/// `host_dispatch`, and clears the record before returning to JIT code.
+/// `host_dispatch`, and clears the record before returning to JIT code (unless
+/// [`Faults::exit_not_cleared`]).
 pub(crate) fn lower_exit(
     jit: &mut JITModule,
     func: &mut ir::Function,
@@ -142,9 +143,11 @@ pub(crate) fn lower_exit(
         exit_record(b, head, Some((exit_fp, exit_sp, exit_pc)));
         let call = b.ins().call(dispatch, args);
         let result = b.inst_results(call)[0];
-        // Activations the host pushed meanwhile are gone again: the head is ours.
-        let head = b.ins().load(I64, flags, head_cell, 0);
-        exit_record(b, head, None);
+        if !faults.exit_not_cleared {
+            // Activations the host pushed meanwhile are gone again: the head is ours.
+            let head = b.ins().load(I64, flags, head_cell, 0);
+            exit_record(b, head, None);
+        }
         b.ins().return_(&[result]);
         Ok(())
     })
@@ -155,23 +158,34 @@ pub(crate) fn lower_exit(
 /// the current head, `entry_fp` = its own FP, no exit; the host set the owner), makes
 /// it the head, calls `callee(vmctx, args...)`, and restores the head. The callee
 /// saves this trampoline's FP at its `[FP]`: that is where a walk of the activation
-/// ends.
+/// ends. Under [`Faults::entry_fp_past_trampoline`] it records `FP + 16` instead, so
+/// the chain no longer ends at the oldest language frame.
 pub(crate) fn lower_entry(
     jit: &JITModule,
     func: &mut ir::Function,
     arity: usize,
+    faults: Faults,
 ) -> Result<(), String> {
     let callee_sig = signature(jit, arity);
     build(func, |b, args| {
         let [vmctx, activation, callee] = [args[0], args[1], args[2]];
         let flags = MemFlags::trusted();
         let fp = b.ins().get_frame_pointer(I64);
+        let entry_fp = if faults.entry_fp_past_trampoline {
+            b.ins().iadd_imm(fp, 16)
+        } else {
+            fp
+        };
         let head_cell = b.ins().load(I64, flags, vmctx, VMCTX_HEAD);
         let prev = b.ins().load(I64, flags, head_cell, 0);
         b.ins()
             .store(flags, prev, activation, ACTIVATION_PREV_OFFSET as i32);
-        b.ins()
-            .store(flags, fp, activation, ACTIVATION_ENTRY_FP_OFFSET as i32);
+        b.ins().store(
+            flags,
+            entry_fp,
+            activation,
+            ACTIVATION_ENTRY_FP_OFFSET as i32,
+        );
         exit_record(b, activation, None);
         // Fully initialised: from now on it may be walked.
         b.ins().store(flags, activation, head_cell, 0);
@@ -321,7 +335,8 @@ impl Lower<'_> {
         Ok(v)
     }
 
-    /// A call to the exit trampoline: `host(args)` with missing arguments 0.
+    /// A call to the exit trampoline: `host(args)` with missing arguments 0. Only
+    /// [`Host::GcFast`] calls `host_dispatch` directly instead, recording no exit.
     pub(crate) fn host(
         &self,
         b: &mut FunctionBuilder,
@@ -333,7 +348,11 @@ impl Lower<'_> {
         while values.len() < 4 {
             values.push(b.ins().iconst(I64, 0));
         }
-        let exit = b.ins().iconst(I64, self.exit as i64);
+        let target = match host {
+            Host::GcFast => host_dispatch as *const () as usize,
+            _ => self.exit,
+        };
+        let exit = b.ins().iconst(I64, target as i64);
         let sig = b.import_signature(exit_signature(self.jit));
         let call = b.ins().call_indirect(sig, exit, &values);
         b.inst_results(call)[0]

@@ -12,8 +12,8 @@ pub enum Ty {
     Ref,
 }
 
-/// A host function (called through the exit trampoline). The discriminant is what
-/// JIT code passes to `host_dispatch`.
+/// A host function (called through the exit trampoline, except [`Host::GcFast`]). The
+/// discriminant is what JIT code passes to `host_dispatch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i64)]
 pub(crate) enum Host {
@@ -27,10 +27,14 @@ pub(crate) enum Host {
     Backtrace,
     SetGlobal,
     Global,
+    /// `(gc-fast)`: a collection called straight from JIT code, without the exit
+    /// trampoline, as a runtime's "fast libcall that is not supposed to walk" would
+    /// be. No exit is recorded for it, so its walk fails and it frees nothing.
+    GcFast,
 }
 
 impl Host {
-    pub(crate) const ALL: [Host; 9] = [
+    pub(crate) const ALL: [Host; 10] = [
         Host::Resolve,
         Host::New,
         Host::Value,
@@ -40,6 +44,7 @@ impl Host {
         Host::Backtrace,
         Host::SetGlobal,
         Host::Global,
+        Host::GcFast,
     ];
 
     pub(crate) fn by_name(name: &str) -> Option<(Host, &'static [Ty], Ty)> {
@@ -51,6 +56,7 @@ impl Host {
             "backtrace" => (Host::Backtrace, &[], Ty::Int),
             "set-global" => (Host::SetGlobal, &[Ty::Ref], Ty::Int),
             "global" => (Host::Global, &[], Ty::Ref),
+            "gc-fast" => (Host::GcFast, &[], Ty::Int),
             _ => return None,
         })
     }

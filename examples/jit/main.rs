@@ -19,6 +19,7 @@
 //!          | (f args...) | (module.f args...)      ; calls, also into another module
 //!          | (new n) | (value r) | (null? r) | (consume r) | (gc) | (reenter f n)
 //!          | (backtrace) | (set-global r) | (global)
+//!          | (gc-fast)                ; a collection called without the exit trampoline
 //! ```
 //!
 //! Values are `int` (i64) and `ref`: an `ExternRef`'s header address as an i64, which
@@ -63,15 +64,16 @@
 //! | --- | --- |
 //! | frame pointers (1) | `Vm::new`: `preserve_frame_pointers` in the `JITBuilder` flags |
 //! | entry: push, `entry_fp`, pop (2) | `codegen::lower_entry` (one per arity), called by `Vm::call_function` |
-//! | exit: record, clear (2) | `codegen::exit_record`, the one helper `lower_exit` writes the record with |
+//! | exit: record (`exit_fp`, `exit_sp`, `exit_pc`), clear (2) | `codegen::exit_record`, the one helper `lower_exit` writes the record with; every host function but `(gc-fast)` is called through `lower_exit` |
 //! | every path pops (2) | `Vm::call_function` unlinks after a trap; `vm::host_dispatch` aborts on panic |
 //! | registry, one function at a time, trampolines left out (3) | `Vm::compile`; `Drop for Vm` unregisters before freeing the code |
-//! | walk (4) | `Vm::walk` (backtraces), `Vm::collect` |
+//! | walk (4) | `Vm::walk` (backtraces), `Vm::collect`; their reader covers `ActivationList::stack_range` (`Vm::reader`) |
 //! | stack maps (5) | `codegen::Lower` declares refs; `Vm::compile` builds the section; `Vm::collect` looks frames up |
 //! | references enter frames (6) | `Vm::enter`: every ref a host function or the host gives to JIT code |
 //! | owners that outlive frames (6) | `set-global` (`gc::retain`/`release`); `consume` and results returned to the host take a count |
 //! | collection (6) | `Vm::collect`: `StackRoots` with each frame's `StackMapTable`, `gc::collect` |
-//! | traps (8) | `traps::trap_lookup`, `traps::on_trap`, `Vm::call_function` |
+//! | backtraces (7) | `Vm::walk`: plain `BacktraceFrame`s with source lines from `get_srclocs_sorted` (not `trap::WasmBacktrace`) |
+//! | traps (8) | `traps::trap_registration` (`trap::register`, `trap::ensure_alt_stack`), `traps::trap_lookup`, `traps::on_trap` (`trap::resume`), `Vm::call_function` (`trap::call_resumable`) |
 //!
 //! [`Faults`] breaks one rule at a time on purpose; `tests/jit.rs` shows what each
 //! break does, as a user sees it.
@@ -111,12 +113,29 @@ pub struct Faults {
     /// that lookup finds nothing (`tests/jit.rs`'s `KEEP`): a map that did match would
     /// name slots holding other values, which the collector would take for references.
     pub maps_of_wrong_module: bool,
-    /// Rule 2: the exit trampoline records its own frame as the exit instead of the
-    /// JIT frame that called it. Alone, walks fail (the trampoline's PC is not
-    /// registered code) and collections free nothing.
+    /// Rule 2: the exit trampoline records its own FP and SP as the exit instead of the
+    /// JIT frame's that called it (with the right `exit_pc`). The walk's exit check
+    /// catches it: the word below the recorded SP is not the recorded PC (it is the
+    /// return address of the trampoline's own call), so every walk ends with
+    /// `WalkError::StaleExit` and collections free nothing, trampolines registered or
+    /// not.
     pub exit_in_trampoline_frame: bool,
-    /// Rule 3: the trampolines are registered as language code. With the previous
-    /// fault, the walk then goes through the exit trampoline's frame silently.
+    /// Rule 2: the exit trampoline does not clear the exit record (`exit_sp` = 0) when
+    /// the host returns. Harmless while every walk is made through a new exit; a walk
+    /// from a host call that skips the exit trampoline (`(gc-fast)`) reads the old
+    /// record, and the exit check ends it with `WalkError::StaleExit` (instead of
+    /// `NoExitRecorded`): it frees nothing either way.
+    pub exit_not_cleared: bool,
+    /// Rule 2: the entry trampoline records `entry_fp` = its FP + 16 instead of its own
+    /// FP, so the oldest JIT frame's saved FP (the trampoline's FP) does not end the
+    /// chain: the walk steps into the entry trampoline's frame. Unregistered, that
+    /// frame's PC is reported (`WalkError::PcNotInWasmCode`, nothing freed).
+    pub entry_fp_past_trampoline: bool,
+    /// Rule 3: the trampolines are registered as language code. With
+    /// `entry_fp_past_trampoline`, the walk then takes the entry trampoline's frame
+    /// for a language frame and follows the saved FP in it (the host's RBP, any
+    /// value): the walk ends there or stops at a frame-pointer check, depending on the
+    /// host, instead of reporting the trampoline.
     pub register_trampolines: bool,
 }
 

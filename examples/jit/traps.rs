@@ -88,7 +88,7 @@ pub(crate) fn trap_registration() -> Result<(), String> {
         .map(|_| ())
         .map_err(Clone::clone)?;
     // Each thread that runs JIT code gets an alternate signal stack.
-    trap::handler::ensure_alt_stack();
+    trap::ensure_alt_stack();
     Ok(())
 }
 

@@ -157,6 +157,7 @@ pub(crate) struct ModuleState {
 /// A VM: one store (activation list, root set) over several language modules.
 pub struct Vm {
     pub(crate) faults: Faults,
+    /// The owner id of its activations and references (see [`Vm::owner`]).
     pub(crate) owner: usize,
     pub(crate) program: Vec<LangModule>,
     /// Dropped (unregistering every function) before `jit` frees the code.
@@ -165,6 +166,7 @@ pub struct Vm {
     pub(crate) head: Box<Cell<*const Activation>>,
     pub(crate) trampoline_registration: Option<ModuleRegistration<'static>>,
     pub(crate) exit: usize,
+    pub(crate) exit_len: usize,
     pub(crate) entries: [usize; MAX_HOST_ARGS + 1],
     pub(crate) by_registration: RefCell<HashMap<usize, Code>>,
     pub(crate) set: RefCell<VMExternRefSet>,
@@ -181,10 +183,6 @@ pub struct Vm {
     pub(crate) propagating: Box<Cell<i64>>,
     pub(crate) jit: RefCell<Option<JITModule>>,
 }
-
-/// Owner ids of activations: one per VM, so that a walk can skip other VMs'.
-pub(crate) static NEXT_OWNER: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(1);
 
 impl Vm {
     /// Parses `source`, compiles the trampolines, and leaves every language function
@@ -218,7 +216,7 @@ impl Vm {
             let id = jit
                 .declare_anonymous_function(&ctx.func.signature)
                 .map_err(|e| e.to_string())?;
-            lower_entry(&jit, &mut ctx.func, arity)?;
+            lower_entry(&jit, &mut ctx.func, arity, faults)?;
             jit.define_function(id, &mut ctx)
                 .map_err(|e| e.to_string())?;
             sizes.push(ctx.compiled_code().map_or(0, |c| c.code_info().total_size));
@@ -269,13 +267,15 @@ impl Vm {
         }
         let mut vm = Box::new(Vm {
             faults,
-            owner: NEXT_OWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            // Set to the VM's address below.
+            owner: 0,
             program,
             modules,
             _vmctxs: vmctxs,
             head,
             trampoline_registration,
             exit: addresses[0],
+            exit_len: sizes[0] as usize,
             entries,
             by_registration,
             set: RefCell::new(VMExternRefSet::default()),
@@ -289,6 +289,11 @@ impl Vm {
             jit: RefCell::new(Some(jit)),
         });
         let vm_ptr: *const Vm = &*vm;
+        // The owner id of its activations and references: the VM's address, unique
+        // among live VMs (its activations and root set end with it) and never a small
+        // counter like another runtime's store ids in the same process (framewalk's own
+        // count from 1: a counter of ours would give the same ids).
+        vm.owner = vm_ptr as usize;
         for m in &mut vm.modules {
             m.vmctx.vm = vm_ptr;
         }
@@ -492,13 +497,21 @@ impl Vm {
         unsafe { ActivationList::from_head(self.head.get()) }.only_owner(self.owner)
     }
 
-    /// A reader of the stack words the frames of `list` occupy.
-    pub(crate) fn reader(list: &ActivationList<'_>) -> LiveStackReader {
-        let (lo, hi) = list.recorded_exit_range().unwrap_or((0, 0));
-        // SAFETY: called on the thread that runs the JIT code, from a host function or
-        // with no JIT frames: `[lowest exit_sp - 16, highest entry_fp)` is that thread's
-        // live stack, above this frame.
+    /// A reader of the stack words a walk of `list` reads: from the recorded exits,
+    /// or from `start` (a trap's registers) for the newest activation.
+    pub(crate) fn reader(list: &ActivationList<'_>, start: Option<StartRegs>) -> LiveStackReader {
+        let (lo, hi) = list.stack_range(start).unwrap_or((0, 0));
+        // SAFETY: called on the thread that runs the JIT code, below every frame of the
+        // range: from a host function (the exits are above this frame), from `on_trap`
+        // (running on the faulting stack below the trapping frame, whose SP and FP are
+        // `start`), or from the host with no JIT frames (an empty range). `[lo, hi)`, from
+        // the lowest start to the highest `entry_fp`, is then that thread's live stack.
         unsafe { LiveStackReader::new(lo, hi) }
+    }
+
+    /// The exit trampoline's code, `[start, end)`.
+    pub fn exit_trampoline(&self) -> std::ops::Range<usize> {
+        self.exit..self.exit + self.exit_len
     }
 
     pub(crate) fn code_of(&self, frame: &Frame) -> Option<Code> {
@@ -531,20 +544,7 @@ impl Vm {
     /// newest activation).
     pub(crate) fn walk(&self, start: Option<StartRegs>) -> Result<Vec<BacktraceFrame>, WalkError> {
         let list = self.activations();
-        let reader = match start {
-            None => Self::reader(&list),
-            Some(regs) => {
-                let hi = list
-                    .iter()
-                    .filter_map(Result::ok)
-                    .map(|a| a.entry_fp)
-                    .max()
-                    .unwrap_or(0);
-                // SAFETY: `on_trap` runs on the thread that trapped, below the trapping
-                // frame: `[sp, highest entry_fp)` is its live stack.
-                unsafe { LiveStackReader::new(regs.sp, hi) }
-            }
-        };
+        let reader = Self::reader(&list, start);
         let mut frames = Vec::new();
         let mut first = start.is_some();
         visit_frames(list, start, &reader, &REGISTRY, |frame| {
@@ -587,11 +587,12 @@ impl Vm {
         // the host with no JIT code running); the registry holds exactly the compiled
         // language functions, and `stack_map` gives each frame its own function's map
         // (unless a `Faults` switch breaks that on purpose); the reader spans the frames.
-        let roots = unsafe { StackRoots::new(list, Self::reader(&list), &REGISTRY, stack_map) };
+        let roots =
+            unsafe { StackRoots::new(list, Self::reader(&list, None), &REGISTRY, stack_map) };
 
         // Every frame, then the values of its live slots (for the report).
         let mut frames: Vec<(usize, FrameRoots)> = Vec::new();
-        let reader = Self::reader(&list);
+        let reader = Self::reader(&list, None);
         let walk = visit_frames(list, None, &reader, &REGISTRY, |frame| {
             frames.push((
                 frame.fp,
@@ -680,7 +681,7 @@ impl Vm {
                     .value)
             }
             Host::Consume => self.consume(a0 as usize),
-            Host::Gc => Ok(if self.collect().error.is_some() {
+            Host::Gc | Host::GcFast => Ok(if self.collect().error.is_some() {
                 -1
             } else {
                 0
@@ -765,6 +766,13 @@ impl Vm {
             .map(|m| m.compiled.borrow().iter().flatten().count())
             .sum::<usize>()
             + usize::from(self.trampoline_registration.is_some())
+    }
+
+    /// The owner id of this VM's activations and references: its address, so that it
+    /// differs from every other live VM's and from the small counters other runtimes of
+    /// the process (framewalk's `Store`) use.
+    pub fn owner(&self) -> usize {
+        self.owner
     }
 
     /// Payload drops so far, in order.

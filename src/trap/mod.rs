@@ -11,7 +11,9 @@ mod wasm_backtrace;
 
 pub use backtrace::{Backtrace, FrameInfo, HostError, Trap};
 pub use code::{TrapCode, CUSTOM_RAW_BASE, HOST_ERROR_USER_CODE};
-pub use handler::{register, TrapHandlerError, TrapHandlerRegistration, TrapHooks};
+pub use handler::{
+    ensure_alt_stack, register, TrapHandlerError, TrapHandlerRegistration, TrapHooks,
+};
 pub use resume::{call_resumable, resume, ResumePoint};
 pub use source_location::SourceLocation;
 pub use wasm_backtrace::{FrameSymbols, WasmBacktrace, WasmFrame};
