@@ -19,8 +19,8 @@ use framewalk::gc::{self, ExternRef, GcStats, RootSource, StackRoots, VMExternRe
 use framewalk::stackmap::{Safepoint, StackMapBuilder, StackMapTable};
 use framewalk::trap::{self, ResumePoint, TrapCode};
 use framewalk::unwind::{
-    visit_frames, Activation, ActivationList, CodeRegistry, Frame, FunctionRange, LiveStackReader,
-    ModuleRegistration, ModuleText, StackReader, StartRegs, WalkError,
+    new_owner_id, visit_frames, Activation, ActivationList, CodeRegistry, Frame, FunctionRange,
+    LiveStackReader, ModuleRegistration, ModuleText, StackReader, StartRegs, WalkError,
 };
 
 use super::codegen::*;
@@ -289,11 +289,10 @@ impl Vm {
             jit: RefCell::new(Some(jit)),
         });
         let vm_ptr: *const Vm = &*vm;
-        // The owner id of its activations and references: the VM's address, unique
-        // among live VMs (its activations and root set end with it) and never a small
-        // counter like another runtime's store ids in the same process (framewalk's own
-        // count from 1: a counter of ours would give the same ids).
-        vm.owner = vm_ptr as usize;
+        // The owner id of its activations and references, unique in the process: no
+        // other VM, and no store of another runtime (framewalk's `Store` takes its ids
+        // from the same counter), has it.
+        vm.owner = new_owner_id();
         for m in &mut vm.modules {
             m.vmctx.vm = vm_ptr;
         }
@@ -768,9 +767,8 @@ impl Vm {
             + usize::from(self.trampoline_registration.is_some())
     }
 
-    /// The owner id of this VM's activations and references: its address, so that it
-    /// differs from every other live VM's and from the small counters other runtimes of
-    /// the process (framewalk's `Store`) use.
+    /// The owner id of this VM's activations and references, from
+    /// `unwind::new_owner_id`: no other runtime of the process has it.
     pub fn owner(&self) -> usize {
         self.owner
     }

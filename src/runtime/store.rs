@@ -13,10 +13,7 @@ use super::vmcontext::VMStoreContext;
 use crate::gc::ExternRef;
 use crate::types::FuncType;
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A host function context owned by a store, freed by its own drop function.
 pub(crate) struct OwnedHostFunc {
@@ -275,7 +272,9 @@ impl<T> Store<T> {
         Store {
             inner: Box::new(StoreInner {
                 opaque: StoreOpaque {
-                    id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+                    // One counter for every runtime of the process: another runtime on
+                    // the same stack never has this store's owner id.
+                    id: crate::unwind::new_owner_id() as u64,
                     engine: engine.clone(),
                     vm: Box::new(VMStoreContext {
                         stack_limit: 0,

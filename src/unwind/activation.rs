@@ -107,6 +107,15 @@ const _: () = {
     assert!(core::mem::size_of::<Activation>() == ACTIVATION_SIZE);
 };
 
+/// A new owner id, unique in the process: the value every runtime sharing a thread's
+/// stack (and the reference headers of `gc`) should use for [`Activation::owner`], so
+/// that no two runtimes, or two stores of one runtime, ever share one. Ids start at 1
+/// and are never reused; framewalk's own `Store` takes its id here too.
+pub fn new_owner_id() -> usize {
+    static NEXT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(1);
+    NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+}
+
 impl Activation {
     /// An unlinked activation of `owner` whose entry trampoline frame has FP `entry_fp`,
     /// with no exit recorded.
@@ -406,5 +415,28 @@ mod tests {
                 }))
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::new_owner_id;
+
+    #[test]
+    fn owner_ids_are_unique_across_threads() {
+        let ids: Vec<usize> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| (0..500).map(|_| new_owner_id()).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len());
+        assert!(sorted[0] >= 1, "0 is never an owner id");
     }
 }

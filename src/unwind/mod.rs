@@ -107,9 +107,9 @@ pub(crate) mod fake_stack;
 mod tests;
 
 pub use activation::{
-    Activation, ActivationInfo, ActivationIter, ActivationList, ACTIVATION_ENTRY_FP_OFFSET,
-    ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_EXIT_PC_OFFSET, ACTIVATION_EXIT_SP_OFFSET,
-    ACTIVATION_OWNER_OFFSET, ACTIVATION_PREV_OFFSET, ACTIVATION_SIZE,
+    new_owner_id, Activation, ActivationInfo, ActivationIter, ActivationList,
+    ACTIVATION_ENTRY_FP_OFFSET, ACTIVATION_EXIT_FP_OFFSET, ACTIVATION_EXIT_PC_OFFSET,
+    ACTIVATION_EXIT_SP_OFFSET, ACTIVATION_OWNER_OFFSET, ACTIVATION_PREV_OFFSET, ACTIVATION_SIZE,
 };
 pub use code_map::{CodeMap, FlatCodeMap};
 pub use error::WalkError;
