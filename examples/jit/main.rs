@@ -72,8 +72,9 @@
 //! | references enter frames (6) | `Vm::enter`: every ref a host function or the host gives to JIT code |
 //! | owners that outlive frames (6) | `set-global` (`gc::retain`/`release`); `consume` and results returned to the host take a count |
 //! | collection (6) | `Vm::collect`: `StackRoots` with each frame's `StackMapTable`, `gc::collect` |
-//! | backtraces (7) | `Vm::walk`: plain `BacktraceFrame`s with source lines from `get_srclocs_sorted` (not `trap::WasmBacktrace`) |
-//! | traps (8) | `traps::trap_registration` (`trap::register`, `trap::ensure_alt_stack`), `traps::trap_lookup`, `traps::on_trap` (`trap::resume`), `Vm::call_function` (`trap::call_resumable`) |
+//! | threads (7) | one VM per thread: `Vm` holds `Cell`s and `ExternRef`s (neither `Send` nor `Sync`); owner ids from `unwind::new_owner_id` |
+//! | backtraces (8) | `Vm::walk`: plain `BacktraceFrame`s with source lines from `get_srclocs_sorted` (not `trap::WasmBacktrace`) |
+//! | traps (9) | `traps::trap_registration` (`trap::register`, `trap::ensure_alt_stack`), `traps::trap_lookup`, `traps::on_trap` (`trap::resume`), `Vm::call_function` (`trap::call_resumable`) |
 //!
 //! [`Faults`] breaks one rule at a time on purpose; `tests/jit.rs` shows what each
 //! break does, as a user sees it.
