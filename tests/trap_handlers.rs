@@ -550,3 +550,59 @@ mod wasm {
         }
     }
 }
+
+/// The child half of [`resuming_inside_a_registry_view_aborts_with_a_message`]: resumes
+/// from inside a `with_view` closure (as an `on_trap` that resumed in the middle of its
+/// walk would). Runs only when the parent asks for it through the environment.
+#[test]
+fn child_resumes_inside_a_registry_view() {
+    if std::env::var_os(RESUME_IN_VIEW_CHILD).is_none() {
+        return;
+    }
+    static REGISTRY: framewalk::unwind::CodeRegistry = framewalk::unwind::CodeRegistry::new();
+    unsafe extern "C" fn f(point: *mut c_void) {
+        REGISTRY.with_view(|_| {
+            // SAFETY: `point` was recorded by the `call_resumable` below, still running;
+            // the frames between own nothing (the view's guard is what the check saves).
+            unsafe { resume(point.cast::<ResumePoint>()) }
+        })
+    }
+    let mut point = ResumePoint::new();
+    let point_ptr: *mut ResumePoint = &mut point;
+    // SAFETY: `point` outlives the call; `f` takes the point as its argument.
+    let resumed = unsafe { call_resumable(point_ptr, f, point_ptr.cast()) };
+    // Not reached when the check works: the view's reader count would stay raised.
+    println!("resumed past an open view: {resumed}");
+}
+
+const RESUME_IN_VIEW_CHILD: &str = "FRAMEWALK_TEST_RESUME_IN_VIEW";
+
+/// Resuming past an open `CodeRegistry::with_view` would leave its reader counted for
+/// ever (the registry's next writer would wait for ever): `trap::resume` refuses, with
+/// a message, and aborts. Checked in a child process running the test above.
+#[test]
+fn resuming_inside_a_registry_view_aborts_with_a_message() {
+    use std::os::unix::process::ExitStatusExt;
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_resumes_inside_a_registry_view",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(RESUME_IN_VIEW_CHILD, "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGABRT),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("trap::resume called inside a CodeRegistry read"),
+        "stderr: {stderr}"
+    );
+    assert!(!stdout.contains("resumed past an open view"));
+}

@@ -435,6 +435,8 @@ unsafe extern "C" fn on_trap(pc: usize, fp: usize, sp: usize, code: usize, fault
         }
     }
     record.trap = Some(captured.into_trap(trap));
+    // The capture's registry view has ended: resuming leaves no reader counted.
+    debug_assert_eq!(crate::unwind::reads_in_progress_on_this_thread(), 0);
     // SAFETY: `regs` was filled by the framewalk_enter that is still on this stack.
     unsafe { framewalk_resume(&record.regs) }
 }

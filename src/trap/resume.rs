@@ -86,7 +86,11 @@ pub unsafe fn call_resumable(
 ///
 /// Aborts the process if `point` holds no resume stack pointer (0: no
 /// `call_resumable` recorded it, or the one that did has returned and the point was
-/// fresh), rather than jump to address 0.
+/// fresh), rather than jump to address 0; and, with a message on stderr, if a code
+/// registry read is in progress on this thread
+/// ([`reads_in_progress_on_this_thread`](crate::unwind::reads_in_progress_on_this_thread):
+/// a `with_view` closure that resuming would leave without ending, after which that
+/// registry's next writer would wait for ever). Finish a walk before resuming.
 ///
 /// # Safety
 /// `point` must be live and recorded by a `call_resumable` that is still running on
@@ -101,9 +105,24 @@ pub unsafe fn resume(point: *const ResumePoint) -> ! {
     if sp == 0 {
         std::process::abort();
     }
+    if crate::unwind::reads_in_progress_on_this_thread() != 0 {
+        abort_with(
+            "framewalk: trap::resume called inside a CodeRegistry read (a with_view \
+             closure); resuming would leave it open and the registry's next writer would \
+             wait for ever: end the walk first\n",
+        );
+    }
     // SAFETY: per the contract the point was recorded by a `call_resumable` still on
     // this thread's stack, so its SP and the saved registers above it are intact.
     unsafe { crate::arch::framewalk_resume_point(point.cast::<usize>()) }
+}
+
+/// Writes `message` to stderr and aborts (no allocation, no locks).
+fn abort_with(message: &str) -> ! {
+    // SAFETY: writes `message.len()` bytes of a live string to file descriptor 2; a
+    // failed or short write is ignored, the abort follows either way.
+    unsafe { libc::write(2, message.as_ptr().cast(), message.len()) };
+    std::process::abort()
 }
 
 #[cfg(test)]

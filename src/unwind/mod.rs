@@ -115,6 +115,7 @@ pub use code_map::{CodeMap, FlatCodeMap};
 pub use error::WalkError;
 pub use reader::{LiveStackReader, StackReader};
 pub use registry::{
-    CodeRegistry, FunctionRange, ModuleRegistration, ModuleText, RegistryError, RegistryView,
+    reads_in_progress_on_this_thread, CodeRegistry, FunctionRange, ModuleRegistration, ModuleText,
+    RegistryError, RegistryView,
 };
 pub use walker::{visit_frames, CodeLocation, CodeLookup, Frame, FrameCursor, StartRegs};

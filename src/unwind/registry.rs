@@ -678,6 +678,7 @@ impl CodeRegistry {
             // If a writer flipped the epoch meanwhile, it may not wait for this
             // counter: retry under the new epoch.
             if self.epoch.load(SeqCst) == epoch {
+                READS_ON_THIS_THREAD.set(READS_ON_THIS_THREAD.get() + 1);
                 return ReadGuard { counter };
             }
             counter.fetch_sub(1, SeqCst);
@@ -792,7 +793,28 @@ struct ReadGuard<'a> {
 impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
         self.counter.fetch_sub(1, SeqCst);
+        READS_ON_THIS_THREAD.set(READS_ON_THIS_THREAD.get() - 1);
     }
+}
+
+thread_local! {
+    /// Registry reads in progress on this thread (lookups, `with_view` closures), over
+    /// every registry. A plain `Cell` with a constant initialiser and no destructor:
+    /// safe to touch from a signal handler's lookup.
+    static READS_ON_THIS_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The number of registry reads in progress on the calling thread, over every
+/// [`CodeRegistry`]: lookups running, and [`CodeRegistry::with_view`] closures not yet
+/// returned.
+///
+/// A read counts itself in its registry until it ends; one abandoned without ending (a
+/// `with_view` closure left by resuming past it after a trap) would keep the count
+/// raised, and every later `register` or unregister of that registry would wait for it
+/// for ever. [`trap::resume`](crate::trap::resume) therefore refuses to resume while
+/// this is not 0.
+pub fn reads_in_progress_on_this_thread() -> usize {
+    READS_ON_THIS_THREAD.get()
 }
 
 /// Keeps a module registered; dropping it unregisters the module.
