@@ -18,8 +18,9 @@
 //! An [`Engine`], modules (`.wat`, `.wasm` or artifacts), a [`Store`] with host data, and
 //! imports ([`Func::wrap`], [`Func::new`], [`Memory`], [`Table`], [`Global`], or the
 //! built-in host module of `framewalk run`, [`host`]). A runtime
-//! with its own compiler can use [`unwind`], [`stackmap`] and [`gc`] alone: they see the
-//! world through an activation list, a code-lookup trait and a stack reader.
+//! with its own compiler can use [`unwind`], [`stackmap`], [`gc`] and [`trap`] alone: they
+//! see the world through an activation list, a code-lookup trait and a stack reader,
+//! and several runtimes can share one process (its trap handlers, its stacks).
 //!
 //! # Non-goals
 //!
@@ -33,8 +34,9 @@
 //!   ([`stackmap::cranelift`]) for a runtime with its own Cranelift compiler.
 //! - With `default-features = false`, the drop-in layers alone: [`unwind`],
 //!   [`stackmap`], [`gc`], [`trap`] and [`arch`], with no Cranelift, wasmparser or
-//!   `object` dependency. `docs/EMBEDDING.md` is the guide, and `examples/dropin.rs` a
-//!   second runtime built on them.
+//!   `object` dependency. `docs/EMBEDDING.md` is the guide (the contract, and what
+//!   breaking each rule does); `examples/jit/` is a second runtime built on them with
+//!   `cranelift-jit`, and `examples/dropin.rs` the smallest one.
 //!
 //! # Example
 //!
