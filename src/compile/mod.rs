@@ -347,7 +347,12 @@ pub fn compile_module(isa: &dyn TargetIsa, bytes: &[u8]) -> Result<CompiledModul
         },
         unwind: Vec::new(),
     };
-    let codes = translate_and_compile(isa, &info, offsets, bodies)?;
+    let codes = translate_and_compile(isa, &info, offsets, bodies).map_err(|e| match e {
+        CompileError::Module(e) => {
+            CompileError::Module(module_info::name_the_missing_proposal(&wasm, e))
+        }
+        other => other,
+    })?;
     let escaping = info.escaping_functions();
     for (func_index, code) in codes {
         let (offset, len) = out.append(code)?;

@@ -33,7 +33,7 @@ pub enum ModuleError {
         message: String,
     },
     /// The module uses a feature framewalk does not implement.
-    #[error("unsupported wasm feature at offset {offset:#x}: {feature}")]
+    #[error("unsupported wasm feature: {feature} (at offset {offset:#x})")]
     Unsupported {
         /// Byte offset of the first use.
         offset: usize,
@@ -68,6 +68,70 @@ impl ModuleError {
 /// The WebAssembly features framewalk compiles: 2.0 without SIMD.
 pub fn supported_features() -> WasmFeatures {
     WasmFeatures::WASM2 & !WasmFeatures::SIMD
+}
+
+/// The proposals beyond [`supported_features`] a module may use, each with the
+/// features that enable it (with those it builds on), in the order they are tried.
+fn proposals() -> [(&'static str, WasmFeatures); 13] {
+    use WasmFeatures as F;
+    [
+        ("SIMD", F::SIMD),
+        ("relaxed SIMD", F::SIMD | F::RELAXED_SIMD),
+        ("tail calls", F::TAIL_CALL),
+        ("multi-memory", F::MULTI_MEMORY),
+        ("memory64", F::MEMORY64),
+        ("extended-const", F::EXTENDED_CONST),
+        ("threads (shared memory, atomics)", F::THREADS),
+        ("exceptions", F::EXCEPTIONS),
+        ("legacy exceptions", F::LEGACY_EXCEPTIONS),
+        ("function references", F::FUNCTION_REFERENCES),
+        ("GC", F::GC | F::FUNCTION_REFERENCES),
+        ("custom page sizes", F::CUSTOM_PAGE_SIZES),
+        (
+            "shared-everything threads",
+            F::SHARED_EVERYTHING_THREADS | F::THREADS,
+        ),
+    ]
+}
+
+/// Whether `wasm` validates with `features` (every function body included).
+fn validates_with(wasm: &[u8], features: WasmFeatures) -> bool {
+    Validator::new_with_features(features)
+        .validate_all(wasm)
+        .is_ok()
+}
+
+/// Why a module that failed to validate with [`supported_features`] failed: if it is
+/// valid with some proposal wasmparser knows, the proposal it needs (the first of
+/// [`proposals`] that makes it valid, or several together), as
+/// [`ModuleError::Unsupported`] at the offset of the first error; if it is invalid
+/// under every proposal, [`ModuleError::Invalid`] with the reason the validator gives
+/// with all of them enabled; if it is valid as it is, `error` unchanged (a limit of
+/// framewalk's own). Only the error path pays for the extra validations.
+pub fn name_the_missing_proposal(wasm: &[u8], error: ModuleError) -> ModuleError {
+    let offset = match &error {
+        ModuleError::Invalid { offset, .. } | ModuleError::Unsupported { offset, .. } => *offset,
+        ModuleError::Wat(_) => return error,
+    };
+    // Valid as it is: the error is a limit of framewalk's own, nothing to name.
+    if validates_with(wasm, supported_features()) {
+        return error;
+    }
+    // Invalid under every proposal: say why with all of them enabled (with fewer, the
+    // validator may blame a disabled proposal for what is an error in any case).
+    if let Err(e) = Validator::new_with_features(WasmFeatures::all()).validate_all(wasm) {
+        return ModuleError::Invalid {
+            offset: e.offset(),
+            message: e.message().to_string(),
+        };
+    }
+    let feature = proposals()
+        .into_iter()
+        .find(|(_, needs)| validates_with(wasm, supported_features() | *needs))
+        .map_or("several post-2.0 proposals together".into(), |(name, _)| {
+            name.into()
+        });
+    ModuleError::Unsupported { offset, feature }
 }
 
 /// A constant expression as WebAssembly 2.0 allows them (one instruction).
@@ -365,8 +429,14 @@ pub fn wat_to_wasm(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ModuleErr
     wat::parse_bytes(bytes).map_err(|e| ModuleError::Wat(e.to_string()))
 }
 
-/// Validates and reads a module. Function bodies are returned for compilation.
+/// Validates and reads a module. Function bodies are returned for compilation (their
+/// validation happens as they are translated). A module that is valid only with a
+/// proposal framewalk does not implement is [`ModuleError::Unsupported`], naming it.
 pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<FunctionToCompile<'_>>), ModuleError> {
+    parse_module(wasm).map_err(|e| name_the_missing_proposal(wasm, e))
+}
+
+fn parse_module(wasm: &[u8]) -> Result<(ModuleInfo, Vec<FunctionToCompile<'_>>), ModuleError> {
     let mut validator = Validator::new_with_features(supported_features());
     let mut info = ModuleInfo::default();
     let mut bodies = Vec::new();
@@ -598,4 +668,74 @@ fn read_names(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The error of loading `wat` with framewalk's engine (module and function bodies
+    /// validated, as every load does).
+    fn error_of(wat: &str) -> String {
+        let engine = crate::Engine::new(Default::default()).unwrap();
+        match crate::Module::new(&engine, wat.as_bytes()) {
+            Ok(_) => panic!("{wat}: accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// A valid module that needs a proposal framewalk does not implement is refused
+    /// naming that proposal, never as invalid wasm, whether the proposal shows in the
+    /// module's sections or only in a function body.
+    #[test]
+    fn modules_needing_a_proposal_name_it() {
+        for (wat, proposal) in [
+            ("(module (memory 1) (memory 1))", "multi-memory"),
+            ("(module (memory i64 1))", "memory64"),
+            (
+                "(module (global i32 (i32.add (i32.const 1) (i32.const 2))))",
+                "extended-const",
+            ),
+            (
+                "(module (memory 1 1 shared))",
+                "threads (shared memory, atomics)",
+            ),
+            ("(module (memory 1 (pagesize 1)))", "custom page sizes"),
+            ("(module (tag $t) (func (throw $t)))", "exceptions"),
+            ("(module (type (struct (field i32))))", "GC"),
+            ("(module (func (param (ref func))))", "function references"),
+            (
+                "(module (func (result v128) (v128.const i64x2 0 0)))",
+                "SIMD",
+            ),
+            (
+                "(module (func (param v128) (result v128) \
+                   (i32x4.relaxed_trunc_f32x4_s (local.get 0))))",
+                "relaxed SIMD",
+            ),
+            (
+                "(module (func $f (result i32) (return_call $f)))",
+                "tail calls",
+            ),
+        ] {
+            let e = error_of(wat);
+            assert!(
+                e.contains(&format!(
+                    "unsupported wasm feature: {proposal} (at offset 0x"
+                )),
+                "{wat}: {e}"
+            );
+        }
+    }
+
+    /// Invalid under every proposal stays invalid.
+    #[test]
+    fn invalid_modules_stay_invalid() {
+        for wat in [
+            "(module (func (result i32) (i64.const 0)))",
+            "(module (func (result i32) (return_call 7)))",
+        ] {
+            let e = error_of(wat);
+            assert!(e.contains("invalid wasm at offset"), "{wat}: {e}");
+            assert!(!e.contains("unsupported"), "{wat}: {e}");
+        }
+    }
 }
