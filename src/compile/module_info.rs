@@ -65,14 +65,14 @@ impl ModuleError {
     }
 }
 
-/// The WebAssembly features framewalk compiles: 2.0 without SIMD.
+/// The WebAssembly features framewalk compiles: 2.0 without SIMD, and extended-const.
 pub fn supported_features() -> WasmFeatures {
-    WasmFeatures::WASM2 & !WasmFeatures::SIMD
+    (WasmFeatures::WASM2 & !WasmFeatures::SIMD) | WasmFeatures::EXTENDED_CONST
 }
 
 /// The proposals beyond [`supported_features`] a module may use, each with the
 /// features that enable it (with those it builds on), in the order they are tried.
-fn proposals() -> [(&'static str, WasmFeatures); 13] {
+fn proposals() -> [(&'static str, WasmFeatures); 12] {
     use WasmFeatures as F;
     [
         ("SIMD", F::SIMD),
@@ -80,7 +80,6 @@ fn proposals() -> [(&'static str, WasmFeatures); 13] {
         ("tail calls", F::TAIL_CALL),
         ("multi-memory", F::MULTI_MEMORY),
         ("memory64", F::MEMORY64),
-        ("extended-const", F::EXTENDED_CONST),
         ("threads (shared memory, atomics)", F::THREADS),
         ("exceptions", F::EXCEPTIONS),
         ("legacy exceptions", F::LEGACY_EXCEPTIONS),
@@ -134,8 +133,9 @@ pub fn name_the_missing_proposal(wasm: &[u8], error: ModuleError) -> ModuleError
     ModuleError::Unsupported { offset, feature }
 }
 
-/// A constant expression as WebAssembly 2.0 allows them (one instruction).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// A constant expression: one instruction, as WebAssembly 2.0 allows, or (extended-const)
+/// a short program of integer arithmetic over constants and global reads.
+#[derive(Clone, Debug, PartialEq)]
 pub enum ConstExpr {
     /// `i32.const`
     I32(i32),
@@ -151,6 +151,32 @@ pub enum ConstExpr {
     RefFunc(u32),
     /// `global.get` of an (imported) global.
     GlobalGet(u32),
+    /// Several instructions (the extended-const proposal), in order, run on a stack; the
+    /// validator checked that they leave exactly one value of the right type.
+    Program(Box<[ConstOp]>),
+}
+
+/// One instruction of an extended constant expression.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ConstOp {
+    /// `i32.const`
+    I32(i32),
+    /// `i64.const`
+    I64(i64),
+    /// `global.get` of an (imported) integer global.
+    GlobalGet(u32),
+    /// `i32.add`, `i32.sub`, `i32.mul` (wrapping).
+    I32Add,
+    /// `i32.sub`
+    I32Sub,
+    /// `i32.mul`
+    I32Mul,
+    /// `i64.add`, `i64.sub`, `i64.mul` (wrapping).
+    I64Add,
+    /// `i64.sub`
+    I64Sub,
+    /// `i64.mul`
+    I64Mul,
 }
 
 /// What an import provides.
@@ -396,8 +422,11 @@ fn const_expr(e: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, ModuleError> {
     let mut reader = e.get_operators_reader();
     let offset = reader.original_position();
     let err = |e: wasmparser::BinaryReaderError| ModuleError::from_validator(e);
-    let op = reader.read().map_err(err)?;
-    let c = match op {
+    let unsupported = || ModuleError::Unsupported {
+        offset,
+        feature: "this constant expression".into(),
+    };
+    let first = match reader.read().map_err(err)? {
         Operator::I32Const { value } => ConstExpr::I32(value),
         Operator::I64Const { value } => ConstExpr::I64(value),
         Operator::F32Const { value } => ConstExpr::F32(value.bits()),
@@ -405,19 +434,36 @@ fn const_expr(e: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, ModuleError> {
         Operator::RefNull { .. } => ConstExpr::RefNull,
         Operator::RefFunc { function_index } => ConstExpr::RefFunc(function_index),
         Operator::GlobalGet { global_index } => ConstExpr::GlobalGet(global_index),
-        _ => {
-            return Err(ModuleError::Unsupported {
-                offset,
-                feature: "extended constant expressions".into(),
-            })
-        }
+        _ => return Err(unsupported()),
     };
-    match reader.read().map_err(err)? {
-        Operator::End => Ok(c),
-        _ => Err(ModuleError::Unsupported {
-            offset,
-            feature: "extended constant expressions".into(),
-        }),
+    let mut program = Vec::new();
+    loop {
+        let op = reader.read().map_err(err)?;
+        if program.is_empty() {
+            if let Operator::End = op {
+                return Ok(first);
+            }
+            // More than one instruction: extended-const, integers only.
+            program.push(match first {
+                ConstExpr::I32(v) => ConstOp::I32(v),
+                ConstExpr::I64(v) => ConstOp::I64(v),
+                ConstExpr::GlobalGet(g) => ConstOp::GlobalGet(g),
+                _ => return Err(unsupported()),
+            });
+        }
+        program.push(match op {
+            Operator::End => return Ok(ConstExpr::Program(program.into_boxed_slice())),
+            Operator::I32Const { value } => ConstOp::I32(value),
+            Operator::I64Const { value } => ConstOp::I64(value),
+            Operator::GlobalGet { global_index } => ConstOp::GlobalGet(global_index),
+            Operator::I32Add => ConstOp::I32Add,
+            Operator::I32Sub => ConstOp::I32Sub,
+            Operator::I32Mul => ConstOp::I32Mul,
+            Operator::I64Add => ConstOp::I64Add,
+            Operator::I64Sub => ConstOp::I64Sub,
+            Operator::I64Mul => ConstOp::I64Mul,
+            _ => return Err(unsupported()),
+        });
     }
 }
 
@@ -690,10 +736,6 @@ mod tests {
         for (wat, proposal) in [
             ("(module (memory 1) (memory 1))", "multi-memory"),
             ("(module (memory i64 1))", "memory64"),
-            (
-                "(module (global i32 (i32.add (i32.const 1) (i32.const 2))))",
-                "extended-const",
-            ),
             (
                 "(module (memory 1 1 shared))",
                 "threads (shared memory, atomics)",

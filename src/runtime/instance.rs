@@ -9,7 +9,7 @@ use super::storage::{GlobalStorage, MemoryStorage, TableStorage};
 use super::store::{AsStore, AsStoreMut, StoreOpaque};
 use super::values::WasmTuple;
 use super::vmcontext::{ArrayCallFn, VMFuncRef, VMOffsets, ValRaw, VMCTX_MAGIC};
-use crate::compile::module_info::{ConstExpr, ExportIndex, ImportKind, SegmentMode};
+use crate::compile::module_info::{ConstExpr, ConstOp, ExportIndex, ImportKind, SegmentMode};
 use crate::trap::Trap;
 use crate::trap::TrapCode;
 use std::alloc::Layout;
@@ -543,13 +543,49 @@ unsafe fn call_host_start(
 }
 
 fn eval_const(store: &StoreOpaque, data: &InstanceData, c: &ConstExpr) -> u64 {
-    match *c {
-        ConstExpr::I32(v) => v as u32 as u64,
-        ConstExpr::I64(v) => v as u64,
-        ConstExpr::F32(v) => u64::from(v),
-        ConstExpr::F64(v) => v,
+    let global = |g: u32| store.globals[data.global_ids[g as usize]].def.bits;
+    match c {
+        ConstExpr::I32(v) => *v as u32 as u64,
+        ConstExpr::I64(v) => *v as u64,
+        ConstExpr::F32(v) => u64::from(*v),
+        ConstExpr::F64(v) => *v,
         ConstExpr::RefNull => 0,
-        ConstExpr::RefFunc(f) => data.func_ref_ptr(f) as u64,
-        ConstExpr::GlobalGet(g) => store.globals[data.global_ids[g as usize]].def.bits,
+        ConstExpr::RefFunc(f) => data.func_ref_ptr(*f) as u64,
+        ConstExpr::GlobalGet(g) => global(*g),
+        ConstExpr::Program(ops) => eval_program(ops, global),
     }
+}
+
+/// Runs an extended constant expression. The validator checked its stack discipline
+/// (every operator finds its operands, one value is left); a program that breaks it
+/// anyway gives 0 rather than a panic.
+fn eval_program(ops: &[ConstOp], global: impl Fn(u32) -> u64) -> u64 {
+    let mut stack: Vec<u64> = Vec::with_capacity(ops.len());
+    for op in ops {
+        let binary: fn(u64, u64) -> u64 = match *op {
+            ConstOp::I32(v) => {
+                stack.push(v as u32 as u64);
+                continue;
+            }
+            ConstOp::I64(v) => {
+                stack.push(v as u64);
+                continue;
+            }
+            ConstOp::GlobalGet(g) => {
+                stack.push(global(g));
+                continue;
+            }
+            ConstOp::I32Add => |a, b| u64::from((a as u32).wrapping_add(b as u32)),
+            ConstOp::I32Sub => |a, b| u64::from((a as u32).wrapping_sub(b as u32)),
+            ConstOp::I32Mul => |a, b| u64::from((a as u32).wrapping_mul(b as u32)),
+            ConstOp::I64Add => u64::wrapping_add,
+            ConstOp::I64Sub => u64::wrapping_sub,
+            ConstOp::I64Mul => u64::wrapping_mul,
+        };
+        let (Some(b), Some(a)) = (stack.pop(), stack.pop()) else {
+            return 0;
+        };
+        stack.push(binary(a, b));
+    }
+    stack.pop().unwrap_or(0)
 }
