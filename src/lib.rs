@@ -2,8 +2,8 @@
 //!
 //! # What it does
 //!
-//! framewalk compiles WebAssembly 2.0 (without SIMD) with Cranelift into an ELF artifact
-//! and runs it. Every host → wasm call pushes an activation record; every wasm → host call
+//! framewalk compiles WebAssembly 2.0 (without SIMD, with extended-const) with Cranelift
+//! into an ELF artifact and runs it. Every host → wasm call pushes an activation record; every wasm → host call
 //! records where wasm was left. A frame-pointer walker ([`unwind`]) steps only through the
 //! wasm frames inside each activation, so host frames in between — C built without frame
 //! pointers, another JIT — are never read. The same walk gives:
@@ -25,7 +25,8 @@
 //! # Non-goals
 //!
 //! Other architectures than x86-64 Linux (the per-architecture facts live in `arch/`),
-//! SIMD and post-2.0 proposals (rejected with a typed error), moving collection.
+//! (for now) SIMD and the other post-2.0 proposals: a module that needs one is refused
+//! with a typed error naming it; moving collection.
 //!
 //! # Features
 //!
