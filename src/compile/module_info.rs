@@ -102,7 +102,7 @@ fn validates_with(wasm: &[u8], features: WasmFeatures) -> bool {
 
 /// Why a module that failed to validate with [`supported_features`] failed: if it is
 /// valid with some proposal wasmparser knows, the proposal it needs (the first of
-/// [`proposals`] that makes it valid, or several together), as
+/// the proposals framewalk knows of that makes it valid, or several together), as
 /// [`ModuleError::Unsupported`] at the offset of the first error; if it is invalid
 /// under every proposal, [`ModuleError::Invalid`] with the reason the validator gives
 /// with all of them enabled; if it is valid as it is, `error` unchanged (a limit of
