@@ -1000,3 +1000,57 @@ fn a_fault_is_attributed_to_the_memory_it_hit() {
         );
     }
 }
+
+/// Multi-memory: each memory has its own guard region, and a fault in one says which
+/// memory's bounds it crossed (its size) and the wasm address in it; an address that
+/// is out of bounds for one memory is an ordinary access in a larger one.
+#[test]
+fn a_fault_in_a_second_memory_names_that_memory() {
+    let wat = r#"
+      (module $two
+        (memory $small 1)
+        (memory $big 3)
+        (func $load_small (export "load_small") (param i32) (result i32)
+          (i32.load $small (local.get 0)))
+        (func $load_big (export "load_big") (param i32) (result i32)
+          (i32.load $big (local.get 0)))
+        (func (export "store_big") (param i32 i32)
+          (i32.store $big (local.get 0) (local.get 1))))"#;
+    let wasm = Wasm::new(wat);
+    let engine = Engine::new(Config::default()).expect("engine");
+    let module = Module::new(&engine, &wasm.bytes).expect("two memories compile");
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+    let store_big = instance
+        .get_typed_func::<(i32, i32), ()>(&store, "store_big")
+        .unwrap();
+    let load_big = instance
+        .get_typed_func::<i32, i32>(&store, "load_big")
+        .unwrap();
+    let load_small = instance
+        .get_typed_func::<i32, i32>(&store, "load_small")
+        .unwrap();
+    store_big.call(&mut store, (0x2_0000, 77)).unwrap();
+    assert_eq!(load_big.call(&mut store, 0x2_0000).unwrap(), 77);
+    for (f, name, address, size) in [
+        (&load_small, "load_small", 0x2_0000u64, 0x1_0000u64),
+        (&load_big, "load_big", 0x3_0004, 0x3_0000),
+    ] {
+        let Err(Error::Trap(trap)) = f.call(&mut store, address as i32) else {
+            panic!("{name} traps")
+        };
+        assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds, "{trap}");
+        assert_eq!(trap.fault_address(), Some(address), "{trap}");
+        let load = wasm.only_op(name, "i32.load", |op| {
+            matches!(op, Operator::I32Load { .. })
+        });
+        let offsets: Vec<_> = trap.frames().iter().map(|fr| fr.wasm_offset).collect();
+        assert_eq!(offsets, [Some(load)], "{trap}");
+        assert!(
+            trap.to_string().contains(&format!(
+                "memory fault at wasm address {address:#x} in linear memory of size {size:#x}"
+            )),
+            "{trap}"
+        );
+    }
+}

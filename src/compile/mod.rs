@@ -329,8 +329,18 @@ impl TextBuilder {
 
 /// Validates and compiles a wasm module (binary or text).
 pub fn compile_module(isa: &dyn TargetIsa, bytes: &[u8]) -> Result<CompiledModule, CompileError> {
+    compile_module_with(isa, module_info::supported_features(), bytes)
+}
+
+/// [`compile_module`] with only `features` (a subset of
+/// [`module_info::supported_features`]) enabled.
+pub fn compile_module_with(
+    isa: &dyn TargetIsa,
+    features: wasmparser::WasmFeatures,
+    bytes: &[u8],
+) -> Result<CompiledModule, CompileError> {
     let wasm = module_info::wat_to_wasm(bytes)?;
-    let (info, bodies) = module_info::parse(&wasm)?;
+    let (info, bodies) = module_info::parse_with(&wasm, features)?;
     let offsets = vmoffsets(&info)?;
 
     let mut out = TextBuilder {
@@ -349,7 +359,7 @@ pub fn compile_module(isa: &dyn TargetIsa, bytes: &[u8]) -> Result<CompiledModul
     };
     let codes = translate_and_compile(isa, &info, offsets, bodies).map_err(|e| match e {
         CompileError::Module(e) => {
-            CompileError::Module(module_info::name_the_missing_proposal(&wasm, e))
+            CompileError::Module(module_info::name_the_missing_proposal(&wasm, features, e))
         }
         other => other,
     })?;

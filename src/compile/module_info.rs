@@ -65,20 +65,24 @@ impl ModuleError {
     }
 }
 
-/// The WebAssembly features framewalk compiles: 2.0 without SIMD, and extended-const.
+/// The WebAssembly features framewalk compiles: 2.0 without SIMD, extended-const and
+/// multi-memory.
 pub fn supported_features() -> WasmFeatures {
-    (WasmFeatures::WASM2 & !WasmFeatures::SIMD) | WasmFeatures::EXTENDED_CONST
+    (WasmFeatures::WASM2 & !WasmFeatures::SIMD)
+        | WasmFeatures::EXTENDED_CONST
+        | WasmFeatures::MULTI_MEMORY
 }
 
 /// The proposals beyond [`supported_features`] a module may use, each with the
 /// features that enable it (with those it builds on), in the order they are tried.
-fn proposals() -> [(&'static str, WasmFeatures); 12] {
+fn proposals() -> [(&'static str, WasmFeatures); 13] {
     use WasmFeatures as F;
     [
+        ("multi-memory", F::MULTI_MEMORY),
+        ("extended-const", F::EXTENDED_CONST),
         ("SIMD", F::SIMD),
         ("relaxed SIMD", F::SIMD | F::RELAXED_SIMD),
         ("tail calls", F::TAIL_CALL),
-        ("multi-memory", F::MULTI_MEMORY),
         ("memory64", F::MEMORY64),
         ("threads (shared memory, atomics)", F::THREADS),
         ("exceptions", F::EXCEPTIONS),
@@ -100,20 +104,24 @@ fn validates_with(wasm: &[u8], features: WasmFeatures) -> bool {
         .is_ok()
 }
 
-/// Why a module that failed to validate with [`supported_features`] failed: if it is
+/// Why a module that failed to validate with `features` failed: if it is
 /// valid with some proposal wasmparser knows, the proposal it needs (the first of
 /// the proposals framewalk knows of that makes it valid, or several together), as
 /// [`ModuleError::Unsupported`] at the offset of the first error; if it is invalid
 /// under every proposal, [`ModuleError::Invalid`] with the reason the validator gives
 /// with all of them enabled; if it is valid as it is, `error` unchanged (a limit of
 /// framewalk's own). Only the error path pays for the extra validations.
-pub fn name_the_missing_proposal(wasm: &[u8], error: ModuleError) -> ModuleError {
+pub fn name_the_missing_proposal(
+    wasm: &[u8],
+    features: WasmFeatures,
+    error: ModuleError,
+) -> ModuleError {
     let offset = match &error {
         ModuleError::Invalid { offset, .. } | ModuleError::Unsupported { offset, .. } => *offset,
         ModuleError::Wat(_) => return error,
     };
     // Valid as it is: the error is a limit of framewalk's own, nothing to name.
-    if validates_with(wasm, supported_features()) {
+    if validates_with(wasm, features) {
         return error;
     }
     // Invalid under every proposal: say why with all of them enabled (with fewer, the
@@ -126,7 +134,7 @@ pub fn name_the_missing_proposal(wasm: &[u8], error: ModuleError) -> ModuleError
     }
     let feature = proposals()
         .into_iter()
-        .find(|(_, needs)| validates_with(wasm, supported_features() | *needs))
+        .find(|(_, needs)| validates_with(wasm, features | *needs))
         .map_or("several post-2.0 proposals together".into(), |(name, _)| {
             name.into()
         });
@@ -479,18 +487,30 @@ pub fn wat_to_wasm(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ModuleErr
 /// validation happens as they are translated). A module that is valid only with a
 /// proposal framewalk does not implement is [`ModuleError::Unsupported`], naming it.
 pub fn parse(wasm: &[u8]) -> Result<(ModuleInfo, Vec<FunctionToCompile<'_>>), ModuleError> {
-    parse_module(wasm).map_err(|e| name_the_missing_proposal(wasm, e))
+    parse_with(wasm, supported_features())
 }
 
-fn parse_module(wasm: &[u8]) -> Result<(ModuleInfo, Vec<FunctionToCompile<'_>>), ModuleError> {
-    let mut validator = Validator::new_with_features(supported_features());
+/// [`parse`] with `features` (a subset of [`supported_features`]) enabled.
+pub fn parse_with(
+    wasm: &[u8],
+    features: WasmFeatures,
+) -> Result<(ModuleInfo, Vec<FunctionToCompile<'_>>), ModuleError> {
+    let features = features & supported_features();
+    parse_module(wasm, features).map_err(|e| name_the_missing_proposal(wasm, features, e))
+}
+
+fn parse_module(
+    wasm: &[u8],
+    features: WasmFeatures,
+) -> Result<(ModuleInfo, Vec<FunctionToCompile<'_>>), ModuleError> {
+    let mut validator = Validator::new_with_features(features);
     let mut info = ModuleInfo::default();
     let mut bodies = Vec::new();
     let err = ModuleError::from_validator;
     let mut parser = Parser::new(0);
     // The readers must decode with the same features the validator enforces (e.g. a
     // memarg offset is a u32 without memory64).
-    parser.set_features(supported_features());
+    parser.set_features(features);
     for payload in parser.parse_all(wasm) {
         let payload = payload.map_err(err)?;
         match validator.payload(&payload).map_err(err)? {
@@ -734,7 +754,6 @@ mod tests {
     #[test]
     fn modules_needing_a_proposal_name_it() {
         for (wat, proposal) in [
-            ("(module (memory 1) (memory 1))", "multi-memory"),
             ("(module (memory i64 1))", "memory64"),
             (
                 "(module (memory 1 1 shared))",
@@ -764,6 +783,41 @@ mod tests {
                     "unsupported wasm feature: {proposal} (at offset 0x"
                 )),
                 "{wat}: {e}"
+            );
+        }
+    }
+
+    /// A proposal turned off in the engine's `Config` is refused by name, like one
+    /// framewalk does not implement; on (the default), the same module loads.
+    #[test]
+    fn proposals_turned_off_are_refused_by_name() {
+        let engine = crate::Engine::new(crate::Config {
+            wasm_multi_memory: false,
+            wasm_extended_const: false,
+            ..Default::default()
+        })
+        .unwrap();
+        for (wat, proposal) in [
+            ("(module (memory 1) (memory 1))", "multi-memory"),
+            (
+                "(module (global i32 (i32.add (i32.const 1) (i32.const 2))))",
+                "extended-const",
+            ),
+        ] {
+            let e = crate::Module::new(&engine, wat.as_bytes())
+                .err()
+                .unwrap_or_else(|| panic!("{wat}: accepted"))
+                .to_string();
+            assert!(
+                e.contains(&format!(
+                    "unsupported wasm feature: {proposal} (at offset 0x"
+                )),
+                "{wat}: {e}"
+            );
+            let default = crate::Engine::new(Default::default()).unwrap();
+            assert!(
+                crate::Module::new(&default, wat.as_bytes()).is_ok(),
+                "{wat}"
             );
         }
     }

@@ -26,6 +26,23 @@ pub struct Config {
     /// and unwinds through them with their CFI. Costs one small in-memory ELF per
     /// module.
     pub gdb_jit: bool,
+    /// Whether modules may have several memories (the multi-memory proposal; default
+    /// `true`, as Wasmtime). Off, such a module is refused as needing it.
+    pub wasm_multi_memory: bool,
+    /// Whether constant expressions may compute (the extended-const proposal: integer
+    /// add, sub and mul; default `true`, as Wasmtime).
+    pub wasm_extended_const: bool,
+}
+
+impl Config {
+    /// The wasm features this configuration compiles.
+    pub(crate) fn wasm_features(&self) -> wasmparser::WasmFeatures {
+        use wasmparser::WasmFeatures as F;
+        let mut features = crate::compile::module_info::supported_features();
+        features.set(F::MULTI_MEMORY, self.wasm_multi_memory);
+        features.set(F::EXTENDED_CONST, self.wasm_extended_const);
+        features
+    }
 }
 
 /// The default of [`Config::wasm_backtrace_max_frames`].
@@ -41,6 +58,8 @@ impl Default for Config {
             wasm_backtrace: true,
             wasm_backtrace_max_frames: Some(DEFAULT_WASM_BACKTRACE_MAX_FRAMES),
             gdb_jit: false,
+            wasm_multi_memory: true,
+            wasm_extended_const: true,
         }
     }
 }

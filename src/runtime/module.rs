@@ -267,7 +267,11 @@ fn subrange(outer: &[u8], inner: &[u8]) -> Range<usize> {
 
 /// Compiles `bytes` (wasm binary or text) into artifact bytes.
 pub fn compile_artifact(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, ModuleLoadError> {
-    let compiled = compile::compile_module(&*engine.inner.isa, bytes)?;
+    let compiled = compile::compile_module_with(
+        &*engine.inner.isa,
+        engine.inner.config.wasm_features(),
+        bytes,
+    )?;
     let mut builder = StackMapBuilder::new();
     for safepoint in &compiled.stack_maps {
         builder
@@ -327,7 +331,8 @@ impl Module {
     fn from_bytes(engine: &Engine, bytes: ArtifactBytes) -> Result<Module, ModuleLoadError> {
         let all = bytes.as_slice();
         let art = Artifact::parse(all, engine.inner.isa_fingerprint)?;
-        let (info, bodies) = module_info::parse(art.wasm).map_err(CompileError::from)?;
+        let (info, bodies) = module_info::parse_with(art.wasm, engine.inner.config.wasm_features())
+            .map_err(CompileError::from)?;
         // Where each defined function's body starts in the wasm binary (for
         // `FrameInfo::func_offset`).
         let body_starts: Vec<u32> = bodies
