@@ -439,9 +439,15 @@ fn spec_v2() -> Result<()> {
     }
     files.retain(|(name, _)| filter.as_deref().is_none_or(|s| name.contains(s)));
     let mut total = Counts::default();
+    // Per suite ("wasm-v2", or a proposal's name), in the order they run.
+    let mut suites: Vec<(String, Counts)> = Vec::new();
     let mut all_failures = Vec::new();
     let mut skipped_files = Vec::new();
     for (name, contents) in files {
+        let suite = name.split_once('/').map_or("wasm-v2", |(suite, _)| suite);
+        if suites.last().is_none_or(|(s, _)| s != suite) {
+            suites.push((suite.to_string(), Counts::default()));
+        }
         if let Some(why) = skip_file(&name) {
             skipped_files.push(format!("{name} ({why})"));
             continue;
@@ -464,13 +470,21 @@ fn spec_v2() -> Result<()> {
             "{name:32} passed {:5}  failed {:4}  skipped {:4}",
             counts.passed, counts.failed, counts.skipped
         );
-        total.passed += counts.passed;
-        total.failed += counts.failed;
-        total.skipped += counts.skipped;
+        for sum in [&mut total, &mut suites.last_mut().expect("pushed above").1] {
+            sum.passed += counts.passed;
+            sum.failed += counts.failed;
+            sum.skipped += counts.skipped;
+        }
         all_failures.extend(failures);
     }
     for f in &all_failures {
         println!("FAIL {f}");
+    }
+    for (suite, counts) in &suites {
+        println!(
+            "suite {suite:16} passed {:6}  failed {:4}  skipped {:4}",
+            counts.passed, counts.failed, counts.skipped
+        );
     }
     println!("skipped files: {}", skipped_files.len());
     for f in &skipped_files {
