@@ -24,28 +24,10 @@ use framewalk::unwind::{CodeRegistry, FunctionRange, ModuleText};
 /// Rounds per size.
 const ROUNDS: usize = 11;
 
-/// splitmix64: a small deterministic generator, so every run benches the same layout.
-struct Rng(u64);
+#[path = "common/splitmix.rs"]
+mod splitmix;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i + 1));
-        }
-    }
-}
+use splitmix::Rng;
 
 /// `n` functions of 16 to 512 bytes, each in its own text, back to back from a fixed
 /// address (each text is its function rounded up to 16 bytes).
@@ -53,7 +35,7 @@ fn functions(n: usize, rng: &mut Rng) -> Vec<ModuleText> {
     let mut at = 0x7f00_0000_0000usize;
     (0..n)
         .map(|i| {
-            let len = 16 + rng.below(497);
+            let len = 16 + rng.below(497) as usize;
             let text = ModuleText {
                 text_start: at,
                 text_len: len.next_multiple_of(16),

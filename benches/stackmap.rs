@@ -17,22 +17,10 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use framewalk::stackmap::{StackMapBuilder, StackMapSection, StackMapTable};
 
-/// splitmix64: a small deterministic generator, so every run benches the same data.
-struct Rng(u64);
+#[path = "common/splitmix.rs"]
+mod splitmix;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use splitmix::Rng;
 
 /// A section with `n` safepoints, 8 to 128 bytes apart (like calls in real code),
 /// using a pool of 64 distinct maps; returns the bytes and the safepoint offsets.
