@@ -24,6 +24,17 @@ pub enum ValType {
 }
 
 impl ValType {
+    /// The type's name with its indefinite article, as messages use it: "an i32",
+    /// "an externref", "a funcref".
+    pub fn with_article(self) -> String {
+        let article = match self {
+            ValType::FuncRef => "a",
+            // i32, i64 ("eye"), f32, f64 ("eff"), externref: a vowel sound.
+            _ => "an",
+        };
+        format!("{article} {self}")
+    }
+
     /// Whether this is a reference type.
     pub fn is_ref(self) -> bool {
         matches!(self, ValType::FuncRef | ValType::ExternRef)
@@ -40,6 +51,37 @@ impl fmt::Display for ValType {
             ValType::FuncRef => "funcref",
             ValType::ExternRef => "externref",
         })
+    }
+}
+
+#[cfg(test)]
+mod article_tests {
+    use super::ValType;
+
+    #[test]
+    fn every_type_reads_with_its_article() {
+        let read: Vec<String> = [
+            ValType::I32,
+            ValType::I64,
+            ValType::F32,
+            ValType::F64,
+            ValType::FuncRef,
+            ValType::ExternRef,
+        ]
+        .into_iter()
+        .map(ValType::with_article)
+        .collect();
+        assert_eq!(
+            read,
+            [
+                "an i32",
+                "an i64",
+                "an f32",
+                "an f64",
+                "a funcref",
+                "an externref"
+            ]
+        );
     }
 }
 

@@ -526,3 +526,49 @@ fn run_with_perf_map_writes_one_line_per_function() {
         assert!(w[0].0 + w[0].1 <= w[1].0, "{starts:x?}");
     }
 }
+
+/// Inputs that are not wasm at all get a message that says so, in one line, and the
+/// type messages read as English.
+#[test]
+fn messages_for_the_wrong_kind_of_input() {
+    // Binary bytes that are neither `\0asm` nor UTF-8: not "invalid wat".
+    let junk = temp("junk.bin");
+    std::fs::write(&junk, [0x89u8, b'P', b'N', b'G', 0, 0xff, 0xfe]).unwrap();
+    let o = framewalk(&["run", &junk.display().to_string()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "not a WebAssembly module: no binary `\\0asm` header, and not text \
+                      (invalid UTF-8 at byte 0x0)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("invalid wat"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // `compile` given an artifact.
+    let wat = write_wat("once.wat", "(module (func (export \"main\")))");
+    let artifact = temp("once.fwo").display().to_string();
+    let o = framewalk(&["compile", &wat, "-o", &artifact]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again = temp("twice.fwo").display().to_string();
+    let o = framewalk(&["compile", &artifact, "-o", &again]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("the input is already a compiled framewalk artifact"),
+        "{err}"
+    );
+
+    // A reference parameter given a number.
+    let refs = write_wat(
+        "refs.wat",
+        "(module (func (export \"main\") (param externref) (result i32) (i32.const 1)))",
+    );
+    let err = stderr(&framewalk(&["run", &refs, "--invoke", "main", "7"]));
+    assert!(
+        err.contains("only `null` can be passed for an externref parameter"),
+        "{err}"
+    );
+}

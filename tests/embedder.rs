@@ -810,3 +810,19 @@ fn funcrefs_are_typed_parameters_and_results() -> Result<()> {
     set.call(&mut store, None)?;
     Ok(())
 }
+
+/// A global given a value of another type says both types, with their articles.
+#[test]
+fn a_global_of_the_wrong_type_names_both_types() {
+    let engine = framewalk::Engine::new(Default::default()).unwrap();
+    let mut store = framewalk::Store::new(&engine, ());
+    let ty = framewalk::GlobalType {
+        content: ValType::ExternRef,
+        mutable: true,
+    };
+    let err = framewalk::Global::new(&mut store, ty, framewalk::Val::I32(1)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "type mismatch: an i32 value for an externref global"
+    );
+}

@@ -43,6 +43,15 @@ pub enum ModuleError {
     /// The text format could not be parsed.
     #[error("invalid wat: {0}")]
     Wat(String),
+    /// The bytes are neither the binary format (no `\0asm` magic) nor text (not UTF-8).
+    #[error(
+        "not a WebAssembly module: no binary `\\0asm` header, and not text (invalid UTF-8 at \
+         byte {utf8_error_at:#x})"
+    )]
+    NotWasm {
+        /// Where the bytes stop being UTF-8.
+        utf8_error_at: usize,
+    },
 }
 
 impl ModuleError {
@@ -118,7 +127,7 @@ pub fn name_the_missing_proposal(
 ) -> ModuleError {
     let offset = match &error {
         ModuleError::Invalid { offset, .. } | ModuleError::Unsupported { offset, .. } => *offset,
-        ModuleError::Wat(_) => return error,
+        ModuleError::Wat(_) | ModuleError::NotWasm { .. } => return error,
     };
     // Valid as it is: the error is a limit of framewalk's own, nothing to name.
     if validates_with(wasm, features) {
@@ -479,6 +488,11 @@ fn const_expr(e: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, ModuleError> {
 pub fn wat_to_wasm(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ModuleError> {
     if bytes.starts_with(b"\0asm") {
         return Ok(bytes.into());
+    }
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(ModuleError::NotWasm {
+            utf8_error_at: e.valid_up_to(),
+        });
     }
     wat::parse_bytes(bytes).map_err(|e| ModuleError::Wat(e.to_string()))
 }

@@ -229,9 +229,9 @@ impl Global {
         let store = store.store_opaque_mut();
         if v.ty() != ty.content {
             return Err(Error::TypeMismatch(format!(
-                "{} value for a {} global",
-                v.ty(),
-                ty.content
+                "{} value for {} global",
+                v.ty().with_article(),
+                ty.content.with_article()
             )));
         }
         let bits = v.to_owned_raw(store)?.0;
@@ -266,9 +266,9 @@ impl Global {
         }
         if v.ty() != ty.content {
             return Err(Error::TypeMismatch(format!(
-                "{} value for a {} global",
-                v.ty(),
-                ty.content
+                "{} value for {} global",
+                v.ty().with_article(),
+                ty.content.with_article()
             )));
         }
         let bits = v.to_owned_raw(store)?.0;

@@ -45,6 +45,9 @@ pub enum ModuleLoadError {
     /// Mapping the code failed.
     #[error(transparent)]
     Code(#[from] super::code_memory::CodeMemoryError),
+    /// [`compile_artifact`] was given an artifact: it compiles wasm (binary or text).
+    #[error("the input is already a compiled framewalk artifact (an ELF object), not wasm")]
+    AlreadyCompiled,
 }
 
 /// The bytes of an artifact: owned, or a read-only file mapping.
@@ -267,6 +270,9 @@ fn subrange(outer: &[u8], inner: &[u8]) -> Range<usize> {
 
 /// Compiles `bytes` (wasm binary or text) into artifact bytes.
 pub fn compile_artifact(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, ModuleLoadError> {
+    if Module::is_artifact(bytes) {
+        return Err(ModuleLoadError::AlreadyCompiled);
+    }
     let compiled = compile::compile_module_with(
         &*engine.inner.isa,
         engine.inner.config.wasm_features(),

@@ -175,7 +175,10 @@ fn parse_arg(ty: ValType, s: &str) -> Result<Val> {
             if s == "null" {
                 Val::default_for(ty)
             } else {
-                bail!("only `null` can be passed for a {ty} parameter")
+                bail!(
+                    "only `null` can be passed for {} parameter",
+                    ty.with_article()
+                )
             }
         }
     })
