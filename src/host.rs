@@ -1,7 +1,7 @@
 //! The built-in host module `framewalk`: externrefs, collections, re-entry and stack
 //! inspection for modules written in `.wat`. `framewalk run` offers it to every module
-//! it runs; embedders and tests get the same functions from [`imports`] (all of a
-//! module's imports) or [`func`] (one function).
+//! it runs; embedders and tests get the same functions through a [`Linker`]
+//! ([`linker`], [`add_to_linker`]) or one at a time ([`func`]).
 //!
 //! The functions (module `framewalk`):
 //!
@@ -21,9 +21,9 @@
 //! object freed while wasm could still reach it fails with a host error instead of
 //! reading freed data unnoticed.
 
-use crate::runtime::{Caller, Error, Extern, Func, HostError, Module, Store, Val};
+use crate::runtime::{Caller, Engine, Error, Extern, Func, HostError, Linker, Store, Val};
 use crate::trap::Backtrace;
-use crate::types::{ExternType, FuncType, ValType};
+use crate::types::{FuncType, ValType};
 use crate::ExternRef;
 use std::cell::Cell;
 use std::ops::ControlFlow;
@@ -41,38 +41,6 @@ pub struct HostState {
     pub live: Rc<Cell<i64>>,
     /// Collect at the start of every host call (`framewalk run --gc-every-call`).
     pub gc_every_call: bool,
-}
-
-/// Why [`imports`] could not provide a module's imports.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    /// The import is from another module than [`MODULE`].
-    #[error("unknown import `{module}::{name}`: only the `framewalk` host module is provided")]
-    UnknownModule {
-        /// The import's module name.
-        module: String,
-        /// The import's field name.
-        name: String,
-    },
-    /// The host module has no function of this name.
-    #[error("unknown import `framewalk::{name}`")]
-    UnknownFunction {
-        /// The import's field name.
-        name: String,
-    },
-    /// The module imports the function (or a non-function) with another type.
-    #[error("import `framewalk::{name}` has type {wanted}, but the host function is {actual}")]
-    IncompatibleType {
-        /// The import's field name.
-        name: String,
-        /// The type the module asks for (a function type, or the kind of extern).
-        wanted: String,
-        /// The host function's type.
-        actual: FuncType,
-    },
-    /// Creating the host function failed.
-    #[error(transparent)]
-    Runtime(#[from] Error),
 }
 
 /// The payload of a `new_ref` object.
@@ -98,11 +66,13 @@ fn maybe_gc(caller: &mut Caller<'_, HostState>) -> Result<(), String> {
     Ok(())
 }
 
-/// The host module's function `name` in `store`, or `None` if it has no such function.
-pub fn func(store: &mut Store<HostState>, name: &str) -> Result<Option<Func>, Error> {
-    let f = match name {
-        "new_ref" => Func::wrap(
-            store,
+/// Defines the host module's functions in `linker`, each as [`MODULE`] and its name
+/// (fails only if one of those names is already defined and shadowing is off).
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error> {
+    linker
+        .func_wrap(
+            MODULE,
+            "new_ref",
             |mut caller: Caller<'_, HostState>, value: i64| -> Result<Option<ExternRef>, String> {
                 maybe_gc(&mut caller)?;
                 let live = caller.data().live.clone();
@@ -116,9 +86,10 @@ pub fn func(store: &mut Store<HostState>, name: &str) -> Result<Option<Func>, Er
                     },
                 )))
             },
-        )?,
-        "ref_value" => Func::wrap(
-            store,
+        )?
+        .func_wrap(
+            MODULE,
+            "ref_value",
             |mut caller: Caller<'_, HostState>, r: Option<ExternRef>| -> Result<i64, String> {
                 maybe_gc(&mut caller)?;
                 let r = r.ok_or("ref_value: null reference")?;
@@ -134,34 +105,38 @@ pub fn func(store: &mut Store<HostState>, name: &str) -> Result<Option<Func>, Er
                 }
                 Ok(obj.value)
             },
-        )?,
-        "live_refs" => Func::wrap(
-            store,
-            |mut caller: Caller<'_, HostState>, (): ()| -> Result<i64, String> {
+        )?
+        .func_wrap(
+            MODULE,
+            "live_refs",
+            |mut caller: Caller<'_, HostState>| -> Result<i64, String> {
                 maybe_gc(&mut caller)?;
                 Ok(caller.data().live.get())
             },
-        )?,
-        "gc" => Func::wrap(
-            store,
-            |mut caller: Caller<'_, HostState>, (): ()| -> Result<(), String> {
+        )?
+        .func_wrap(
+            MODULE,
+            "gc",
+            |mut caller: Caller<'_, HostState>| -> Result<(), String> {
                 caller
                     .gc()
                     .map_err(|e| format!("gc: stack walk failed: {e}"))
             },
-        )?,
-        "backtrace" => Func::wrap(
-            store,
-            |mut caller: Caller<'_, HostState>, (): ()| -> Result<(), String> {
+        )?
+        .func_wrap(
+            MODULE,
+            "backtrace",
+            |mut caller: Caller<'_, HostState>| -> Result<(), String> {
                 maybe_gc(&mut caller)?;
                 let frames = caller.backtrace().map_err(|e| format!("backtrace: {e}"))?;
                 eprintln!("{}", Backtrace(&frames));
                 Ok(())
             },
-        )?,
-        "frames" => Func::wrap(
-            store,
-            |mut caller: Caller<'_, HostState>, (): ()| -> Result<i32, String> {
+        )?
+        .func_wrap(
+            MODULE,
+            "frames",
+            |mut caller: Caller<'_, HostState>| -> Result<i32, String> {
                 maybe_gc(&mut caller)?;
                 let mut n = 0;
                 caller
@@ -172,9 +147,10 @@ pub fn func(store: &mut Store<HostState>, name: &str) -> Result<Option<Func>, Er
                     .map_err(|e| format!("frames: {e}"))?;
                 Ok(n)
             },
-        )?,
-        "reenter" => Func::new(
-            store,
+        )?
+        .func_new(
+            MODULE,
+            "reenter",
             FuncType::new([ValType::FuncRef, ValType::I64], [ValType::I64]),
             |mut caller, params, results| {
                 maybe_gc(&mut caller)?;
@@ -193,43 +169,22 @@ pub fn func(store: &mut Store<HostState>, name: &str) -> Result<Option<Func>, Er
                 results[0] = Val::I64(r);
                 Ok(())
             },
-        )?,
-        _ => return Ok(None),
-    };
-    Ok(Some(f))
+        )?;
+    Ok(())
 }
 
-/// `module`'s imports, in its import order, from the host module: each must be a
-/// function of [`MODULE`] with the type the host function has.
-pub fn imports(store: &mut Store<HostState>, module: &Module) -> Result<Vec<Extern>, ImportError> {
-    let mut out = Vec::new();
-    for (module, name, ty) in module.imports() {
-        if module != MODULE {
-            return Err(ImportError::UnknownModule {
-                module: module.to_string(),
-                name: name.to_string(),
-            });
-        }
-        let name = name.to_string();
-        let Some(f) = func(store, &name)? else {
-            return Err(ImportError::UnknownFunction { name });
-        };
-        let actual = f.ty(&*store)?;
-        match ty {
-            ExternType::Func(want) if want == actual => {}
-            other => {
-                let wanted = match other {
-                    ExternType::Func(f) => f.to_string(),
-                    other => other.kind().to_string(),
-                };
-                return Err(ImportError::IncompatibleType {
-                    name,
-                    wanted,
-                    actual,
-                });
-            }
-        }
-        out.push(Extern::Func(f));
-    }
-    Ok(out)
+/// A linker for `engine` that defines the host module (see [`add_to_linker`]), to
+/// which an embedder may add its own definitions.
+pub fn linker(engine: &Engine) -> Linker<HostState> {
+    let mut linker = Linker::new(engine);
+    add_to_linker(&mut linker).expect("an empty linker has none of the host module's names");
+    linker
+}
+
+/// The host module's function `name` made in `store`, or `None` if it has no such
+/// function: for an embedder's own import list (the other functions are not made).
+pub fn func(store: &mut Store<HostState>, name: &str) -> Option<Func> {
+    linker(store.engine())
+        .get(store, MODULE, name)
+        .and_then(Extern::into_func)
 }

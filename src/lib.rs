@@ -107,9 +107,9 @@ compile_error!(
 pub use gc::ExternRef;
 #[cfg(feature = "runtime")]
 pub use runtime::{
-    Caller, Config, Engine, Error, Extern, Func, Global, Instance, Memory, Module, Store, Table,
-    Trap, TypedFunc, Val,
+    Caller, Config, Engine, Error, Extern, Func, Global, Instance, LinkError, Linker, Memory,
+    Module, Store, Table, Trap, TypedFunc, Val,
 };
 pub use trap::TrapCode;
 #[cfg(feature = "runtime")]
-pub use types::{FuncType, GlobalType, Limits, MemoryType, TableType, ValType};
+pub use types::{ExternType, FuncType, GlobalType, Limits, MemoryType, TableType, ValType};

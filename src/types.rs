@@ -206,3 +206,100 @@ impl ExternType {
         }
     }
 }
+
+/// Limits as the text format writes them: `min` or `min max`.
+impl fmt::Display for Limits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.min)?;
+        if let Some(max) = self.max {
+            write!(f, " {max}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The text format's type: `(memory 1)`, `(memory 1 2)`.
+impl fmt::Display for MemoryType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "(memory {})", self.limits)
+    }
+}
+
+/// The text format's type: `(table 1 funcref)`, `(table 0 8 externref)`.
+impl fmt::Display for TableType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "(table {} {})", self.limits, self.element)
+    }
+}
+
+/// The text format's type: `(global i32)`, `(global (mut i64))`.
+impl fmt::Display for GlobalType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mutable {
+            write!(f, "(global (mut {}))", self.content)
+        } else {
+            write!(f, "(global {})", self.content)
+        }
+    }
+}
+
+/// The text format's type of the entity, as an import declares it:
+/// `(func (param i32) (result i32))`, `(memory 1)`, `(table 1 funcref)`,
+/// `(global (mut i32))`.
+impl fmt::Display for ExternType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExternType::Func(t) => t.fmt(f),
+            ExternType::Table(t) => t.fmt(f),
+            ExternType::Memory(t) => t.fmt(f),
+            ExternType::Global(t) => t.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn extern_types_read_as_the_text_format_writes_them() {
+        let limits = |min, max| Limits { min, max };
+        let shown: Vec<String> = [
+            ExternType::Func(FuncType::new([ValType::I32, ValType::I64], [ValType::F32])),
+            ExternType::Func(FuncType::new([], [])),
+            ExternType::Memory(MemoryType {
+                limits: limits(1, None),
+            }),
+            ExternType::Memory(MemoryType {
+                limits: limits(1, Some(2)),
+            }),
+            ExternType::Table(TableType {
+                element: ValType::FuncRef,
+                limits: limits(0, Some(8)),
+            }),
+            ExternType::Global(GlobalType {
+                content: ValType::I32,
+                mutable: false,
+            }),
+            ExternType::Global(GlobalType {
+                content: ValType::ExternRef,
+                mutable: true,
+            }),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                "(func (param i32 i64) (result f32))",
+                "(func)",
+                "(memory 1)",
+                "(memory 1 2)",
+                "(table 0 8 funcref)",
+                "(global i32)",
+                "(global (mut externref))",
+            ]
+        );
+    }
+}

@@ -326,7 +326,8 @@ fn bad_imports_get_a_one_line_link_error() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
-        "error: unknown import `framewalk::nope` (see `framewalk run --help`)\n"
+        "error: unknown import: \"framewalk\" \"nope\" (func) has not been defined \
+         (see `framewalk run --help`)\n"
     );
 
     let wrong = write_wat(
@@ -336,13 +337,18 @@ fn bad_imports_get_a_one_line_link_error() {
     let o = framewalk(&["run", &wrong]);
     assert_eq!(
         stderr(&o),
-        "error: import `framewalk::gc` has type (func (param i32)), but the host function is (func)\n"
+        "error: incompatible import type for \"framewalk\" \"gc\": the module imports \
+         (func (param i32)), but the definition is (func)\n"
     );
 
     let other = write_wat("other.wat", r#"(module (import "env" "f" (func)))"#);
     let o = framewalk(&["run", &other]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("error: unknown import `env::f`"));
+    assert_eq!(
+        stderr(&o),
+        "error: unknown import: \"env\" \"f\" (func) has not been defined: \
+         `framewalk run` provides only the `framewalk` host module\n"
+    );
 }
 
 #[test]

@@ -2,15 +2,15 @@
 //! embedder's side: what a start function's host import sees, host functions that do
 //! not write their results, host-side table bulk operations with their reference
 //! counts, `ExternRef::data_mut`, typed exports, 16-value tuples, `Store::backtrace`
-//! and the library's `framewalk` host module.
+//! and the library's `framewalk` host module (through its `Linker`).
 
 use anyhow::Result;
-use framewalk::host::{HostState, ImportError};
+use framewalk::host::HostState;
 use framewalk::runtime::AsStore;
 use framewalk::types::{TableType, ValType};
 use framewalk::{
-    Caller, Engine, Error, Extern, ExternRef, Func, FuncType, Instance, Limits, Module, Store,
-    Table, TrapCode, Val,
+    Caller, Engine, Error, Extern, ExternRef, Func, FuncType, Instance, Limits, Linker, Module,
+    Store, Table, TrapCode, Val,
 };
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -77,16 +77,18 @@ fn start_host_function_error_fails_instantiation_with_its_message() -> Result<()
         br#"(module (import "host" "start" (func $start)) (start $start))"#,
     )?;
     let mut store = Store::new(&engine, ());
-    let start = Func::wrap(
-        &mut store,
-        |caller: Caller<'_, ()>, (): ()| -> Result<(), String> {
+    let mut linker = Linker::new(&engine);
+    linker.func_wrap(
+        "host",
+        "start",
+        |caller: Caller<'_, ()>| -> Result<(), String> {
             Err(format!(
                 "start saw an instance: {}",
                 caller.get_export("missing").is_none()
             ))
         },
     )?;
-    let err = Instance::new(&mut store, &module, &[Extern::Func(start)]).unwrap_err();
+    let err = linker.instantiate(&mut store, &module).unwrap_err();
     let trap = err.as_trap().expect("a trap");
     assert_eq!(trap.code(), TrapCode::HostError);
     assert_eq!(
@@ -589,8 +591,7 @@ fn host_module_provides_the_imports_a_module_asks_for() -> Result<()> {
               (func (export "depth") (result i32) (call $depth)))"#,
     )?;
     let mut store = Store::new(&engine, HostState::default());
-    let imports = framewalk::host::imports(&mut store, &module)?;
-    let instance = Instance::new(&mut store, &module, &imports)?;
+    let instance = framewalk::host::linker(&engine).instantiate(&mut store, &module)?;
     let keep = instance.get_typed_func::<(), i64>(&store, "keep")?;
     assert_eq!(keep.call(&mut store, ())?, 41);
     assert_eq!(
@@ -609,30 +610,38 @@ fn host_module_provides_the_imports_a_module_asks_for() -> Result<()> {
 fn host_module_refuses_imports_it_does_not_have() -> Result<()> {
     let engine = engine();
     let mut store = Store::new(&engine, HostState::default());
-    let mut refused = |wat: &str| -> Result<ImportError> {
+    let linker = framewalk::host::linker(&engine);
+    let mut refused = |wat: &str| -> Result<String> {
         let module = Module::new(&engine, wat.as_bytes())?;
-        Ok(framewalk::host::imports(&mut store, &module).unwrap_err())
+        Ok(linker
+            .instantiate(&mut store, &module)
+            .unwrap_err()
+            .to_string())
     };
-    let e = refused(r#"(module (import "env" "f" (func)))"#)?;
     assert_eq!(
-        e.to_string(),
-        "unknown import `env::f`: only the `framewalk` host module is provided"
+        refused(r#"(module (import "env" "f" (func)))"#)?,
+        r#"unknown import: "env" "f" (func) has not been defined"#
     );
-    let e = refused(r#"(module (import "framewalk" "nope" (func)))"#)?;
-    assert!(matches!(&e, ImportError::UnknownFunction { name } if name == "nope"));
-    let e = refused(r#"(module (import "framewalk" "gc" (func (param i32))))"#)?;
     assert_eq!(
-        e.to_string(),
-        "import `framewalk::gc` has type (func (param i32)), but the host function is (func)"
+        refused(r#"(module (import "framewalk" "nope" (func (param i32))))"#)?,
+        r#"unknown import: "framewalk" "nope" (func (param i32)) has not been defined"#
     );
-    let e = refused(r#"(module (import "framewalk" "gc" (memory 1)))"#)?;
     assert_eq!(
-        e.to_string(),
-        "import `framewalk::gc` has type memory, but the host function is (func)"
+        refused(r#"(module (import "framewalk" "gc" (func (param i32))))"#)?,
+        r#"incompatible import type for "framewalk" "gc": the module imports (func (param i32)), but the definition is (func)"#
+    );
+    assert_eq!(
+        refused(r#"(module (import "framewalk" "gc" (memory 1)))"#)?,
+        r#"incompatible import type for "framewalk" "gc": the module imports (memory 1), but the definition is (func)"#
     );
     // One host function alone, for an embedder's own import list.
-    assert!(framewalk::host::func(&mut store, "frames")?.is_some());
-    assert!(framewalk::host::func(&mut store, "nope")?.is_none());
+    let frames = framewalk::host::func(&mut store, "frames").expect("frames");
+    assert_eq!(
+        frames.ty(&store)?,
+        FuncType::new([], [ValType::I32]),
+        "the host module's own type"
+    );
+    assert!(framewalk::host::func(&mut store, "nope").is_none());
     Ok(())
 }
 

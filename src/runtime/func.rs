@@ -22,6 +22,7 @@ use crate::arch::RegisterArgs;
 use crate::trap::HostError;
 use crate::types::FuncType;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// A function in a store: a wasm function of some instance, or a host function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -419,7 +420,17 @@ impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
 pub trait IntoFunc<T, Params, Results>: Send + Sync + 'static {
     /// Makes the host function in `store`.
     fn into_func(self, store: &mut Store<T>) -> Result<Func, Error>;
+
+    /// The function's type and a maker of the function in any store, sharing the
+    /// closure: what [`Linker::func_wrap`](super::Linker::func_wrap) keeps.
+    #[doc(hidden)]
+    fn into_func_maker(self) -> (FuncType, FuncMaker<T>);
 }
+
+/// Makes a host function in the store it is given (the closure behind it is shared
+/// by every store's function). A [`Linker`](super::Linker) keeps one per `func_wrap`
+/// or `func_new` definition and runs it for each store that imports the function.
+pub type FuncMaker<T> = Arc<dyn Fn(&mut Store<T>) -> Result<Func, Error> + Send + Sync>;
 
 /// [`IntoFunc`] marker: a closure taking the caller and the parameters `P`.
 pub struct WithParams<P>(PhantomData<fn(P)>);
@@ -434,6 +445,17 @@ where
     fn into_func(self, store: &mut Store<T>) -> Result<Func, Error> {
         Func::wrap_with_params(store, self)
     }
+
+    fn into_func_maker(self) -> (FuncType, FuncMaker<T>) {
+        let f = Arc::new(self);
+        let maker = move |store: &mut Store<T>| {
+            let f = Arc::clone(&f);
+            Func::wrap_with_params(store, move |caller: Caller<'_, T>, params: P| {
+                f(caller, params)
+            })
+        };
+        (FuncType::new(P::types(), R::Ok::types()), Arc::new(maker))
+    }
 }
 
 impl<T: 'static, R: HostResult, F> IntoFunc<T, NoParams, R> for F
@@ -442,6 +464,15 @@ where
 {
     fn into_func(self, store: &mut Store<T>) -> Result<Func, Error> {
         Func::wrap_with_params(store, move |caller: Caller<'_, T>, (): ()| self(caller))
+    }
+
+    fn into_func_maker(self) -> (FuncType, FuncMaker<T>) {
+        let f = Arc::new(self);
+        let maker = move |store: &mut Store<T>| {
+            let f = Arc::clone(&f);
+            Func::wrap_with_params(store, move |caller: Caller<'_, T>, (): ()| f(caller))
+        };
+        (FuncType::new([], R::Ok::types()), Arc::new(maker))
     }
 }
 

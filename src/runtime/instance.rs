@@ -1,7 +1,7 @@
 //! Instantiation: resolving imports, laying out the vmctx, initializing tables,
 //! memories and globals, applying segments and running the start function.
 
-use super::error::Error;
+use super::error::{Error, LinkError};
 use super::externals::{Global, Memory, Table};
 use super::func::{invoke, Func, TypedFunc};
 use super::module::Module;
@@ -12,6 +12,7 @@ use super::vmcontext::{ArrayCallFn, VMFuncRef, VMOffsets, ValRaw, VMCTX_MAGIC};
 use crate::compile::module_info::{ConstExpr, ConstOp, ExportIndex, ImportKind, SegmentMode};
 use crate::trap::Trap;
 use crate::trap::TrapCode;
+use crate::types::{ExternType, Limits, MemoryType, TableType};
 use std::alloc::Layout;
 use std::ptr::NonNull;
 
@@ -28,7 +29,71 @@ pub enum Extern {
     Global(Global),
 }
 
+impl From<Func> for Extern {
+    fn from(f: Func) -> Extern {
+        Extern::Func(f)
+    }
+}
+
+impl From<Memory> for Extern {
+    fn from(m: Memory) -> Extern {
+        Extern::Memory(m)
+    }
+}
+
+impl From<Table> for Extern {
+    fn from(t: Table) -> Extern {
+        Extern::Table(t)
+    }
+}
+
+impl From<Global> for Extern {
+    fn from(g: Global) -> Extern {
+        Extern::Global(g)
+    }
+}
+
 impl Extern {
+    /// The type this value satisfies as an import: a function's type, a global's, and
+    /// for a memory or table its current size as the minimum with its declared
+    /// maximum. Fails with [`Error::WrongStore`] if it belongs to another store.
+    pub fn ty(&self, store: &impl AsStore) -> Result<ExternType, Error> {
+        let store = store.store_opaque();
+        Ok(match self {
+            Extern::Func(f) => ExternType::Func(f.ty(store)?),
+            Extern::Memory(m) => {
+                let mem = &store.memories[m.id(store)?];
+                ExternType::Memory(MemoryType {
+                    limits: Limits {
+                        min: mem.pages(),
+                        max: mem.ty.limits.max,
+                    },
+                })
+            }
+            Extern::Table(t) => {
+                let table = &store.tables[t.id(store)?];
+                ExternType::Table(TableType {
+                    element: table.ty.element,
+                    limits: Limits {
+                        min: table.len(),
+                        max: table.ty.limits.max,
+                    },
+                })
+            }
+            Extern::Global(g) => ExternType::Global(g.ty(store)?),
+        })
+    }
+
+    /// Whether this value belongs to `store`.
+    pub(crate) fn belongs_to(&self, store: &StoreOpaque) -> bool {
+        match self {
+            Extern::Func(f) => f.store_id == store.id,
+            Extern::Memory(m) => m.id(store).is_ok(),
+            Extern::Table(t) => t.id(store).is_ok(),
+            Extern::Global(g) => g.id(store).is_ok(),
+        }
+    }
+
     /// The function, if this is one.
     pub fn into_func(self) -> Option<Func> {
         match self {
@@ -244,12 +309,35 @@ impl Instance {
     }
 }
 
-fn link_err(module: &Module, i: usize, reason: impl Into<String>) -> Error {
-    let imp = &module.inner.info.imports[i];
-    Error::Link {
-        module: imp.module.clone(),
-        name: imp.name.clone(),
-        reason: reason.into(),
+/// Whether a definition of type `actual` satisfies an import of type `expected`:
+/// the same function or global type; a memory or table whose limits (its current size
+/// as the minimum) lie within the import's, and for a table the same element type.
+pub(crate) fn import_matches(expected: &ExternType, actual: &ExternType) -> bool {
+    match (expected, actual) {
+        (ExternType::Func(e), ExternType::Func(a)) => e == a,
+        (ExternType::Global(e), ExternType::Global(a)) => e == a,
+        (ExternType::Memory(e), ExternType::Memory(a)) => a.limits.matches(&e.limits),
+        (ExternType::Table(e), ExternType::Table(a)) => {
+            e.element == a.element && a.limits.matches(&e.limits)
+        }
+        _ => false,
+    }
+}
+
+/// The error for import `i` of `module`, given `ext`, whose type does not satisfy it.
+fn incompatible(store: &StoreOpaque, module: &Module, i: usize, ext: &Extern) -> Error {
+    let Some((m, name, expected)) = module.imports().nth(i) else {
+        return Error::OutOfBounds(format!("import {i}"));
+    };
+    match ext.ty(store) {
+        Ok(actual) => LinkError::IncompatibleImport {
+            module: m.to_string(),
+            name: name.to_string(),
+            expected,
+            actual,
+        }
+        .into(),
+        Err(e) => e,
     }
 }
 
@@ -307,7 +395,7 @@ fn instantiate(
                 }
                 let fr = *f.vmfuncref();
                 if fr.type_id != module.inner.type_ids[*t as usize] {
-                    return Err(link_err(module, i, "incompatible import type"));
+                    return Err(incompatible(store, module, i, ext));
                 }
                 data.write(offsets.func_ref(func_index), fr);
                 func_index += 1;
@@ -320,7 +408,7 @@ fn instantiate(
                     max: mem.ty.limits.max,
                 };
                 if !actual.matches(&ty.limits) {
-                    return Err(link_err(module, i, "incompatible import type"));
+                    return Err(incompatible(store, module, i, ext));
                 }
                 data.write(
                     offsets.memory(data.memory_ids.len() as u32),
@@ -337,7 +425,7 @@ fn instantiate(
                     max: table.ty.limits.max,
                 };
                 if table.ty.element != ty.element || !actual.matches(&ty.limits) {
-                    return Err(link_err(module, i, "incompatible import type"));
+                    return Err(incompatible(store, module, i, ext));
                 }
                 data.write(
                     offsets.table(data.table_ids.len() as u32),
@@ -350,7 +438,7 @@ fn instantiate(
                 let id = g.id(store)?;
                 let global = &mut store.globals[id];
                 if global.ty != *ty {
-                    return Err(link_err(module, i, "incompatible import type"));
+                    return Err(incompatible(store, module, i, ext));
                 }
                 data.write(
                     offsets.global(data.global_ids.len() as u32),
@@ -358,7 +446,7 @@ fn instantiate(
                 );
                 data.global_ids.push(id);
             }
-            _ => return Err(link_err(module, i, "incompatible import type")),
+            _ => return Err(incompatible(store, module, i, ext)),
         }
     }
 

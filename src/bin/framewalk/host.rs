@@ -2,8 +2,8 @@
 //! library's [`framewalk::host`], with the CLI's help text and error messages.
 
 use anyhow::{anyhow, Result};
-use framewalk::host::ImportError;
-use framewalk::{Extern, Module, Store};
+use framewalk::host::MODULE;
+use framewalk::{Error, Instance, LinkError, Module, Store};
 
 pub use framewalk::host::HostState;
 
@@ -19,14 +19,17 @@ Modules may import these functions from the built-in host module `framewalk`:
   backtrace                                 print the current wasm backtrace to stderr
   frames    (result i32)                    wasm frames the walker sees now";
 
-/// Resolves `module`'s imports against the host module.
-pub fn imports(store: &mut Store<HostState>, module: &Module) -> Result<Vec<Extern>> {
-    framewalk::host::imports(store, module).map_err(|e| match e {
-        ImportError::UnknownModule { module, name } => anyhow!(
-            "unknown import `{module}::{name}`: `framewalk run` provides only the `framewalk` host module"
-        ),
-        ImportError::UnknownFunction { name } => {
-            anyhow!("unknown import `framewalk::{name}` (see `framewalk run --help`)")
+/// Instantiates `module` with its imports taken from the host module. An import the
+/// host module lacks says where the list of its functions is, or that it is the only
+/// module provided.
+pub fn instantiate(store: &mut Store<HostState>, module: &Module) -> Result<Instance> {
+    let linker = framewalk::host::linker(store.engine());
+    linker.instantiate(store, module).map_err(|e| match e {
+        Error::Link(LinkError::UnknownImport { ref module, .. }) if module == MODULE => {
+            anyhow!("{e} (see `framewalk run --help`)")
+        }
+        Error::Link(LinkError::UnknownImport { .. }) => {
+            anyhow!("{e}: `framewalk run` provides only the `{MODULE}` host module")
         }
         other => other.into(),
     })

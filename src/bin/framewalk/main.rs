@@ -5,7 +5,7 @@ mod objdump;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
-use framewalk::{Engine, Extern, Func, Instance, Module, Store, Val, ValType};
+use framewalk::{Engine, Func, Module, Store, Val, ValType};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -257,9 +257,7 @@ fn run_in(
     invoke: Option<&str>,
     args: &[String],
 ) -> Result<()> {
-    let imports: Vec<Extern> = host::imports(store, module)?;
-    let mut store = store;
-    let instance = Instance::new(&mut store, module, &imports)?;
+    let instance = host::instantiate(store, module)?;
     let name = match invoke {
         Some(n) => Some(n.to_string()),
         None => ["main", "_start"]
