@@ -5,11 +5,12 @@
 //! shape: the values arrive exactly and in order, the result comes back exactly, the
 //! host function sees the exact wasm stack (the exit was recorded), and after it
 //! returns, wasm runs on with no exit left recorded (a later trap still has its exact
-//! backtrace).
+//! backtrace). The host functions are defined by name in a `Linker` (its `func_wrap`
+//! and `func_new` make them as `Func::wrap` and `Func::new` do).
 
 use anyhow::Result;
 use framewalk::types::ValType;
-use framewalk::{Caller, Engine, Extern, ExternRef, Func, FuncType, Instance, Module, Store, Val};
+use framewalk::{Caller, Engine, ExternRef, FuncType, Linker, Module, Store, Val};
 
 /// What each host function saw: its name, its arguments and the wasm backtrace.
 type Log = Vec<String>;
@@ -70,25 +71,30 @@ const WAT: &str = r#"
 )
 "#;
 
-fn host_functions(store: &mut Store<Log>) -> Result<Vec<Extern>> {
-    let mix = Func::wrap(
-        store,
+/// Defines the module's imports, `"h"` and the function's name, each a closure of one
+/// shape.
+fn define_host_functions(linker: &mut Linker<Log>) -> Result<()> {
+    linker.func_wrap(
+        "h",
+        "mix",
         |mut c: Caller<'_, Log>, (a, b, x, y): (i32, i64, f32, f64)| {
             let line = record(&c, format!("mix({a}, {b}, {x}, {y})"));
             c.data_mut().push(line);
             f64::from(a) + b as f64 + f64::from(x) + y
         },
     )?;
-    let four = Func::wrap(
-        store,
+    linker.func_wrap(
+        "h",
+        "four",
         |mut c: Caller<'_, Log>, (a, b, x, y): (i32, i32, i32, i32)| {
             let line = record(&c, format!("four({a}, {b}, {x}, {y})"));
             c.data_mut().push(line);
             a * 1000 + b * 100 + x * 10 + y
         },
     )?;
-    let five = Func::wrap(
-        store,
+    linker.func_wrap(
+        "h",
+        "five",
         |mut c: Caller<'_, Log>, p: (i32, i32, i32, i32, i32)| {
             let line = record(&c, format!("five{p:?}"));
             c.data_mut().push(line);
@@ -96,24 +102,25 @@ fn host_functions(store: &mut Store<Log>) -> Result<Vec<Extern>> {
         },
     )?;
     type Eight = (f64, f64, f64, f64, f64, f64, f64, f64);
-    let eight = Func::wrap(store, |mut c: Caller<'_, Log>, p: Eight| {
+    linker.func_wrap("h", "eight", |mut c: Caller<'_, Log>, p: Eight| {
         let line = record(&c, format!("eight{p:?}"));
         c.data_mut().push(line);
         (p.0 - p.7) as f32
     })?;
     type Nine = (f32, f32, f32, f32, f32, f32, f32, f32, f32);
-    let nine = Func::wrap(store, |mut c: Caller<'_, Log>, p: Nine| {
+    linker.func_wrap("h", "nine", |mut c: Caller<'_, Log>, p: Nine| {
         let line = record(&c, format!("nine{p:?}"));
         c.data_mut().push(line);
         f64::from(p.8) * 100.0 + f64::from(p.0)
     })?;
-    let pair = Func::wrap(store, |mut c: Caller<'_, Log>, a: i32| {
+    linker.func_wrap("h", "pair", |mut c: Caller<'_, Log>, a: i32| {
         let line = record(&c, format!("pair({a})"));
         c.data_mut().push(line);
         (a + 1, i64::from(a) << 32)
     })?;
-    let dynamic = Func::new(
-        store,
+    linker.func_new(
+        "h",
+        "dynamic",
         FuncType::new([ValType::I64, ValType::F32], [ValType::I64]),
         |mut c: Caller<'_, Log>, params: &[Val], results: &mut [Val]| {
             let (Some(a), Val::F32(bits)) = (params[0].i64(), &params[1]) else {
@@ -126,29 +133,28 @@ fn host_functions(store: &mut Store<Log>) -> Result<Vec<Extern>> {
             Ok(())
         },
     )?;
-    let ident = Func::wrap(store, |mut c: Caller<'_, Log>, r: Option<ExternRef>| {
-        let seen = r
-            .as_ref()
-            .and_then(|r| r.data().downcast_ref::<u32>().copied());
-        let line = record(&c, format!("ident({seen:?})"));
-        c.data_mut().push(line);
-        r
-    })?;
-    let neg = Func::wrap(store, |mut c: Caller<'_, Log>, a: i32| {
+    linker.func_wrap(
+        "h",
+        "ident",
+        |mut c: Caller<'_, Log>, r: Option<ExternRef>| {
+            let seen = r
+                .as_ref()
+                .and_then(|r| r.data().downcast_ref::<u32>().copied());
+            let line = record(&c, format!("ident({seen:?})"));
+            c.data_mut().push(line);
+            r
+        },
+    )?;
+    linker.func_wrap("h", "neg", |mut c: Caller<'_, Log>, a: i32| {
         let line = record(&c, format!("neg({a})"));
         c.data_mut().push(line);
         -a
     })?;
-    let noop = Func::wrap(store, |mut c: Caller<'_, Log>| {
+    linker.func_wrap("h", "noop", |mut c: Caller<'_, Log>| {
         let line = record(&c, "noop()".into());
         c.data_mut().push(line);
     })?;
-    Ok([
-        mix, four, five, eight, nine, pair, dynamic, ident, neg, noop,
-    ]
-    .into_iter()
-    .map(Extern::Func)
-    .collect())
+    Ok(())
 }
 
 #[test]
@@ -156,8 +162,9 @@ fn every_shape_of_host_function_gets_its_values_and_the_exact_stack() -> Result<
     let engine = Engine::new(Default::default())?;
     let module = Module::new(&engine, WAT.as_bytes())?;
     let mut store = Store::new(&engine, Log::new());
-    let imports = host_functions(&mut store)?;
-    let instance = Instance::new(&mut store, &module, &imports)?;
+    let mut linker = Linker::new(&engine);
+    define_host_functions(&mut linker)?;
+    let instance = linker.instantiate(&mut store, &module)?;
 
     let f64_of = |store: &mut Store<Log>, name: &str| -> Result<f64> {
         Ok(instance
