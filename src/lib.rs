@@ -17,7 +17,8 @@
 //!
 //! An [`Engine`], modules (`.wat`, `.wasm` or artifacts), a [`Store`] with host data, and
 //! imports ([`Func::wrap`], [`Func::new`], [`Memory`], [`Table`], [`Global`], or the
-//! built-in host module of `framewalk run`, [`host`]). A runtime
+//! built-in host module of `framewalk run`, [`host`]), defined by name in a [`Linker`] or
+//! given in import order to [`Instance::new`]. A runtime
 //! with its own compiler can use [`unwind`], [`stackmap`], [`gc`] and [`trap`] alone: they
 //! see the world through an activation list, a code-lookup trait and a stack reader,
 //! and several runtimes can share one process (its trap handlers, its stacks).

@@ -454,7 +454,7 @@ fn a_value_of_one_store_is_refused_in_another() -> Result<()> {
     // Defining it with a store that does not own it is refused.
     assert_eq!(
         message(linker.define(&b, "env", "f", f_of_a).map(|_| ())),
-        r#""env" "f" was defined with another store than this one"#
+        r#""env" "f" belongs to another store than the one it is used with"#
     );
     linker.define(&a, "env", "f", f_of_a)?;
     assert_eq!(run(&linker, &mut a, &module)?, 1);
@@ -462,7 +462,7 @@ fn a_value_of_one_store_is_refused_in_another() -> Result<()> {
     let err = linker.instantiate(&mut b, &module).unwrap_err();
     assert_eq!(
         err.to_string(),
-        r#""env" "f" was defined with another store than this one"#
+        r#""env" "f" belongs to another store than the one it is used with"#
     );
     assert!(matches!(err, Error::Link(LinkError::WrongStore { .. })));
     assert!(linker.get(&mut b, "env", "f").is_none());

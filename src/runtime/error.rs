@@ -70,10 +70,10 @@ pub enum LinkError {
         module: String,
         /// The import's field name.
         name: String,
-        /// The type the module imports.
-        expected: ExternType,
+        /// The type the module imports (boxed, as `actual`, to keep [`Error`] small).
+        expected: Box<ExternType>,
         /// The type of the definition.
-        actual: ExternType,
+        actual: Box<ExternType>,
     },
     /// A second definition of a name while shadowing is off.
     #[error(
@@ -86,8 +86,9 @@ pub enum LinkError {
         /// The definition's field name.
         name: String,
     },
-    /// A definition belongs to another store than the one the linker is used with.
-    #[error("\"{module}\" \"{name}\" was defined with another store than this one")]
+    /// A definition belongs to another store than the one it is defined or
+    /// instantiated with.
+    #[error("\"{module}\" \"{name}\" belongs to another store than the one it is used with")]
     WrongStore {
         /// The definition's module name.
         module: String,

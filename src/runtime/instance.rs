@@ -333,8 +333,8 @@ fn incompatible(store: &StoreOpaque, module: &Module, i: usize, ext: &Extern) ->
         Ok(actual) => LinkError::IncompatibleImport {
             module: m.to_string(),
             name: name.to_string(),
-            expected,
-            actual,
+            expected: Box::new(expected),
+            actual: Box::new(actual),
         }
         .into(),
         Err(e) => e,

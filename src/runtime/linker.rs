@@ -343,8 +343,8 @@ impl<T> Linker<T> {
                 return Err(LinkError::IncompatibleImport {
                     module: m.to_string(),
                     name: n.to_string(),
-                    expected,
-                    actual,
+                    expected: Box::new(expected),
+                    actual: Box::new(actual),
                 }
                 .into());
             }
