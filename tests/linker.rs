@@ -573,3 +573,31 @@ fn a_failed_instantiation_makes_no_host_function() -> Result<()> {
     assert_eq!(std::sync::Arc::strong_count(&token), 1);
     Ok(())
 }
+
+#[test]
+fn a_linker_can_be_shared_between_threads_whatever_its_host_data() -> Result<()> {
+    // `HostState` holds an `Rc` (not `Send`); the linker keeps only closures that are
+    // `Send + Sync`, so one linker can serve stores on several threads.
+    fn shareable<L: Send + Sync + Clone>(_: &L) {}
+    let engine = engine();
+    let linker = framewalk::host::linker(&engine);
+    shareable(&linker);
+    let module = Module::new(
+        &engine,
+        br#"(module (import "framewalk" "frames" (func $frames (result i32)))
+                    (func (export "run") (result i32) (call $frames)))"#,
+    )?;
+    let depth = std::thread::scope(|s| {
+        s.spawn(|| -> Result<i32> {
+            let mut store = Store::new(&engine, framewalk::host::HostState::default());
+            let instance = linker.instantiate(&mut store, &module)?;
+            Ok(instance
+                .get_typed_func::<(), i32>(&store, "run")?
+                .call(&mut store, ())?)
+        })
+        .join()
+        .expect("the thread ran")
+    })?;
+    assert_eq!(depth, 1, "the one wasm frame below the host function");
+    Ok(())
+}
