@@ -211,7 +211,10 @@ fn slots(store: &Store<()>, t: &Table) -> Vec<i32> {
 fn extern_table(n: u32) -> TableType {
     TableType {
         element: ValType::ExternRef,
-        limits: Limits { min: n, max: None },
+        limits: Limits {
+            min: n.into(),
+            max: None,
+        },
     }
 }
 
