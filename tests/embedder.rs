@@ -829,3 +829,68 @@ fn a_global_of_the_wrong_type_names_both_types() {
         "type mismatch: an i32 value for an externref global"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// 64-bit memories (memory64) from the host's side.
+
+/// A host-made 64-bit memory: its type says so, `size` and `grow` count pages in u64,
+/// a module importing an i64 memory uses it (and sees the host's writes), a module
+/// importing an i32 memory does not link against it (nor an i64 import against a
+/// 32-bit memory), and sizes beyond what framewalk reserves are resource errors.
+#[test]
+fn a_host_made_64_bit_memory_links_only_as_a_64_bit_import() -> Result<()> {
+    use framewalk::{Memory, MemoryType};
+    let engine = engine();
+    let mut store = Store::new(&engine, ());
+    let mem = Memory::new(&mut store, MemoryType::new64(1, Some(3)))?;
+    assert_eq!(mem.ty(&store)?, MemoryType::new64(1, Some(3)));
+    assert!(mem.ty(&store)?.is_64);
+    assert_eq!(mem.size(&store)?, 1);
+    assert_eq!(mem.grow(&mut store, 1)?, 1);
+    assert_eq!(mem.size(&store)?, 2);
+    assert!(matches!(mem.grow(&mut store, 2), Err(Error::Resource(_))));
+    assert!(matches!(
+        mem.grow(&mut store, u64::MAX),
+        Err(Error::Resource(_))
+    ));
+    mem.data_mut(&mut store)?[0x1_fff8..].copy_from_slice(&7u64.to_le_bytes());
+
+    let user = Module::new(
+        &engine,
+        br#"(module
+              (import "host" "mem" (memory i64 1))
+              (func (export "read") (param i64) (result i64) (i64.load (local.get 0)))
+              (func (export "size") (result i64) (memory.size)))"#,
+    )?;
+    let instance = Instance::new(&mut store, &user, &[Extern::Memory(mem)])?;
+    let read = instance.get_typed_func::<i64, i64>(&store, "read")?;
+    assert_eq!(read.call(&mut store, 0x1_fff8)?, 7);
+    let size = instance.get_typed_func::<(), i64>(&store, "size")?;
+    assert_eq!(size.call(&mut store, ())?, 2);
+    let Err(Error::Trap(trap)) = read.call(&mut store, 0x1_fffc) else {
+        panic!("a read straddling the end traps")
+    };
+    assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+    assert_eq!(trap.fault_address(), Some(0x2_0000), "{trap}");
+
+    let wants_32 = Module::new(&engine, br#"(module (import "host" "mem" (memory 1)))"#)?;
+    let e = Instance::new(&mut store, &wants_32, &[Extern::Memory(mem)])
+        .expect_err("an i32 import does not take a 64-bit memory");
+    assert!(matches!(e, Error::Link { .. }), "{e}");
+    let mem32 = Memory::new(&mut store, MemoryType::new(1, None))?;
+    assert!(!mem32.ty(&store)?.is_64);
+    let e = Instance::new(&mut store, &user, &[Extern::Memory(mem32)])
+        .expect_err("an i64 import does not take a 32-bit memory");
+    assert!(matches!(e, Error::Link { .. }), "{e}");
+
+    for ty in [
+        MemoryType::new64(1 << 20 | 1, None),
+        MemoryType::new64(1 << 40, Some(1 << 41)),
+        MemoryType::new(65537, None),
+        MemoryType::new64(2, Some(1)),
+    ] {
+        let e = Memory::new(&mut store, ty).expect_err("cannot be made");
+        assert!(matches!(e, Error::Resource(_)), "{ty:?}: {e}");
+    }
+    Ok(())
+}
