@@ -730,9 +730,9 @@ fn a_trap_right_after_a_call_and_that_call_are_different_frames() {
     assert_eq!(compact, offsets);
 }
 
-/// Loads and stores past the end of linear memory: every memory has guard pages and no
-/// explicit bounds check, so these fault on the access itself. Each access has a static
-/// offset, so the faulting address is `index + offset`, not the index.
+/// Loads and stores past the end of linear memory: every 32-bit memory has guard pages
+/// and no explicit bounds check, so these fault on the access itself. Each access has a
+/// static offset, so the faulting address is `index + offset`, not the index.
 const FAULT_WAT: &str = r#"
 (module $fault
   (memory (export "mem") 1 4)
