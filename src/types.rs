@@ -1,7 +1,8 @@
 //! Value and function types shared by the compiler, the artifact loader and the runtime.
 //!
-//! framewalk supports WebAssembly 2.0 without SIMD, so the value types are the four
-//! numeric types and the two reference types. Function types are compared structurally
+//! framewalk supports WebAssembly 2.0 without SIMD (plus multi-memory, extended-const
+//! and memory64, which add no value types), so the value types are the four numeric
+//! types and the two reference types. Function types are compared structurally
 //! and interned engine-wide (see `runtime::type_registry`).
 
 use std::fmt;
@@ -137,12 +138,17 @@ impl fmt::Display for FuncType {
 }
 
 /// Limits of a memory (in 64 KiB pages) or a table (in elements).
+///
+/// 64 bits wide because a 64-bit memory (memory64) may declare more than `u32::MAX`
+/// pages; a 32-bit memory's limits are at most 65,536 pages and a table's at most
+/// `u32::MAX` elements (the validator checks modules; `Memory::new` and `Table::new`
+/// check the types they are given).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// Initial size.
-    pub min: u32,
+    pub min: u64,
     /// Maximum size, if any.
-    pub max: Option<u32>,
+    pub max: Option<u64>,
 }
 
 impl Limits {
@@ -162,6 +168,30 @@ impl Limits {
 pub struct MemoryType {
     /// Size limits in pages.
     pub limits: Limits,
+    /// Whether addresses are `i64` (a 64-bit memory, the memory64 proposal) rather
+    /// than `i32`. An import matches only a memory of the same index type.
+    pub is_64: bool,
+}
+
+impl MemoryType {
+    /// A 32-bit memory of at least `min` pages and at most `max`.
+    pub fn new(min: u32, max: Option<u32>) -> MemoryType {
+        MemoryType {
+            limits: Limits {
+                min: u64::from(min),
+                max: max.map(u64::from),
+            },
+            is_64: false,
+        }
+    }
+
+    /// A 64-bit memory (memory64) of at least `min` pages and at most `max`.
+    pub fn new64(min: u64, max: Option<u64>) -> MemoryType {
+        MemoryType {
+            limits: Limits { min, max },
+            is_64: true,
+        }
+    }
 }
 
 /// The type of a table.
@@ -218,10 +248,14 @@ impl fmt::Display for Limits {
     }
 }
 
-/// The text format's type: `(memory 1)`, `(memory 1 2)`.
+/// The text format's type: `(memory 1)`, `(memory 1 2)`, `(memory i64 1)`.
 impl fmt::Display for MemoryType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "(memory {})", self.limits)
+        if self.is_64 {
+            write!(f, "(memory i64 {})", self.limits)
+        } else {
+            write!(f, "(memory {})", self.limits)
+        }
     }
 }
 
@@ -269,9 +303,15 @@ mod display_tests {
             ExternType::Func(FuncType::new([], [])),
             ExternType::Memory(MemoryType {
                 limits: limits(1, None),
+                is_64: false,
             }),
             ExternType::Memory(MemoryType {
                 limits: limits(1, Some(2)),
+                is_64: false,
+            }),
+            ExternType::Memory(MemoryType {
+                limits: limits(1, None),
+                is_64: true,
             }),
             ExternType::Table(TableType {
                 element: ValType::FuncRef,
@@ -296,6 +336,7 @@ mod display_tests {
                 "(func)",
                 "(memory 1)",
                 "(memory 1 2)",
+                "(memory i64 1)",
                 "(table 0 8 funcref)",
                 "(global i32)",
                 "(global (mut externref))",

@@ -369,3 +369,45 @@ fn an_fde_outside_the_text_is_rejected() -> Result<()> {
     }
     Ok(())
 }
+
+/// A 64-bit memory's type (its `i64` index and limits past `u32`) survives the
+/// artifact, and the loaded code bounds-checks it like the source's; an engine with
+/// memory64 turned off refuses the artifact by naming the proposal.
+#[test]
+fn a_64_bit_memory_round_trips_through_an_artifact() -> Result<()> {
+    use framewalk::types::ExternType;
+    use framewalk::{Config, MemoryType};
+    let wat = r#"(module
+        (import "host" "mem" (memory i64 1 0x100000000))
+        (memory (export "own") i64 2 0x1000000000)
+        (func (export "load") (param i64) (result i32) (i32.load (local.get 0))))"#;
+    let engine = engine();
+    let bytes = compile_artifact(&engine, wat.as_bytes())?;
+    let module = Module::deserialize(&engine, &bytes)?;
+    let imported: Vec<_> = module.imports().map(|(_, _, ty)| ty.clone()).collect();
+    assert_eq!(
+        imported,
+        [ExternType::Memory(MemoryType::new64(1, Some(1 << 32)))]
+    );
+    let mut store = Store::new(&engine, ());
+    let host = framewalk::Memory::new(&mut store, MemoryType::new64(1, Some(1)))?;
+    let inst = Instance::new(&mut store, &module, &[framewalk::Extern::Memory(host)])?;
+    let own = inst.get_memory(&store, "own").unwrap();
+    assert_eq!(own.ty(&store)?, MemoryType::new64(2, Some(1 << 36)));
+    let load = inst.get_typed_func::<i64, i32>(&store, "load")?;
+    // Memory 0 is the imported one, of 1 page.
+    assert_eq!(load.call(&mut store, 0xfffc)?, 0);
+    assert!(load.call(&mut store, 0xfffd).is_err());
+    assert!(load.call(&mut store, 1 << 32).is_err());
+
+    let without = Engine::new(Config {
+        wasm_memory64: false,
+        ..Default::default()
+    })?;
+    let e = Module::deserialize(&without, &bytes).expect_err("memory64 is off");
+    assert!(
+        e.to_string().contains("unsupported wasm feature: memory64"),
+        "{e}"
+    );
+    Ok(())
+}

@@ -255,6 +255,35 @@ fn objdump_lists_functions_safepoints_traps_and_a_summary() {
     );
 }
 
+/// A 32-bit memory's loads keep their guard-page code: the load is the function's only
+/// trap site (no bounds check). A 64-bit memory's load has an explicit check of the
+/// index before it, a second trap site. Both report out-of-bounds accesses.
+#[test]
+fn only_64_bit_memories_have_explicit_bounds_checks() {
+    for (index, sites) in [("", 1), ("i64", 2)] {
+        let ty = if index.is_empty() { "i32" } else { "i64" };
+        let wat = write_wat(
+            &format!("load-{ty}.wat"),
+            &format!(
+                "(module (memory {index} 1) (func (export \"load\") (param {ty}) (result i32) \
+                   (i32.load offset=16 (local.get 0))))"
+            ),
+        );
+        let art = temp(&format!("load-{ty}.fwo")).display().to_string();
+        let o = framewalk(&["compile", &wat, "-o", &art]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&framewalk(&["objdump", "--traps", &art]));
+        let traps: Vec<_> = out.lines().filter(|l| l.contains("  trap 0x")).collect();
+        assert_eq!(traps.len(), sites, "{ty}: {out}");
+        assert!(
+            traps
+                .iter()
+                .all(|l| l.ends_with("out of bounds memory access")),
+            "{ty}: {out}"
+        );
+    }
+}
+
 #[test]
 fn run_help_documents_the_host_module() {
     let o = framewalk(&["run", "--help"]);

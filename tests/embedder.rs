@@ -213,7 +213,10 @@ fn slots(store: &Store<()>, t: &Table) -> Vec<i32> {
 fn extern_table(n: u32) -> TableType {
     TableType {
         element: ValType::ExternRef,
-        limits: Limits { min: n, max: None },
+        limits: Limits {
+            min: n.into(),
+            max: None,
+        },
     }
 }
 
@@ -834,4 +837,132 @@ fn a_global_of_the_wrong_type_names_both_types() {
         err.to_string(),
         "type mismatch: an i32 value for an externref global"
     );
+}
+
+// ---------------------------------------------------------------------------------
+// 64-bit memories (memory64) from the host's side.
+
+/// A host-made 64-bit memory: its type says so, `size` and `grow` count pages in u64,
+/// a module importing an i64 memory uses it (and sees the host's writes), a module
+/// importing an i32 memory does not link against it (nor an i64 import against a
+/// 32-bit memory), and sizes beyond what framewalk reserves are resource errors.
+#[test]
+fn a_host_made_64_bit_memory_links_only_as_a_64_bit_import() -> Result<()> {
+    use framewalk::{Memory, MemoryType};
+    let engine = engine();
+    let mut store = Store::new(&engine, ());
+    let mem = Memory::new(&mut store, MemoryType::new64(1, Some(3)))?;
+    assert_eq!(mem.ty(&store)?, MemoryType::new64(1, Some(3)));
+    assert!(mem.ty(&store)?.is_64);
+    assert_eq!(mem.size(&store)?, 1);
+    assert_eq!(mem.grow(&mut store, 1)?, 1);
+    assert_eq!(mem.size(&store)?, 2);
+    assert!(matches!(mem.grow(&mut store, 2), Err(Error::Resource(_))));
+    assert!(matches!(
+        mem.grow(&mut store, u64::MAX),
+        Err(Error::Resource(_))
+    ));
+    mem.data_mut(&mut store)?[0x1_fff8..].copy_from_slice(&7u64.to_le_bytes());
+
+    let user = Module::new(
+        &engine,
+        br#"(module
+              (import "host" "mem" (memory i64 1))
+              (func (export "read") (param i64) (result i64) (i64.load (local.get 0)))
+              (func (export "size") (result i64) (memory.size)))"#,
+    )?;
+    let instance = Instance::new(&mut store, &user, &[Extern::Memory(mem)])?;
+    let read = instance.get_typed_func::<i64, i64>(&store, "read")?;
+    assert_eq!(read.call(&mut store, 0x1_fff8)?, 7);
+    let size = instance.get_typed_func::<(), i64>(&store, "size")?;
+    assert_eq!(size.call(&mut store, ())?, 2);
+    let Err(Error::Trap(trap)) = read.call(&mut store, 0x1_fffc) else {
+        panic!("a read straddling the end traps")
+    };
+    assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+    assert_eq!(trap.fault_address(), Some(0x2_0000), "{trap}");
+
+    let wants_32 = Module::new(&engine, br#"(module (import "host" "mem" (memory 1)))"#)?;
+    let e = Instance::new(&mut store, &wants_32, &[Extern::Memory(mem)])
+        .expect_err("an i32 import does not take a 64-bit memory");
+    assert!(matches!(e, Error::Link { .. }), "{e}");
+    let mem32 = Memory::new(&mut store, MemoryType::new(1, None))?;
+    assert!(!mem32.ty(&store)?.is_64);
+    let e = Instance::new(&mut store, &user, &[Extern::Memory(mem32)])
+        .expect_err("an i64 import does not take a 32-bit memory");
+    assert!(matches!(e, Error::Link { .. }), "{e}");
+
+    for ty in [
+        MemoryType::new64(1 << 20 | 1, None),
+        MemoryType::new64(1 << 40, Some(1 << 41)),
+        MemoryType::new(65537, None),
+        MemoryType::new64(2, Some(1)),
+    ] {
+        let e = Memory::new(&mut store, ty).expect_err("cannot be made");
+        assert!(matches!(e, Error::Resource(_)), "{ty:?}: {e}");
+    }
+    Ok(())
+}
+
+/// A 32-bit and a 64-bit memory in one module (multi-memory with memory64):
+/// `memory.copy` between them takes each address in its memory's index type and the
+/// length as an i32; `memory.init` and active data segments take i64 addresses in the
+/// 64-bit memory, and one above 4 GiB is out of bounds rather than wrapped.
+#[test]
+fn copies_between_a_32_bit_and_a_64_bit_memory() -> Result<()> {
+    let engine = engine();
+    let wat = r#"(module
+          (memory $m32 (export "m32") 1)
+          (memory $m64 (export "m64") i64 1)
+          (data (memory $m64) (i64.const 0xfff0) "abcd")
+          (data $seg "wxyz")
+          (func (export "to32") (param $dst i32) (param $src i64) (param $len i32)
+            (memory.copy $m32 $m64 (local.get $dst) (local.get $src) (local.get $len)))
+          (func (export "to64") (param $dst i64) (param $src i32) (param $len i32)
+            (memory.copy $m64 $m32 (local.get $dst) (local.get $src) (local.get $len)))
+          (func (export "init64") (param $dst i64)
+            (memory.init $m64 $seg (local.get $dst) (i32.const 0) (i32.const 4))))"#;
+    let module = Module::new(&engine, wat.as_bytes())?;
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[])?;
+    let m32 = instance.get_memory(&store, "m32").expect("m32");
+    let m64 = instance.get_memory(&store, "m64").expect("m64");
+    let to32 = instance.get_typed_func::<(i32, i64, i32), ()>(&store, "to32")?;
+    let to64 = instance.get_typed_func::<(i64, i32, i32), ()>(&store, "to64")?;
+    let init64 = instance.get_typed_func::<i64, ()>(&store, "init64")?;
+
+    to32.call(&mut store, (0x10, 0xfff0, 4))?;
+    assert_eq!(&m32.data(&store)?[0x10..0x14], b"abcd");
+    to64.call(&mut store, (0x20, 0x10, 4))?;
+    assert_eq!(&m64.data(&store)?[0x20..0x24], b"abcd");
+    init64.call(&mut store, 0xfffc)?;
+    assert_eq!(&m64.data(&store)?[0xfffc..], b"wxyz");
+    for (what, result) in [
+        ("to32 from 4 GiB", to32.call(&mut store, (0x10, 1 << 32, 4))),
+        (
+            "to32 past the end",
+            to32.call(&mut store, (0x10, 0xfffe, 4)),
+        ),
+        ("to64 to 4 GiB", to64.call(&mut store, (1 << 32, 0x10, 4))),
+        ("init64 at 4 GiB", init64.call(&mut store, 1 << 32)),
+        ("init64 at -4", init64.call(&mut store, -4)),
+    ] {
+        match result {
+            Err(Error::Trap(t)) => assert_eq!(t.code(), TrapCode::MemoryOutOfBounds, "{what}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert_eq!(&m32.data(&store)?[..0x10], [0; 0x10]);
+    assert_eq!(&m64.data(&store)?[..0x10], [0; 0x10]);
+
+    // An active segment above 4 GiB would land at 0 if the offset were truncated.
+    let far = Module::new(
+        &engine,
+        br#"(module (memory (export "m") i64 1) (data (i64.const 0x100000000) "x"))"#,
+    )?;
+    match Instance::new(&mut store, &far, &[]) {
+        Err(Error::Trap(t)) => assert_eq!(t.code(), TrapCode::MemoryOutOfBounds),
+        other => panic!("a segment at 4 GiB: {other:?}"),
+    }
+    Ok(())
 }

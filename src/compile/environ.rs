@@ -14,19 +14,30 @@
 //! a [`VMFuncRef`] and call its `wasm_call` pointer.
 //!
 //! Invariants:
-//! - linear memory accesses rely on guard pages, as Wasmtime's do on 64-bit hosts: every
-//!   memory is a `HeapStyle::Static` heap with a bound of `runtime::storage::MEMORY_BOUND`
-//!   (4 GiB) and an `offset_guard_size` of `MEMORY_GUARD` (2 GiB), matching the
-//!   reservation of bound + guard that every `MemoryStorage` makes (bytes past
-//!   `current_length` are `PROT_NONE`). For a 32-bit index and `offset + access size <=
-//!   MEMORY_GUARD + 1` (every realistic offset) cranelift-wasm 0.112.3 emits no check
-//!   at all: an out-of-bounds access faults on the load or store itself, whose PC is a
-//!   `HeapOutOfBounds` trap site (its `MemFlags` can trap), and the signal handler
-//!   reports the faulting address. Larger offsets get an explicit check that the access
-//!   ends within the 4 GiB bound (`trapnz heap_oob`, no address), and the `PROT_NONE`
-//!   pages between `current_length` and the bound catch the rest; offsets past the
-//!   bound trap unconditionally. `memory.size` and the bulk-memory libcalls read
-//!   `VMMemoryDefinition::current_length`;
+//! - accesses to a 32-bit linear memory rely on guard pages, as Wasmtime's do on
+//!   64-bit hosts: such a memory is a `HeapStyle::Static` heap with a bound of
+//!   `runtime::storage::MEMORY_BOUND` (4 GiB) and an `offset_guard_size` of
+//!   `MEMORY_GUARD` (2 GiB), matching the reservation of bound + guard that every
+//!   32-bit `MemoryStorage` makes (bytes past `current_length` are `PROT_NONE`). For a
+//!   32-bit index and `offset + access size <= MEMORY_GUARD + 1` (every realistic
+//!   offset) cranelift-wasm 0.112.3 emits no check at all: an out-of-bounds access
+//!   faults on the load or store itself, whose PC is a `HeapOutOfBounds` trap site (its
+//!   `MemFlags` can trap), and the signal handler reports the faulting address. Larger
+//!   offsets get an explicit check that the access ends within the 4 GiB bound (`trapnz
+//!   heap_oob`, no address), and the `PROT_NONE` pages between `current_length` and
+//!   the bound catch the rest; offsets past the bound trap unconditionally;
+//! - a 64-bit memory (memory64) cannot be covered by guard pages: it is a
+//!   `HeapStyle::Dynamic` heap whose bound is `current_length`, reloaded from the
+//!   `VMMemoryDefinition` (it changes with `memory.grow`), with the same
+//!   `offset_guard_size`, which its `MemoryStorage` also reserves past its largest
+//!   size. For `offset + access size <= MEMORY_GUARD` cranelift-wasm then checks only
+//!   `index > current_length` (`trapnz heap_oob`, no address: the access never
+//!   happens), and an access that starts in bounds but ends past the end faults on
+//!   the guard with its exact address, as for 32-bit memories; larger offsets get the
+//!   full check `index + offset + size > current_length` (overflow included);
+//! - `memory.size` and the bulk-memory libcalls read
+//!   `VMMemoryDefinition::current_length`; the libcalls take 64-bit operands for both
+//!   index types (32-bit ones are zero-extended here);
 //! - every trap happens at a trap site Cranelift records in wasm code: a trap
 //!   instruction (including the check of a libcall's failure status) or a load or store
 //!   of linear memory;
@@ -40,7 +51,7 @@
 
 use super::libcall::Libcall;
 use super::module_info::ModuleInfo;
-use crate::runtime::storage::{MEMORY_BOUND, MEMORY_GUARD};
+use crate::runtime::storage::{MEMORY32_MAX_PAGES, MEMORY64_MAX_PAGES, MEMORY_BOUND, MEMORY_GUARD};
 use crate::runtime::vmcontext::{VMFuncRef, VMMemoryDefinition, VMOffsets, VMTableDefinition};
 use crate::types::{FuncType, ValType};
 use cranelift_codegen::cursor::FuncCursor;
@@ -401,6 +412,26 @@ impl<'a> FuncEnv<'a> {
         pos.ins().iconst(types::I32, i64::from(v))
     }
 
+    /// An unsigned wasm operand (an address, length or page count) as an i64 libcall
+    /// operand: an i32 is zero-extended.
+    fn to_i64(pos: &mut FuncCursor, v: ir::Value) -> ir::Value {
+        if pos.func.dfg.value_type(v) == types::I64 {
+            v
+        } else {
+            pos.ins().uextend(types::I64, v)
+        }
+    }
+
+    /// An i64 page count as memory `index`'s index type: truncated to i32 for a 32-bit
+    /// memory (it is at most 65,536, or all ones for a failed grow, which becomes -1).
+    fn to_index_type(&self, pos: &mut FuncCursor, index: MemoryIndex, v: ir::Value) -> ir::Value {
+        if self.info.memories[index.index()].is_64 {
+            v
+        } else {
+            pos.ins().ireduce(types::I32, v)
+        }
+    }
+
     /// Declares every externref result of `inst` (a call returning `results`) as needing
     /// a stack map: 0.112 leaves call results to the environment.
     fn declare_ref_results(builder: &mut FunctionBuilder, inst: ir::Inst, results: &[ValType]) {
@@ -612,26 +643,44 @@ impl FuncEnvironment for FuncEnv<'_> {
             global_type: types::I64,
             flags: MemFlags::trusted().with_readonly(),
         });
-        // Not the bound of accesses (the guard pages are), but what `memory.size`
-        // reads: it changes with `memory.grow`, so it is reloaded after calls.
+        // What `memory.size` reads, and the bound of a 64-bit memory's accesses (a
+        // 32-bit memory's bound is its guard pages): it changes with `memory.grow`,
+        // so it is reloaded after calls.
         let length = func.create_global_value(GlobalValueData::Load {
             base: def,
             offset: (VMMemoryDefinition::LENGTH_OFFSET as i32).into(),
             global_type: types::I64,
             flags: MemFlags::trusted(),
         });
-        let heap = self.heaps.push(HeapData {
-            base,
-            min_size: u64::from(mem.limits.min) << 16,
-            max_size: Some(u64::from(mem.limits.max.unwrap_or(65536)) << 16),
-            offset_guard_size: MEMORY_GUARD,
-            style: HeapStyle::Static {
-                bound: MEMORY_BOUND,
-            },
-            index_type: types::I32,
-            memory_type: None,
-            page_size_log2: 16,
-        });
+        let heap = if mem.is_64 {
+            // A 64-bit memory's size is capped by what framewalk reserves, which also
+            // keeps these byte counts from overflowing (the type allows 2^48 pages).
+            let bytes = |pages: u64| pages.min(MEMORY64_MAX_PAGES) << 16;
+            self.heaps.push(HeapData {
+                base,
+                min_size: bytes(mem.limits.min),
+                max_size: Some(bytes(mem.limits.max.unwrap_or(MEMORY64_MAX_PAGES))),
+                offset_guard_size: MEMORY_GUARD,
+                style: HeapStyle::Dynamic { bound_gv: length },
+                index_type: types::I64,
+                memory_type: None,
+                page_size_log2: 16,
+            })
+        } else {
+            let bytes = |pages: u64| pages.min(MEMORY32_MAX_PAGES) << 16;
+            self.heaps.push(HeapData {
+                base,
+                min_size: bytes(mem.limits.min),
+                max_size: Some(bytes(mem.limits.max.unwrap_or(MEMORY32_MAX_PAGES))),
+                offset_guard_size: MEMORY_GUARD,
+                style: HeapStyle::Static {
+                    bound: MEMORY_BOUND,
+                },
+                index_type: types::I32,
+                memory_type: None,
+                page_size_log2: 16,
+            })
+        };
         self.memory_lengths[heap] = Some(length);
         Ok(heap)
     }
@@ -812,13 +861,15 @@ impl FuncEnvironment for FuncEnv<'_> {
         val: ir::Value,
     ) -> WasmResult<ir::Value> {
         let mem = Self::i32_const(&mut pos, index.as_u32());
-        Ok(self.call_libcall(&mut pos, Libcall::MemoryGrow, &[mem, val])[0])
+        let delta = Self::to_i64(&mut pos, val);
+        let old = self.call_libcall(&mut pos, Libcall::MemoryGrow, &[mem, delta])[0];
+        Ok(self.to_index_type(&mut pos, index, old))
     }
 
     fn translate_memory_size(
         &mut self,
         mut pos: FuncCursor,
-        _index: MemoryIndex,
+        index: MemoryIndex,
         heap: Heap,
     ) -> WasmResult<ir::Value> {
         let Some(length) = self.memory_lengths[heap] else {
@@ -826,7 +877,7 @@ impl FuncEnvironment for FuncEnv<'_> {
         };
         let len = pos.ins().global_value(types::I64, length);
         let pages = pos.ins().ushr_imm(len, 16);
-        Ok(pos.ins().ireduce(types::I32, pages))
+        Ok(self.to_index_type(&mut pos, index, pages))
     }
 
     fn translate_memory_copy(
@@ -842,6 +893,9 @@ impl FuncEnvironment for FuncEnv<'_> {
     ) -> WasmResult<()> {
         let d = Self::i32_const(&mut pos, dst_index.as_u32());
         let s = Self::i32_const(&mut pos, src_index.as_u32());
+        // Each operand has its memory's index type; `len` is an i32 unless both are
+        // 64-bit. All are unsigned.
+        let [dst, src, len] = [dst, src, len].map(|v| Self::to_i64(&mut pos, v));
         self.call_checked(
             &mut pos,
             Libcall::MemoryCopy,
@@ -861,6 +915,7 @@ impl FuncEnvironment for FuncEnv<'_> {
         len: ir::Value,
     ) -> WasmResult<()> {
         let m = Self::i32_const(&mut pos, index.as_u32());
+        let [dst, len] = [dst, len].map(|v| Self::to_i64(&mut pos, v));
         self.call_checked(
             &mut pos,
             Libcall::MemoryFill,
@@ -882,6 +937,8 @@ impl FuncEnvironment for FuncEnv<'_> {
     ) -> WasmResult<()> {
         let m = Self::i32_const(&mut pos, index.as_u32());
         let s = Self::i32_const(&mut pos, seg_index);
+        // `dst` has the memory's index type; `src` and `len` (in the segment) are i32.
+        let [dst, src, len] = [dst, src, len].map(|v| Self::to_i64(&mut pos, v));
         self.call_checked(
             &mut pos,
             Libcall::MemoryInit,

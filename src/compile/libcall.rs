@@ -50,11 +50,15 @@ macro_rules! libcalls {
     };
 }
 
+// The memory libcalls take addresses, lengths and page counts as 64-bit values, which
+// serves 32-bit and 64-bit memories alike: generated code zero-extends an i32 operand
+// (every one of them is unsigned) and truncates `memory_grow`'s result for a 32-bit
+// memory (its failure value, all ones, becomes the i32 -1).
 libcalls! {
-    MemoryGrow = "memory_grow": (I32, I32) -> (I32);
-    MemoryCopy = "memory_copy": (I32, I32, I32, I32, I32) -> (I32);
-    MemoryFill = "memory_fill": (I32, I32, I32, I32) -> (I32);
-    MemoryInit = "memory_init": (I32, I32, I32, I32, I32) -> (I32);
+    MemoryGrow = "memory_grow": (I32, I64) -> (I64);
+    MemoryCopy = "memory_copy": (I32, I32, I64, I64, I64) -> (I32);
+    MemoryFill = "memory_fill": (I32, I64, I32, I64) -> (I32);
+    MemoryInit = "memory_init": (I32, I32, I64, I64, I64) -> (I32);
     DataDrop = "data_drop": (I32) -> ();
     TableGrow = "table_grow": (I32, I32, I64) -> (I32);
     TableFill = "table_fill": (I32, I32, I64, I32) -> (I32);

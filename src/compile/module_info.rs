@@ -6,7 +6,8 @@
 //! bytes, so the metadata is re-derived rather than serialized a second time).
 //!
 //! Invariants once [`parse`] returns `Ok`:
-//! - the module validated against the WebAssembly 2.0 feature set without SIMD;
+//! - the module validated against the engine's features, a subset of
+//!   [`supported_features`] (WebAssembly 2.0 without SIMD, plus proposals);
 //! - every index in the info (types, functions, tables, memories, globals, segments) is
 //!   in range, because the validator checked it;
 //! - `functions[..num_imported_funcs]` are the imported functions, in import order, and
@@ -74,12 +75,14 @@ impl ModuleError {
     }
 }
 
-/// The WebAssembly features framewalk compiles: 2.0 without SIMD, extended-const and
-/// multi-memory.
+/// The WebAssembly features framewalk compiles: 2.0 without SIMD, extended-const,
+/// multi-memory and memory64 (64-bit memories; its 64-bit tables are refused by name
+/// when read).
 pub fn supported_features() -> WasmFeatures {
     (WasmFeatures::WASM2 & !WasmFeatures::SIMD)
         | WasmFeatures::EXTENDED_CONST
         | WasmFeatures::MULTI_MEMORY
+        | WasmFeatures::MEMORY64
 }
 
 /// The proposals beyond [`supported_features`] a module may use, each with the
@@ -396,35 +399,45 @@ fn ref_type(r: wasmparser::RefType, offset: usize) -> Result<ValType, ModuleErro
     val_type(wasmparser::ValType::Ref(r), offset)
 }
 
-fn limits(initial: u64, maximum: Option<u64>, offset: usize) -> Result<Limits, ModuleError> {
-    let conv = |v: u64| {
-        u32::try_from(v).map_err(|_| ModuleError::Unsupported {
-            offset,
-            feature: "64-bit limits".into(),
-        })
-    };
-    Ok(Limits {
-        min: conv(initial)?,
-        max: maximum.map(conv).transpose()?,
-    })
-}
-
 fn table_type(t: &wasmparser::TableType, offset: usize) -> Result<TableType, ModuleError> {
+    // The validator accepts 64-bit tables with memory64; framewalk's tables are 32-bit
+    // (their limits then fit a u32, which the validator checked).
+    if t.table64 {
+        return Err(ModuleError::Unsupported {
+            offset,
+            feature: "64-bit tables (table64)".into(),
+        });
+    }
     Ok(TableType {
         element: ref_type(t.element_type, offset)?,
-        limits: limits(t.initial, t.maximum, offset)?,
+        limits: Limits {
+            min: t.initial,
+            max: t.maximum,
+        },
     })
 }
 
 fn memory_type(m: &wasmparser::MemoryType, offset: usize) -> Result<MemoryType, ModuleError> {
-    if m.memory64 || m.shared || m.page_size_log2.is_some() {
+    // Both are refused by validation before this runs (framewalk never enables their
+    // features); kept so that the reader is total on its own.
+    if m.shared {
         return Err(ModuleError::Unsupported {
             offset,
-            feature: "memory64, shared memory or custom page sizes".into(),
+            feature: "threads (shared memory, atomics)".into(),
+        });
+    }
+    if m.page_size_log2.is_some() {
+        return Err(ModuleError::Unsupported {
+            offset,
+            feature: "custom page sizes".into(),
         });
     }
     Ok(MemoryType {
-        limits: limits(m.initial, m.maximum, offset)?,
+        limits: Limits {
+            min: m.initial,
+            max: m.maximum,
+        },
+        is_64: m.memory64,
     })
 }
 
@@ -768,7 +781,7 @@ mod tests {
     #[test]
     fn modules_needing_a_proposal_name_it() {
         for (wat, proposal) in [
-            ("(module (memory i64 1))", "memory64"),
+            ("(module (table i64 1 funcref))", "64-bit tables (table64)"),
             (
                 "(module (memory 1 1 shared))",
                 "threads (shared memory, atomics)",
@@ -808,11 +821,13 @@ mod tests {
         let engine = crate::Engine::new(crate::Config {
             wasm_multi_memory: false,
             wasm_extended_const: false,
+            wasm_memory64: false,
             ..Default::default()
         })
         .unwrap();
         for (wat, proposal) in [
             ("(module (memory 1) (memory 1))", "multi-memory"),
+            ("(module (memory i64 1))", "memory64"),
             (
                 "(module (global i32 (i32.add (i32.const 1) (i32.const 2))))",
                 "extended-const",

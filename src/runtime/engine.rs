@@ -32,6 +32,10 @@ pub struct Config {
     /// Whether constant expressions may compute (the extended-const proposal: integer
     /// add, sub and mul; default `true`, as Wasmtime).
     pub wasm_extended_const: bool,
+    /// Whether memories may be 64-bit (the memory64 proposal: `i64` addresses and
+    /// page counts; default `true`). Off, such a module is refused as needing it.
+    /// framewalk's tables stay 32-bit: a 64-bit table is refused either way.
+    pub wasm_memory64: bool,
 }
 
 impl Config {
@@ -41,6 +45,7 @@ impl Config {
         let mut features = crate::compile::module_info::supported_features();
         features.set(F::MULTI_MEMORY, self.wasm_multi_memory);
         features.set(F::EXTENDED_CONST, self.wasm_extended_const);
+        features.set(F::MEMORY64, self.wasm_memory64);
         features
     }
 }
@@ -60,6 +65,7 @@ impl Default for Config {
             gdb_jit: false,
             wasm_multi_memory: true,
             wasm_extended_const: true,
+            wasm_memory64: true,
         }
     }
 }

@@ -36,7 +36,10 @@ handle!(Table, "A table of references.");
 handle!(Global, "A global variable.");
 
 impl Memory {
-    /// A new memory of type `ty`.
+    /// A new memory of type `ty`. Fails with [`Error::Resource`] if its minimum
+    /// exceeds its maximum or what framewalk reserves for its index type (65,536 pages
+    /// for a 32-bit memory, 2^20 pages, 64 GiB, for a 64-bit one), or if the OS
+    /// refuses the reservation.
     pub fn new(mut store: impl AsStoreMut, ty: MemoryType) -> Result<Memory, Error> {
         let store = store.store_opaque_mut();
         let m = MemoryStorage::new(ty).map_err(|e| Error::Resource(e.to_string()))?;
@@ -48,8 +51,8 @@ impl Memory {
         Ok(&store.memories[self.id(store)?])
     }
 
-    /// Size in pages.
-    pub fn size(&self, store: &impl AsStore) -> Result<u32, Error> {
+    /// Size in pages (64 KiB each).
+    pub fn size(&self, store: &impl AsStore) -> Result<u64, Error> {
         Ok(self.storage(store.store_opaque())?.pages())
     }
 
@@ -65,8 +68,10 @@ impl Memory {
         Ok(store.memories[id].data_mut())
     }
 
-    /// Grows by `delta` pages, returning the old size.
-    pub fn grow(&self, mut store: impl AsStoreMut, delta: u32) -> Result<u32, Error> {
+    /// Grows by `delta` pages, returning the old size. Fails with [`Error::Resource`]
+    /// past the memory's maximum or framewalk's limit for its index type (see
+    /// [`Memory::new`]).
+    pub fn grow(&self, mut store: impl AsStoreMut, delta: u64) -> Result<u64, Error> {
         let store = store.store_opaque_mut();
         let id = self.id(store)?;
         store.memories[id]

@@ -68,6 +68,7 @@ impl Extern {
                         min: mem.pages(),
                         max: mem.ty.limits.max,
                     },
+                    is_64: mem.ty.is_64,
                 })
             }
             Extern::Table(t) => {
@@ -75,7 +76,7 @@ impl Extern {
                 ExternType::Table(TableType {
                     element: table.ty.element,
                     limits: Limits {
-                        min: table.len(),
+                        min: u64::from(table.len()),
                         max: table.ty.limits.max,
                     },
                 })
@@ -316,7 +317,9 @@ pub(crate) fn import_matches(expected: &ExternType, actual: &ExternType) -> bool
     match (expected, actual) {
         (ExternType::Func(e), ExternType::Func(a)) => e == a,
         (ExternType::Global(e), ExternType::Global(a)) => e == a,
-        (ExternType::Memory(e), ExternType::Memory(a)) => a.limits.matches(&e.limits),
+        (ExternType::Memory(e), ExternType::Memory(a)) => {
+            e.is_64 == a.is_64 && a.limits.matches(&e.limits)
+        }
         (ExternType::Table(e), ExternType::Table(a)) => {
             e.element == a.element && a.limits.matches(&e.limits)
         }
@@ -407,7 +410,7 @@ fn instantiate(
                     min: mem.pages(),
                     max: mem.ty.limits.max,
                 };
-                if !actual.matches(&ty.limits) {
+                if mem.ty.is_64 != ty.is_64 || !actual.matches(&ty.limits) {
                     return Err(incompatible(store, module, i, ext));
                 }
                 data.write(
@@ -421,7 +424,7 @@ fn instantiate(
                 let id = t.id(store)?;
                 let table = &mut store.tables[id];
                 let actual = crate::types::Limits {
-                    min: table.len(),
+                    min: u64::from(table.len()),
                     max: table.ty.limits.max,
                 };
                 if table.ty.element != ty.element || !actual.matches(&ty.limits) {
@@ -564,16 +567,22 @@ fn instantiate(
     let mut applied = Vec::new();
     for (i, seg) in info.data.iter().enumerate() {
         if let SegmentMode::Active { index: mem, offset } = &seg.mode {
-            let at = eval_const(store, data, offset) as u32 as usize;
             // SAFETY: as for tables above.
             let mp = data.memories[*mem as usize];
             let m = unsafe { &mut *mp };
+            // The offset is an i32 for a 32-bit memory, an i64 for a 64-bit one, both
+            // unsigned addresses.
+            let at = eval_const(store, data, offset);
+            let at = if m.ty.is_64 { at } else { at as u32 as u64 };
             let bytes = &wasm[seg.range.clone()];
-            let end = at + bytes.len();
-            if end > m.data().len() {
+            let range = usize::try_from(at)
+                .ok()
+                .and_then(|at| Some(at..at.checked_add(bytes.len())?))
+                .filter(|r| r.end <= m.data().len());
+            let Some(range) = range else {
                 return Err(Trap::new(TrapCode::MemoryOutOfBounds, Vec::new()).into());
-            }
-            m.data_mut()[at..end].copy_from_slice(bytes);
+            };
+            m.data_mut()[range].copy_from_slice(bytes);
             applied.push(i);
         }
     }

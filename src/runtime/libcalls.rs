@@ -20,25 +20,33 @@ unsafe fn instance<'a>(vmctx: *mut u8) -> &'a mut InstanceData {
     unsafe { &mut *(*(vmctx.add(VMOffsets::INSTANCE as usize) as *const *mut InstanceData)) }
 }
 
-/// `start..start+len` if it lies within `bound`.
-fn range(start: u32, len: u32, bound: usize) -> Option<std::ops::Range<usize>> {
-    let end = u64::from(start) + u64::from(len);
+/// `start..start+len` if it lies within `bound` (neither the sum nor anything past
+/// `bound` wraps: the check is on the full 64-bit values).
+fn range(start: u64, len: u64, bound: usize) -> Option<std::ops::Range<usize>> {
+    let end = start.checked_add(len)?;
     (end <= bound as u64).then_some(start as usize..end as usize)
 }
 
-unsafe extern "C" fn memory_grow(vmctx: *mut u8, mem: u32, delta: u32) -> u32 {
+/// `start..start+len` for 32-bit operands (tables).
+fn range32(start: u32, len: u32, bound: usize) -> Option<std::ops::Range<usize>> {
+    range(u64::from(start), u64::from(len), bound)
+}
+
+/// Memory libcalls take 64-bit operands for memories of either index type (see
+/// `compile::libcall`); `memory_grow` returns all ones on failure.
+unsafe extern "C" fn memory_grow(vmctx: *mut u8, mem: u32, delta: u64) -> u64 {
     // SAFETY: called by generated code with its vmctx; memory pointers are live.
     let m = unsafe { &mut *instance(vmctx).memories[mem as usize] };
-    m.grow(delta).unwrap_or(u32::MAX)
+    m.grow(delta).unwrap_or(u64::MAX)
 }
 
 unsafe extern "C" fn memory_copy(
     vmctx: *mut u8,
     dst_mem: u32,
     src_mem: u32,
-    dst: u32,
-    src: u32,
-    len: u32,
+    dst: u64,
+    src: u64,
+    len: u64,
 ) -> u32 {
     // SAFETY: as above.
     let inst = unsafe { instance(vmctx) };
@@ -60,7 +68,7 @@ unsafe extern "C" fn memory_copy(
     1
 }
 
-unsafe extern "C" fn memory_fill(vmctx: *mut u8, mem: u32, dst: u32, val: u32, len: u32) -> u32 {
+unsafe extern "C" fn memory_fill(vmctx: *mut u8, mem: u32, dst: u64, val: u32, len: u64) -> u32 {
     // SAFETY: as above.
     let m = unsafe { &mut *instance(vmctx).memories[mem as usize] };
     let Some(r) = range(dst, len, m.def.current_length) else {
@@ -74,9 +82,9 @@ unsafe extern "C" fn memory_init(
     vmctx: *mut u8,
     mem: u32,
     seg: u32,
-    dst: u32,
-    src: u32,
-    len: u32,
+    dst: u64,
+    src: u64,
+    len: u64,
 ) -> u32 {
     // SAFETY: as above.
     let inst = unsafe { instance(vmctx) };
@@ -113,7 +121,7 @@ unsafe extern "C" fn table_grow(vmctx: *mut u8, table: u32, delta: u32, init: u6
 unsafe extern "C" fn table_fill(vmctx: *mut u8, table: u32, dst: u32, val: u64, len: u32) -> u32 {
     // SAFETY: as above.
     let t = unsafe { &mut *instance(vmctx).tables[table as usize] };
-    let Some(r) = range(dst, len, t.len() as usize) else {
+    let Some(r) = range32(dst, len, t.len() as usize) else {
         return 0;
     };
     t.fill(r, val as usize);
@@ -133,7 +141,7 @@ unsafe extern "C" fn table_copy(
     let (dp, sp) = (inst.tables[dst_t as usize], inst.tables[src_t as usize]);
     // SAFETY: live table storage; read lengths only.
     let (dlen, slen) = unsafe { ((*dp).len() as usize, (*sp).len() as usize) };
-    let (Some(dr), Some(sr)) = (range(dst, len, dlen), range(src, len, slen)) else {
+    let (Some(dr), Some(sr)) = (range32(dst, len, dlen), range32(src, len, slen)) else {
         return 0;
     };
     if dp == sp {
@@ -162,8 +170,8 @@ unsafe extern "C" fn table_init(
     // SAFETY: as above.
     let t = unsafe { &mut *inst.tables[table as usize] };
     let (Some(dr), Some(sr)) = (
-        range(dst, len, t.len() as usize),
-        range(src, len, values.len()),
+        range32(dst, len, t.len() as usize),
+        range32(src, len, values.len()),
     ) else {
         return 0;
     };

@@ -3,8 +3,8 @@
 //!
 //! # Linear memory layout
 //!
-//! Every linear memory, whatever its declared maximum, is one reservation of
-//! [`MEMORY_RESERVATION`] bytes whose base never moves:
+//! Every linear memory is one reservation whose base never moves. A 32-bit memory,
+//! whatever its declared maximum, reserves [`MEMORY_RESERVATION`] bytes:
 //!
 //! ```text
 //!   base                  base + current_length     base + MEMORY_BOUND   base + MEMORY_RESERVATION
@@ -18,6 +18,22 @@
 //! one faults on a `PROT_NONE` page and the signal handler turns the fault into a
 //! `MemoryOutOfBounds` trap. `current_length` is always a multiple of [`WASM_PAGE`] (a
 //! multiple of the host page size), so an access straddling the end faults too.
+//!
+//! A 64-bit memory (memory64) reserves its largest size plus the same guard:
+//!
+//! ```text
+//!   base                  base + current_length     base + max bytes      + MEMORY_GUARD
+//!   | read-write (wasm pages) | PROT_NONE (grow makes it RW) | PROT_NONE guard (never RW) |
+//! ```
+//!
+//! where the largest size is its declared maximum, capped at [`MEMORY64_MAX_PAGES`]
+//! (64 GiB: a 64-bit index can name far more than any host can reserve, so there is
+//! no bound the guard could cover). Generated code checks each access's index
+//! against `current_length` explicitly and leaves the static offset and access size
+//! to the guard, so an index at or below the length plus an offset of at most
+//! `MEMORY_GUARD` stays inside the reservation, and an access past the end still
+//! faults with its exact address. `memory.grow` beyond the cap fails (-1); a memory
+//! whose minimum exceeds it cannot be created.
 
 use super::vmcontext::{VMGlobalDefinition, VMMemoryDefinition, VMTableDefinition};
 use crate::gc::{release, retain};
@@ -39,30 +55,58 @@ pub const MEMORY_GUARD: u64 = 2 << 30;
 /// and `MAP_NORESERVE` until grown, so it costs address space, not memory).
 pub const MEMORY_RESERVATION: u64 = MEMORY_BOUND + MEMORY_GUARD;
 
+/// The most pages a 64-bit memory can have in framewalk (64 GiB), whatever its type
+/// allows: its reservation is this (or its smaller declared maximum) plus
+/// [`MEMORY_GUARD`], and the base never moves.
+pub const MEMORY64_MAX_PAGES: u64 = 1 << 20;
+/// The most pages a 32-bit memory can have: 4 GiB, its whole index space.
+pub const MEMORY32_MAX_PAGES: u64 = 1 << 16;
+
 // The largest 32-bit memory (65,536 pages) fills the bound exactly, and the bound is a
 // multiple of the host page size, so the guard starts on a page boundary.
-const _: () = assert!(65536 * WASM_PAGE as u64 == MEMORY_BOUND);
+const _: () = assert!(MEMORY32_MAX_PAGES * WASM_PAGE as u64 == MEMORY_BOUND);
 
-/// A linear memory: a reservation of [`MEMORY_RESERVATION`] bytes (whatever its
-/// maximum, which only limits `grow`), of which `current_length` bytes are accessible.
-/// The base never moves.
+/// A linear memory: a reservation (see the module doc: [`MEMORY_RESERVATION`] bytes
+/// for a 32-bit memory whatever its maximum, which only limits `grow`; the capped
+/// maximum plus [`MEMORY_GUARD`] for a 64-bit one), of which `current_length` bytes
+/// are accessible. The base never moves.
 #[repr(C)]
 #[derive(Debug)]
 pub struct MemoryStorage {
     /// What generated code reads. Must stay the first field.
     pub def: VMMemoryDefinition,
     reserved: usize,
-    max_pages: u32,
+    max_pages: u64,
     /// The memory's type.
     pub ty: MemoryType,
 }
 
 impl MemoryStorage {
-    /// Reserves and initializes a memory of type `ty`.
+    /// Reserves and initializes a memory of type `ty`. Fails if its minimum exceeds
+    /// its maximum or what framewalk can reserve for its index type
+    /// ([`MEMORY32_MAX_PAGES`], [`MEMORY64_MAX_PAGES`]), or if the OS refuses.
     pub fn new(ty: MemoryType) -> std::io::Result<Box<MemoryStorage>> {
-        let max_pages = ty.limits.max.unwrap_or(65536).min(65536);
-        // At most 65,536 pages = MEMORY_BOUND, so `grow` stays inside the bound.
-        let reserved = MEMORY_RESERVATION as usize;
+        let cap = if ty.is_64 {
+            MEMORY64_MAX_PAGES
+        } else {
+            MEMORY32_MAX_PAGES
+        };
+        if ty.limits.min > cap {
+            let bits = if ty.is_64 { 64 } else { 32 };
+            return Err(std::io::Error::other(format!(
+                "a {bits}-bit memory of {} pages: framewalk's limit is {cap} pages",
+                ty.limits.min
+            )));
+        }
+        let max_pages = ty.limits.max.unwrap_or(cap).min(cap);
+        let reserved = if ty.is_64 {
+            // At most 2^20 pages: no overflow in the multiplication.
+            max_pages * WASM_PAGE as u64 + MEMORY_GUARD
+        } else {
+            // At most 65,536 pages = MEMORY_BOUND, so `grow` stays inside the bound.
+            MEMORY_RESERVATION
+        };
+        let reserved = usize::try_from(reserved).map_err(std::io::Error::other)?;
         // SAFETY: an anonymous private PROT_NONE reservation; checked for MAP_FAILED.
         let base = unsafe {
             libc::mmap(
@@ -95,21 +139,22 @@ impl MemoryStorage {
     }
 
     /// Current size in pages.
-    pub fn pages(&self) -> u32 {
-        (self.def.current_length / WASM_PAGE) as u32
+    pub fn pages(&self) -> u64 {
+        (self.def.current_length / WASM_PAGE) as u64
     }
 
     /// Grows by `delta` pages; returns the old size, or `None` if it would exceed the
-    /// maximum or the OS refused.
-    pub fn grow(&mut self, delta: u32) -> Option<u32> {
+    /// maximum (declared, or framewalk's cap for the index type) or the OS refused.
+    pub fn grow(&mut self, delta: u64) -> Option<u64> {
         let old = self.pages();
         let new = old.checked_add(delta)?;
         if new > self.max_pages {
             return None;
         }
         if delta > 0 {
-            let new_len = new as usize * WASM_PAGE;
-            debug_assert!(new_len as u64 <= MEMORY_BOUND && new_len <= self.reserved);
+            // `new <= max_pages`, whose bytes plus the guard fit `reserved` (a usize).
+            let new_len = usize::try_from(new).ok()? * WASM_PAGE;
+            debug_assert!(new_len <= self.reserved);
             // SAFETY: `base..base+new_len` lies inside our reservation.
             let rc = unsafe {
                 libc::mprotect(
@@ -190,7 +235,7 @@ impl TableStorage {
 
     /// A table of type `ty` with every element `init` (a live reference or 0).
     pub fn new(ty: TableType, init: usize) -> Option<Box<TableStorage>> {
-        if ty.limits.min > MAX_TABLE_ELEMENTS {
+        if ty.limits.min > u64::from(MAX_TABLE_ELEMENTS) {
             return None;
         }
         let mut t = Box::new(TableStorage {
@@ -271,9 +316,9 @@ impl TableStorage {
             .ty
             .limits
             .max
-            .unwrap_or(u32::MAX)
-            .min(MAX_TABLE_ELEMENTS);
-        if new > max {
+            .unwrap_or(u64::MAX)
+            .min(u64::from(MAX_TABLE_ELEMENTS));
+        if u64::from(new) > max {
             return None;
         }
         self.elements.resize(new as usize, init);
