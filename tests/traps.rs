@@ -11,7 +11,10 @@
 
 mod common;
 
-use common::{assert_frames, env_count, render_trap, with_big_stack, Expected, Wasm};
+use common::{
+    assert_frames, chain_overflow_lines, chain_wat, cycle_overflow_lines, cycle_wat, env_count,
+    render_trap, with_big_stack, Expected, Wasm,
+};
 use framewalk::trap::TrapCode;
 use framewalk::{Caller, Config, Engine, Error, Extern, Func, Instance, Module, Store, Trap, Val};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -393,9 +396,10 @@ fn host_error_has_its_message_and_backtrace() {
 }
 
 /// Infinite recursion: "call stack exhausted" once the wasm stack reaches
-/// `max_wasm_stack`. The newest frame stopped in `$recurse`'s prologue (the stack
-/// check), at no wasm instruction, so it has no offset; every other `$recurse` frame
-/// is at its `call $recurse`, and the oldest frame is `$exhaust` at its call.
+/// `max_wasm_stack`. The newest frame stopped in `$recurse`'s entry (the prologue's
+/// stack check), before any wasm instruction, so it reports the start of the
+/// function's body; every other `$recurse` frame is at its `call $recurse`, and the
+/// oldest frame is `$exhaust` at its call.
 ///
 /// The frame count follows from the limit: each `$recurse` frame is at least 16
 /// bytes (return address and saved FP) and, for this body, at most 64.
@@ -418,7 +422,7 @@ fn stack_exhaustion_has_its_message_and_backtrace() {
             (max_wasm_stack / 64..=max_wasm_stack / 16).contains(&n),
             "{n} frames for a {max_wasm_stack}-byte stack"
         );
-        let mut expected = vec![fx.wasm.frame_without_offset("recurse")];
+        let mut expected = vec![fx.wasm.at_entry("recurse")];
         expected.extend((0..n - 2).map(|_| fx.wasm.frame("recurse", recurse_call)));
         expected.push(fx.wasm.at_call("exhaust", "recurse"));
         assert_frames(trap.frames(), &expected);
@@ -428,6 +432,89 @@ fn stack_exhaustion_has_its_message_and_backtrace() {
         );
         fx.assert_works();
     }
+}
+
+/// Calls the export `main` of `wat`, which must overflow the stack, with every frame
+/// captured; returns the module's names and the trap.
+fn overflow(wat: &str) -> (Wasm, Trap) {
+    let engine = Engine::new(Config {
+        wasm_backtrace_max_frames: None,
+        ..Config::default()
+    })
+    .expect("engine");
+    let wasm = Wasm::new(wat);
+    let module = Module::new(&engine, &wasm.bytes).expect("module compiles");
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+    let main = instance.get_func(&store, "main").expect("main");
+    match main.call(&mut store, &[], &mut []) {
+        Err(Error::Trap(t)) => {
+            assert_eq!(t.code(), TrapCode::StackOverflow, "{t}");
+            (wasm, t)
+        }
+        other => panic!("expected a stack overflow, got {other:?}"),
+    }
+}
+
+/// A stack overflow through a cycle of functions (`a → b → a ...`, `a → b → c → a
+/// ...`): `{:#}` prints the newest frame (at its function's entry), one copy of the
+/// cycle and one line counting the other copies; `frames()` still has every frame.
+#[test]
+fn an_overflow_through_a_cycle_prints_the_cycle_once_and_counts_it() {
+    for cycle in [&["a"][..], &["a", "b"], &["a", "b", "c"]] {
+        let (wasm, trap) = overflow(&cycle_wat(cycle));
+        let n = trap.frames().len();
+        assert!(n > 10_000, "{n} frames");
+        // Every frame is captured: oldest first, cycle[0] (main), cycle[1], ...
+        let p = cycle.len();
+        let mut expected: Vec<Expected> = (1..n)
+            .map(|j| wasm.at_call(cycle[(j - 1) % p], cycle[j % p]))
+            .collect();
+        expected.push(wasm.at_entry(cycle[(n - 1) % p]));
+        expected.reverse();
+        assert_frames(trap.frames(), &expected);
+
+        let mut lines = vec![
+            "wasm trap: call stack exhausted".to_string(),
+            "wasm backtrace:".to_string(),
+        ];
+        lines.extend(cycle_overflow_lines(&wasm, cycle, n));
+        let shown = format!("{trap:#}");
+        assert_eq!(shown, lines.join("\n"));
+        assert!(shown.lines().count() <= 2 + 1 + p + 1 + p, "{shown}");
+    }
+    // The two-function cycle, as a person reads it.
+    let (_, trap) = overflow(&cycle_wat(&["a", "b"]));
+    let shown = format!("{trap:#}");
+    let fold = shown.lines().last().unwrap().trim_start();
+    assert!(
+        fold.starts_with("... ") && fold.ends_with(" more repetitions of cycle!a \u{2192} cycle!b"),
+        "{shown}"
+    );
+}
+
+/// A stack overflow through 32,000 distinct functions (the last one recursing, since
+/// 32,000 frames of 16 bytes do not fill the default 512 KiB): `{:#}` prints the
+/// newest 40 entries (the recursion folded into one), the number of frames elided,
+/// and the oldest 20 frames.
+#[test]
+fn an_overflow_through_32000_functions_elides_the_middle() {
+    const N: usize = 32_000;
+    let (wasm, trap) = overflow(&chain_wat(N));
+    let frames = trap.frames();
+    // Every frame is captured: main, f0 .. f31999, then f31999 recursing.
+    let indices: Vec<u32> = frames.iter().rev().map(|f| f.func_index).collect();
+    let chain: Vec<u32> = (0..=N as u32).collect();
+    assert_eq!(indices[..=N], chain[..]);
+    assert!(indices[N..].iter().all(|&i| i == N as u32));
+
+    let mut lines = vec![
+        "wasm trap: call stack exhausted".to_string(),
+        "wasm backtrace:".to_string(),
+    ];
+    lines.extend(chain_overflow_lines(&wasm, N, frames.len()));
+    assert_eq!(format!("{trap:#}"), lines.join("\n"));
+    assert_eq!(lines.len(), 2 + 3 + 38 + 1 + 20);
 }
 
 /// A panic in a host function is resumed in the host, with its payload, after the wasm
