@@ -171,7 +171,7 @@ impl Fixture {
         )
         .unwrap();
         let walk = Func::wrap(&mut store, |mut caller: Caller<'_, Host>, (): ()| -> i32 {
-            let frames = caller.backtrace().expect("walk succeeds");
+            let frames = caller.force_backtrace().expect("walk succeeds");
             let n = frames.len() as i32;
             caller.data_mut().walked = frames;
             n
@@ -762,6 +762,117 @@ fn a_trap_symbolizes_at_most_the_configured_frames_and_counts_the_rest() {
         "{folded}"
     );
     assert_eq!(folded.lines().count(), 2 + 2 + 1, "{folded}");
+}
+
+/// What a host function captured: `Caller::wasm_backtrace`, `backtrace`, and their
+/// forced forms.
+#[derive(Default)]
+struct Captures {
+    compact: framewalk::trap::WasmBacktrace,
+    owned: Vec<framewalk::trap::FrameInfo>,
+    forced_compact: framewalk::trap::WasmBacktrace,
+    forced_owned: Vec<framewalk::trap::FrameInfo>,
+}
+
+/// Recurses to `depth` under `config`, then calls a host function that captures the
+/// four backtraces and fails; returns them and the host error's trap.
+fn capture_then_fail(config: Config, depth: i32) -> (Captures, Trap) {
+    let engine = Engine::new(config).expect("engine");
+    let module = Module::new(
+        &engine,
+        br#"(module $probe
+             (import "host" "probe" (func $probe (result i32)))
+             (func $down (export "down") (param i32) (result i32)
+               (if (result i32) (local.get 0)
+                 (then (call $down (i32.sub (local.get 0) (i32.const 1))))
+                 (else (call $probe)))))"#,
+    )
+    .expect("module compiles");
+    let mut store = Store::new(&engine, Captures::default());
+    let probe = Func::wrap(
+        &mut store,
+        |mut caller: Caller<'_, Captures>, (): ()| -> Result<i32, String> {
+            let captures = Captures {
+                compact: caller.wasm_backtrace().expect("walk"),
+                owned: caller.backtrace().expect("walk"),
+                forced_compact: caller.force_wasm_backtrace().expect("walk"),
+                forced_owned: caller.force_backtrace().expect("walk"),
+            };
+            *caller.data_mut() = captures;
+            Err("probe failed".into())
+        },
+    )
+    .expect("probe");
+    let instance = Instance::new(&mut store, &module, &[Extern::Func(probe)]).expect("instance");
+    let down = instance
+        .get_typed_func::<i32, i32>(&store, "down")
+        .expect("down");
+    let trap = match down.call(&mut store, depth) {
+        Err(Error::Trap(t)) => t,
+        other => panic!("expected the probe's error, got {other:?}"),
+    };
+    (std::mem::take(store.data_mut()), trap)
+}
+
+/// `Caller::wasm_backtrace` and `Caller::backtrace` are what a trap at that point
+/// reports, under every configuration: all frames, the newest `max_frames` (the rest
+/// counted), none. The forced captures have every frame whatever the configuration.
+#[test]
+fn a_capture_in_a_host_function_is_what_a_trap_there_reports() {
+    use std::num::NonZeroUsize;
+    const DEPTH: i32 = 30;
+    let all = DEPTH as usize + 1;
+    for (config, shown, omitted) in [
+        (Config::default(), 20, all - 20),
+        (
+            Config {
+                wasm_backtrace_max_frames: NonZeroUsize::new(3),
+                ..Config::default()
+            },
+            3,
+            all - 3,
+        ),
+        (
+            Config {
+                wasm_backtrace_max_frames: None,
+                ..Config::default()
+            },
+            all,
+            0,
+        ),
+        (
+            Config {
+                wasm_backtrace: false,
+                ..Config::default()
+            },
+            0,
+            0,
+        ),
+    ] {
+        let what = format!("{config:?}");
+        let (c, trap) = capture_then_fail(config, DEPTH);
+        assert_eq!(
+            (c.compact.len(), c.compact.omitted_frames()),
+            (shown, omitted),
+            "{what}"
+        );
+        assert_eq!(c.compact.to_frame_infos(), trap.frames(), "{what}");
+        assert_eq!(c.compact.omitted_frames(), trap.omitted_frames(), "{what}");
+        assert_eq!(c.owned, trap.frames(), "{what}");
+        // Printed as the trap prints its backtrace (after the trap's message).
+        let text = format!("{trap:#}");
+        let backtrace = text.split_once('\n').map_or("", |(_, rest)| rest);
+        assert_eq!(format!("{:#}", c.compact), backtrace, "{what}");
+        // Forced: every frame, the newest the same as the capture's.
+        assert_eq!(c.forced_compact.len(), all, "{what}");
+        assert_eq!(c.forced_compact.omitted_frames(), 0, "{what}");
+        assert_eq!(c.forced_compact.to_frame_infos(), c.forced_owned, "{what}");
+        assert_eq!(c.forced_owned[..shown], c.owned[..], "{what}");
+        assert!(c
+            .forced_owned
+            .iter()
+            .all(|f| f.func_name.as_deref() == Some("down")));
+    }
 }
 
 #[test]

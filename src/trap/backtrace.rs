@@ -89,9 +89,11 @@ impl Trap {
         self
     }
 
-    /// Replaces the backtrace with `backtrace`, newest first; [`frames`](Self::frames)
-    /// is made from it when first asked for.
+    /// Replaces the backtrace with `backtrace`, newest first, and the count of
+    /// [`omitted_frames`](Self::omitted_frames) with its count;
+    /// [`frames`](Self::frames) is made from it when first asked for.
     pub fn with_backtrace(mut self, backtrace: WasmBacktrace) -> Trap {
+        self.details.omitted_frames = backtrace.omitted_frames();
         self.details.backtrace = backtrace;
         self.details.frames = OnceLock::new();
         self
@@ -490,18 +492,24 @@ impl fmt::Display for Trap {
         } else {
             write!(f, "\n{}", Backtrace(frames))?;
         }
-        if self.details.omitted_frames > 0 {
-            write!(
-                f,
-                "\n         ... {} more frames not captured",
-                Thousands(self.details.omitted_frames)
-            )?;
-        }
+        write_omitted(f, self.details.omitted_frames)?;
         if let Some(e) = &self.details.walk_error {
             write!(f, "\n  (backtrace incomplete: {e})")?;
         }
         Ok(())
     }
+}
+
+/// The line after a backtrace that counts the frames the capture limit omitted, if any.
+pub(super) fn write_omitted(f: &mut fmt::Formatter<'_>, omitted: usize) -> fmt::Result {
+    if omitted > 0 {
+        write!(
+            f,
+            "\n         ... {} more frames not captured",
+            Thousands(omitted)
+        )?;
+    }
+    Ok(())
 }
 
 impl std::error::Error for Trap {

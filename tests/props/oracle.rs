@@ -580,7 +580,7 @@ fn check_callback(caller: &mut Caller<'_, Host>, what: &str) -> Result<(), Strin
         );
     }
     let frames = caller
-        .backtrace()
+        .force_backtrace()
         .map_err(|e| format!("walk failed: {e}"))?;
     let got: Vec<u32> = frames.iter().map(|f| f.func_index).collect();
     let want = caller.data().expected_frames();
