@@ -3,10 +3,11 @@
 //! - `visit_frames/N`: one `Caller::visit_frames` over N wasm frames (recursion depth
 //!   N, then a host function that walks inside `b.iter`), counting frames. No
 //!   allocation, no symbolization.
-//! - `backtrace/N`: one `Caller::backtrace` over the same N frames (walk, symbolize,
-//!   allocate the `Vec<FrameInfo>`).
-//! - `wasm_backtrace/N`: one `Caller::wasm_backtrace` (walk, symbolize into the compact
-//!   form whose frames borrow names from one `Arc` per module).
+//! - `backtrace/N`: one `Caller::force_backtrace` over the same N frames (walk,
+//!   symbolize, allocate the `Vec<FrameInfo>`; forced, so every frame whatever the
+//!   configuration).
+//! - `wasm_backtrace/N`: one `Caller::force_wasm_backtrace` (walk, symbolize into the
+//!   compact form whose frames borrow names from one `Arc` per module).
 //! - `visit_frames_distinct/1000`, `backtrace_distinct/1000`: the same over a chain of
 //!   1,000 *different* functions (`$f0` calls `$f1` ... calls the host), so every frame
 //!   has its own return address and function: no per-walk cache hit, a registry lookup
@@ -114,8 +115,9 @@ impl Fixture {
         let walk = Func::wrap(&mut store, |mut caller: Caller<'_, BenchHost>, (): ()| {
             let count_frames = |caller: &Caller<'_, BenchHost>| match caller.data().kind {
                 WalkKind::Visit => count_frames(caller),
-                WalkKind::Backtrace => caller.backtrace().expect("walk").len(),
-                WalkKind::WasmBacktrace => caller.wasm_backtrace().expect("walk").len(),
+                // Forced: every frame, whatever the configuration.
+                WalkKind::Backtrace => caller.force_backtrace().expect("walk").len(),
+                WalkKind::WasmBacktrace => caller.force_wasm_backtrace().expect("walk").len(),
                 WalkKind::RawChain => {
                     let (fp, n) = youngest_fp_and_count(caller);
                     black_box(chase(fp, n));

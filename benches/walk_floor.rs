@@ -12,8 +12,9 @@
 //!   lookup per frame);
 //! - `visit_frames, find`: the same walk with a visitor that keeps no state (it stops
 //!   at the oldest frame, found by its FP): the walk without the visitor's own cost;
-//! - `wasm_backtrace`: `Caller::wasm_backtrace` (walk and symbolize every frame);
-//! - `backtrace`: `Caller::backtrace` (the owned form, names cloned per frame);
+//! - `wasm_backtrace`: `Caller::force_wasm_backtrace` (walk and symbolize every frame,
+//!   whatever the engine's backtrace limit);
+//! - `backtrace`: `Caller::force_backtrace` (the owned form, names cloned per frame);
 //! - `gc scan`: `Caller::visit_stack_roots` at the bottom of another chain of 1,000
 //!   different functions, each holding one `externref` live across its call: the walk,
 //!   a stack-map lookup and a slot read per frame, and a read of the reference's header
@@ -95,10 +96,14 @@ fn walk_rows(caller: Caller<'_, ()>) -> i32 {
             .expect("walk");
         found.map_or(0, |()| oldest_index)
     });
+    // The forced captures: every frame, whatever the engine's backtrace limit (the
+    // default symbolizes 20), so these rows measure a walk of the whole chain.
     row("wasm_backtrace", || {
-        caller.wasm_backtrace().expect("walk").len()
+        caller.force_wasm_backtrace().expect("walk").len()
     });
-    row("backtrace", || caller.backtrace().expect("walk").len());
+    row("backtrace", || {
+        caller.force_backtrace().expect("walk").len()
+    });
     0
 }
 

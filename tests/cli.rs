@@ -1,6 +1,9 @@
 //! The `framewalk` command line, driven as a user would: its stdout, stderr and exit
 //! status.
 
+mod common;
+
+use common::{chain_overflow_lines, chain_wat, cycle_overflow_lines, cycle_wat, Wasm};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -476,6 +479,65 @@ fn a_stack_overflow_prints_its_repeated_frames_folded() {
     // 512 KiB of stack at 32 or more bytes per frame: thousands of frames, folded.
     assert!(count > 1_000, "{folded}");
     assert!(folded.ends_with(" more frames of deep!down"), "{folded}");
+}
+
+/// The frame count of a `{:#}` backtrace printed by the CLI: one more than the number
+/// of its last line, or, if that line folds a cycle of `period` frames after one
+/// copy starting at frame `first` (`... N more ...`), `first + (N + 1) * period`.
+fn printed_frames(err: &str, first: usize, period: usize) -> usize {
+    let last = err.lines().last().expect("a backtrace").trim_start();
+    let number = |s: &str| s.replace(',', "").parse::<usize>().expect("a count");
+    match last.strip_prefix("... ") {
+        Some(fold) => first + (number(fold.split(' ').next().unwrap()) + 1) * period,
+        None => number(last.split(':').next().unwrap()) + 1,
+    }
+}
+
+/// `framewalk run` of a module that overflows the stack through a cycle of one, two or
+/// three functions prints the cycle once and counts its other repetitions.
+#[test]
+fn a_stack_overflow_through_a_cycle_prints_it_folded() {
+    for (file, cycle) in [
+        ("self.wat", &["a"][..]),
+        ("mutual.wat", &["a", "b"]),
+        ("three.wat", &["a", "b", "c"]),
+    ] {
+        let wat = cycle_wat(cycle);
+        let path = write_wat(file, &wat);
+        let o = framewalk(&["run", &path, "--invoke", "main"]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        let n = printed_frames(&err, 1, cycle.len());
+        let mut expected = vec![
+            "error: wasm trap: call stack exhausted".to_string(),
+            "wasm backtrace:".to_string(),
+        ];
+        expected.extend(cycle_overflow_lines(&Wasm::new(&wat), cycle, n));
+        assert_eq!(err, expected.join("\n") + "\n");
+    }
+}
+
+/// `framewalk run` of a module that overflows the stack through 32,000 distinct
+/// functions (the last recursing) prints the newest 40 entries, a count of the frames
+/// elided and the oldest 20.
+#[test]
+fn a_stack_overflow_through_32000_functions_prints_its_ends() {
+    const N: usize = 32_000;
+    let wat = chain_wat(N);
+    let path = write_wat("chain.wat", &wat);
+    let o = framewalk(&["run", &path, "--invoke", "main"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let mut expected = vec![
+        "error: wasm trap: call stack exhausted".to_string(),
+        "wasm backtrace:".to_string(),
+    ];
+    expected.extend(chain_overflow_lines(
+        &Wasm::new(&wat),
+        N,
+        printed_frames(&err, 0, 1),
+    ));
+    assert_eq!(err, expected.join("\n") + "\n");
 }
 
 #[test]

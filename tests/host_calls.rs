@@ -17,7 +17,7 @@ type Log = Vec<String>;
 
 fn record(caller: &Caller<'_, Log>, call: String) -> String {
     let frames: Vec<String> = caller
-        .backtrace()
+        .force_backtrace()
         .expect("a host function called from wasm can walk")
         .iter()
         .map(|f| f.func_name.as_deref().unwrap_or("?").to_string())

@@ -273,7 +273,7 @@ fn two_runtimes_interleave_collections_and_traps_on_one_thread() {
     // Runs the VM under a wasm frame: a call that collects and walks, a trap two VM
     // activations deep, a VM collection; then a wasm collection.
     let run_jit = Func::wrap(&mut store, |mut caller: Caller<'_, Data>, _n: i32| -> i32 {
-        let wasm_frames = caller.backtrace().expect("the wasm walk succeeds");
+        let wasm_frames = caller.force_backtrace().expect("the wasm walk succeeds");
         let wasm_owners = caller
             .with_activation_stack(|acts, _| acts.iter().map(|a| a.owner).collect())
             .unwrap_or_default();

@@ -11,7 +11,10 @@
 
 mod common;
 
-use common::{assert_frames, env_count, render_trap, with_big_stack, Expected, Wasm};
+use common::{
+    assert_frames, chain_overflow_lines, chain_wat, cycle_overflow_lines, cycle_wat, env_count,
+    render_trap, with_big_stack, Expected, Wasm,
+};
 use framewalk::trap::TrapCode;
 use framewalk::{Caller, Config, Engine, Error, Extern, Func, Instance, Module, Store, Trap, Val};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -168,7 +171,7 @@ impl Fixture {
         )
         .unwrap();
         let walk = Func::wrap(&mut store, |mut caller: Caller<'_, Host>, (): ()| -> i32 {
-            let frames = caller.backtrace().expect("walk succeeds");
+            let frames = caller.force_backtrace().expect("walk succeeds");
             let n = frames.len() as i32;
             caller.data_mut().walked = frames;
             n
@@ -393,9 +396,10 @@ fn host_error_has_its_message_and_backtrace() {
 }
 
 /// Infinite recursion: "call stack exhausted" once the wasm stack reaches
-/// `max_wasm_stack`. The newest frame stopped in `$recurse`'s prologue (the stack
-/// check), at no wasm instruction, so it has no offset; every other `$recurse` frame
-/// is at its `call $recurse`, and the oldest frame is `$exhaust` at its call.
+/// `max_wasm_stack`. The newest frame stopped in `$recurse`'s entry (the prologue's
+/// stack check), before any wasm instruction, so it reports the start of the
+/// function's body; every other `$recurse` frame is at its `call $recurse`, and the
+/// oldest frame is `$exhaust` at its call.
 ///
 /// The frame count follows from the limit: each `$recurse` frame is at least 16
 /// bytes (return address and saved FP) and, for this body, at most 64.
@@ -418,7 +422,7 @@ fn stack_exhaustion_has_its_message_and_backtrace() {
             (max_wasm_stack / 64..=max_wasm_stack / 16).contains(&n),
             "{n} frames for a {max_wasm_stack}-byte stack"
         );
-        let mut expected = vec![fx.wasm.frame_without_offset("recurse")];
+        let mut expected = vec![fx.wasm.at_entry("recurse")];
         expected.extend((0..n - 2).map(|_| fx.wasm.frame("recurse", recurse_call)));
         expected.push(fx.wasm.at_call("exhaust", "recurse"));
         assert_frames(trap.frames(), &expected);
@@ -428,6 +432,89 @@ fn stack_exhaustion_has_its_message_and_backtrace() {
         );
         fx.assert_works();
     }
+}
+
+/// Calls the export `main` of `wat`, which must overflow the stack, with every frame
+/// captured; returns the module's names and the trap.
+fn overflow(wat: &str) -> (Wasm, Trap) {
+    let engine = Engine::new(Config {
+        wasm_backtrace_max_frames: None,
+        ..Config::default()
+    })
+    .expect("engine");
+    let wasm = Wasm::new(wat);
+    let module = Module::new(&engine, &wasm.bytes).expect("module compiles");
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+    let main = instance.get_func(&store, "main").expect("main");
+    match main.call(&mut store, &[], &mut []) {
+        Err(Error::Trap(t)) => {
+            assert_eq!(t.code(), TrapCode::StackOverflow, "{t}");
+            (wasm, t)
+        }
+        other => panic!("expected a stack overflow, got {other:?}"),
+    }
+}
+
+/// A stack overflow through a cycle of functions (`a → b → a ...`, `a → b → c → a
+/// ...`): `{:#}` prints the newest frame (at its function's entry), one copy of the
+/// cycle and one line counting the other copies; `frames()` still has every frame.
+#[test]
+fn an_overflow_through_a_cycle_prints_the_cycle_once_and_counts_it() {
+    for cycle in [&["a"][..], &["a", "b"], &["a", "b", "c"]] {
+        let (wasm, trap) = overflow(&cycle_wat(cycle));
+        let n = trap.frames().len();
+        assert!(n > 10_000, "{n} frames");
+        // Every frame is captured: oldest first, cycle[0] (main), cycle[1], ...
+        let p = cycle.len();
+        let mut expected: Vec<Expected> = (1..n)
+            .map(|j| wasm.at_call(cycle[(j - 1) % p], cycle[j % p]))
+            .collect();
+        expected.push(wasm.at_entry(cycle[(n - 1) % p]));
+        expected.reverse();
+        assert_frames(trap.frames(), &expected);
+
+        let mut lines = vec![
+            "wasm trap: call stack exhausted".to_string(),
+            "wasm backtrace:".to_string(),
+        ];
+        lines.extend(cycle_overflow_lines(&wasm, cycle, n));
+        let shown = format!("{trap:#}");
+        assert_eq!(shown, lines.join("\n"));
+        assert!(shown.lines().count() <= 2 + 1 + p + 1 + p, "{shown}");
+    }
+    // The two-function cycle, as a person reads it.
+    let (_, trap) = overflow(&cycle_wat(&["a", "b"]));
+    let shown = format!("{trap:#}");
+    let fold = shown.lines().last().unwrap().trim_start();
+    assert!(
+        fold.starts_with("... ") && fold.ends_with(" more repetitions of cycle!a \u{2192} cycle!b"),
+        "{shown}"
+    );
+}
+
+/// A stack overflow through 32,000 distinct functions (the last one recursing, since
+/// 32,000 frames of 16 bytes do not fill the default 512 KiB): `{:#}` prints the
+/// newest 40 entries (the recursion folded into one), the number of frames elided,
+/// and the oldest 20 frames.
+#[test]
+fn an_overflow_through_32000_functions_elides_the_middle() {
+    const N: usize = 32_000;
+    let (wasm, trap) = overflow(&chain_wat(N));
+    let frames = trap.frames();
+    // Every frame is captured: main, f0 .. f31999, then f31999 recursing.
+    let indices: Vec<u32> = frames.iter().rev().map(|f| f.func_index).collect();
+    let chain: Vec<u32> = (0..=N as u32).collect();
+    assert_eq!(indices[..=N], chain[..]);
+    assert!(indices[N..].iter().all(|&i| i == N as u32));
+
+    let mut lines = vec![
+        "wasm trap: call stack exhausted".to_string(),
+        "wasm backtrace:".to_string(),
+    ];
+    lines.extend(chain_overflow_lines(&wasm, N, frames.len()));
+    assert_eq!(format!("{trap:#}"), lines.join("\n"));
+    assert_eq!(lines.len(), 2 + 3 + 38 + 1 + 20);
 }
 
 /// A panic in a host function is resumed in the host, with its payload, after the wasm
@@ -675,6 +762,117 @@ fn a_trap_symbolizes_at_most_the_configured_frames_and_counts_the_rest() {
         "{folded}"
     );
     assert_eq!(folded.lines().count(), 2 + 2 + 1, "{folded}");
+}
+
+/// What a host function captured: `Caller::wasm_backtrace`, `backtrace`, and their
+/// forced forms.
+#[derive(Default)]
+struct Captures {
+    compact: framewalk::trap::WasmBacktrace,
+    owned: Vec<framewalk::trap::FrameInfo>,
+    forced_compact: framewalk::trap::WasmBacktrace,
+    forced_owned: Vec<framewalk::trap::FrameInfo>,
+}
+
+/// Recurses to `depth` under `config`, then calls a host function that captures the
+/// four backtraces and fails; returns them and the host error's trap.
+fn capture_then_fail(config: Config, depth: i32) -> (Captures, Trap) {
+    let engine = Engine::new(config).expect("engine");
+    let module = Module::new(
+        &engine,
+        br#"(module $probe
+             (import "host" "probe" (func $probe (result i32)))
+             (func $down (export "down") (param i32) (result i32)
+               (if (result i32) (local.get 0)
+                 (then (call $down (i32.sub (local.get 0) (i32.const 1))))
+                 (else (call $probe)))))"#,
+    )
+    .expect("module compiles");
+    let mut store = Store::new(&engine, Captures::default());
+    let probe = Func::wrap(
+        &mut store,
+        |mut caller: Caller<'_, Captures>, (): ()| -> Result<i32, String> {
+            let captures = Captures {
+                compact: caller.wasm_backtrace().expect("walk"),
+                owned: caller.backtrace().expect("walk"),
+                forced_compact: caller.force_wasm_backtrace().expect("walk"),
+                forced_owned: caller.force_backtrace().expect("walk"),
+            };
+            *caller.data_mut() = captures;
+            Err("probe failed".into())
+        },
+    )
+    .expect("probe");
+    let instance = Instance::new(&mut store, &module, &[Extern::Func(probe)]).expect("instance");
+    let down = instance
+        .get_typed_func::<i32, i32>(&store, "down")
+        .expect("down");
+    let trap = match down.call(&mut store, depth) {
+        Err(Error::Trap(t)) => t,
+        other => panic!("expected the probe's error, got {other:?}"),
+    };
+    (std::mem::take(store.data_mut()), trap)
+}
+
+/// `Caller::wasm_backtrace` and `Caller::backtrace` are what a trap at that point
+/// reports, under every configuration: all frames, the newest `max_frames` (the rest
+/// counted), none. The forced captures have every frame whatever the configuration.
+#[test]
+fn a_capture_in_a_host_function_is_what_a_trap_there_reports() {
+    use std::num::NonZeroUsize;
+    const DEPTH: i32 = 30;
+    let all = DEPTH as usize + 1;
+    for (config, shown, omitted) in [
+        (Config::default(), 20, all - 20),
+        (
+            Config {
+                wasm_backtrace_max_frames: NonZeroUsize::new(3),
+                ..Config::default()
+            },
+            3,
+            all - 3,
+        ),
+        (
+            Config {
+                wasm_backtrace_max_frames: None,
+                ..Config::default()
+            },
+            all,
+            0,
+        ),
+        (
+            Config {
+                wasm_backtrace: false,
+                ..Config::default()
+            },
+            0,
+            0,
+        ),
+    ] {
+        let what = format!("{config:?}");
+        let (c, trap) = capture_then_fail(config, DEPTH);
+        assert_eq!(
+            (c.compact.len(), c.compact.omitted_frames()),
+            (shown, omitted),
+            "{what}"
+        );
+        assert_eq!(c.compact.to_frame_infos(), trap.frames(), "{what}");
+        assert_eq!(c.compact.omitted_frames(), trap.omitted_frames(), "{what}");
+        assert_eq!(c.owned, trap.frames(), "{what}");
+        // Printed as the trap prints its backtrace (after the trap's message).
+        let text = format!("{trap:#}");
+        let backtrace = text.split_once('\n').map_or("", |(_, rest)| rest);
+        assert_eq!(format!("{:#}", c.compact), backtrace, "{what}");
+        // Forced: every frame, the newest the same as the capture's.
+        assert_eq!(c.forced_compact.len(), all, "{what}");
+        assert_eq!(c.forced_compact.omitted_frames(), 0, "{what}");
+        assert_eq!(c.forced_compact.to_frame_infos(), c.forced_owned, "{what}");
+        assert_eq!(c.forced_owned[..shown], c.owned[..], "{what}");
+        assert!(c
+            .forced_owned
+            .iter()
+            .all(|f| f.func_name.as_deref() == Some("down")));
+    }
 }
 
 #[test]

@@ -85,7 +85,7 @@ fn setup() -> Result<(Store<State>, Instance)> {
         },
     );
     let probe = Func::wrap(&mut store, |mut c: Caller<'_, State>, x: i32| {
-        let stack = names(&c.backtrace().expect("walk from a host function"));
+        let stack = names(&c.force_backtrace().expect("walk from a host function"));
         c.data_mut().stacks.push(stack);
         x * 2
     })?;

@@ -47,7 +47,7 @@ struct Walk {
 
 impl Walk {
     fn take<T>(caller: &Caller<'_, T>) -> Walk {
-        let frames = caller.backtrace().expect("backtrace succeeds");
+        let frames = caller.force_backtrace().expect("backtrace succeeds");
         let mut visited = Vec::new();
         let done = caller
             .visit_frames(|f| {

@@ -293,13 +293,20 @@ pub(crate) fn take_host_failure(store: &mut StoreOpaque, frames: Vec<FrameInfo>)
 
 /// How much of a backtrace a trap captures (from the engine's `Config`).
 #[derive(Clone, Copy)]
-struct CaptureLimit {
+pub(crate) struct CaptureLimit {
     enabled: bool,
     max_frames: usize,
 }
 
 impl CaptureLimit {
-    fn of(store: &StoreOpaque) -> CaptureLimit {
+    /// Every frame, whatever the configuration: a forced capture.
+    pub(crate) const ALL: CaptureLimit = CaptureLimit {
+        enabled: true,
+        max_frames: usize::MAX,
+    };
+
+    /// What a trap in `store` captures.
+    pub(crate) fn of(store: &StoreOpaque) -> CaptureLimit {
         let config = store.engine.config();
         CaptureLimit {
             enabled: config.wasm_backtrace,
@@ -310,19 +317,16 @@ impl CaptureLimit {
     }
 }
 
-/// What `capture` found: the symbolized frames, how many more there were, and the
-/// walk error that ended it early, if any.
+/// What `capture` found: the symbolized frames (with the count of those beyond the
+/// limit), and the walk error that ended it early, if any.
 struct Captured {
     backtrace: WasmBacktrace,
-    omitted: usize,
     walk_error: Option<String>,
 }
 
 impl Captured {
     fn into_trap(self, trap: Trap) -> Trap {
-        let trap = trap
-            .with_backtrace(self.backtrace)
-            .with_omitted_frames(self.omitted);
+        let trap = trap.with_backtrace(self.backtrace);
         match self.walk_error {
             Some(e) => trap.with_walk_error(e),
             None => trap,
@@ -344,7 +348,6 @@ unsafe fn capture(
 ) -> Captured {
     let mut captured = Captured {
         backtrace: WasmBacktrace::new(),
-        omitted: 0,
         walk_error: None,
     };
     if !limit.enabled {
@@ -360,7 +363,7 @@ unsafe fn capture(
     let reader = unsafe { LiveStackReader::new(lo, hi) };
     captured.backtrace = reserved_backtrace(hi.saturating_sub(lo), limit.max_frames);
     let backtrace = &mut captured.backtrace;
-    let omitted = &mut captured.omitted;
+    let mut omitted = 0;
     let mut seen = 0usize;
     let result = super::registry::REGISTRY.with_view(|view| {
         crate::unwind::visit_frames(list, start, &reader, view, |frame| {
@@ -376,11 +379,12 @@ unsafe fn capture(
                     view.last_data(),
                 );
             } else {
-                *omitted += 1;
+                omitted += 1;
             }
             ControlFlow::<()>::Continue(())
         })
     });
+    captured.backtrace.set_omitted_frames(omitted);
     captured.walk_error = result.err().map(|e| e.to_string());
     captured.backtrace.shrink_if_sparse();
     captured
@@ -550,28 +554,49 @@ fn reserved_backtrace(span: usize, limit: usize) -> WasmBacktrace {
 }
 
 /// The wasm frames of `store`, newest first, as a [`WasmBacktrace`] (names borrowed from
-/// one `Arc` per module).
+/// one `Arc` per module): the first `limit.max_frames` symbolized and the rest counted,
+/// as a trap captures them; empty when capture is off.
 pub(crate) fn store_wasm_backtrace(
     store: &StoreOpaque,
+    limit: CaptureLimit,
 ) -> Result<WasmBacktrace, crate::unwind::WalkError> {
+    if !limit.enabled {
+        return Ok(WasmBacktrace::new());
+    }
     let span = store_stack_bounds(store).map_or(0, |(lo, hi)| hi - lo);
-    let mut backtrace = reserved_backtrace(span, usize::MAX);
+    let mut backtrace = reserved_backtrace(span, limit.max_frames);
+    let (mut seen, mut omitted) = (0usize, 0usize);
     visit_store_frames_with_data(store, |frame, data| {
-        super::registry::symbolize_into(&mut backtrace, frame, false, false, data);
+        if seen < limit.max_frames {
+            seen += 1;
+            super::registry::symbolize_into(&mut backtrace, frame, false, false, data);
+        } else {
+            omitted += 1;
+        }
         ControlFlow::<()>::Continue(())
     })?;
+    backtrace.set_omitted_frames(omitted);
     backtrace.shrink_if_sparse();
     Ok(backtrace)
 }
 
-/// The symbolized wasm frames of `store`, newest first, in owned form.
+/// The symbolized wasm frames of `store`, newest first, in owned form: the first
+/// `limit.max_frames` (the walk stops there); none when capture is off.
 pub(crate) fn store_backtrace(
     store: &StoreOpaque,
+    limit: CaptureLimit,
 ) -> Result<Vec<FrameInfo>, crate::unwind::WalkError> {
     let mut frames = Vec::new();
+    if !limit.enabled {
+        return Ok(frames);
+    }
     visit_store_frames_with_data(store, |frame, data| {
         frames.push(super::registry::symbolize(frame, false, data));
-        ControlFlow::<()>::Continue(())
+        if frames.len() < limit.max_frames {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
     })?;
     Ok(frames)
 }

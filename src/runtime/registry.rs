@@ -65,8 +65,35 @@ fn offsets(m: &ModuleInner, frame: &Frame, exact: bool) -> (Option<u32>, Option<
         Some((off, wasm)) if off >= f.text_offset && wasm != crate::compile::NO_WASM_OFFSET => {
             (Some(wasm), wasm.checked_sub(f.wasm_body_start))
         }
+        _ if exact && at_function_entry(m, entries, loc.text_offset) => {
+            // The function's own start, as Cranelift's start source location and
+            // Wasmtime's address maps name code before the first instruction.
+            let start = (f.wasm_body_start != u32::MAX).then_some(f.wasm_body_start);
+            (start, start.map(|_| 0))
+        }
         _ => (None, None),
     }
+}
+
+/// Whether an exact PC (at `text_offset`) with no wasm instruction of its own belongs
+/// to its function's entry: the prologue before the code of the first wasm
+/// instruction, or the trap site of the prologue's stack-limit check (a `ud2` that
+/// Cranelift places in a trap island after the body). A stack overflow traps there,
+/// before the function ran any instruction. `entries` are the function's address-map
+/// pairs.
+fn at_function_entry(m: &ModuleInner, entries: &[u8], text_offset: u32) -> bool {
+    let stack_check = matches!(
+        lookup_le(m.trap_bytes(), text_offset),
+        Some((off, code)) if off == text_offset
+            && TrapCode::from_u8(code as u8) == Some(TrapCode::StackOverflow)
+    );
+    let (pairs, _) = entries.as_chunks::<{ crate::artifact::sections::PAIR_SIZE }>();
+    let first_instruction = pairs.iter().find_map(|pair| {
+        let [o0, o1, o2, o3, w0, w1, w2, w3] = *pair;
+        let wasm = u32::from_le_bytes([w0, w1, w2, w3]);
+        (wasm != crate::compile::NO_WASM_OFFSET).then(|| u32::from_le_bytes([o0, o1, o2, o3]))
+    });
+    stack_check || first_instruction.is_some_and(|first| text_offset < first)
 }
 
 /// The function name, module name and offsets of a walked frame, as an owned

@@ -162,10 +162,37 @@ impl StoreOpaque {
     }
 
     /// The wasm frames of this store's activations on this thread, newest first,
-    /// symbolized (what a trap here would report); empty when no wasm of this store is
-    /// on the stack. Inside a host function it is [`Caller::backtrace`].
+    /// symbolized, as a trap here would report them: none when
+    /// [`Config::wasm_backtrace`](super::Config::wasm_backtrace) is off, at most
+    /// [`Config::wasm_backtrace_max_frames`](super::Config::wasm_backtrace_max_frames)
+    /// (the walk stops there). Empty when no wasm of this store is on the stack.
+    /// Inside a host function it is [`Caller::backtrace`]; [`force_backtrace`]
+    /// ignores the configuration.
+    ///
+    /// [`force_backtrace`]: Self::force_backtrace
     pub fn backtrace(&self) -> Result<Vec<crate::trap::FrameInfo>, crate::unwind::WalkError> {
-        super::entry::store_backtrace(self)
+        super::entry::store_backtrace(self, super::entry::CaptureLimit::of(self))
+    }
+
+    /// Every wasm frame of this store's activations on this thread, newest first,
+    /// symbolized, whatever the configuration says (see [`Caller::force_backtrace`]).
+    pub fn force_backtrace(&self) -> Result<Vec<crate::trap::FrameInfo>, crate::unwind::WalkError> {
+        super::entry::store_backtrace(self, super::entry::CaptureLimit::ALL)
+    }
+
+    /// The frames of [`backtrace`](Self::backtrace) in the compact form, with the
+    /// count of the frames beyond the limit, as a trap here would report them (see
+    /// [`Caller::wasm_backtrace`]).
+    pub fn wasm_backtrace(&self) -> Result<crate::trap::WasmBacktrace, crate::unwind::WalkError> {
+        super::entry::store_wasm_backtrace(self, super::entry::CaptureLimit::of(self))
+    }
+
+    /// Every wasm frame in the compact form, whatever the configuration says (see
+    /// [`Caller::force_wasm_backtrace`]).
+    pub fn force_wasm_backtrace(
+        &self,
+    ) -> Result<crate::trap::WasmBacktrace, crate::unwind::WalkError> {
+        super::entry::store_wasm_backtrace(self, super::entry::CaptureLimit::ALL)
     }
 
     /// Current size of the root set (references that may be on the stack).
@@ -375,17 +402,60 @@ impl<T> Caller<'_, T> {
     }
 
     /// The wasm frames of this store's activations, newest first, symbolized: what a
-    /// trap here would report. Allocates the result; see [`Caller::visit_frames`] for
-    /// the allocation-free walk.
+    /// trap here would report, so it follows the engine's [`Config`]:
+    ///
+    /// - with [`wasm_backtrace`](super::Config::wasm_backtrace) off, it is empty (no walk);
+    /// - with [`wasm_backtrace_max_frames`](super::Config::wasm_backtrace_max_frames) (20 by
+    ///   default), it holds at most that many, the newest, and the walk stops there.
+    ///
+    /// [`force_backtrace`](Self::force_backtrace) has every frame whatever the
+    /// configuration. Allocates the result; see [`Caller::visit_frames`] for the
+    /// allocation-free walk.
+    ///
+    /// [`Config`]: super::Config
     pub fn backtrace(&self) -> Result<Vec<crate::trap::FrameInfo>, crate::unwind::WalkError> {
-        super::entry::store_backtrace(&self.store.opaque)
+        self.store.opaque.backtrace()
     }
 
-    /// The same frames as [`backtrace`](Self::backtrace), in the compact form: each
-    /// frame is plain data that borrows its names from its module, which the backtrace
-    /// holds once (no allocation or reference count per frame beyond the `Vec`).
+    /// Every wasm frame of this store's activations, newest first, symbolized,
+    /// whatever [`Config::wasm_backtrace`] and [`Config::wasm_backtrace_max_frames`]
+    /// say (as Wasmtime's `WasmBacktrace::force_capture`): for a profiler, a debugger
+    /// or a test of the walk.
+    ///
+    /// [`Config::wasm_backtrace`]: super::Config::wasm_backtrace
+    /// [`Config::wasm_backtrace_max_frames`]: super::Config::wasm_backtrace_max_frames
+    pub fn force_backtrace(&self) -> Result<Vec<crate::trap::FrameInfo>, crate::unwind::WalkError> {
+        self.store.opaque.force_backtrace()
+    }
+
+    /// What a trap here would report, in the compact form: each frame is plain data
+    /// that borrows its names from its module, which the backtrace holds once (no
+    /// allocation or reference count per frame beyond the `Vec`). As Wasmtime's
+    /// `WasmBacktrace::capture`, it follows the engine's configuration:
+    ///
+    /// - with [`Config::wasm_backtrace`] off, it is empty (no walk);
+    /// - with [`Config::wasm_backtrace_max_frames`], it symbolizes at most that many
+    ///   frames, the newest, and counts the others
+    ///   ([`WasmBacktrace::omitted_frames`](crate::trap::WasmBacktrace::omitted_frames)),
+    ///   as a trap does.
+    ///
+    /// Its `Display` is the trap's backtrace. The frames are those of
+    /// [`backtrace`](Self::backtrace); [`force_wasm_backtrace`] has them all.
+    ///
+    /// [`Config::wasm_backtrace`]: super::Config::wasm_backtrace
+    /// [`Config::wasm_backtrace_max_frames`]: super::Config::wasm_backtrace_max_frames
+    /// [`force_wasm_backtrace`]: Self::force_wasm_backtrace
     pub fn wasm_backtrace(&self) -> Result<crate::trap::WasmBacktrace, crate::unwind::WalkError> {
-        super::entry::store_wasm_backtrace(&self.store.opaque)
+        self.store.opaque.wasm_backtrace()
+    }
+
+    /// Every wasm frame in the compact form of [`wasm_backtrace`](Self::wasm_backtrace),
+    /// whatever the configuration says (as Wasmtime's `WasmBacktrace::force_capture`);
+    /// [`omitted_frames`](crate::trap::WasmBacktrace::omitted_frames) is 0.
+    pub fn force_wasm_backtrace(
+        &self,
+    ) -> Result<crate::trap::WasmBacktrace, crate::unwind::WalkError> {
+        self.store.opaque.force_wasm_backtrace()
     }
 
     /// Calls `f` on each wasm frame of this store's activations, newest first, until it

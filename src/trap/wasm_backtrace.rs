@@ -74,6 +74,8 @@ pub struct WasmBacktrace {
     /// with (the runtime uses its module's address).
     modules: Vec<(usize, Arc<dyn FrameSymbols>)>,
     frames: Vec<RawFrame>,
+    /// Older frames the walk found beyond the capture limit (counted, not symbolized).
+    omitted: usize,
 }
 
 impl WasmBacktrace {
@@ -88,7 +90,20 @@ impl WasmBacktrace {
         WasmBacktrace {
             modules: Vec::with_capacity(1),
             frames: Vec::with_capacity(frames),
+            omitted: 0,
         }
+    }
+
+    /// How many older wasm frames the walk found beyond [`frames`](Self::frames): the
+    /// capture limit (`Config::wasm_backtrace_max_frames` in framewalk's runtime)
+    /// stopped symbolizing there. 0 for a capture without a limit.
+    pub fn omitted_frames(&self) -> usize {
+        self.omitted
+    }
+
+    /// Records that the walk found `n` older frames beyond the ones pushed.
+    pub fn set_omitted_frames(&mut self, n: usize) {
+        self.omitted = n;
     }
 
     /// Gives back unused capacity when more than half of it is unused.
@@ -186,6 +201,24 @@ impl WasmBacktrace {
 impl fmt::Debug for WasmBacktrace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.frames()).finish()
+    }
+}
+
+impl fmt::Display for WasmBacktrace {
+    /// As a trap prints its backtrace (see [`Backtrace`](super::Backtrace), whose `{:#}`
+    /// folds and elides), then `... N more frames not captured` if the capture limit
+    /// omitted frames. Nothing for an empty backtrace.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() && self.omitted == 0 {
+            return Ok(());
+        }
+        let frames = self.to_frame_infos();
+        if f.alternate() {
+            write!(f, "{:#}", super::Backtrace(&frames))?;
+        } else {
+            write!(f, "{}", super::Backtrace(&frames))?;
+        }
+        super::backtrace::write_omitted(f, self.omitted)
     }
 }
 

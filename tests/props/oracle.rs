@@ -160,6 +160,9 @@ enum Op {
     Load,
     TableGet,
     TableSet,
+    /// The function's entry (its body's start, before the first instruction): where a
+    /// frame stopped by the prologue's stack check is reported.
+    Entry,
     Other,
 }
 
@@ -188,6 +191,7 @@ impl Meta {
                     .get_operators_reader()
                     .map_err(|e| format!("binary: {e}"))?;
                 let mut ops = HashMap::new();
+                ops.insert(body.range().start as u32, Op::Entry);
                 while !reader.eof() {
                     let (op, offset) = reader
                         .read_with_offset()
@@ -283,7 +287,9 @@ impl Meta {
                     }
                     TrapCode::HostError => op == Some(Op::Call),
                     // The stack check sits in the prologue, before any instruction.
-                    TrapCode::StackOverflow => frame.func_index == self.spin,
+                    TrapCode::StackOverflow => {
+                        frame.func_index == self.spin && op == Some(Op::Entry)
+                    }
                     _ => false,
                 }
             } else {
@@ -574,7 +580,7 @@ fn check_callback(caller: &mut Caller<'_, Host>, what: &str) -> Result<(), Strin
         );
     }
     let frames = caller
-        .backtrace()
+        .force_backtrace()
         .map_err(|e| format!("walk failed: {e}"))?;
     let got: Vec<u32> = frames.iter().map(|f| f.func_index).collect();
     let want = caller.data().expected_frames();

@@ -121,8 +121,8 @@ fn main() {
         match e.downcast_ref::<framewalk::Error>() {
             // A trap prints its message and backtrace; its source (a host function's
             // error) is already the message.
-            // `{:#}` folds runs of identical frames (a stack overflow is one line
-            // and a count, not 30,000 lines).
+            // `{:#}` folds repeated cycles of frames and elides a long middle (a
+            // stack overflow is a few lines and counts, not 30,000 lines).
             Some(framewalk::Error::Trap(trap)) => eprintln!("error: {trap:#}"),
             _ => eprintln!("error: {e:#}"),
         }
@@ -224,8 +224,9 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
         gc_every_call,
         perf_map,
     } = options;
-    // The whole backtrace: runs of identical frames are folded when printed. Modules
-    // are described to GDB (`gdb --args framewalk run ...` names wasm frames).
+    // The whole backtrace: repeated cycles are folded, a long middle elided, when
+    // printed. Modules are described to GDB (`gdb --args framewalk run ...` names
+    // wasm frames).
     let engine = Engine::new(framewalk::Config {
         wasm_backtrace_max_frames: None,
         gdb_jit: true,
