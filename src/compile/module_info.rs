@@ -74,12 +74,13 @@ impl ModuleError {
     }
 }
 
-/// The WebAssembly features framewalk compiles: 2.0 without SIMD, extended-const and
-/// multi-memory.
+/// The WebAssembly features framewalk compiles: 2.0 without SIMD, extended-const,
+/// multi-memory and tail calls.
 pub fn supported_features() -> WasmFeatures {
     (WasmFeatures::WASM2 & !WasmFeatures::SIMD)
         | WasmFeatures::EXTENDED_CONST
         | WasmFeatures::MULTI_MEMORY
+        | WasmFeatures::TAIL_CALL
 }
 
 /// The proposals beyond [`supported_features`] a module may use, each with the
@@ -786,10 +787,6 @@ mod tests {
                    (i32x4.relaxed_trunc_f32x4_s (local.get 0))))",
                 "relaxed SIMD",
             ),
-            (
-                "(module (func $f (result i32) (return_call $f)))",
-                "tail calls",
-            ),
         ] {
             let e = error_of(wat);
             assert!(
@@ -808,10 +805,15 @@ mod tests {
         let engine = crate::Engine::new(crate::Config {
             wasm_multi_memory: false,
             wasm_extended_const: false,
+            wasm_tail_call: false,
             ..Default::default()
         })
         .unwrap();
         for (wat, proposal) in [
+            (
+                "(module (func $f (result i32) (return_call $f)))",
+                "tail calls",
+            ),
             ("(module (memory 1) (memory 1))", "multi-memory"),
             (
                 "(module (global i32 (i32.add (i32.const 1) (i32.const 2))))",

@@ -32,6 +32,10 @@ pub struct Config {
     /// Whether constant expressions may compute (the extended-const proposal: integer
     /// add, sub and mul; default `true`, as Wasmtime).
     pub wasm_extended_const: bool,
+    /// Whether functions may make tail calls (`return_call`, `return_call_indirect`;
+    /// the tail-call proposal; default `true`, as Wasmtime). A tail call replaces its
+    /// caller's frame: a backtrace shows the callee where the caller was.
+    pub wasm_tail_call: bool,
 }
 
 impl Config {
@@ -41,6 +45,7 @@ impl Config {
         let mut features = crate::compile::module_info::supported_features();
         features.set(F::MULTI_MEMORY, self.wasm_multi_memory);
         features.set(F::EXTENDED_CONST, self.wasm_extended_const);
+        features.set(F::TAIL_CALL, self.wasm_tail_call);
         features
     }
 }
@@ -60,6 +65,7 @@ impl Default for Config {
             gdb_jit: false,
             wasm_multi_memory: true,
             wasm_extended_const: true,
+            wasm_tail_call: true,
         }
     }
 }
