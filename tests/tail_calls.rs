@@ -256,7 +256,10 @@ fn a_tail_call_through_a_table_reaches_wasm_and_host_functions() -> Result<()> {
     assert_eq!(fx.call("indirect", &[Val::I32(0)])?.i32().unwrap(), 2);
     assert_eq!(
         fx.last_frames(),
-        [fx.at_call("leaf", "frames"), fx.at_call("indirect", "a_ind")]
+        [
+            fx.at_call("leaf", "frames"),
+            fx.at_call("indirect", "a_ind")
+        ]
     );
     assert_eq!(fx.call("indirect", &[Val::I32(1)])?.i32().unwrap(), 1);
     assert_eq!(fx.last_frames(), [fx.at_call("indirect", "a_ind")]);
@@ -311,7 +314,8 @@ fn tail_recursion_runs_in_constant_stack() -> Result<()> {
     assert_eq!(fx.call("count", &[Val::I64(1_000_000)])?.i64().unwrap(), 0);
     assert_eq!(
         fx.call("count_indirect", &[Val::I32(1_000_000)])?
-            .i32().unwrap(),
+            .i32()
+            .unwrap(),
         7
     );
     // Between a frame with no stack arguments and one with several.

@@ -2,7 +2,7 @@
 //! instance is lowered to Cranelift IR against the vmctx layout of
 //! [`crate::runtime::vmcontext::VMOffsets`].
 //!
-//! Calling convention of every wasm function (System V on x86-64):
+//! Calling convention of every wasm function (Cranelift's `tail`, [`WASM_CALL_CONV`]):
 //!
 //! ```text
 //! fn(callee_vmctx: i64, caller_vmctx: i64, params...) -> results
@@ -11,7 +11,10 @@
 //! `callee_vmctx` is the instance the function belongs to; `caller_vmctx` is the instance
 //! of the calling wasm code (so host functions can find their caller). Calls between
 //! functions of one module are direct `call`s; calls to imports and `call_indirect` load
-//! a [`VMFuncRef`] and call its `wasm_call` pointer.
+//! a [`VMFuncRef`] and call its `wasm_call` pointer. `return_call` and
+//! `return_call_indirect` are the same with Cranelift's `return_call*`: the caller's
+//! frame is gone before the callee runs (a tail call to a host function records an exit
+//! whose newest wasm frame is the caller's caller).
 //!
 //! Invariants:
 //! - linear memory accesses rely on guard pages, as Wasmtime's do on 64-bit hosts: every

@@ -93,9 +93,7 @@ where
                 frame.sp
             } else {
                 match frame_span.checked_sub(span) {
-                    Some(shift) if shift <= max_frame_shift && shift % 16 == 0 => {
-                        frame.fp - span
-                    }
+                    Some(shift) if shift <= max_frame_shift && shift % 16 == 0 => frame.fp - span,
                     _ => {
                         return ControlFlow::Break(WalkError::StackMapSpanMismatch {
                             pc: frame.pc,
@@ -357,7 +355,14 @@ mod tests {
             let base = middle.sp + shrink as usize;
             assert_eq!(
                 found,
-                [young.sp, young.fp - 8, base, middle.fp - 8, old.sp, old.fp - 8]
+                [
+                    young.sp,
+                    young.fp - 8,
+                    base,
+                    middle.fp - 8,
+                    old.sp,
+                    old.fp - 8
+                ]
             );
         }
         for (shrink, max_shift) in [(16, 0), (32, 16), (8, 64)] {
