@@ -3,7 +3,7 @@
 //! # What it does
 //!
 //! framewalk compiles WebAssembly 2.0 (without SIMD; with extended-const,
-//! multi-memory and memory64) with Cranelift into an ELF artifact and runs it. Every host → wasm call pushes an activation record; every wasm → host call
+//! multi-memory, memory64 and tail calls) with Cranelift into an ELF artifact and runs it. Every host → wasm call pushes an activation record; every wasm → host call
 //! records where wasm was left. A frame-pointer walker ([`unwind`]) steps only through the
 //! wasm frames inside each activation, so host frames in between — C built without frame
 //! pointers, another JIT — are never read. The same walk gives:

@@ -58,7 +58,7 @@ mod quarantine;
 static ALLOCATOR: quarantine::Quarantine = quarantine::Quarantine;
 
 use framewalk::{Config as EngineConfig, Engine, Module};
-use gen::{Cond, Dest, FuncDef, Make, Program, RefExpr, Sig, Slot, Stmt, TopCall, TrapKind};
+use gen::{Cond, Dest, FuncDef, Make, Program, RefExpr, Sig, Slot, Stmt, Tail, TopCall, TrapKind};
 use oracle::{check_program, Options, Stats};
 use proptest::strategy::Strategy;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
@@ -326,6 +326,90 @@ fn fuzz_targets_run_on_raw_inputs() {
     }
 }
 
+/// A hand-written program of tail calls of every kind: direct, through the table and
+/// to a host import, between functions holding references across collections, and a
+/// function tail-calling itself; the oracle checks every callback's walk (against the
+/// shadow stack, which `$exit` pops before each tail call, and against the CFI unwind)
+/// and every reference.
+#[test]
+fn a_program_of_tail_calls_passes_the_oracle() {
+    oracle::quiet_host_panics();
+    let func = |sig, body, ret, tail| FuncDef {
+        sig,
+        body,
+        ret,
+        tail: Some(tail),
+    };
+    let program = Program {
+        funcs: vec![
+            // $f0 -> (direct) $f1 -> (table) $f2 -> (host) $tail_host.
+            func(
+                Sig::Ref,
+                vec![
+                    Stmt::Set(Dest::Local(0), RefExpr::Make(Make::Fresh)),
+                    Stmt::Gc,
+                ],
+                RefExpr::Local(0),
+                Tail::Direct(1),
+            ),
+            func(
+                Sig::Ref,
+                vec![Stmt::Gc, Stmt::Set(Dest::Check, RefExpr::Param)],
+                RefExpr::Param,
+                Tail::Indirect(0),
+            ),
+            func(
+                Sig::Ref,
+                vec![
+                    Stmt::Set(Dest::Local(1), RefExpr::Make(Make::Fresh)),
+                    Stmt::Gc,
+                ],
+                RefExpr::Param,
+                Tail::Host,
+            ),
+            // $f3 tail-calls itself, calling $f0 each time.
+            func(
+                Sig::Int,
+                vec![Stmt::Call(0, RefExpr::Make(Make::Fresh), Dest::Check)],
+                RefExpr::Null,
+                Tail::Direct(0),
+            ),
+        ],
+        elems: vec![Some(2), Some(3)],
+        instances: 1,
+        calls: vec![
+            TopCall {
+                instance: 0,
+                func: 0,
+                fuel: 6,
+                arg: Make::Fresh,
+            },
+            TopCall {
+                instance: 0,
+                func: 3,
+                fuel: 5,
+                arg: Make::Null,
+            },
+        ],
+        pool: 1,
+    };
+    let wat = program.to_wat();
+    for needle in [
+        "(return_call $f1)",
+        "(return_call_indirect $ft (type $sig_ref) (i32.const 0))",
+        "(return_call $tail_host)",
+        "(return_call $f3)",
+    ] {
+        assert!(wat.contains(needle), "{needle} in\n{wat}");
+    }
+    let mut stats = Stats::default();
+    if let Err(e) = check(&engine(), &program, &mut stats) {
+        panic!("{e}\n{wat}");
+    }
+    assert!(stats.tail_host_calls > 0, "{stats:?}");
+    assert!(stats.freed_by_gc > 0, "{stats:?}");
+}
+
 /// A hand-written program that exercises every flow at once: nested activations into
 /// both instances, a collection under frames of all of them, a trap three activations
 /// deep caught by the host, and references in every kind of place.
@@ -357,6 +441,7 @@ fn a_program_with_every_flow_passes_the_oracle() {
                     Box::new(RefExpr::TableGet(2)),
                     Cond::AccOdd,
                 ),
+                tail: None,
             },
             FuncDef {
                 sig: Sig::Ref,
@@ -380,11 +465,13 @@ fn a_program_with_every_flow_passes_the_oracle() {
                     Box::new(RefExpr::Make(Make::Fresh)),
                     Box::new(RefExpr::Local(0)),
                 ),
+                tail: None,
             },
             FuncDef {
                 sig: Sig::Int,
                 body: vec![Stmt::Set(Dest::Table(0), RefExpr::Make(Make::Fresh))],
                 ret: RefExpr::TableGet(0),
+                tail: None,
             },
         ],
         elems: vec![Some(1), None],
@@ -474,6 +561,7 @@ fn select_result_live_across_a_call_is_a_root() {
                 ),
             )],
             ret: RefExpr::Null,
+            tail: None,
         }],
         elems: vec![None],
         instances: 1,
@@ -514,6 +602,7 @@ fn a_local_merged_at_a_join_is_a_root_across_a_call() {
                 ),
             ],
             ret: RefExpr::Local(0),
+            tail: None,
         }],
         elems: vec![None],
         instances: 1,
@@ -571,6 +660,7 @@ fn code_after_a_block_ending_in_unreachable_compiles() {
             sig: Sig::Ref,
             body: vec![Stmt::Block(vec![Stmt::Trap(TrapKind::Unreachable)])],
             ret: RefExpr::Null,
+            tail: None,
         }],
         elems: vec![None],
         instances: 1,
@@ -631,6 +721,7 @@ fn a_reference_live_through_a_loop_is_a_root() {
                     ),
                 ],
                 ret: RefExpr::Null,
+                tail: None,
             },
             FuncDef {
                 sig: Sig::Ref,
@@ -643,6 +734,7 @@ fn a_reference_live_through_a_loop_is_a_root() {
                     vec![],
                 )],
                 ret: RefExpr::Null,
+                tail: None,
             },
             FuncDef {
                 sig: Sig::Ref,
@@ -652,6 +744,7 @@ fn a_reference_live_through_a_loop_is_a_root() {
                     Box::new(RefExpr::Null),
                     Cond::DepthGt(0),
                 ),
+                tail: None,
             },
         ],
         elems: vec![None],

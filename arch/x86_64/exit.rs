@@ -13,8 +13,10 @@
 //!   context, `rsi` = the calling instance's vmctx, the parameters after them), it
 //!   records the exit and jumps to the host function's wasm-convention code, whose
 //!   address is in its context. It touches only `r10` and `r11`, which carry no
-//!   argument in the System V convention, so every argument arrives unchanged. The host
-//!   code clears `exit_sp` before it returns to wasm.
+//!   argument in the System V convention nor in Cranelift's `tail` (wasm's), so every
+//!   argument arrives unchanged. The host code clears `exit_sp` before it returns to
+//!   wasm. Reached by a tail call (`return_call` to a host import), the caller's frame
+//!   is already gone: RBP and `[RSP]` are its caller's, and so is the exit recorded.
 //! - `framewalk_call_with_exit_frame(vmctx, target)` calls `target(vmctx, exit_fp,
 //!   exit_sp, exit_pc)` for a libcall that may walk (a collection requested by wasm
 //!   code). It keeps a frame of its own (it returns to wasm itself) and passes its

@@ -2,7 +2,7 @@
 //! instance is lowered to Cranelift IR against the vmctx layout of
 //! [`crate::runtime::vmcontext::VMOffsets`].
 //!
-//! Calling convention of every wasm function (System V on x86-64):
+//! Calling convention of every wasm function (Cranelift's `tail`, [`WASM_CALL_CONV`]):
 //!
 //! ```text
 //! fn(callee_vmctx: i64, caller_vmctx: i64, params...) -> results
@@ -11,7 +11,10 @@
 //! `callee_vmctx` is the instance the function belongs to; `caller_vmctx` is the instance
 //! of the calling wasm code (so host functions can find their caller). Calls between
 //! functions of one module are direct `call`s; calls to imports and `call_indirect` load
-//! a [`VMFuncRef`] and call its `wasm_call` pointer.
+//! a [`VMFuncRef`] and call its `wasm_call` pointer. `return_call` and
+//! `return_call_indirect` are the same with Cranelift's `return_call*`: the caller's
+//! frame is gone before the callee runs (a tail call to a host function records an exit
+//! whose newest wasm frame is the caller's caller).
 //!
 //! Invariants:
 //! - accesses to a 32-bit linear memory rely on guard pages, as Wasmtime's do on
@@ -86,9 +89,19 @@ pub fn clif_type(ty: ValType) -> ir::Type {
     }
 }
 
+/// The calling convention of every wasm function (and of the exit trampolines, which
+/// wasm calls like any function): Cranelift's `tail`, so that `return_call` can replace
+/// a frame. On x86-64 it passes arguments in the System V registers, keeps the System V
+/// callee-saved registers and returns one result in `rax`/`xmm0`; it differs from
+/// System V only for several results (more return registers) and stack arguments (the
+/// callee pops them). Host code therefore calls wasm directly, and wasm calls Rust
+/// `extern "C"` functions directly, only for register arguments and at most one
+/// result (see `runtime::host_call` and `runtime::entry::invoke_direct`).
+pub const WASM_CALL_CONV: CallConv = CallConv::Tail;
+
 /// The Cranelift signature of a wasm function of type `ty`.
 pub fn wasm_signature(ty: &FuncType) -> Signature {
-    let mut sig = Signature::new(CallConv::SystemV);
+    let mut sig = Signature::new(WASM_CALL_CONV);
     sig.params
         .push(AbiParam::special(types::I64, ArgumentPurpose::VMContext));
     sig.params.push(AbiParam::new(types::I64));
@@ -97,6 +110,23 @@ pub fn wasm_signature(ty: &FuncType) -> Signature {
     sig.returns
         .extend(ty.results().iter().map(|t| AbiParam::new(clif_type(*t))));
     sig
+}
+
+/// Bytes of stack arguments a call to a wasm function of type `ty` passes under
+/// [`WASM_CALL_CONV`] on x86-64: the integer arguments (the two hidden vmctx pointers
+/// first) after the sixth and the float arguments after the eighth take 8 bytes each,
+/// and the area is a multiple of 16 (Cranelift's `tail` convention, which the callee
+/// pops). A tail call moves its callee's frame down by at most the largest of these
+/// over the types it can call (see `gc::visit_stack_roots_shifted`).
+pub fn stack_arg_bytes(ty: &FuncType) -> usize {
+    let floats = ty
+        .params()
+        .iter()
+        .filter(|t| matches!(t, ValType::F32 | ValType::F64))
+        .count();
+    let ints = HIDDEN_PARAMS + ty.params().len() - floats;
+    let slots = ints.saturating_sub(6) + floats.saturating_sub(8);
+    (slots * 8).next_multiple_of(16)
 }
 
 /// Number of hidden parameters before the wasm parameters.
@@ -442,6 +472,108 @@ impl<'a> FuncEnv<'a> {
             }
         }
     }
+
+    /// How to call function `callee_index` (a call or a tail call): a defined function
+    /// directly, with this instance's vmctx as both hidden arguments; an import through
+    /// the `VMFuncRef` copied into this vmctx, with its own vmctx as the callee's.
+    fn direct_callee(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        callee_index: FuncIndex,
+        callee: ir::FuncRef,
+        call_args: &[ir::Value],
+    ) -> Callee {
+        let vmctx = {
+            let gv = self.vmctx_gv(builder.func);
+            builder.ins().global_value(types::I64, gv)
+        };
+        let mut args = Vec::with_capacity(call_args.len() + HIDDEN_PARAMS);
+        if callee_index.as_u32() < self.info.num_imported_funcs {
+            let off = self.offsets.func_ref(callee_index.as_u32()) as i32;
+            let flags = MemFlags::trusted().with_readonly();
+            let code = builder.ins().load(
+                types::I64,
+                flags,
+                vmctx,
+                off + VMFuncRef::WASM_CALL_OFFSET as i32,
+            );
+            let callee_vmctx = builder.ins().load(
+                types::I64,
+                flags,
+                vmctx,
+                off + VMFuncRef::VMCTX_OFFSET as i32,
+            );
+            args.push(callee_vmctx);
+            args.push(vmctx);
+            args.extend_from_slice(call_args);
+            let sig = builder.func.dfg.ext_funcs[callee].signature;
+            Callee::Indirect { sig, code, args }
+        } else {
+            args.push(vmctx);
+            args.push(vmctx);
+            args.extend_from_slice(call_args);
+            Callee::Direct(args)
+        }
+    }
+
+    /// The code and arguments of a call through element `index` of `table` with type
+    /// `sig_index`: traps with `IndirectCallToNull` on a null element and
+    /// `BadSignature` on a function of another type.
+    fn table_callee(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        table_index: TableIndex,
+        sig_index: TypeIndex,
+        index: ir::Value,
+        call_args: &[ir::Value],
+    ) -> (ir::Value, Vec<ir::Value>) {
+        let mut pos = builder.cursor();
+        let addr = self.table_elem_addr(&mut pos, table_index, index);
+        let func_ref = pos.ins().load(types::I64, MemFlags::trusted(), addr, 0);
+        pos.ins().trapz(func_ref, TrapCode::IndirectCallToNull);
+        let flags = MemFlags::trusted().with_readonly();
+        let actual = pos.ins().load(
+            types::I32,
+            flags,
+            func_ref,
+            VMFuncRef::TYPE_ID_OFFSET as i32,
+        );
+        let vmctx = self.vmctx_val(&mut pos);
+        let expected = pos.ins().load(
+            types::I32,
+            flags,
+            vmctx,
+            self.offsets.type_id(sig_index.as_u32()) as i32,
+        );
+        let mismatch = pos.ins().icmp(IntCC::NotEqual, actual, expected);
+        pos.ins().trapnz(mismatch, TrapCode::BadSignature);
+        let code = pos.ins().load(
+            types::I64,
+            flags,
+            func_ref,
+            VMFuncRef::WASM_CALL_OFFSET as i32,
+        );
+        let callee_vmctx =
+            pos.ins()
+                .load(types::I64, flags, func_ref, VMFuncRef::VMCTX_OFFSET as i32);
+        let mut args = Vec::with_capacity(call_args.len() + HIDDEN_PARAMS);
+        args.push(callee_vmctx);
+        args.push(vmctx);
+        args.extend_from_slice(call_args);
+        (code, args)
+    }
+}
+
+/// A call's target, as [`FuncEnv::direct_callee`] finds it.
+enum Callee {
+    /// A function of this module, called by name with these arguments.
+    Direct(Vec<ir::Value>),
+    /// An import, called through `code` with signature `sig`.
+    Indirect {
+        sig: ir::SigRef,
+        code: ir::Value,
+        args: Vec<ir::Value>,
+    },
 }
 
 impl TypeConvert for FuncEnv<'_> {
@@ -722,37 +854,9 @@ impl FuncEnvironment for FuncEnv<'_> {
         callee: ir::FuncRef,
         call_args: &[ir::Value],
     ) -> WasmResult<ir::Inst> {
-        let vmctx = {
-            let gv = self.vmctx_gv(builder.func);
-            builder.ins().global_value(types::I64, gv)
-        };
-        let mut args = Vec::with_capacity(call_args.len() + HIDDEN_PARAMS);
-        let inst = if callee_index.as_u32() < self.info.num_imported_funcs {
-            // An import: call through the VMFuncRef copied into our vmctx.
-            let off = self.offsets.func_ref(callee_index.as_u32()) as i32;
-            let flags = MemFlags::trusted().with_readonly();
-            let code = builder.ins().load(
-                types::I64,
-                flags,
-                vmctx,
-                off + VMFuncRef::WASM_CALL_OFFSET as i32,
-            );
-            let callee_vmctx = builder.ins().load(
-                types::I64,
-                flags,
-                vmctx,
-                off + VMFuncRef::VMCTX_OFFSET as i32,
-            );
-            args.push(callee_vmctx);
-            args.push(vmctx);
-            args.extend_from_slice(call_args);
-            let sig = builder.func.dfg.ext_funcs[callee].signature;
-            builder.ins().call_indirect(sig, code, &args)
-        } else {
-            args.push(vmctx);
-            args.push(vmctx);
-            args.extend_from_slice(call_args);
-            builder.ins().call(callee, &args)
+        let inst = match self.direct_callee(builder, callee_index, callee, call_args) {
+            Callee::Direct(args) => builder.ins().call(callee, &args),
+            Callee::Indirect { sig, code, args } => builder.ins().call_indirect(sig, code, &args),
         };
         let results = self
             .info
@@ -772,39 +876,7 @@ impl FuncEnvironment for FuncEnv<'_> {
         callee: ir::Value,
         call_args: &[ir::Value],
     ) -> WasmResult<Option<ir::Inst>> {
-        let mut pos = builder.cursor();
-        let addr = self.table_elem_addr(&mut pos, table_index, callee);
-        let func_ref = pos.ins().load(types::I64, MemFlags::trusted(), addr, 0);
-        pos.ins().trapz(func_ref, TrapCode::IndirectCallToNull);
-        let flags = MemFlags::trusted().with_readonly();
-        let actual = pos.ins().load(
-            types::I32,
-            flags,
-            func_ref,
-            VMFuncRef::TYPE_ID_OFFSET as i32,
-        );
-        let vmctx = self.vmctx_val(&mut pos);
-        let expected = pos.ins().load(
-            types::I32,
-            flags,
-            vmctx,
-            self.offsets.type_id(sig_index.as_u32()) as i32,
-        );
-        let mismatch = pos.ins().icmp(IntCC::NotEqual, actual, expected);
-        pos.ins().trapnz(mismatch, TrapCode::BadSignature);
-        let code = pos.ins().load(
-            types::I64,
-            flags,
-            func_ref,
-            VMFuncRef::WASM_CALL_OFFSET as i32,
-        );
-        let callee_vmctx =
-            pos.ins()
-                .load(types::I64, flags, func_ref, VMFuncRef::VMCTX_OFFSET as i32);
-        let mut args = Vec::with_capacity(call_args.len() + HIDDEN_PARAMS);
-        args.push(callee_vmctx);
-        args.push(vmctx);
-        args.extend_from_slice(call_args);
+        let (code, args) = self.table_callee(builder, table_index, sig_index, callee, call_args);
         let inst = builder.ins().call_indirect(sig_ref, code, &args);
         let results = self.info.types[sig_index.index()].results().to_vec();
         Self::declare_ref_results(builder, inst, &results);
@@ -813,14 +885,16 @@ impl FuncEnvironment for FuncEnv<'_> {
 
     fn translate_return_call_indirect(
         &mut self,
-        _builder: &mut FunctionBuilder,
-        _table_index: TableIndex,
-        _sig_index: TypeIndex,
-        _sig_ref: ir::SigRef,
-        _callee: ir::Value,
-        _call_args: &[ir::Value],
+        builder: &mut FunctionBuilder,
+        table_index: TableIndex,
+        sig_index: TypeIndex,
+        sig_ref: ir::SigRef,
+        callee: ir::Value,
+        call_args: &[ir::Value],
     ) -> WasmResult<()> {
-        Err(wasm_unsupported!("tail calls"))
+        let (code, args) = self.table_callee(builder, table_index, sig_index, callee, call_args);
+        builder.ins().return_call_indirect(sig_ref, code, &args);
+        Ok(())
     }
 
     fn translate_return_call_ref(
@@ -830,17 +904,25 @@ impl FuncEnvironment for FuncEnv<'_> {
         _callee: ir::Value,
         _call_args: &[ir::Value],
     ) -> WasmResult<()> {
-        Err(wasm_unsupported!("tail calls"))
+        // Only reachable with the function-references proposal, which the validator
+        // refuses.
+        Err(wasm_unsupported!("function references"))
     }
 
     fn translate_return_call(
         &mut self,
-        _builder: &mut FunctionBuilder,
-        _callee_index: FuncIndex,
-        _callee: ir::FuncRef,
-        _call_args: &[ir::Value],
+        builder: &mut FunctionBuilder,
+        callee_index: FuncIndex,
+        callee: ir::FuncRef,
+        call_args: &[ir::Value],
     ) -> WasmResult<()> {
-        Err(wasm_unsupported!("tail calls"))
+        match self.direct_callee(builder, callee_index, callee, call_args) {
+            Callee::Direct(args) => builder.ins().return_call(callee, &args),
+            Callee::Indirect { sig, code, args } => {
+                builder.ins().return_call_indirect(sig, code, &args)
+            }
+        };
+        Ok(())
     }
 
     fn translate_call_ref(

@@ -76,13 +76,14 @@ impl ModuleError {
 }
 
 /// The WebAssembly features framewalk compiles: 2.0 without SIMD, extended-const,
-/// multi-memory and memory64 (64-bit memories; its 64-bit tables are refused by name
-/// when read).
+/// multi-memory, memory64 (64-bit memories; its 64-bit tables are refused by name
+/// when read) and tail calls.
 pub fn supported_features() -> WasmFeatures {
     (WasmFeatures::WASM2 & !WasmFeatures::SIMD)
         | WasmFeatures::EXTENDED_CONST
         | WasmFeatures::MULTI_MEMORY
         | WasmFeatures::MEMORY64
+        | WasmFeatures::TAIL_CALL
 }
 
 /// The proposals beyond [`supported_features`] a module may use, each with the
@@ -799,10 +800,6 @@ mod tests {
                    (i32x4.relaxed_trunc_f32x4_s (local.get 0))))",
                 "relaxed SIMD",
             ),
-            (
-                "(module (func $f (result i32) (return_call $f)))",
-                "tail calls",
-            ),
         ] {
             let e = error_of(wat);
             assert!(
@@ -822,10 +819,15 @@ mod tests {
             wasm_multi_memory: false,
             wasm_extended_const: false,
             wasm_memory64: false,
+            wasm_tail_call: false,
             ..Default::default()
         })
         .unwrap();
         for (wat, proposal) in [
+            (
+                "(module (func $f (result i32) (return_call $f)))",
+                "tail calls",
+            ),
             ("(module (memory 1) (memory 1))", "multi-memory"),
             ("(module (memory i64 1))", "memory64"),
             (

@@ -34,7 +34,7 @@ mod set;
 mod stats;
 
 pub use externref::{release, retain, ExternRef, VMExternData, IN_SET, MARK};
-pub use roots::{visit_stack_roots, StackRoots};
+pub use roots::{visit_stack_roots, visit_stack_roots_shifted, StackRoots};
 pub use set::VMExternRefSet;
 pub use stats::GcStats;
 

@@ -12,10 +12,18 @@
 //!   module (`frame.location.module`);
 //! - what to do with each slot's address.
 //!
+//! A map's slots are offsets from the frame's SP at the call, `fp - span`. The walker's
+//! `frame.sp` (its callee's FP + 16) is that SP, except below a tail call that needed a
+//! larger incoming-argument area than its caller had: the callee's prologue then moved
+//! its frame down by the difference (Cranelift's `tail` convention), so `frame.sp` lies
+//! that far below. A runtime whose code makes tail calls says how far that can be
+//! (`max_frame_shift`); with 0 every map must span exactly `fp - frame.sp`.
+//!
 //! Invariants:
 //! - a slot is reported only for a frame the walker yielded (every check passed) whose
-//!   map spans exactly that frame (`span == fp - sp`), at `frame.sp + offset` with
-//!   `offset < span`, so it lies inside that frame;
+//!   map's span `s` fits that frame: `fp - s` is `frame.sp`, or above it by a multiple
+//!   of 16 up to `max_frame_shift`; the slot is at `fp - s + offset` with `offset < s`,
+//!   so it lies inside that frame, above every newer frame;
 //! - nothing allocates.
 
 use core::ops::ControlFlow;
@@ -26,20 +34,46 @@ use crate::unwind::{visit_frames, ActivationList, CodeLookup, Frame, StackReader
 
 /// Calls `slot(frame, address)` for every live reference slot of every wasm frame of
 /// `activations`, newest frame first, walking from the recorded exits. `stack_map`
-/// gives each frame's map.
+/// gives each frame's map. For code that makes no tail calls; see
+/// [`visit_stack_roots_shifted`].
 ///
 /// # Errors
 ///
 /// The walk's first [`WalkError`] (the slots of the frames before it were reported),
 /// or [`WalkError::StackMapSpanMismatch`] if a frame's map does not span exactly that
 /// frame (`fp - sp`), before any slot of that frame is reported.
-// Out of line: inlined into a caller's larger frame, its loop measured slower (the
-// GC pause rose from 9.7 to 11.1 ns per frame in `walk_floor`).
-#[inline(never)]
 pub fn visit_stack_roots<'m, R, C>(
     activations: ActivationList<'_>,
     reader: &R,
     code: &C,
+    stack_map: impl FnMut(&Frame) -> Option<StackMap<'m>>,
+    slot: impl FnMut(&Frame, usize),
+) -> Result<(), WalkError>
+where
+    R: StackReader + ?Sized,
+    C: CodeLookup + ?Sized,
+{
+    visit_stack_roots_shifted(activations, reader, code, 0, stack_map, slot)
+}
+
+/// [`visit_stack_roots`] for code that makes tail calls: a frame's map may also span
+/// from its FP down to a point above `frame.sp` by a multiple of 16 up to
+/// `max_frame_shift` bytes (the most a tail call can move a callee's frame down: the
+/// largest stack-argument area of any function type its code calls, see the module
+/// doc). The slots are then offsets from `fp - span`.
+///
+/// # Errors
+///
+/// As [`visit_stack_roots`], with [`WalkError::StackMapSpanMismatch`] for a map that
+/// fits its frame in neither way.
+// Out of line: inlined into a caller's larger frame, its loop measured slower (the
+// GC pause rose from 9.7 to 11.1 ns per frame in `walk_floor`).
+#[inline(never)]
+pub fn visit_stack_roots_shifted<'m, R, C>(
+    activations: ActivationList<'_>,
+    reader: &R,
+    code: &C,
+    max_frame_shift: usize,
     mut stack_map: impl FnMut(&Frame) -> Option<StackMap<'m>>,
     mut slot: impl FnMut(&Frame, usize),
 ) -> Result<(), WalkError>
@@ -49,18 +83,27 @@ where
 {
     let walk = visit_frames(activations, None, reader, code, |frame| {
         if let Some(map) = stack_map(frame) {
-            // A map describes a frame of `span` bytes from its SP to its FP: one found
-            // for a frame of another size belongs to other code. Checking it also keeps
-            // every slot (`offset < span`) inside the frame, below `fp`.
+            // A map describes a frame of `span` bytes below its FP: one found for a
+            // frame of another size belongs to other code. Checking it also keeps every
+            // slot (`offset < span`) inside the frame, below `fp` and above the newer
+            // frames.
             let span = map.span() as usize;
-            if frame.fp - frame.sp != span {
-                return ControlFlow::Break(WalkError::StackMapSpanMismatch {
-                    pc: frame.pc,
-                    span,
-                    frame_span: frame.fp - frame.sp,
-                });
-            }
-            map.for_each_slot(|offset| slot(frame, frame.sp + offset as usize));
+            let frame_span = frame.fp - frame.sp;
+            let base = if span == frame_span {
+                frame.sp
+            } else {
+                match frame_span.checked_sub(span) {
+                    Some(shift) if shift <= max_frame_shift && shift % 16 == 0 => frame.fp - span,
+                    _ => {
+                        return ControlFlow::Break(WalkError::StackMapSpanMismatch {
+                            pc: frame.pc,
+                            span,
+                            frame_span,
+                        })
+                    }
+                }
+            };
+            map.for_each_slot(|offset| slot(frame, base + offset as usize));
         }
         ControlFlow::Continue(())
     })?;
@@ -82,6 +125,7 @@ pub struct StackRoots<'a, R, C: ?Sized, M> {
     reader: R,
     code: &'a C,
     stack_map: M,
+    max_frame_shift: usize,
 }
 
 impl<'a, R, C, M> StackRoots<'a, R, C, M>
@@ -121,19 +165,29 @@ where
             reader,
             code,
             stack_map,
+            max_frame_shift: 0,
         }
     }
 
-    /// [`visit_stack_roots`] over these frames: `slot(frame, address)` per live slot.
+    /// For code that makes tail calls: how far below its caller's SP a tail call may
+    /// have moved a callee's frame (see [`visit_stack_roots_shifted`]; default 0).
+    pub fn with_max_frame_shift(mut self, max_frame_shift: usize) -> Self {
+        self.max_frame_shift = max_frame_shift;
+        self
+    }
+
+    /// [`visit_stack_roots_shifted`] over these frames: `slot(frame, address)` per live
+    /// slot.
     ///
     /// # Errors
     ///
-    /// As for [`visit_stack_roots`].
+    /// As for [`visit_stack_roots_shifted`].
     pub fn visit(&self, slot: impl FnMut(&Frame, usize)) -> Result<(), WalkError> {
-        visit_stack_roots(
+        visit_stack_roots_shifted(
             self.activations,
             &self.reader,
             self.code,
+            self.max_frame_shift,
             &self.stack_map,
             slot,
         )
@@ -243,6 +297,85 @@ mod tests {
                     span: middle.fp - middle.sp + skew as usize,
                     frame_span: middle.fp - middle.sp,
                 })
+            );
+        }
+    }
+
+    /// A tail call that needed a larger argument area moved its callee's frame down:
+    /// the caller's map then spans less than `fp - frame.sp`. With a shift allowed, its
+    /// slots are found from `fp - span`; beyond the shift allowed, or by a shift that is
+    /// not a multiple of 16, the map is refused as before.
+    #[test]
+    fn a_frame_moved_down_by_a_tail_call_is_scanned_from_its_fp() {
+        let frame = |func, slots| FrameSpec {
+            func,
+            pc_offset: 0x10 + func as usize,
+            slots,
+        };
+        let built = build(
+            &[ActivationSpec {
+                owner: 1,
+                frames: vec![frame(3, 2), frame(2, 8), frame(1, 1)],
+                host_gap: 3,
+            }],
+            false,
+            STACK_TOP,
+        );
+        let middle = built.truth[1];
+        let visit = |shrink: u32, max_shift: usize| {
+            let mut builder = StackMapBuilder::new();
+            let mut frames = built.truth.clone();
+            frames.sort_by_key(|f| f.location.text_offset);
+            for f in &frames {
+                let mut span = (f.fp - f.sp) as u32;
+                if f.location == middle.location {
+                    span -= shrink;
+                }
+                builder
+                    .add(f.location.text_offset, span, &[0, span - 8])
+                    .unwrap();
+            }
+            let table = StackMapTable::parse(&builder.finish()).unwrap();
+            let linked = LinkedActivations::new(&built.activations);
+            let mut found = Vec::new();
+            let result = visit_stack_roots_shifted(
+                linked.list(),
+                &built.stack,
+                &FakeCode,
+                max_shift,
+                |frame| table.lookup(frame.location.text_offset),
+                |_, addr| found.push(addr),
+            );
+            (found, result)
+        };
+        let (young, old) = (&built.truth[0], &built.truth[2]);
+        for (shrink, max_shift) in [(16, 16), (16, 64), (32, 32)] {
+            let (found, result) = visit(shrink, max_shift);
+            assert_eq!(result, Ok(()), "shrink {shrink}, max {max_shift}");
+            let base = middle.sp + shrink as usize;
+            assert_eq!(
+                found,
+                [
+                    young.sp,
+                    young.fp - 8,
+                    base,
+                    middle.fp - 8,
+                    old.sp,
+                    old.fp - 8
+                ]
+            );
+        }
+        for (shrink, max_shift) in [(16, 0), (32, 16), (8, 64)] {
+            let (found, result) = visit(shrink, max_shift);
+            assert_eq!(found, [young.sp, young.fp - 8], "only the frame before it");
+            assert_eq!(
+                result,
+                Err(WalkError::StackMapSpanMismatch {
+                    pc: middle.pc,
+                    span: middle.fp - middle.sp - shrink as usize,
+                    frame_span: middle.fp - middle.sp,
+                }),
+                "shrink {shrink}, max {max_shift}"
             );
         }
     }

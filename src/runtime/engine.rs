@@ -36,6 +36,10 @@ pub struct Config {
     /// page counts; default `true`). Off, such a module is refused as needing it.
     /// framewalk's tables stay 32-bit: a 64-bit table is refused either way.
     pub wasm_memory64: bool,
+    /// Whether functions may make tail calls (`return_call`, `return_call_indirect`;
+    /// the tail-call proposal; default `true`, as Wasmtime). A tail call replaces its
+    /// caller's frame: a backtrace shows the callee where the caller was.
+    pub wasm_tail_call: bool,
 }
 
 impl Config {
@@ -46,6 +50,7 @@ impl Config {
         features.set(F::MULTI_MEMORY, self.wasm_multi_memory);
         features.set(F::EXTENDED_CONST, self.wasm_extended_const);
         features.set(F::MEMORY64, self.wasm_memory64);
+        features.set(F::TAIL_CALL, self.wasm_tail_call);
         features
     }
 }
@@ -66,6 +71,7 @@ impl Default for Config {
             wasm_multi_memory: true,
             wasm_extended_const: true,
             wasm_memory64: true,
+            wasm_tail_call: true,
         }
     }
 }

@@ -12,6 +12,7 @@ pub(crate) struct StoreRoots {
     head: *const Activation,
     owner: usize,
     reader: LiveStackReader,
+    max_frame_shift: usize,
 }
 
 impl StoreRoots {
@@ -25,6 +26,7 @@ impl StoreRoots {
             // SAFETY: `[lo, hi)` spans the live wasm frames of this store's activations
             // on this thread (see `store_stack_bounds`); empty when there are none.
             reader: unsafe { LiveStackReader::new(lo, hi) },
+            max_frame_shift: store.max_frame_shift,
         }
     }
 }
@@ -56,7 +58,14 @@ impl StoreRoots {
                 // Exact lookup by return address: no entry, no live references.
                 table.1?.lookup(frame.location.text_offset)
             };
-            crate::gc::visit_stack_roots(list, &self.reader, view, stack_map, slot)
+            crate::gc::visit_stack_roots_shifted(
+                list,
+                &self.reader,
+                view,
+                self.max_frame_shift,
+                stack_map,
+                slot,
+            )
         })
     }
 }

@@ -26,10 +26,13 @@
 //!   failed call never returns to wasm (it leaves through `entry::raise`);
 //! - the closure runs inside `catch_unwind`: no panic unwinds into wasm frames;
 //! - `wasm_target`'s signature is exactly the wasm signature of the function's type
-//!   (`compile::environ::wasm_signature`, System V): `WasmTuple::wasm_entry` gives a
-//!   direct entry only for types whose every parameter goes in a register, where a Rust
-//!   `extern "C"` function with the [`AbiValue`] types takes them from the same
-//!   registers.
+//!   (`compile::environ::wasm_signature`, Cranelift's `tail` convention):
+//!   `WasmTuple::wasm_entry` gives a direct entry only for types whose every parameter
+//!   goes in a register and with at most one result, where `tail` and System V agree, so
+//!   a Rust `extern "C"` function with the [`AbiValue`] types takes them from the same
+//!   registers and returns in the same one. (A `tail` callee pops stack arguments and
+//!   returns several results in more registers than System V: the exit trampoline,
+//!   Cranelift code of the `tail` convention, serves every other type.)
 
 use super::store::{Caller, StoreInner, StoreOpaque};
 use super::values::WasmTuple;

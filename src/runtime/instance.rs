@@ -362,6 +362,15 @@ fn instantiate(
             imports.len()
         )));
     }
+    if module.inner.engine.config().wasm_tail_call {
+        let shift = info
+            .types
+            .iter()
+            .map(crate::compile::environ::stack_arg_bytes)
+            .max()
+            .unwrap_or(0);
+        store.max_frame_shift = store.max_frame_shift.max(shift);
+    }
     let offsets = module.inner.offsets;
     let layout = Layout::from_size_align(offsets.size().max(8) as usize, 16)
         .map_err(|e| Error::Resource(e.to_string()))?;

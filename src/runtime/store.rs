@@ -66,6 +66,10 @@ pub struct StoreOpaque {
     func_types: Vec<Option<Arc<FuncType>>>,
     pub(crate) pending_error: Option<crate::trap::HostError>,
     pub(crate) pending_panic: Option<Box<dyn Any + Send>>,
+    /// How far a tail call in this store's code may move a frame below its caller's
+    /// SP: the largest stack-argument area of any function type of its instances'
+    /// modules (0 while no module can make tail calls with stack arguments).
+    pub(crate) max_frame_shift: usize,
 }
 
 impl StoreOpaque {
@@ -320,6 +324,7 @@ impl<T> Store<T> {
                     gc_threshold_floor: GC_THRESHOLD_FLOOR,
                     pending_error: None,
                     pending_panic: None,
+                    max_frame_shift: 0,
                 },
                 data,
             }),

@@ -37,7 +37,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::fmt::Write;
 
 /// The host imports, in order: `(name, signature)`.
-pub const IMPORTS: [(&str, &str); 8] = [
+pub const IMPORTS: [(&str, &str); 9] = [
     ("enter", "(param i32)"),
     ("exit", "(param i32)"),
     ("make", "(param i32) (result externref)"),
@@ -49,6 +49,7 @@ pub const IMPORTS: [(&str, &str); 8] = [
     ),
     ("fail", ""),
     ("panic", ""),
+    ("tail_host", "(param i32 externref) (result externref)"),
 ];
 
 /// Known bug (see the regression test `select_result_live_across_a_call_is_a_root` in
@@ -127,6 +128,21 @@ pub struct FuncDef {
     pub body: Vec<Stmt>,
     /// The result (a `Sig::Int` function checks it and returns its accumulator).
     pub ret: RefExpr,
+    /// With fuel left, the function ends with this tail call instead of returning.
+    pub tail: Option<Tail>,
+}
+
+/// A tail call ending a function (after its `$exit`: the caller's frame is gone when
+/// the callee runs, and the shadow stack shows it so).
+#[derive(Clone, Copy, Debug)]
+pub enum Tail {
+    /// `return_call` of a function of the same signature (mod their number).
+    Direct(u8),
+    /// `return_call_indirect` through an element of `$ft` holding a function of the
+    /// same signature (mod their number; direct if there is none).
+    Indirect(u8),
+    /// `return_call $tail_host` (a `Sig::Ref` function; direct for a `Sig::Int` one).
+    Host,
 }
 
 /// What `$make` returns.
@@ -400,8 +416,27 @@ pub fn stmt() -> impl Strategy<Value = Stmt> {
     })
 }
 
+fn tail() -> impl Strategy<Value = Tail> {
+    prop_oneof![
+        3 => any::<u8>().prop_map(Tail::Direct),
+        2 => any::<u8>().prop_map(Tail::Indirect),
+        1 => Just(Tail::Host),
+    ]
+}
+
 fn func_def() -> impl Strategy<Value = FuncDef> {
-    (sig(), vec(stmt(), 0..6), ref_expr()).prop_map(|(sig, body, ret)| FuncDef { sig, body, ret })
+    (
+        sig(),
+        vec(stmt(), 0..6),
+        ref_expr(),
+        prop::option::weighted(0.3, tail()),
+    )
+        .prop_map(|(sig, body, ret, tail)| FuncDef {
+            sig,
+            body,
+            ret,
+            tail,
+        })
 }
 
 fn top_call() -> impl Strategy<Value = TopCall> {
@@ -584,15 +619,65 @@ impl Program {
         match sig {
             Sig::Ref => {
                 let _ = writeln!(w, "    (local.set $ret {ret})");
+                self.render_tail(w, k, "(local.get $ret)");
                 let _ = writeln!(w, "    (call $exit (i32.const {index}))");
                 let _ = writeln!(w, "    (local.get $ret))");
             }
             Sig::Int => {
                 let _ = writeln!(w, "    {}", Self::to_dest(Dest::Check, &ret));
+                self.render_tail(w, k, "");
                 let _ = writeln!(w, "    (call $exit (i32.const {index}))");
                 let _ = writeln!(w, "    (local.get $acc))");
             }
         }
+    }
+
+    /// The functions of signature `sig`, by index.
+    fn funcs_of(&self, sig: Sig) -> Vec<usize> {
+        (0..self.funcs.len())
+            .filter(|k| self.sig(*k) == sig)
+            .collect()
+    }
+
+    /// `$f<k>`'s tail call, if it has one: with fuel left, the arguments (`$d - 1` and
+    /// `arg`) go on the operand stack, `$exit` reports the frame gone, and the tail
+    /// call replaces it.
+    fn render_tail(&self, w: &mut String, k: usize, arg: &str) {
+        let Some(tail) = self.funcs[k].tail else {
+            return;
+        };
+        let sig = self.sig(k);
+        let index = Self::func_index(k);
+        let same = self.funcs_of(sig);
+        let direct = |j: u8| format!("(return_call $f{})", same[usize::from(j) % same.len()]);
+        let call = match tail {
+            Tail::Direct(j) => direct(j),
+            Tail::Host if sig == Sig::Ref => "(return_call $tail_host)".to_string(),
+            Tail::Host => direct(0),
+            Tail::Indirect(j) => {
+                let slots: Vec<usize> = (0..self.elems.len())
+                    .filter(|&i| self.elems[i].is_some_and(|f| self.sig(self.callee(f)) == sig))
+                    .collect();
+                if slots.is_empty() {
+                    direct(j)
+                } else {
+                    let ty = match sig {
+                        Sig::Ref => "$sig_ref",
+                        Sig::Int => "$sig_int",
+                    };
+                    format!(
+                        "(return_call_indirect $ft (type {ty}) (i32.const {}))",
+                        slots[usize::from(j) % slots.len()]
+                    )
+                }
+            }
+        };
+        let _ = writeln!(
+            w,
+            "    (if (i32.gt_s (local.get $d) (i32.const 0)) (then\n      \
+             (i32.sub (local.get $d) (i32.const 1)) {arg}\n      \
+             (call $exit (i32.const {index}))\n      {call}))"
+        );
     }
 
     fn cond(&self, c: &Cond) -> String {

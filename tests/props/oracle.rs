@@ -108,6 +108,8 @@ pub struct Stats {
     pub traps: BTreeMap<String, u64>,
     /// Host panics that crossed wasm.
     pub panics: u64,
+    /// Calls of `$tail_host` (each reached by a `return_call`).
+    pub tail_host_calls: u64,
 }
 
 impl Stats {
@@ -127,6 +129,7 @@ impl Stats {
             *self.traps.entry(k.clone()).or_default() += v;
         }
         self.panics += other.panics;
+        self.tail_host_calls += other.tail_host_calls;
     }
 }
 
@@ -250,13 +253,14 @@ impl Meta {
     }
 
     /// Every frame of a walk from a host callback is at a call; the newest at a direct
-    /// call (of the import).
-    fn check_callback_frames(&self, frames: &[FrameInfo]) -> Result<(), String> {
+    /// call (of the import), unless the import was reached by a tail call (`tail_call`):
+    /// the newest frame is then the tail caller's caller, at whichever call it made.
+    fn check_callback_frames(&self, frames: &[FrameInfo], tail_call: bool) -> Result<(), String> {
         for (i, frame) in frames.iter().enumerate() {
             let op = self.op_at(frame)?;
             let ok = match op {
                 Some(Op::Call) => true,
-                Some(Op::CallIndirect) => i > 0,
+                Some(Op::CallIndirect) => i > 0 || tail_call,
                 _ => false,
             };
             if !ok {
@@ -589,7 +593,10 @@ fn check_callback(caller: &mut Caller<'_, Host>, what: &str) -> Result<(), Strin
             "walker frames {got:?}, shadow stack {want:?} (newest first)"
         ));
     }
-    caller.data().meta.check_callback_frames(&frames)?;
+    caller
+        .data()
+        .meta
+        .check_callback_frames(&frames, what == "tail_host")?;
     check_cfi(caller)?;
     {
         let host = caller.data_mut();
@@ -751,9 +758,36 @@ fn host_funcs(store: &mut Store<Host>) -> Result<Vec<Extern>, String> {
         },
     )
     .map_err(err)?;
-    Ok([enter, exit, make, check, gc, reenter, fail, panic]
-        .map(Extern::Func)
-        .to_vec())
+    // The callee of `return_call $tail_host`: called with its caller's frame gone
+    // (the walk at its callback must show so); returns its argument.
+    let tail_host = Func::wrap(
+        store,
+        |mut caller: Caller<'_, Host>,
+         (_fuel, arg): RefFunc|
+         -> Result<Option<ExternRef>, HostError> {
+            if let Err(e) = on_callback(&mut caller, "tail_host") {
+                std::mem::forget(arg);
+                return Err(e);
+            }
+            let log = caller.data().payloads.clone();
+            if let Some(r) = &arg {
+                if let Err(e) = inspect(r, &log) {
+                    std::mem::forget(arg);
+                    return Err(caller
+                        .data_mut()
+                        .fail(format!("at $tail_host: argument: {e}")));
+                }
+            }
+            caller.data_mut().stats.tail_host_calls += 1;
+            Ok(arg)
+        },
+    )
+    .map_err(err)?;
+    Ok([
+        enter, exit, make, check, gc, reenter, fail, panic, tail_host,
+    ]
+    .map(Extern::Func)
+    .to_vec())
 }
 
 type RefFunc = (i32, Option<ExternRef>);
