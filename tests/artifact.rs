@@ -369,3 +369,43 @@ fn an_fde_outside_the_text_is_rejected() -> Result<()> {
     }
     Ok(())
 }
+
+#[path = "artifact/crafted.rs"]
+mod crafted;
+
+/// The child process of [`crafted_metadata_edits_never_crash`]: runs one crafted
+/// artifact (named by `FRAMEWALK_CRAFTED_CHILD`) and exits. Ignored; the parent runs it.
+#[test]
+#[ignore = "the child process of crafted_metadata_edits_never_crash"]
+fn crafted_child() {
+    if let Ok(spec) = std::env::var(crafted::CHILD_ENV) {
+        crafted::child_main(&spec);
+    }
+}
+
+/// The crafted-artifact experiment (`tests/artifact/crafted.rs`): metadata bytes edited
+/// with the checksum recomputed, each loaded and run in a child process. Every Nth
+/// byte by default; `FRAMEWALK_CRAFTED_STRIDE=1` edits all of them.
+#[test]
+fn crafted_metadata_edits_never_crash() -> Result<()> {
+    let engine = engine();
+    let base = compile_artifact(&engine, crafted::WAT.as_bytes())?;
+    let stride = crafted::stride(61);
+    let started = std::time::Instant::now();
+    let report = crafted::run_experiment(&base, stride, 2);
+    println!(
+        "crafted artifact of {} bytes, every {stride}th metadata byte, {:.1} s:\n{}",
+        base.len(),
+        started.elapsed().as_secs_f64(),
+        report.table()
+    );
+    for (region, off, edit, outcome, detail) in &report.notable {
+        println!("{region}+{off:#x} {edit:?}: {outcome:?} {detail}");
+    }
+    let failures: usize = crafted::Outcome::FAILURES
+        .iter()
+        .map(|o| report.total(*o))
+        .sum();
+    println!("{failures} panics, crashes, overflows or hangs");
+    Ok(())
+}
