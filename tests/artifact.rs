@@ -37,7 +37,9 @@ fn apply(engine: &Engine, module: &Module, x: i32, f: i32) -> Result<i32> {
 
 /// Loads `bytes`, which must fail with an artifact error (the payload of the result).
 fn load_err(engine: &Engine, bytes: &[u8]) -> ArtifactError {
-    match Module::deserialize(engine, bytes) {
+    // SAFETY: the bytes are an artifact of ours, damaged to be rejected; if one loads
+    // anyway the test fails before anything in it runs.
+    match unsafe { Module::deserialize(engine, bytes) } {
         Ok(_) => panic!("corrupt artifact loaded"),
         Err(ModuleLoadError::Artifact(e)) => e,
         Err(other) => panic!("expected an artifact error, got {other}"),
@@ -62,10 +64,12 @@ fn an_artifact_runs_like_its_source_from_memory_and_from_a_file() -> Result<()> 
     let engine = engine();
     let bytes = compile_artifact(&engine, WAT.as_bytes())?;
     let from_source = Module::new(&engine, WAT.as_bytes())?;
-    let from_bytes = Module::deserialize(&engine, &bytes)?;
+    // SAFETY: the bytes were just compiled by this engine, from `WAT`.
+    let from_bytes = unsafe { Module::deserialize(&engine, &bytes) }?;
     let path = std::env::temp_dir().join(format!("framewalk-artifact-{}.fwo", std::process::id()));
     std::fs::write(&path, &bytes)?;
-    let from_file = Module::deserialize_file(&engine, &path)?;
+    // SAFETY: this test wrote the file from those bytes and nothing else writes it.
+    let from_file = unsafe { Module::deserialize_file(&engine, &path) }?;
     for m in [&from_source, &from_bytes, &from_file] {
         assert_eq!(apply(&engine, m, 7, 0)?, 14);
         assert_eq!(apply(&engine, m, 7, 1)?, 49);
@@ -147,7 +151,9 @@ fn structurally_corrupt_sections_with_a_valid_checksum_are_typed_errors() -> Res
             let mut bad = bytes.clone();
             bad[at] ^= 0xff;
             fix_checksum(&mut bad);
-            match Module::deserialize(&engine, &bad) {
+            // SAFETY: an edit of an artifact of ours; a module that loads is dropped
+            // unrun.
+            match unsafe { Module::deserialize(&engine, &bad) } {
                 Ok(_) => loaded += 1,
                 Err(ModuleLoadError::Artifact(ArtifactError::Malformed { .. })) => errors += 1,
                 Err(ModuleLoadError::Artifact(e)) => panic!("{name}: unexpected {e}"),
@@ -407,5 +413,21 @@ fn crafted_metadata_edits_never_crash() -> Result<()> {
         .map(|o| report.total(*o))
         .sum();
     println!("{failures} panics, crashes, overflows or hangs");
+    Ok(())
+}
+
+/// `Module::new` compiles wasm; given an artifact it refuses with a typed error, since
+/// a safe function must not load machine code.
+#[test]
+fn module_new_refuses_an_artifact() -> Result<()> {
+    let engine = engine();
+    let bytes = compile_artifact(&engine, WAT.as_bytes())?;
+    match Module::new(&engine, &bytes) {
+        Err(ModuleLoadError::AlreadyCompiled) => {}
+        Err(e) => panic!("unexpected {e}"),
+        Ok(_) => panic!("Module::new loaded an artifact"),
+    }
+    let message = ModuleLoadError::AlreadyCompiled.to_string();
+    assert!(message.contains("Module::deserialize"), "{message}");
     Ok(())
 }
