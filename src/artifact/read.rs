@@ -59,6 +59,15 @@ pub enum ArtifactError {
         /// What is wrong.
         reason: String,
     },
+    /// The embedded wasm describes another module interface (signatures, vmctx layout)
+    /// than the one the code was compiled for.
+    #[error("the embedded wasm does not match the compiled code (interface fingerprint {found:#x}, the code's {expected:#x})")]
+    InterfaceMismatch {
+        /// Of the embedded wasm.
+        found: u64,
+        /// In the header, written at compile time.
+        expected: u64,
+    },
     /// The ELF layout is inconsistent: sections overlap each other or the ELF headers,
     /// are misaligned, or the text's relocation or symbol table is not where the format
     /// puts it.
@@ -145,6 +154,10 @@ pub struct Artifact<'a> {
     pub eh_frame: &'a [u8],
     /// Relocations of the text.
     pub relocs: Vec<LoadReloc>,
+    /// The interface fingerprint the code was compiled for (see
+    /// `ModuleInfo::interface_fingerprint`); the loader compares it with the
+    /// embedded wasm's.
+    pub interface: u64,
 }
 
 const CLIF_SYMBOLS: &[&str] = &[
@@ -238,6 +251,11 @@ impl<'a> Artifact<'a> {
             });
         }
 
+        let interface = u64::from_le_bytes(
+            header[s::INTERFACE_OFFSET..s::INTERFACE_OFFSET + 8]
+                .try_into()
+                .unwrap_or_default(),
+        );
         let (text, _, text_index) = section(s::TEXT)?;
         let text_len =
             u32::try_from(text.len()).map_err(|_| malformed(s::TEXT, "larger than 4 GiB"))?;
@@ -535,6 +553,7 @@ impl<'a> Artifact<'a> {
             wasm,
             eh_frame,
             relocs,
+            interface,
         })
     }
 

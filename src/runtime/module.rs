@@ -379,6 +379,14 @@ impl Module {
             .map(|b| u32::try_from(b.body.range().start).unwrap_or(u32::MAX))
             .collect();
         drop(bodies);
+        let found = info.interface_fingerprint();
+        if found != art.interface {
+            return Err(ArtifactError::InterfaceMismatch {
+                found,
+                expected: art.interface,
+            }
+            .into());
+        }
         let offsets = compile::vmoffsets(&info)?;
         if art.num_functions() != info.num_defined_funcs() as usize {
             return Err(ArtifactError::Malformed {
