@@ -531,6 +531,17 @@ pub fn run_experiment(base: &[u8], stride: usize, jobs: usize) -> Report {
     assert!(baseline.stdout.contains("refs: "), "{}", baseline.stdout);
 
     let regions = metadata_regions(base);
+    // Which section each section header describes, to name edits of the headers.
+    let header_names: Vec<String> = {
+        let file = object::File::parse(base).expect("the base artifact parses");
+        let mut names = vec![String::new(); file.sections().count() + 1];
+        for section in file.sections() {
+            if let Some(slot) = names.get_mut(section.index().0) {
+                *slot = section.name().unwrap_or("?").to_string();
+            }
+        }
+        names
+    };
     let mut cases = Vec::new();
     for (name, range) in &regions {
         for at in range.clone().step_by(stride.max(1)) {
@@ -575,6 +586,15 @@ pub fn run_experiment(base: &[u8], stride: usize, jobs: usize) -> Report {
     for (name, off, edit, outcome, detail) in results.into_inner().unwrap() {
         *counts.entry((name.clone(), outcome)).or_insert(0) += 1;
         if !matches!(outcome, Outcome::Error | Outcome::Same) {
+            let name = if name == "section headers" {
+                let described = header_names.get(off / 64);
+                format!(
+                    "section headers [{}]",
+                    described.map_or("?", |n| n.as_str())
+                )
+            } else {
+                name
+            };
             notable.push((name, off, edit, outcome, detail));
         }
     }
