@@ -464,7 +464,7 @@ impl<'a> Artifact<'a> {
             };
             // The wasm operator the code at the patch was compiled from.
             let operator = || {
-                wasm_operator_at(address_map, wasm, range, off32).ok_or_else(|| {
+                wasm_operator_at(address_map, wasm, range, off32).map_err(|()| {
                     bad("no wasm instruction at the relocation's source location".into())
                 })
             };
@@ -484,9 +484,10 @@ impl<'a> Artifact<'a> {
                         trampoline_calls[owner] += 1;
                     } else {
                         match operator()? {
-                            Operator::Call { function_index }
-                            | Operator::ReturnCall { function_index }
-                                if function_index == callee => {}
+                            Some(
+                                Operator::Call { function_index }
+                                | Operator::ReturnCall { function_index },
+                            ) if function_index == callee => {}
                             op => {
                                 return Err(bad(format!(
                                     "calls function {callee}, but the wasm instruction there \
@@ -497,16 +498,16 @@ impl<'a> Artifact<'a> {
                     }
                 }
                 (LoadTarget::Libcall(l), RelocKind::Abs8) if !range.trampoline => {
-                    let op = operator()?;
-                    if !l.serves(&op) {
+                    // A libcall address without a source location (one passed as an
+                    // argument) is checked for kind and target only.
+                    if let Some(op) = operator()?.filter(|op| !l.serves(op)) {
                         return Err(bad(format!(
                             "libcall {l:?} at a wasm instruction that does not use it ({op:?})"
                         )));
                     }
                 }
                 (LoadTarget::ClifLibcall(c), RelocKind::Abs8) if !range.trampoline => {
-                    let op = operator()?;
-                    if !clif_libcall_serves(c, &op) {
+                    if let Some(op) = operator()?.filter(|op| !clif_libcall_serves(c, op)) {
                         return Err(bad(format!(
                             "`{c}` at a wasm instruction that does not use it ({op:?})"
                         )));
@@ -701,34 +702,34 @@ fn code_at(code: &[CodeRange], offset: u32, len: u32) -> Option<usize> {
 }
 
 /// The wasm operator that the code at text offset `at` of `function` was compiled
-/// from, by the address map (validated pairs) and the embedded wasm: the entry at or
-/// before `at`, or if that one has no wasm offset (Cranelift leaves some materialized
-/// constants, such as a libcall's address, without a source location) the next entry
-/// in the function that has one. `None` if there is none or the bytes there are not an
-/// operator.
+/// from, by the address map (validated pairs) and the embedded wasm: `Ok(None)` if the
+/// entry at or before `at` has no wasm offset (Cranelift leaves some materialized
+/// constants, such as a libcall's address passed as an argument, without a source
+/// location), `Err(())` if there is no entry in the function or the bytes there are not
+/// an operator.
 fn wasm_operator_at<'w>(
     address_map: &[u8],
     wasm: &'w [u8],
     function: CodeRange,
     at: u32,
-) -> Option<Operator<'w>> {
+) -> Result<Option<Operator<'w>>, ()> {
     let (pairs, _) = address_map.as_chunks::<{ s::PAIR_SIZE }>();
     let field =
         |p: &[u8; s::PAIR_SIZE], i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
     let first = pairs
         .partition_point(|p| field(p, 0) <= at)
-        .checked_sub(1)?;
+        .checked_sub(1)
+        .ok_or(())?;
     if field(&pairs[first], 0) < function.start {
-        return None;
+        return Err(());
     }
-    let wasm_offset = pairs[first..]
-        .iter()
-        .take_while(|p| field(p, 0) < function.end)
-        .map(|p| field(p, 4))
-        .find(|w| *w != crate::compile::NO_WASM_OFFSET)?;
-    let wasm_offset = usize::try_from(wasm_offset).ok()?;
-    let mut reader = wasmparser::BinaryReader::new(wasm.get(wasm_offset..)?, wasm_offset);
-    reader.read_operator().ok()
+    let wasm_offset = field(&pairs[first], 4);
+    if wasm_offset == crate::compile::NO_WASM_OFFSET {
+        return Ok(None);
+    }
+    let wasm_offset = usize::try_from(wasm_offset).map_err(drop)?;
+    let mut reader = wasmparser::BinaryReader::new(wasm.get(wasm_offset..).ok_or(())?, wasm_offset);
+    reader.read_operator().map(Some).map_err(drop)
 }
 
 /// Checks the layout of the ELF file: every section with bytes lies inside the file at
