@@ -37,7 +37,9 @@ fn apply(engine: &Engine, module: &Module, x: i32, f: i32) -> Result<i32> {
 
 /// Loads `bytes`, which must fail with an artifact error (the payload of the result).
 fn load_err(engine: &Engine, bytes: &[u8]) -> ArtifactError {
-    match Module::deserialize(engine, bytes) {
+    // SAFETY: the bytes are an artifact of ours, damaged to be rejected; if one loads
+    // anyway the test fails before anything in it runs.
+    match unsafe { Module::deserialize(engine, bytes) } {
         Ok(_) => panic!("corrupt artifact loaded"),
         Err(ModuleLoadError::Artifact(e)) => e,
         Err(other) => panic!("expected an artifact error, got {other}"),
@@ -62,10 +64,12 @@ fn an_artifact_runs_like_its_source_from_memory_and_from_a_file() -> Result<()> 
     let engine = engine();
     let bytes = compile_artifact(&engine, WAT.as_bytes())?;
     let from_source = Module::new(&engine, WAT.as_bytes())?;
-    let from_bytes = Module::deserialize(&engine, &bytes)?;
+    // SAFETY: the bytes were just compiled by this engine, from `WAT`.
+    let from_bytes = unsafe { Module::deserialize(&engine, &bytes) }?;
     let path = std::env::temp_dir().join(format!("framewalk-artifact-{}.fwo", std::process::id()));
     std::fs::write(&path, &bytes)?;
-    let from_file = Module::deserialize_file(&engine, &path)?;
+    // SAFETY: this test wrote the file from those bytes and nothing else writes it.
+    let from_file = unsafe { Module::deserialize_file(&engine, &path) }?;
     for m in [&from_source, &from_bytes, &from_file] {
         assert_eq!(apply(&engine, m, 7, 0)?, 14);
         assert_eq!(apply(&engine, m, 7, 1)?, 49);
@@ -147,7 +151,9 @@ fn structurally_corrupt_sections_with_a_valid_checksum_are_typed_errors() -> Res
             let mut bad = bytes.clone();
             bad[at] ^= 0xff;
             fix_checksum(&mut bad);
-            match Module::deserialize(&engine, &bad) {
+            // SAFETY: an edit of an artifact of ours; a module that loads is dropped
+            // unrun.
+            match unsafe { Module::deserialize(&engine, &bad) } {
                 Ok(_) => loaded += 1,
                 Err(ModuleLoadError::Artifact(ArtifactError::Malformed { .. })) => errors += 1,
                 Err(ModuleLoadError::Artifact(e)) => panic!("{name}: unexpected {e}"),
@@ -383,7 +389,8 @@ fn a_64_bit_memory_round_trips_through_an_artifact() -> Result<()> {
         (func (export "load") (param i64) (result i32) (i32.load (local.get 0))))"#;
     let engine = engine();
     let bytes = compile_artifact(&engine, wat.as_bytes())?;
-    let module = Module::deserialize(&engine, &bytes)?;
+    // SAFETY: the bytes were just compiled by this build.
+    let module = unsafe { Module::deserialize(&engine, &bytes)? };
     let imported: Vec<_> = module.imports().map(|(_, _, ty)| ty.clone()).collect();
     assert_eq!(
         imported,
@@ -404,10 +411,99 @@ fn a_64_bit_memory_round_trips_through_an_artifact() -> Result<()> {
         wasm_memory64: false,
         ..Default::default()
     })?;
-    let e = Module::deserialize(&without, &bytes).expect_err("memory64 is off");
+    // SAFETY: the bytes were just compiled by this build.
+    let e = unsafe { Module::deserialize(&without, &bytes) }.expect_err("memory64 is off");
     assert!(
         e.to_string().contains("unsupported wasm feature: memory64"),
         "{e}"
     );
+    Ok(())
+}
+
+#[path = "artifact/crafted.rs"]
+mod crafted;
+
+/// The child process of [`crafted_metadata_edits_never_crash`]: runs one crafted
+/// artifact (named by `FRAMEWALK_CRAFTED_CHILD`) and exits. Ignored; the parent runs it.
+#[test]
+#[ignore = "the child process of crafted_metadata_edits_never_crash"]
+fn crafted_child() {
+    if let Ok(spec) = std::env::var(crafted::CHILD_ENV) {
+        crafted::child_main(&spec);
+    }
+}
+
+/// The crafted-artifact experiment (`tests/artifact/crafted.rs`): metadata bytes edited
+/// with the checksum recomputed, each loaded and run in a child process. Every 17th
+/// byte by default; `FRAMEWALK_CRAFTED_STRIDE=1` edits all of them.
+///
+/// No edit may panic, hang or crash the process, except in the two tables the code's
+/// own behaviour depends on and nothing else describes, whose edits are
+/// indistinguishable from rewriting the code:
+///
+/// - `.fw.traps` (and its section header's size): which faulting instructions are
+///   wasm traps. A trap site moved off its instruction, or dropped, leaves a fault at a
+///   PC the table does not list, which is a crash by design (as in Wasmtime: a fault in
+///   wasm code that is not a trap is a bug in the code).
+/// - the bitmaps of `.fw.stackmaps`: which frame slots hold references. A bit set for
+///   a slot holding an integer makes the collector follow it; only analysing the code
+///   could tell. (Their spans, offsets and structure are checked.)
+#[test]
+fn crafted_metadata_edits_never_crash() -> Result<()> {
+    let engine = engine();
+    let base = compile_artifact(&engine, crafted::WAT.as_bytes())?;
+    let stride = crafted::stride(17);
+    let started = std::time::Instant::now();
+    let report = crafted::run_experiment(&base, stride, 2);
+    println!(
+        "crafted artifact of {} bytes, every {stride}th metadata byte, {:.1} s:\n{}",
+        base.len(),
+        started.elapsed().as_secs_f64(),
+        report.table()
+    );
+    for (region, off, edit, outcome, detail) in &report.notable {
+        println!("{region}+{off:#x} {edit:?}: {outcome:?} {detail}");
+    }
+    let failures: usize = crafted::Outcome::FAILURES
+        .iter()
+        .map(|o| report.total(*o))
+        .sum();
+    println!("{failures} panics, crashes, overflows or hangs");
+    let explained = |region: &str| {
+        matches!(
+            region,
+            ".fw.traps" | "section headers [.fw.traps]" | ".fw.stackmaps"
+        )
+    };
+    let unexplained: Vec<_> = report
+        .notable
+        .iter()
+        .filter(|(region, _, _, outcome, _)| {
+            crafted::Outcome::FAILURES.contains(outcome) && !explained(region)
+        })
+        .collect();
+    assert!(unexplained.is_empty(), "{unexplained:#?}");
+    assert_eq!(report.total(crafted::Outcome::Panic), 0);
+    assert_eq!(report.total(crafted::Outcome::Hang), 0);
+    assert!(
+        report.total(crafted::Outcome::Error) > report.total(crafted::Outcome::Differs),
+        "most edits are rejected"
+    );
+    Ok(())
+}
+
+/// `Module::new` compiles wasm; given an artifact it refuses with a typed error, since
+/// a safe function must not load machine code.
+#[test]
+fn module_new_refuses_an_artifact() -> Result<()> {
+    let engine = engine();
+    let bytes = compile_artifact(&engine, WAT.as_bytes())?;
+    match Module::new(&engine, &bytes) {
+        Err(ModuleLoadError::AlreadyCompiled) => {}
+        Err(e) => panic!("unexpected {e}"),
+        Ok(_) => panic!("Module::new loaded an artifact"),
+    }
+    let message = ModuleLoadError::AlreadyCompiled.to_string();
+    assert!(message.contains("Module::deserialize"), "{message}");
     Ok(())
 }

@@ -206,7 +206,7 @@ fn every_example_gives_the_same_output_from_its_compiled_artifact() {
         let c = framewalk(&["compile", &example(name), "-o", &art.display().to_string()]);
         assert!(c.status.success(), "{name}: {}", stderr(&c));
         let from_source = framewalk(&["run", &example(name)]);
-        let from_artifact = framewalk(&["run", &art.display().to_string()]);
+        let from_artifact = framewalk(&["run", "--allow-precompiled", &art.display().to_string()]);
         assert_eq!(stdout(&from_source), stdout(&from_artifact), "{name}");
         assert_eq!(stderr(&from_source), stderr(&from_artifact), "{name}");
         assert_eq!(
@@ -215,6 +215,29 @@ fn every_example_gives_the_same_output_from_its_compiled_artifact() {
             "{name}"
         );
     }
+}
+
+/// An artifact is machine code: `run` loads one only with `--allow-precompiled`, and
+/// says so in one line otherwise (without running anything).
+#[test]
+fn running_an_artifact_needs_allow_precompiled() {
+    let art = temp("compute-trust.fwo").display().to_string();
+    let c = framewalk(&["compile", &example("compute.wat"), "-o", &art]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    let refused = framewalk(&["run", &art]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(stdout(&refused), "");
+    let err = stderr(&refused);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("is a compiled artifact"), "{err}");
+    assert!(err.contains("--allow-precompiled"), "{err}");
+    let allowed = framewalk(&["run", "--allow-precompiled", &art]);
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert_eq!(
+        stdout(&allowed),
+        stdout(&framewalk(&["run", &example("compute.wat")]))
+    );
 }
 
 #[test]

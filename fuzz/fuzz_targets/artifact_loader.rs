@@ -1,5 +1,6 @@
-//! `Module::deserialize` on untrusted bytes must return `Ok` or `Err`, never panic or
-//! crash. A module that loads is dropped without running anything.
+//! `Module::deserialize` on damaged bytes must return `Ok` or `Err`, never panic or
+//! crash (it is `unsafe` because a loaded artifact's code runs, but this target never
+//! runs one: a module that loads is dropped without running anything).
 //!
 //! The first input byte picks the mode: even, the rest of the input is the artifact;
 //! odd, the rest seeds edits of a real artifact (`tests/props/artifact.rs`, included by

@@ -5,7 +5,7 @@
 //! without further checks and never panic. The section views borrow the input bytes.
 
 use super::sections as s;
-use crate::compile::libcall::Libcall;
+use crate::compile::libcall::{clif_libcall_serves, Libcall};
 use crate::compile::RelocKind;
 use crate::trap::TrapCode;
 use object::read::elf::ElfFile64;
@@ -13,6 +13,7 @@ use object::{
     LittleEndian, Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget,
     SectionIndex,
 };
+use wasmparser::Operator;
 
 /// Why an artifact was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -58,6 +59,20 @@ pub enum ArtifactError {
         /// What is wrong.
         reason: String,
     },
+    /// The embedded wasm describes another module interface (signatures, vmctx layout)
+    /// than the one the code was compiled for.
+    #[error("the embedded wasm does not match the compiled code (interface fingerprint {found:#x}, the code's {expected:#x})")]
+    InterfaceMismatch {
+        /// Of the embedded wasm.
+        found: u64,
+        /// In the header, written at compile time.
+        expected: u64,
+    },
+    /// The ELF layout is inconsistent: sections overlap each other or the ELF headers,
+    /// are misaligned, or the text's relocation or symbol table is not where the format
+    /// puts it.
+    #[error("ELF layout: {0}")]
+    Layout(String),
     /// A relocation is malformed or targets something unknown.
     #[error("relocation at text offset {offset:#x}: {reason}")]
     BadRelocation {
@@ -139,6 +154,10 @@ pub struct Artifact<'a> {
     pub eh_frame: &'a [u8],
     /// Relocations of the text.
     pub relocs: Vec<LoadReloc>,
+    /// The interface fingerprint the code was compiled for (see
+    /// `ModuleInfo::interface_fingerprint`); the loader compares it with the
+    /// embedded wasm's.
+    pub interface: u64,
 }
 
 const CLIF_SYMBOLS: &[&str] = &[
@@ -232,6 +251,11 @@ impl<'a> Artifact<'a> {
             });
         }
 
+        let interface = u64::from_le_bytes(
+            header[s::INTERFACE_OFFSET..s::INTERFACE_OFFSET + 8]
+                .try_into()
+                .unwrap_or_default(),
+        );
         let (text, _, text_index) = section(s::TEXT)?;
         let text_len =
             u32::try_from(text.len()).map_err(|_| malformed(s::TEXT, "larger than 4 GiB"))?;
@@ -250,9 +274,13 @@ impl<'a> Artifact<'a> {
                 "length is not a whole number of records",
             ));
         }
+        check_layout(&file, bytes.len(), text_index)?;
         let in_text = |off: u32, len: u32| off.checked_add(len).is_some_and(|end| end <= text_len);
         let mut prev_index = None;
         let mut prev_end = 0u32;
+        // Every function body and entry trampoline, checked below not to overlap and to
+        // be exactly what the call frame information describes.
+        let mut code = Vec::with_capacity(2 * functions.len() / s::FUNCTION_RECORD_SIZE);
         for rec in functions.chunks_exact(s::FUNCTION_RECORD_SIZE) {
             let f = |i: usize| u32_at(rec, i * 4);
             let (index, off, len, toff, tlen, noff, nlen) =
@@ -277,6 +305,22 @@ impl<'a> Artifact<'a> {
                 ));
             }
             prev_end = off + len;
+            if len != 0 {
+                code.push(CodeRange {
+                    start: off,
+                    end: off + len,
+                    func_index: index,
+                    trampoline: false,
+                });
+            }
+            if tlen != 0 {
+                code.push(CodeRange {
+                    start: toff,
+                    end: toff + tlen,
+                    func_index: index,
+                    trampoline: true,
+                });
+            }
             let name_end = noff.checked_add(nlen).map(|e| e as usize);
             match name_end {
                 Some(end) if end <= names.len() => {
@@ -295,14 +339,58 @@ impl<'a> Artifact<'a> {
                 }
             }
         }
+        // The bodies' offsets increase with their indices (checked above), so `bodies`
+        // is sorted by offset; `code` is sorted here, bodies and trampolines together.
+        let bodies: Vec<CodeRange> = code.iter().copied().filter(|c| !c.trampoline).collect();
+        code.sort_unstable_by_key(|c| (c.start, c.end));
+        for w in code.windows(2) {
+            if w[0].end > w[1].start {
+                return Err(malformed(
+                    s::FUNCTIONS,
+                    format!(
+                        "the code of function {} overlaps that of function {}",
+                        w[0].func_index, w[1].func_index
+                    ),
+                ));
+            }
+        }
         check_pairs(s::TRAPS, traps, text_len, |v| {
             TrapCode::from_u8(v as u8).is_some() && v <= u32::from(u8::MAX)
         })?;
+        for p in traps.chunks_exact(s::PAIR_SIZE) {
+            let off = u32_at(p, 0);
+            if code_at(&code, off, 1).is_none() {
+                return Err(malformed(
+                    s::TRAPS,
+                    format!("trap site {off:#x} is outside every function"),
+                ));
+            }
+        }
         check_pairs(s::ADDRESS_MAP, address_map, text_len, |_| true)?;
-        check_eh_frame(eh_frame, text_len)?;
+        // The call frame information and the function table describe the same code:
+        // an edited function or trampoline range (or FDE) disagrees with the other.
+        let mut fdes = check_eh_frame(eh_frame, text_len)?;
+        fdes.sort_unstable();
+        if !fdes.iter().map(|(start, len)| (*start, *len)).eq(code
+            .iter()
+            .map(|c| (u64::from(c.start), u64::from(c.end - c.start))))
+        {
+            return Err(malformed(
+                s::EH_FRAME,
+                "does not describe exactly the functions and entry trampolines of the \
+                 function table",
+            ));
+        }
+        check_stack_maps(stack_maps, &bodies)?;
 
-        // Relocations.
+        // Relocations. Each patches a placeholder (zero bytes) inside one function body
+        // or trampoline, in increasing order without overlap, with the addend its kind
+        // always has; a call in a trampoline calls that trampoline's function, a call
+        // in a body calls the function the wasm `call` at that point names, and a
+        // libcall is one the wasm operator at that point uses.
         let mut relocs = Vec::new();
+        let mut trampoline_calls = vec![0u32; code.len()];
+        let mut patched_to = 0u32;
         let text_section = file
             .section_by_index(text_index)
             .map_err(|e| malformed(s::TEXT, e.to_string()))?;
@@ -321,6 +409,34 @@ impl<'a> Artifact<'a> {
             let Some(off32) = off32 else {
                 return Err(bad("patch lies outside the text".into()));
             };
+            if off32 < patched_to {
+                return Err(bad(
+                    "overlaps or precedes the previous relocation's patch".into()
+                ));
+            }
+            patched_to = off32 + size;
+            let Some(owner) = code_at(&code, off32, size) else {
+                return Err(bad(
+                    "patch lies outside every function and entry trampoline".into(),
+                ));
+            };
+            let site = &text[off32 as usize..(off32 + size) as usize];
+            if site.iter().any(|b| *b != 0) {
+                return Err(bad(format!(
+                    "patch site holds {site:02x?}, not a placeholder"
+                )));
+            }
+            let addend = r.addend();
+            let expected_addend = match kind {
+                RelocKind::PcRel4 => -4,
+                RelocKind::Abs8 => 0,
+            };
+            if addend != expected_addend {
+                return Err(bad(format!(
+                    "addend {addend}, expected {expected_addend} for {kind:?}"
+                )));
+            }
+            let range = code[owner];
             let RelocationTarget::Symbol(sym_index) = r.target() else {
                 return Err(bad("target is not a symbol".into()));
             };
@@ -346,12 +462,86 @@ impl<'a> Artifact<'a> {
                     .ok_or_else(|| bad(format!("symbol `{name}` lies outside the text")))?;
                 LoadTarget::Text(addr)
             };
+            // The wasm operator the code at the patch was compiled from.
+            let operator = || {
+                wasm_operator_at(address_map, wasm, range, off32).map_err(|()| {
+                    bad("no wasm instruction at the relocation's source location".into())
+                })
+            };
+            match (target, kind) {
+                (LoadTarget::Text(addr), RelocKind::PcRel4) => {
+                    let callee = bodies
+                        .binary_search_by_key(&addr, |b| b.start)
+                        .map(|i| bodies[i].func_index)
+                        .map_err(|_| bad(format!("target {addr:#x} does not start a function")))?;
+                    if range.trampoline {
+                        if callee != range.func_index {
+                            return Err(bad(format!(
+                                "the entry trampoline of function {} calls function {callee}",
+                                range.func_index
+                            )));
+                        }
+                        trampoline_calls[owner] += 1;
+                    } else {
+                        match operator()? {
+                            Some(
+                                Operator::Call { function_index }
+                                | Operator::ReturnCall { function_index },
+                            ) if function_index == callee => {}
+                            op => {
+                                return Err(bad(format!(
+                                    "calls function {callee}, but the wasm instruction there \
+                                     is {op:?}"
+                                )))
+                            }
+                        }
+                    }
+                }
+                (LoadTarget::Libcall(l), RelocKind::Abs8) if !range.trampoline => {
+                    // A libcall address without a source location (one passed as an
+                    // argument) is checked for kind and target only.
+                    if let Some(op) = operator()?.filter(|op| !l.serves(op)) {
+                        return Err(bad(format!(
+                            "libcall {l:?} at a wasm instruction that does not use it ({op:?})"
+                        )));
+                    }
+                }
+                (LoadTarget::ClifLibcall(c), RelocKind::Abs8) if !range.trampoline => {
+                    if let Some(op) = operator()?.filter(|op| !clif_libcall_serves(c, op)) {
+                        return Err(bad(format!(
+                            "`{c}` at a wasm instruction that does not use it ({op:?})"
+                        )));
+                    }
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "a {kind:?} relocation cannot target {target:?} from {}",
+                        if range.trampoline {
+                            "an entry trampoline"
+                        } else {
+                            "a function body"
+                        }
+                    )))
+                }
+            }
             relocs.push(LoadReloc {
                 offset: off32,
                 kind,
                 target,
-                addend: r.addend(),
+                addend,
             });
+        }
+        for (range, calls) in code.iter().zip(&trampoline_calls) {
+            if range.trampoline && *calls != 1 {
+                return Err(malformed(
+                    s::TEXT,
+                    format!(
+                        "the entry trampoline of function {} has {calls} relocated calls of \
+                         its function, expected 1",
+                        range.func_index
+                    ),
+                ));
+            }
         }
 
         Ok(Artifact {
@@ -364,6 +554,7 @@ impl<'a> Artifact<'a> {
             wasm,
             eh_frame,
             relocs,
+            interface,
         })
     }
 
@@ -454,7 +645,7 @@ fn check_pairs(
 /// program runs to the end, and the code it describes lies inside the text (with the
 /// section at its load offset, `sections::eh_frame_offset`). `gimli`'s reader returns
 /// errors, never panics, on malformed input.
-fn check_eh_frame(bytes: &[u8], text_len: u32) -> Result<(), ArtifactError> {
+fn check_eh_frame(bytes: &[u8], text_len: u32) -> Result<Vec<(u64, u64)>, ArtifactError> {
     use cranelift_codegen::gimli::read::{
         BaseAddresses, CieOrFde, EhFrame, UnwindContext, UnwindSection,
     };
@@ -465,7 +656,7 @@ fn check_eh_frame(bytes: &[u8], text_len: u32) -> Result<(), ArtifactError> {
     let bases = BaseAddresses::default().set_text(0).set_eh_frame(at as u64);
     let mut entries = eh_frame.entries(&bases);
     let mut ctx = UnwindContext::new();
-    let mut fdes = 0usize;
+    let mut fdes = Vec::new();
     loop {
         let entry = entries.next().map_err(|e| bad(e.to_string()))?;
         let Some(entry) = entry else { break };
@@ -479,7 +670,8 @@ fn check_eh_frame(bytes: &[u8], text_len: u32) -> Result<(), ArtifactError> {
         let end = start.checked_add(fde.len());
         if end.is_none_or(|end| end > u64::from(text_len)) {
             return Err(bad(format!(
-                "FDE {fdes} covers {start:#x}+{:#x}, outside the text",
+                "FDE {} covers {start:#x}+{:#x}, outside the text",
+                fdes.len(),
                 fde.len()
             )));
         }
@@ -487,7 +679,189 @@ fn check_eh_frame(bytes: &[u8], text_len: u32) -> Result<(), ArtifactError> {
             .rows(&eh_frame, &bases, &mut ctx)
             .map_err(|e| bad(e.to_string()))?;
         while rows.next_row().map_err(|e| bad(e.to_string()))?.is_some() {}
-        fdes += 1;
+        fdes.push((start, fde.len()));
+    }
+    Ok(fdes)
+}
+
+/// A function body or entry trampoline: `[start, end)` of the text.
+#[derive(Clone, Copy, Debug)]
+struct CodeRange {
+    start: u32,
+    end: u32,
+    func_index: u32,
+    trampoline: bool,
+}
+
+/// The index in `code` (sorted, non-overlapping) of the range holding
+/// `[offset, offset + len)`.
+fn code_at(code: &[CodeRange], offset: u32, len: u32) -> Option<usize> {
+    let i = code.partition_point(|c| c.start <= offset).checked_sub(1)?;
+    let end = u64::from(offset) + u64::from(len);
+    (end <= u64::from(code[i].end)).then_some(i)
+}
+
+/// The wasm operator that the code at text offset `at` of `function` was compiled
+/// from, by the address map (validated pairs) and the embedded wasm: `Ok(None)` if the
+/// entry at or before `at` has no wasm offset (Cranelift leaves some materialized
+/// constants, such as a libcall's address passed as an argument, without a source
+/// location), `Err(())` if there is no entry in the function or the bytes there are not
+/// an operator.
+fn wasm_operator_at<'w>(
+    address_map: &[u8],
+    wasm: &'w [u8],
+    function: CodeRange,
+    at: u32,
+) -> Result<Option<Operator<'w>>, ()> {
+    let (pairs, _) = address_map.as_chunks::<{ s::PAIR_SIZE }>();
+    let field =
+        |p: &[u8; s::PAIR_SIZE], i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+    let first = pairs
+        .partition_point(|p| field(p, 0) <= at)
+        .checked_sub(1)
+        .ok_or(())?;
+    if field(&pairs[first], 0) < function.start {
+        return Err(());
+    }
+    let wasm_offset = field(&pairs[first], 4);
+    if wasm_offset == crate::compile::NO_WASM_OFFSET {
+        return Ok(None);
+    }
+    let wasm_offset = usize::try_from(wasm_offset).map_err(drop)?;
+    let mut reader = wasmparser::BinaryReader::new(wasm.get(wasm_offset..).ok_or(())?, wasm_offset);
+    reader.read_operator().map(Some).map_err(drop)
+}
+
+/// Checks the layout of the ELF file: every section with bytes lies inside the file at
+/// an offset aligned as its header says, no two of them (nor the ELF header and the
+/// section header table) overlap, and the text's relocations are one `SHT_RELA` table
+/// (the one named `.rela.text`, if any is) whose symbols are the one `SHT_SYMTAB`.
+/// A section header edited to move, resize, retype or relink a section fails here,
+/// before its bytes are read as anything.
+fn check_layout(
+    file: &ElfFile64<'_, LittleEndian>,
+    file_len: usize,
+    text_index: SectionIndex,
+) -> Result<(), ArtifactError> {
+    use object::elf::{SHT_NOBITS, SHT_NULL, SHT_REL, SHT_RELA, SHT_SYMTAB};
+    use object::read::elf::{FileHeader as _, SectionHeader as _};
+    let e = LittleEndian;
+    let bad = |reason: String| ArtifactError::Layout(reason);
+    let header = file.elf_header();
+    let table = file.elf_section_table();
+    let sh_size = std::mem::size_of::<object::elf::SectionHeader64<LittleEndian>>() as u64;
+    let shoff = header.e_shoff(e);
+    let mut ranges = vec![
+        (
+            0u64,
+            u64::from(header.e_ehsize(e)),
+            "the ELF header".to_string(),
+        ),
+        (
+            shoff,
+            shoff.saturating_add(sh_size.saturating_mul(table.len() as u64)),
+            "the section header table".to_string(),
+        ),
+    ];
+    let name_of = |sh: &object::elf::SectionHeader64<LittleEndian>| {
+        table
+            .section_name(e, sh)
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_else(|_| "?".into())
+    };
+    let mut symtabs = Vec::new();
+    let mut text_relocations = 0usize;
+    for (i, sh) in table.iter().enumerate() {
+        let kind = sh.sh_type(e);
+        let name = name_of(sh);
+        if kind == SHT_SYMTAB {
+            symtabs.push(i);
+        }
+        let relocates_text = matches!(kind, SHT_REL | SHT_RELA)
+            && usize::try_from(sh.sh_info(e)).ok() == Some(text_index.0);
+        if relocates_text || name == ".rela.text" {
+            text_relocations += 1;
+            let link = usize::try_from(sh.sh_link(e)).ok();
+            let link_kind = link
+                .and_then(|l| table.section(SectionIndex(l)).ok())
+                .map(|l| l.sh_type(e));
+            if !relocates_text
+                || kind != SHT_RELA
+                || sh.sh_entsize(e) != 24
+                || !sh.sh_size(e).is_multiple_of(24)
+                || link_kind != Some(SHT_SYMTAB)
+            {
+                return Err(bad(format!(
+                    "section {i} `{name}` is not a RELA table of the text's relocations \
+                     against the symbol table"
+                )));
+            }
+        }
+        if kind == SHT_NULL || kind == SHT_NOBITS || sh.sh_size(e) == 0 {
+            continue;
+        }
+        let (offset, size, align) = (sh.sh_offset(e), sh.sh_size(e), sh.sh_addralign(e));
+        if align > 1 && !offset.is_multiple_of(align) {
+            return Err(bad(format!(
+                "section {i} `{name}` at {offset:#x} is not aligned to {align}"
+            )));
+        }
+        let end = offset
+            .checked_add(size)
+            .filter(|end| *end <= file_len as u64)
+            .ok_or_else(|| bad(format!("section {i} `{name}` lies outside the file")))?;
+        ranges.push((offset, end, format!("section {i} `{name}`")));
+    }
+    if symtabs.len() > 1 || text_relocations > 1 {
+        return Err(bad(format!(
+            "{} symbol tables and {text_relocations} relocation tables of the text, \
+             expected at most one of each",
+            symtabs.len()
+        )));
+    }
+    ranges.sort_unstable_by_key(|r| (r.0, r.1));
+    for w in ranges.windows(2) {
+        if w[0].1 > w[1].0 {
+            return Err(bad(format!("{} overlaps {}", w[0].2, w[1].2)));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the stack-map section's structure (`StackMapSection::parse`) and that every
+/// safepoint is a return address inside a function body (`bodies`, sorted), with the
+/// same span as the function's other safepoints (a function's frame has one size).
+fn check_stack_maps(bytes: &[u8], bodies: &[CodeRange]) -> Result<(), ArtifactError> {
+    let section = crate::stackmap::StackMapSection::parse(bytes)
+        .map_err(|e| malformed(s::STACK_MAPS, e.to_string()))?;
+    let mut body = 0usize;
+    let mut span_of_body: Option<(usize, u32)> = None;
+    for (return_offset, map) in section.iter() {
+        // Offsets increase, so the bodies are visited in order.
+        while bodies.get(body).is_some_and(|b| b.end < return_offset) {
+            body += 1;
+        }
+        let Some(b) = bodies.get(body).filter(|b| b.start < return_offset) else {
+            return Err(malformed(
+                s::STACK_MAPS,
+                format!("safepoint {return_offset:#x} is not inside a function body"),
+            ));
+        };
+        match span_of_body {
+            Some((i, span)) if i == body && span != map.span() => {
+                return Err(malformed(
+                    s::STACK_MAPS,
+                    format!(
+                        "safepoint {return_offset:#x} of function {} spans {} bytes, its \
+                         other safepoints {span}",
+                        b.func_index,
+                        map.span()
+                    ),
+                ))
+            }
+            Some((i, _)) if i == body => {}
+            _ => span_of_body = Some((body, map.span())),
+        }
     }
     Ok(())
 }

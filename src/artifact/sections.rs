@@ -7,7 +7,7 @@
 //! .rela.text       relocations: calls between functions (R_X86_64_PLT32/PC32) and to
 //!                  libcalls (R_X86_64_64 against undefined `framewalk_libcall_*`)
 //! .symtab          one symbol per function body `framewalk_wasm_func_<index>`
-//! .fw.header       magic, version, checksum, ISA fingerprint           (HEADER_SIZE bytes)
+//! .fw.header       magic, version, checksum, ISA fingerprint, interface (HEADER_SIZE bytes)
 //! .fw.functions    one FUNCTION_RECORD_SIZE record per defined function, by index:
 //!                  ┌───────────┬────────┬─────┬─────────────┬──────────┬──────────┬──────────┐
 //!                  │func_index │ offset │ len │ tramp_offset│ tramp_len│ name_off │ name_len │  u32 each
@@ -76,14 +76,19 @@ pub const ALL_METADATA: &[&str] = &[
 
 /// `.fw.header` magic.
 pub const MAGIC: [u8; 8] = *b"FRAMEWLK";
-/// Current format version (3: the memory libcalls take 64-bit operands, for memory64).
-pub const VERSION: u32 = 3;
-/// Header layout: `magic[8]`, version u32, reserved u32, checksum u64, isa fingerprint u64.
-pub const HEADER_SIZE: usize = 32;
+/// Current format version (4: the header holds the interface fingerprint; 3: the memory
+/// libcalls take 64-bit operands, for memory64).
+pub const VERSION: u32 = 4;
+/// Header layout: `magic[8]`, version u32, reserved u32, checksum u64, isa fingerprint
+/// u64, interface fingerprint u64 (`ModuleInfo::interface_fingerprint` of the module the
+/// code was compiled for, compared at load with the embedded wasm's).
+pub const HEADER_SIZE: usize = 40;
 /// Offset of the checksum inside the header.
 pub const CHECKSUM_OFFSET: usize = 16;
 /// Offset of the ISA fingerprint inside the header.
 pub const ISA_OFFSET: usize = 24;
+/// Offset of the interface fingerprint inside the header.
+pub const INTERFACE_OFFSET: usize = 32;
 /// Size of one `.fw.functions` record.
 pub const FUNCTION_RECORD_SIZE: usize = 28;
 /// Size of one `.fw.traps` or `.fw.addrmap` entry.

@@ -84,6 +84,7 @@ pub fn write_artifact(
     push_u32(&mut header, 0);
     header.extend_from_slice(&0u64.to_le_bytes());
     header.extend_from_slice(&isa_fingerprint.to_le_bytes());
+    header.extend_from_slice(&module.interface.to_le_bytes());
 
     let names_by_index: HashMap<u32, &str> =
         module.names.iter().map(|(i, n)| (*i, n.as_str())).collect();

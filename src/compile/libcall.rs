@@ -109,6 +109,52 @@ pub fn clif_libcall_symbol(lc: cranelift_codegen::ir::LibCall) -> Option<&'stati
     })
 }
 
+impl Libcall {
+    /// Whether code compiled for the wasm operator `op` calls this libcall: the
+    /// operators `environ.rs` translates into a call of it (update both together). The
+    /// artifact loader checks each libcall relocation against the operator at its
+    /// source location, so a relocation edited to name another libcall is refused.
+    pub fn serves(self, op: &wasmparser::Operator<'_>) -> bool {
+        use wasmparser::Operator as O;
+        match self {
+            Libcall::MemoryGrow => matches!(op, O::MemoryGrow { .. }),
+            Libcall::MemoryCopy => matches!(op, O::MemoryCopy { .. }),
+            Libcall::MemoryFill => matches!(op, O::MemoryFill { .. }),
+            Libcall::MemoryInit => matches!(op, O::MemoryInit { .. }),
+            Libcall::DataDrop => matches!(op, O::DataDrop { .. }),
+            Libcall::TableGrow => matches!(op, O::TableGrow { .. }),
+            Libcall::TableFill => matches!(op, O::TableFill { .. }),
+            Libcall::TableCopy => matches!(op, O::TableCopy { .. }),
+            Libcall::TableInit => matches!(op, O::TableInit { .. }),
+            Libcall::ElemDrop => matches!(op, O::ElemDrop { .. }),
+            Libcall::TableSetExternref => matches!(op, O::TableSet { .. }),
+            Libcall::GlobalSetExternref => matches!(op, O::GlobalSet { .. }),
+            // A reference read from a table or global enters the root set, which
+            // collects from wasm when it is over its threshold (`enter_root_set`).
+            Libcall::CallWithExitFrame | Libcall::CollectGarbage => {
+                matches!(op, O::TableGet { .. } | O::GlobalGet { .. })
+            }
+        }
+    }
+}
+
+/// Whether code compiled for the wasm operator `op` may call the Cranelift helper named
+/// `symbol` (see [`clif_libcall_symbol`]): the float rounding operators.
+pub fn clif_libcall_serves(symbol: &str, op: &wasmparser::Operator<'_>) -> bool {
+    use wasmparser::Operator as O;
+    match symbol {
+        "framewalk_clif_ceilf32" => matches!(op, O::F32Ceil),
+        "framewalk_clif_ceilf64" => matches!(op, O::F64Ceil),
+        "framewalk_clif_floorf32" => matches!(op, O::F32Floor),
+        "framewalk_clif_floorf64" => matches!(op, O::F64Floor),
+        "framewalk_clif_truncf32" => matches!(op, O::F32Trunc),
+        "framewalk_clif_truncf64" => matches!(op, O::F64Trunc),
+        "framewalk_clif_nearestf32" => matches!(op, O::F32Nearest),
+        "framewalk_clif_nearestf64" => matches!(op, O::F64Nearest),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,6 +160,8 @@ pub struct CompiledModule {
     /// The `.eh_frame` section: a CIE and one FDE per function and entry trampoline,
     /// valid where the loader places it (see [`unwind`]).
     pub eh_frame: Vec<u8>,
+    /// [`ModuleInfo::interface_fingerprint`] of the module the code was compiled for.
+    pub interface: u64,
 }
 
 /// One function's compiled code and metadata, offsets relative to the function.
@@ -354,6 +356,7 @@ pub fn compile_module_with(
             wasm: wasm.to_vec(),
             names: Vec::new(),
             eh_frame: Vec::new(),
+            interface: info.interface_fingerprint(),
         },
         unwind: Vec::new(),
     };

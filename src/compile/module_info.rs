@@ -323,6 +323,42 @@ impl ModuleInfo {
         &self.types[self.functions[index as usize] as usize]
     }
 
+    /// A fingerprint of what compiled code depends on in this module. The artifact
+    /// header records it at compile time and the loader compares it with the one of
+    /// the wasm it re-reads, so the embedded wasm cannot describe other signatures or
+    /// another vmctx layout than the code was compiled for.
+    pub fn interface_fingerprint(&self) -> u64 {
+        // Everything compiled code assumes about the module: the signatures it was
+        // compiled with, the vmctx layout (the counts and kinds of imports, tables,
+        // memories, globals), what instantiation writes there (initializers, segments)
+        // and the start function. Names, exports and DWARF are not in it: the runtime
+        // reads them from the wasm consistently whatever they are. Debug output of
+        // these plain data types is deterministic (no hash maps).
+        let interface = format!(
+            "{:?}",
+            (
+                &self.types,
+                &self.imports,
+                &self.functions,
+                &self.tables,
+                &self.table_inits,
+                &self.memories,
+                &self.globals,
+                &self.global_inits,
+                self.start,
+                &self.elements,
+                &self.data,
+                (
+                    self.num_imported_funcs,
+                    self.num_imported_tables,
+                    self.num_imported_memories,
+                    self.num_imported_globals,
+                ),
+            )
+        );
+        crate::artifact::sections::fnv1a(&[interface.as_bytes()])
+    }
+
     /// Number of functions defined (not imported) by the module.
     pub fn num_defined_funcs(&self) -> u32 {
         self.functions.len() as u32 - self.num_imported_funcs

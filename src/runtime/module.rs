@@ -3,7 +3,8 @@
 //!
 //! Every module goes through the artifact: `Module::new` compiles, writes the ELF
 //! artifact and loads it like `Module::deserialize` would, so the path a saved artifact
-//! takes is the path every test takes. The artifact's metadata sections stay in the
+//! takes is the path every test takes. Loading an artifact from elsewhere is `unsafe`
+//! (its machine code runs); `Module::new` refuses artifact bytes. The artifact's metadata sections stay in the
 //! artifact bytes and are read through borrowed views.
 
 use super::code_memory::CodeMemory;
@@ -45,8 +46,13 @@ pub enum ModuleLoadError {
     /// Mapping the code failed.
     #[error(transparent)]
     Code(#[from] super::code_memory::CodeMemoryError),
-    /// [`compile_artifact`] was given an artifact: it compiles wasm (binary or text).
-    #[error("the input is already a compiled framewalk artifact (an ELF object), not wasm")]
+    /// [`compile_artifact`] or [`Module::new`] was given an artifact: they compile wasm
+    /// (binary or text). Loading an artifact runs its machine code, which only the
+    /// `unsafe` [`Module::deserialize`] does.
+    #[error(
+        "the input is already a compiled framewalk artifact (an ELF object), not wasm \
+         (loading one runs its machine code: `unsafe Module::deserialize`)"
+    )]
     AlreadyCompiled,
 }
 
@@ -305,19 +311,46 @@ impl Module {
     }
 
     /// Compiles a module from wasm binary or text.
+    ///
+    /// # Errors
+    ///
+    /// [`ModuleLoadError::AlreadyCompiled`] for artifact bytes: loading one runs its
+    /// machine code, which only the `unsafe` [`Module::deserialize`] does.
     pub fn new(engine: &Engine, bytes: &[u8]) -> Result<Module, ModuleLoadError> {
         let artifact = compile_artifact(engine, bytes)?;
         Self::from_bytes(engine, ArtifactBytes::Owned(artifact))
     }
 
-    /// Loads a module from artifact bytes produced by [`Module::serialize`] or
-    /// `framewalk compile`. The bytes are validated; corrupt input is an error.
-    pub fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Module, ModuleLoadError> {
+    /// Loads a module from artifact bytes produced by [`Module::serialize`],
+    /// [`compile_artifact`] or `framewalk compile`.
+    ///
+    /// The bytes are validated before any code is mapped: the checksum catches
+    /// accidental damage, and every offset, length, index and relocation the loader
+    /// reads is checked against the text, the function table, the call frame
+    /// information and the embedded wasm, so damage short of rewriting the code is an
+    /// error. But an artifact *is* machine code: no check can tell code that does what
+    /// its wasm says from code that does something else.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be an artifact written by [`Module::serialize`],
+    /// [`compile_artifact`] or `framewalk compile` from input the caller trusts, by a
+    /// build of framewalk with the same artifact format, and not modified since (the
+    /// ISA fingerprint and format version are checked; the rest is the caller's word).
+    /// An artifact crafted to pass the checks can run arbitrary code in this process.
+    pub unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Module, ModuleLoadError> {
         Self::from_bytes(engine, ArtifactBytes::Owned(bytes.to_vec()))
     }
 
-    /// Loads a module from an artifact file, mapping it rather than reading it.
-    pub fn deserialize_file(
+    /// Loads a module from an artifact file, mapping it rather than reading it; see
+    /// [`Module::deserialize`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Module::deserialize`]: the file must be an artifact written by
+    /// framewalk from input the caller trusts, and must not change while it is mapped
+    /// (a truncation while mapped faults on access, as with every mapped file).
+    pub unsafe fn deserialize_file(
         engine: &Engine,
         path: impl AsRef<Path>,
     ) -> Result<Module, ModuleLoadError> {
@@ -346,6 +379,14 @@ impl Module {
             .map(|b| u32::try_from(b.body.range().start).unwrap_or(u32::MAX))
             .collect();
         drop(bodies);
+        let found = info.interface_fingerprint();
+        if found != art.interface {
+            return Err(ArtifactError::InterfaceMismatch {
+                found,
+                expected: art.interface,
+            }
+            .into());
+        }
         let offsets = compile::vmoffsets(&info)?;
         if art.num_functions() != info.num_defined_funcs() as usize {
             return Err(ArtifactError::Malformed {

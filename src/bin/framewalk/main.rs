@@ -36,6 +36,11 @@ enum Command {
         /// (finds rooting bugs: a reference freed too early is reported by `ref_value`).
         #[arg(long)]
         gc_every_call: bool,
+        /// Run FILE even if it is a compiled artifact. An artifact is machine code that
+        /// runs in this process unchecked: pass this only for the output of
+        /// `framewalk compile` of input you trust, by this version of framewalk.
+        #[arg(long)]
+        allow_precompiled: bool,
         /// Write `/tmp/perf-<PID>.map` (Linux perf's JIT map: `START SIZE NAME` per
         /// wasm function) so that `perf report` names wasm code.
         #[arg(long)]
@@ -80,6 +85,7 @@ fn main() {
             invoke,
             gc_stats,
             gc_every_call,
+            allow_precompiled,
             perf_map,
             args,
         } => run(
@@ -89,6 +95,7 @@ fn main() {
             RunOptions {
                 gc_stats,
                 gc_every_call,
+                allow_precompiled,
                 perf_map,
             },
         ),
@@ -130,10 +137,20 @@ fn main() {
     }
 }
 
-fn load(engine: &Engine, file: &Path) -> Result<Module> {
+fn load(engine: &Engine, file: &Path, allow_precompiled: bool) -> Result<Module> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let module = if Module::is_artifact(&bytes) {
-        Module::deserialize_file(engine, file)
+        if !allow_precompiled {
+            bail!(
+                "{} is a compiled artifact, whose machine code would run unchecked; \
+                 run it with --allow-precompiled if it is `framewalk compile` output \
+                 of input you trust",
+                file.display()
+            );
+        }
+        // SAFETY: the user vouched for the file with --allow-precompiled: it is the
+        // output of `framewalk compile` of input they trust (the flag's contract).
+        unsafe { Module::deserialize_file(engine, file) }
     } else {
         Module::new(engine, &bytes)
     };
@@ -200,6 +217,7 @@ fn format_val(v: &Val) -> String {
 struct RunOptions {
     gc_stats: bool,
     gc_every_call: bool,
+    allow_precompiled: bool,
     perf_map: bool,
 }
 
@@ -222,6 +240,7 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
     let RunOptions {
         gc_stats,
         gc_every_call,
+        allow_precompiled,
         perf_map,
     } = options;
     // The whole backtrace: repeated cycles are folded, a long middle elided, when
@@ -234,7 +253,7 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
     })?;
     // The run loads this one module (re-entries instantiate it again, from the same
     // code), so its functions are the whole map.
-    let module = load(&engine, file)?;
+    let module = load(&engine, file, allow_precompiled)?;
     if perf_map {
         append_perf_map(&module)?;
     }
