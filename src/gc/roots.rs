@@ -88,21 +88,19 @@ where
             // slot (`offset < span`) inside the frame, below `fp` and above the newer
             // frames.
             let span = map.span() as usize;
+            // How far the map's SP (`fp - span`) lies above the walked one: 0 but below
+            // a tail call that moved its callee down (a span above `fp - sp` wraps to a
+            // shift no bound allows).
             let frame_span = frame.fp - frame.sp;
-            let base = if span == frame_span {
-                frame.sp
-            } else {
-                match frame_span.checked_sub(span) {
-                    Some(shift) if shift <= max_frame_shift && shift % 16 == 0 => frame.fp - span,
-                    _ => {
-                        return ControlFlow::Break(WalkError::StackMapSpanMismatch {
-                            pc: frame.pc,
-                            span,
-                            frame_span,
-                        })
-                    }
-                }
-            };
+            let shift = frame_span.wrapping_sub(span);
+            if shift != 0 && (shift > max_frame_shift || shift % 16 != 0) {
+                return ControlFlow::Break(WalkError::StackMapSpanMismatch {
+                    pc: frame.pc,
+                    span,
+                    frame_span,
+                });
+            }
+            let base = frame.sp + shift;
             map.for_each_slot(|offset| slot(frame, base + offset as usize));
         }
         ControlFlow::Continue(())
