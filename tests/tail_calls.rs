@@ -263,15 +263,29 @@ fn a_tail_call_through_a_table_reaches_wasm_and_host_functions() -> Result<()> {
     );
     assert_eq!(fx.call("indirect", &[Val::I32(1)])?.i32().unwrap(), 1);
     assert_eq!(fx.last_frames(), [fx.at_call("indirect", "a_ind")]);
-    // Out of the table's range and of the wrong type trap as usual, with $a_ind (the
-    // frame that made the call) newest.
+    // Out of the table's range, the tail call traps before it replaces the frame that
+    // made it: $a_ind is the newest frame, at its `return_call_indirect`.
     let e = fx.call("indirect", &[Val::I32(2)]).unwrap_err();
     let trap = e.as_trap();
     let Some(trap) = trap else {
         bail!("expected a trap, got {e}")
     };
     assert_eq!(trap.code(), framewalk::TrapCode::TableOutOfBounds);
-    assert_eq!(trap.frames()[0].func_index, fx.wasm.func("a_ind"));
+    let tail_call = fx.wasm.only_op("a_ind", "return_call_indirect", |op| {
+        matches!(op, Operator::ReturnCallIndirect { .. })
+    });
+    let frames: Vec<_> = trap
+        .frames()
+        .iter()
+        .map(|f| (f.func_index, f.wasm_offset))
+        .collect();
+    assert_eq!(
+        frames,
+        [
+            (fx.wasm.func("a_ind"), Some(tail_call)),
+            fx.at_call("indirect", "a_ind")
+        ]
+    );
     Ok(())
 }
 
