@@ -692,3 +692,54 @@ fn messages_for_the_wrong_kind_of_input() {
         "{err}"
     );
 }
+
+/// `--timeout` stops a guest that never ends: the trap's message and backtrace, exit
+/// status 1.
+#[test]
+fn a_timeout_stops_an_infinite_loop_with_its_backtrace() {
+    let wat = write_wat(
+        "spin.wat",
+        r#"(module $spin
+             (func $forever (loop $l (br $l)))
+             (func $main (export "main") (call $forever)))"#,
+    );
+    let o = framewalk(&["run", "--timeout", "100ms", &wat]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines[0], "error: wasm trap: interrupt", "{err}");
+    assert_eq!(lines[1], "wasm backtrace:", "{err}");
+    assert!(lines[2].ends_with(" - spin!forever"), "{err}");
+    assert!(lines[3].ends_with(" - spin!main"), "{err}");
+    assert_eq!(lines.len(), 4, "{err}");
+    let o = framewalk(&["run", "--timeout", "soon", &wat]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`soon` is not a duration"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The epoch checks exist only in code compiled for them: one per function entry and
+/// loop header with `--epoch-interruption`, none without.
+#[test]
+fn epoch_checks_are_compiled_only_when_asked_for() {
+    let wat = write_wat(
+        "epoch.wat",
+        r#"(module
+             (func (export "count") (param i32)
+               (loop $l (br_if $l (local.tee 0 (i32.sub (local.get 0) (i32.const 1)))))))"#,
+    );
+    for (flag, sites) in [(None, 0), (Some("--epoch-interruption"), 2)] {
+        let art = temp(&format!("epoch-{sites}.fwo")).display().to_string();
+        let mut args = vec!["compile", &wat, "-o", &art];
+        args.extend(flag);
+        let o = framewalk(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&framewalk(&["objdump", "--traps", &art]));
+        let traps: Vec<_> = out.lines().filter(|l| l.contains("  trap 0x")).collect();
+        assert_eq!(traps.len(), sites, "{flag:?}: {out}");
+        assert!(traps.iter().all(|l| l.ends_with("interrupt")), "{out}");
+    }
+}

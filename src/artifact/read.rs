@@ -43,8 +43,9 @@ pub enum ArtifactError {
         /// Of the bytes.
         computed: u64,
     },
-    /// Compiled for a different CPU feature set or code generator.
-    #[error("artifact was compiled for a different host (ISA fingerprint {found:#x}, this host {expected:#x})")]
+    /// Compiled for a different CPU feature set, code generator or code-generation
+    /// configuration (`Config::epoch_interruption`).
+    #[error("artifact was compiled for a different host or configuration (e.g. `Config::epoch_interruption`; fingerprint {found:#x}, this engine's {expected:#x})")]
     IsaMismatch {
         /// In the file.
         found: u64,

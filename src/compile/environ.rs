@@ -65,7 +65,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig, TargetIsa};
 use cranelift_entity::{EntityRef, PrimaryMap, SecondaryMap};
-use cranelift_frontend::FunctionBuilder;
+use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_wasm::{
     wasm_unsupported, FuncEnvironment, FuncIndex, FuncTranslationState, GlobalIndex,
     GlobalVariable, Heap, HeapData, HeapStyle, MemoryIndex, TableIndex, TargetEnvironment,
@@ -150,6 +150,15 @@ pub struct FuncEnv<'a> {
     control: Vec<(ControlKind, Vec<ValType>, Vec<ValType>)>,
     /// Indices of the externref locals (parameters included).
     ref_locals: Vec<u32>,
+    /// Number of wasm locals, parameters included (the translator's variables
+    /// `0..num_locals`; the environment's own come after).
+    num_locals: u32,
+    options: super::CodegenOptions,
+    /// With epoch interruption: the store context and the address of the engine's epoch
+    /// counter, loaded once at function entry, and the variable caching the store's
+    /// deadline (reloaded after every call, the only way the host can move it while
+    /// this function runs).
+    epoch: Option<(ir::Value, ir::Value, Variable)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -168,6 +177,8 @@ impl<'a> FuncEnv<'a> {
         offsets: VMOffsets,
         func_type: &'a FuncType,
         ref_locals: Vec<u32>,
+        num_locals: u32,
+        options: super::CodegenOptions,
     ) -> Self {
         FuncEnv {
             isa,
@@ -181,7 +192,48 @@ impl<'a> FuncEnv<'a> {
             indirect_sigs: HashMap::new(),
             control: Vec::new(),
             ref_locals,
+            num_locals,
+            options,
+            epoch: None,
         }
+    }
+
+    /// With epoch interruption, (re)loads the store's deadline into its variable: at
+    /// function entry and after every call (a host function may have moved it).
+    fn reload_epoch_deadline(&mut self, builder: &mut FunctionBuilder) {
+        let Some((store, _, deadline)) = self.epoch else {
+            return;
+        };
+        let value = builder.ins().load(
+            types::I64,
+            MemFlags::trusted(),
+            store,
+            crate::runtime::vmcontext::VMStoreContext::EPOCH_DEADLINE_OFFSET as i32,
+        );
+        builder.def_var(deadline, value);
+    }
+
+    /// With epoch interruption, traps with `INTERRUPT_USER_CODE` if the engine's epoch
+    /// has reached the store's deadline: a load of the counter (another thread advances
+    /// it), a compare with the cached deadline and a conditional trap.
+    fn check_epoch(&mut self, builder: &mut FunctionBuilder) {
+        let Some((_, counter, deadline)) = self.epoch else {
+            return;
+        };
+        // An atomic load: the counter changes under the code (another thread increments
+        // it), and a plain load in a loop that stores nothing would be merged with the
+        // first one by Cranelift's redundant-load elimination, leaving a loop that never
+        // sees the new epoch. On x86-64 it is the same `mov`.
+        let now = builder
+            .ins()
+            .atomic_load(types::I64, MemFlags::trusted(), counter);
+        let deadline = builder.use_var(deadline);
+        let reached = builder
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, now, deadline);
+        builder
+            .ins()
+            .trapnz(reached, TrapCode::User(crate::trap::INTERRUPT_USER_CODE));
     }
 
     /// At the start of a block where control flow joins (after `end`, `else`, at a loop
@@ -642,6 +694,11 @@ impl FuncEnvironment for FuncEnv<'_> {
         self.sig_ref_result_needs_stack_map(sig, index)
     }
 
+    fn translate_loop_header(&mut self, builder: &mut FunctionBuilder) -> WasmResult<()> {
+        self.check_epoch(builder);
+        Ok(())
+    }
+
     fn before_translate_function(
         &mut self,
         builder: &mut FunctionBuilder,
@@ -656,6 +713,25 @@ impl FuncEnvironment for FuncEnv<'_> {
             flags: MemFlags::trusted(),
         });
         builder.func.stack_limit = Some(limit);
+        if self.options.epoch_interruption {
+            let vmctx = self.vmctx_gv(builder.func);
+            let vmctx = builder.ins().global_value(types::I64, vmctx);
+            let readonly = MemFlags::trusted().with_readonly();
+            let store = builder
+                .ins()
+                .load(types::I64, readonly, vmctx, VMOffsets::STORE as i32);
+            let counter = builder.ins().load(
+                types::I64,
+                readonly,
+                store,
+                crate::runtime::vmcontext::VMStoreContext::EPOCH_PTR_OFFSET as i32,
+            );
+            let deadline = Variable::new(self.num_locals as usize);
+            builder.declare_var(deadline, types::I64);
+            self.epoch = Some((store, counter, deadline));
+            self.reload_epoch_deadline(builder);
+            self.check_epoch(builder);
+        }
         self.control.clear();
         self.control.push((
             ControlKind::Function,
@@ -864,6 +940,7 @@ impl FuncEnvironment for FuncEnv<'_> {
             .results()
             .to_vec();
         Self::declare_ref_results(builder, inst, &results);
+        self.reload_epoch_deadline(builder);
         Ok(inst)
     }
 
@@ -880,6 +957,7 @@ impl FuncEnvironment for FuncEnv<'_> {
         let inst = builder.ins().call_indirect(sig_ref, code, &args);
         let results = self.info.types[sig_index.index()].results().to_vec();
         Self::declare_ref_results(builder, inst, &results);
+        self.reload_epoch_deadline(builder);
         Ok(Some(inst))
     }
 

@@ -329,16 +329,30 @@ impl TextBuilder {
     }
 }
 
+/// How code is generated, besides the wasm features accepted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodegenOptions {
+    /// Check the store's epoch deadline at every function entry and loop header
+    /// (`Config::epoch_interruption`).
+    pub epoch_interruption: bool,
+}
+
 /// Validates and compiles a wasm module (binary or text).
 pub fn compile_module(isa: &dyn TargetIsa, bytes: &[u8]) -> Result<CompiledModule, CompileError> {
-    compile_module_with(isa, module_info::supported_features(), bytes)
+    compile_module_with(
+        isa,
+        module_info::supported_features(),
+        CodegenOptions::default(),
+        bytes,
+    )
 }
 
 /// [`compile_module`] with only `features` (a subset of
-/// [`module_info::supported_features`]) enabled.
+/// [`module_info::supported_features`]) enabled, and `options`.
 pub fn compile_module_with(
     isa: &dyn TargetIsa,
     features: wasmparser::WasmFeatures,
+    options: CodegenOptions,
     bytes: &[u8],
 ) -> Result<CompiledModule, CompileError> {
     let wasm = module_info::wat_to_wasm(bytes)?;
@@ -360,12 +374,13 @@ pub fn compile_module_with(
         },
         unwind: Vec::new(),
     };
-    let codes = translate_and_compile(isa, &info, offsets, bodies).map_err(|e| match e {
-        CompileError::Module(e) => {
-            CompileError::Module(module_info::name_the_missing_proposal(&wasm, features, e))
-        }
-        other => other,
-    })?;
+    let codes =
+        translate_and_compile(isa, &info, offsets, options, bodies).map_err(|e| match e {
+            CompileError::Module(e) => {
+                CompileError::Module(module_info::name_the_missing_proposal(&wasm, features, e))
+            }
+            other => other,
+        })?;
     let escaping = info.escaping_functions();
     for (func_index, code) in codes {
         let (offset, len) = out.append(code)?;
@@ -411,6 +426,7 @@ fn translate_and_compile(
     isa: &dyn TargetIsa,
     info: &ModuleInfo,
     offsets: VMOffsets,
+    options: CodegenOptions,
     bodies: Vec<module_info::FunctionToCompile<'_>>,
 ) -> Result<Vec<(u32, FunctionCode)>, CompileError> {
     let threads = std::thread::available_parallelism()
@@ -430,7 +446,7 @@ fn translate_and_compile(
             .into_iter()
             .map(|c| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    compile_chunk(isa, info, offsets, c)
+                    compile_chunk(isa, info, offsets, options, c)
                 }))
                 .unwrap_or_else(|_| Err(CompileError::Host("the code generator panicked".into())))
             })
@@ -439,7 +455,7 @@ fn translate_and_compile(
         std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .into_iter()
-                .map(|c| s.spawn(move || compile_chunk(isa, info, offsets, c)))
+                .map(|c| s.spawn(move || compile_chunk(isa, info, offsets, options, c)))
                 .collect();
             handles
                 .into_iter()
@@ -459,11 +475,12 @@ fn translate_and_compile(
     Ok(all)
 }
 
-/// Indices of the externref locals of a function (its parameters come first).
+/// Indices of the externref locals of a function (its parameters come first), and the
+/// number of locals (parameters included).
 fn externref_locals(
     ty: &crate::types::FuncType,
     body: &wasmparser::FunctionBody<'_>,
-) -> Result<Vec<u32>, wasmparser::BinaryReaderError> {
+) -> Result<(Vec<u32>, u32), wasmparser::BinaryReaderError> {
     use crate::types::ValType;
     let mut out: Vec<u32> = (0..ty.params().len() as u32)
         .filter(|i| ty.params()[*i as usize] == ValType::ExternRef)
@@ -476,13 +493,14 @@ fn externref_locals(
         }
         index = index.saturating_add(count);
     }
-    Ok(out)
+    Ok((out, index))
 }
 
 fn compile_chunk(
     isa: &dyn TargetIsa,
     info: &ModuleInfo,
     offsets: VMOffsets,
+    options: CodegenOptions,
     bodies: Vec<module_info::FunctionToCompile<'_>>,
 ) -> Result<Vec<(u32, FunctionCode)>, CompileError> {
     let mut translator = FuncTranslator::new();
@@ -494,10 +512,11 @@ fn compile_chunk(
             ir::UserFuncName::user(environ::NS_WASM_FUNC, func_index),
             environ::wasm_signature(ty),
         );
-        let ref_locals = externref_locals(ty, &body.body).map_err(|e| {
+        let (ref_locals, num_locals) = externref_locals(ty, &body.body).map_err(|e| {
             CompileError::Module(ModuleError::classify(e.offset(), e.message().to_string()))
         })?;
-        let mut env = environ::FuncEnv::new(isa, info, offsets, ty, ref_locals);
+        let mut env =
+            environ::FuncEnv::new(isa, info, offsets, ty, ref_locals, num_locals, options);
         let mut validator = body.validator.into_validator(Default::default());
         translator
             .translate_body(&mut validator, body.body, &mut func, &mut env)

@@ -40,6 +40,14 @@ pub struct Config {
     /// the tail-call proposal; default `true`, as Wasmtime). A tail call replaces its
     /// caller's frame: a backtrace shows the callee where the caller was.
     pub wasm_tail_call: bool,
+    /// Whether compiled code checks the engine's epoch at every function entry and loop
+    /// header (default `false`: no check is compiled, and nothing is paid). On, a store
+    /// whose deadline ([`Store::set_epoch_deadline`](crate::Store::set_epoch_deadline))
+    /// the epoch reaches ([`Engine::increment_epoch`]) traps with
+    /// [`TrapCode::Interrupt`](crate::TrapCode::Interrupt) and a backtrace: how a
+    /// runaway guest is stopped from another thread. Artifacts record it: one compiled
+    /// with it loads only into an engine with it, and the other way round.
+    pub epoch_interruption: bool,
 }
 
 impl Config {
@@ -72,6 +80,7 @@ impl Default for Config {
             wasm_extended_const: true,
             wasm_memory64: true,
             wasm_tail_call: true,
+            epoch_interruption: false,
         }
     }
 }
@@ -86,6 +95,9 @@ pub(crate) struct EngineInner {
     pub(crate) isa: OwnedTargetIsa,
     pub(crate) isa_fingerprint: u64,
     pub(crate) config: Config,
+    /// The epoch counter of [`Engine::increment_epoch`]; stores point at it (its
+    /// address is stable: it lives in the `Arc`).
+    pub(crate) epoch: std::sync::atomic::AtomicU64,
     types: Mutex<TypeRegistry>,
     exit_trampolines: Mutex<HashMap<FuncType, Arc<CodeMemory>>>,
 }
@@ -110,8 +122,13 @@ impl Engine {
     pub fn new(config: Config) -> Result<Engine, CompileError> {
         let isa = compile::host_isa()?;
         let desc = format!(
-            "framewalk {} cranelift 0.112.3 {} {} {}",
+            "framewalk {} cranelift 0.112.3{} {} {} {}",
             env!("CARGO_PKG_VERSION"),
+            if config.epoch_interruption {
+                " epoch-interruption"
+            } else {
+                ""
+            },
             isa.triple(),
             isa.flags(),
             isa.isa_flags()
@@ -126,6 +143,7 @@ impl Engine {
                 isa,
                 isa_fingerprint,
                 config,
+                epoch: std::sync::atomic::AtomicU64::new(0),
                 types: Mutex::new(TypeRegistry::default()),
                 exit_trampolines: Mutex::new(HashMap::new()),
             }),
@@ -135,6 +153,22 @@ impl Engine {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Advances the engine's epoch by one. With [`Config::epoch_interruption`], wasm
+    /// running in a store whose deadline ([`Store::set_epoch_deadline`](crate::Store::set_epoch_deadline))
+    /// this reaches traps with [`TrapCode::Interrupt`](crate::TrapCode::Interrupt) at its
+    /// next function entry or loop header. Cheap (one atomic add) and callable from any
+    /// thread, e.g. a timer thread.
+    pub fn increment_epoch(&self) {
+        self.inner
+            .epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The engine's current epoch.
+    pub fn current_epoch(&self) -> u64 {
+        self.inner.epoch.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether two handles are the same engine.

@@ -282,6 +282,9 @@ pub fn compile_artifact(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, Module
     let compiled = compile::compile_module_with(
         &*engine.inner.isa,
         engine.inner.config.wasm_features(),
+        compile::CodegenOptions {
+            epoch_interruption: engine.inner.config.epoch_interruption,
+        },
         bytes,
     )?;
     let mut builder = StackMapBuilder::new();

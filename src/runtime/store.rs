@@ -165,6 +165,17 @@ impl StoreOpaque {
         self.gc_stats
     }
 
+    /// Sets this store's epoch deadline `ticks` epochs after the engine's current one:
+    /// with [`Config::epoch_interruption`](super::Config::epoch_interruption), wasm of
+    /// this store traps with [`TrapCode::Interrupt`](crate::TrapCode::Interrupt) at the
+    /// first function entry or loop header it reaches once
+    /// [`Engine::increment_epoch`](super::Engine::increment_epoch) has been called that
+    /// many times. Until set there is no deadline (unlike Wasmtime, whose default
+    /// deadline is the current epoch). Without `epoch_interruption` no code checks it.
+    pub fn set_epoch_deadline(&mut self, ticks: u64) {
+        self.vm.epoch_deadline = self.engine.current_epoch().saturating_add(ticks);
+    }
+
     /// The wasm frames of this store's activations on this thread, newest first,
     /// symbolized, as a trap here would report them: none when
     /// [`Config::wasm_backtrace`](super::Config::wasm_backtrace) is off, at most
@@ -312,6 +323,8 @@ impl<T> Store<T> {
                         activation_head: std::ptr::null(),
                         externrefs: Default::default(),
                         gc_threshold: GC_THRESHOLD_FLOOR,
+                        epoch_ptr: &engine.inner.epoch,
+                        epoch_deadline: u64::MAX,
                     }),
                     instances: Vec::new(),
                     memories: Vec::new(),
@@ -350,6 +363,12 @@ impl<T> Store<T> {
     /// Runs a garbage collection of this store's `externref`s now.
     pub fn gc(&mut self) -> Result<(), crate::unwind::WalkError> {
         self.inner.opaque.gc()
+    }
+
+    /// [`StoreOpaque::set_epoch_deadline`]: interrupt wasm of this store `ticks` epochs
+    /// from now.
+    pub fn set_epoch_deadline(&mut self, ticks: u64) {
+        self.inner.opaque.set_epoch_deadline(ticks)
     }
 
     /// Sets the smallest root-set size that triggers an automatic collection (default
@@ -509,6 +528,17 @@ impl<T> Caller<'_, T> {
     /// [`StoreOpaque::gc`]).
     pub fn gc(&mut self) -> Result<(), crate::unwind::WalkError> {
         self.store.opaque.gc()
+    }
+
+    /// The engine of the caller's store.
+    pub fn engine(&self) -> &Engine {
+        &self.store.opaque.engine
+    }
+
+    /// [`StoreOpaque::set_epoch_deadline`], from a host function (e.g. to give the
+    /// guest more time).
+    pub fn set_epoch_deadline(&mut self, ticks: u64) {
+        self.store.opaque.set_epoch_deadline(ticks)
     }
 
     /// The references held in live stack slots of this store's wasm frames (what a

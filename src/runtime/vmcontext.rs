@@ -147,9 +147,20 @@ pub struct VMStoreContext {
     /// Generated code compares against it where a reference enters the set from a
     /// table or global, and collects from wasm (see `runtime::libcalls`).
     pub gc_threshold: usize,
+    /// The engine's epoch counter ([`Engine::increment_epoch`](crate::Engine::increment_epoch));
+    /// generated code compiled with `Config::epoch_interruption` reads it at every
+    /// function entry and loop header.
+    pub epoch_ptr: *const std::sync::atomic::AtomicU64,
+    /// The epoch at which those checks trap with `TrapCode::Interrupt`
+    /// (`u64::MAX`: never, the default).
+    pub epoch_deadline: u64,
 }
 
 impl VMStoreContext {
+    /// Offset of `epoch_ptr`.
+    pub const EPOCH_PTR_OFFSET: u32 = offset_of!(VMStoreContext, epoch_ptr) as u32;
+    /// Offset of `epoch_deadline`.
+    pub const EPOCH_DEADLINE_OFFSET: u32 = offset_of!(VMStoreContext, epoch_deadline) as u32;
     /// Offset of `stack_limit`.
     pub const STACK_LIMIT_OFFSET: u32 = offset_of!(VMStoreContext, stack_limit) as u32;
     /// Offset of `activation_head`.

@@ -3,7 +3,7 @@
 //!
 //! Two encodings, with different domains:
 //! - [`TrapCode::from_u8`] / [`TrapCode::to_u8`]: the byte of an artifact's trap
-//!   section. Wasm codes only (the discriminants `0..=10`, in the order of
+//!   section. Wasm codes only (the discriminants `0..=11`, in the order of
 //!   [`TrapCode::ALL`]); a `Custom` code has no byte and is never written to an artifact.
 //! - [`TrapCode::to_raw`] / [`TrapCode::from_raw`]: the word passed through the signal
 //!   handler to a runtime's `on_trap` (`code` argument). Lossless for every code: a
@@ -37,6 +37,8 @@ pub enum TrapCode {
     HostError,
     /// Misaligned atomic access (not produced by WebAssembly 2.0 code).
     HeapMisaligned,
+    /// The store's epoch deadline was reached (`Config::epoch_interruption`).
+    Interrupt,
     /// A trap a runtime defines for itself (another language's codes, carried through
     /// the shared signal handlers); the number is the runtime's own.
     Custom(u16),
@@ -44,7 +46,7 @@ pub enum TrapCode {
 
 impl TrapCode {
     /// Every wasm code, by discriminant (the artifact byte). `Custom` is not listed.
-    pub const ALL: [TrapCode; 11] = [
+    pub const ALL: [TrapCode; 12] = [
         TrapCode::Unreachable,
         TrapCode::IntegerDivisionByZero,
         TrapCode::IntegerOverflow,
@@ -56,6 +58,7 @@ impl TrapCode {
         TrapCode::StackOverflow,
         TrapCode::HostError,
         TrapCode::HeapMisaligned,
+        TrapCode::Interrupt,
     ];
 
     /// The wasm code with this discriminant, if any (for reading untrusted sections).
@@ -89,6 +92,7 @@ impl TrapCode {
             TrapCode::StackOverflow => 8,
             TrapCode::HostError => 9,
             TrapCode::HeapMisaligned => 10,
+            TrapCode::Interrupt => 11,
             TrapCode::Custom(n) => CUSTOM_RAW_BASE + n as usize,
         }
     }
@@ -119,6 +123,7 @@ impl TrapCode {
             C::BadConversionToInteger => TrapCode::BadConversionToInteger,
             C::UnreachableCodeReached => TrapCode::Unreachable,
             C::User(HOST_ERROR_USER_CODE) => TrapCode::HostError,
+            C::User(INTERRUPT_USER_CODE) => TrapCode::Interrupt,
             _ => return None,
         })
     }
@@ -137,6 +142,7 @@ impl TrapCode {
             TrapCode::StackOverflow => "call stack exhausted",
             TrapCode::HostError => "host function error",
             TrapCode::HeapMisaligned => "misaligned memory access",
+            TrapCode::Interrupt => "interrupt",
             TrapCode::Custom(_) => "runtime-defined trap",
         }
     }
@@ -144,6 +150,9 @@ impl TrapCode {
 
 /// The `TrapCode::User` value generated code uses for "the host function failed".
 pub const HOST_ERROR_USER_CODE: u16 = 1;
+
+/// The `TrapCode::User` value of an epoch check that found the deadline reached.
+pub const INTERRUPT_USER_CODE: u16 = 2;
 
 /// `TrapCode::Custom(n).to_raw()` is `CUSTOM_RAW_BASE + n`: above every wasm code.
 pub const CUSTOM_RAW_BASE: usize = 0x1_0000;

@@ -10,7 +10,7 @@ mod source_location;
 mod wasm_backtrace;
 
 pub use backtrace::{Backtrace, FrameInfo, HostError, Trap};
-pub use code::{TrapCode, CUSTOM_RAW_BASE, HOST_ERROR_USER_CODE};
+pub use code::{TrapCode, CUSTOM_RAW_BASE, HOST_ERROR_USER_CODE, INTERRUPT_USER_CODE};
 pub use handler::{
     ensure_alt_stack, register, TrapHandlerError, TrapHandlerRegistration, TrapHooks,
 };

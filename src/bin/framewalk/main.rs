@@ -45,6 +45,12 @@ enum Command {
         /// wasm function) so that `perf report` names wasm code.
         #[arg(long)]
         perf_map: bool,
+        /// Stop the guest after this much wall-clock time (e.g. `500ms`, `2s`, `1.5s`,
+        /// `1m`): it traps with `interrupt` and its backtrace at its next function entry
+        /// or loop header. Compiles the checks in (an artifact must then be compiled
+        /// with `framewalk compile --epoch-interruption`).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<std::time::Duration>,
         /// Arguments for the invoked function.
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
@@ -74,6 +80,9 @@ enum Command {
         /// Where to write the artifact.
         #[arg(short, long)]
         output: PathBuf,
+        /// Compile the epoch checks `framewalk run --timeout` needs.
+        #[arg(long)]
+        epoch_interruption: bool,
     },
 }
 
@@ -87,6 +96,7 @@ fn main() {
             gc_every_call,
             allow_precompiled,
             perf_map,
+            timeout,
             args,
         } => run(
             &file,
@@ -97,9 +107,14 @@ fn main() {
                 gc_every_call,
                 allow_precompiled,
                 perf_map,
+                timeout,
             },
         ),
-        Command::Compile { file, output } => compile(&file, &output),
+        Command::Compile {
+            file,
+            output,
+            epoch_interruption,
+        } => compile(&file, &output, epoch_interruption),
         Command::Objdump {
             file,
             functions,
@@ -157,8 +172,31 @@ fn load(engine: &Engine, file: &Path, allow_precompiled: bool) -> Result<Module>
     module.with_context(|| format!("loading {}", file.display()))
 }
 
-fn compile(file: &Path, output: &Path) -> Result<()> {
-    let engine = Engine::new(Default::default())?;
+/// A duration as `--timeout` takes it: a number with a unit (`ms`, `s`, `m`), or plain
+/// seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 2s, 1.5s, 1m)"))?;
+    std::time::Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 2s, 1.5s, 1m)"))
+}
+
+fn compile(file: &Path, output: &Path, epoch_interruption: bool) -> Result<()> {
+    let engine = Engine::new(framewalk::Config {
+        epoch_interruption,
+        ..Default::default()
+    })?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let artifact = framewalk::runtime::compile_artifact(&engine, &bytes)
         .with_context(|| format!("compiling {}", file.display()))?;
@@ -219,6 +257,7 @@ struct RunOptions {
     gc_every_call: bool,
     allow_precompiled: bool,
     perf_map: bool,
+    timeout: Option<std::time::Duration>,
 }
 
 /// Appends `module`'s functions to this process's perf JIT map, `/tmp/perf-<PID>.map`.
@@ -242,6 +281,7 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
         gc_every_call,
         allow_precompiled,
         perf_map,
+        timeout,
     } = options;
     // The whole backtrace: repeated cycles are folded, a long middle elided, when
     // printed. Modules are described to GDB (`gdb --args framewalk run ...` names
@@ -249,6 +289,7 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
     let engine = Engine::new(framewalk::Config {
         wasm_backtrace_max_frames: None,
         gdb_jit: true,
+        epoch_interruption: timeout.is_some(),
         ..Default::default()
     })?;
     // The run loads this one module (re-entries instantiate it again, from the same
@@ -264,6 +305,16 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
             gc_every_call,
         },
     );
+    if let Some(timeout) = timeout {
+        // The deadline is the next epoch, which a timer thread starts when the time is
+        // up; the process ends with the run, the thread with it.
+        store.set_epoch_deadline(1);
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(timeout);
+            engine.increment_epoch();
+        });
+    }
     let result = run_in(&mut store, &module, invoke, args);
     if gc_stats {
         eprintln!("{}", store.gc_stats());
