@@ -193,9 +193,9 @@ fn an_artifact_loads_only_into_an_engine_with_its_epoch_setting() -> Result<()> 
     })?;
     let artifact = framewalk::runtime::compile_artifact(&plain, &wasm.bytes)?;
     // SAFETY: compiled just above by this build.
-    let e = unsafe { Module::deserialize(&checked, &artifact) }
-        .err()
-        .expect("an artifact without epoch checks is refused by an engine that needs them");
+    let Err(e) = (unsafe { Module::deserialize(&checked, &artifact) }) else {
+        panic!("an artifact without epoch checks is refused by an engine that needs them");
+    };
     assert!(e.to_string().contains("epoch_interruption"), "{e}");
     let artifact = framewalk::runtime::compile_artifact(&checked, &wasm.bytes)?;
     // SAFETY: as above.
