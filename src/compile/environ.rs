@@ -85,6 +85,9 @@ pub fn clif_type(ty: ValType) -> ir::Type {
         ValType::I64 => types::I64,
         ValType::F32 => types::F32,
         ValType::F64 => types::F64,
+        // Cranelift's wasm translator gives every v128 value this type (and bitcasts
+        // it to the lane type each operator needs).
+        ValType::V128 => types::I8X16,
         ValType::FuncRef | ValType::ExternRef => types::I64,
     }
 }
@@ -113,20 +116,39 @@ pub fn wasm_signature(ty: &FuncType) -> Signature {
 }
 
 /// Bytes of stack arguments a call to a wasm function of type `ty` passes under
-/// [`WASM_CALL_CONV`] on x86-64: the integer arguments (the two hidden vmctx pointers
-/// first) after the sixth and the float arguments after the eighth take 8 bytes each,
-/// and the area is a multiple of 16 (Cranelift's `tail` convention, which the callee
+/// [`WASM_CALL_CONV`] on x86-64, as Cranelift's `x64::abi::compute_arg_locs` lays
+/// them out: in parameter order, the integer arguments (the two hidden vmctx pointers
+/// first) after the sixth and the float and vector arguments after the eighth go on the
+/// stack, 8 bytes each, except a `v128`, which takes 16 bytes at a 16-aligned offset;
+/// the area is a multiple of 16 (Cranelift's `tail` convention, which the callee
 /// pops). A tail call moves its callee's frame down by at most the largest of these
 /// over the types it can call (see `gc::visit_stack_roots_shifted`).
 pub fn stack_arg_bytes(ty: &FuncType) -> usize {
-    let floats = ty
-        .params()
-        .iter()
-        .filter(|t| matches!(t, ValType::F32 | ValType::F64))
-        .count();
-    let ints = HIDDEN_PARAMS + ty.params().len() - floats;
-    let slots = ints.saturating_sub(6) + floats.saturating_sub(8);
-    (slots * 8).next_multiple_of(16)
+    let (mut ints, mut vregs, mut offset) = (HIDDEN_PARAMS, 0usize, 0usize);
+    for t in ty.params() {
+        let size = match t {
+            ValType::F32 | ValType::F64 | ValType::V128 => {
+                vregs += 1;
+                if vregs <= 8 {
+                    continue;
+                }
+                if *t == ValType::V128 {
+                    16
+                } else {
+                    8
+                }
+            }
+            ValType::I32 | ValType::I64 | ValType::FuncRef | ValType::ExternRef => {
+                ints += 1;
+                if ints <= 6 {
+                    continue;
+                }
+                8
+            }
+        };
+        offset = offset.next_multiple_of(size) + size;
+    }
+    offset.next_multiple_of(16)
 }
 
 /// Number of hidden parameters before the wasm parameters.
