@@ -582,7 +582,11 @@ fn instantiate(
             // The offset is an i32 for a 32-bit memory, an i64 for a 64-bit one, both
             // unsigned addresses.
             let at = eval_const(store, data, offset);
-            let at = if m.ty.is_64 { at as u64 } else { at as u32 as u64 };
+            let at = if m.ty.is_64 {
+                at as u64
+            } else {
+                at as u32 as u64
+            };
             let bytes = &wasm[seg.range.clone()];
             let range = usize::try_from(at)
                 .ok()
