@@ -109,7 +109,7 @@ pub use gc::ExternRef;
 #[cfg(feature = "runtime")]
 pub use runtime::{
     Caller, Config, Engine, Error, Extern, Func, Global, Instance, LinkError, Linker, Memory,
-    Module, Store, Table, Trap, TypedFunc, Val,
+    Module, Store, Table, Trap, TypedFunc, Val, V128,
 };
 pub use trap::TrapCode;
 #[cfg(feature = "runtime")]

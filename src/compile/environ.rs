@@ -1289,3 +1289,67 @@ impl FuncEnvironment for FuncEnv<'_> {
         Err(wasm_unsupported!("GC"))
     }
 }
+
+#[cfg(test)]
+mod stack_arg_tests {
+    use super::{stack_arg_bytes, wasm_signature};
+    use crate::types::{FuncType, ValType};
+    use cranelift_codegen::ir::{Function, InstBuilder, UserFuncName};
+    use cranelift_codegen::Context;
+    use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+
+    /// The bytes of stack arguments a function of type `ty` pops, as Cranelift
+    /// compiles it: a `tail`-convention callee returns with `ret imm16` (`c2 lo hi`)
+    /// when it has stack arguments, a plain `ret` (`c3`) otherwise.
+    fn popped_by_cranelift(ty: &FuncType) -> usize {
+        let isa = crate::compile::host_isa().expect("host ISA");
+        let mut func = Function::with_name_signature(UserFuncName::user(0, 0), wasm_signature(ty));
+        let mut fctx = FunctionBuilderContext::new();
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let block = b.create_block();
+        b.append_block_params_for_function_params(block);
+        b.switch_to_block(block);
+        b.seal_block(block);
+        b.ins().return_(&[]);
+        b.finalize();
+        let mut ctx = Context::for_function(func);
+        let code = ctx
+            .compile(&*isa, &mut Default::default())
+            .expect("compiles")
+            .code_buffer()
+            .to_vec();
+        match code.as_slice() {
+            [.., 0xc2, lo, hi] => usize::from(u16::from_le_bytes([*lo, *hi])),
+            [.., 0xc3] => 0,
+            other => panic!("no ret at the end of {other:02x?}"),
+        }
+    }
+
+    /// `stack_arg_bytes` agrees with Cranelift for register-only types, integers and
+    /// floats past their registers, and `v128`s (16 bytes, 16-aligned) mixed with
+    /// both.
+    #[test]
+    fn stack_argument_bytes_match_cranelift() {
+        use ValType::*;
+        let types: Vec<Vec<ValType>> = vec![
+            vec![],
+            vec![I32; 4],
+            vec![I32; 5],
+            vec![I64; 7],
+            vec![F64; 8],
+            vec![F64; 9],
+            vec![V128; 8],
+            vec![V128; 9],
+            vec![V128; 10],
+            [vec![F32; 8], vec![V128, F32, V128]].concat(),
+            [vec![F32; 9], vec![V128]].concat(),
+            [vec![I32; 5], vec![F64; 8], vec![V128, I64, V128]].concat(),
+            [vec![V128; 8], vec![F64, V128, F32, F32, V128]].concat(),
+            [vec![ExternRef; 5], vec![V128; 9], vec![FuncRef]].concat(),
+        ];
+        for params in types {
+            let ty = FuncType::new(params, []);
+            assert_eq!(stack_arg_bytes(&ty), popped_by_cranelift(&ty), "{ty}");
+        }
+    }
+}
