@@ -178,6 +178,21 @@ fn simd_example_computes_and_traps_with_source_lines() {
     assert_eq!(lines[6], "at ./vecsum.c:45:12", "{err}");
     assert_eq!(lines.len(), 7, "{err}");
 
+    // The same through a compiled artifact.
+    let artifact = temp("vecsum.fwa").display().to_string();
+    let o = framewalk(&["compile", &vecsum, "--output", &artifact]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = framewalk(&[
+        "run",
+        &artifact,
+        "--invoke",
+        "madd_rev",
+        "i32x4:1,2,3,4",
+        "i32x4:10,10,10,-10",
+        "0x1",
+    ]);
+    assert_eq!(stdout(&o), "0x0000000b000000140000001effffffd8\n", "{}", stderr(&o));
+
     // A v128 argument that is not one is refused with the syntax.
     let o = framewalk(&["run", &vecsum, "--invoke", "madd_rev", "1", "2", "3"]);
     assert_eq!(o.status.code(), Some(1));
