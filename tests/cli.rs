@@ -191,7 +191,12 @@ fn simd_example_computes_and_traps_with_source_lines() {
         "i32x4:10,10,10,-10",
         "0x1",
     ]);
-    assert_eq!(stdout(&o), "0x0000000b000000140000001effffffd8\n", "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "0x0000000b000000140000001effffffd8\n",
+        "{}",
+        stderr(&o)
+    );
 
     // A v128 argument that is not one is refused with the syntax.
     let o = framewalk(&["run", &vecsum, "--invoke", "madd_rev", "1", "2", "3"]);
