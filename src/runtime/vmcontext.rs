@@ -79,6 +79,11 @@ pub type ArrayCallFn = unsafe extern "C" fn(
 /// One value in the array calling convention, little-endian: i32 and f32 use the low 4
 /// bytes, i64 and f64 the low 8; references are pointers (0 is null); a v128 uses all
 /// 16. One slot per value whatever its type, so a value's slot is its index.
+///
+/// 16 bytes for every value rather than 8-byte slots with two per `v128`: every user of
+/// the array (trampolines, `Func::call`, `Func::new`, typed calls) stays index-based,
+/// and the untyped rows of `benches/call_floor.rs` (`untyped`, `Func::new`) show no
+/// cost worth that bookkeeping.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct ValRaw(pub u128);
