@@ -2,11 +2,14 @@
 //!
 //! # What it does
 //!
-//! framewalk compiles WebAssembly 2.0 (without SIMD; with extended-const,
-//! multi-memory, memory64 and tail calls) with Cranelift into an ELF artifact and runs it. Every host → wasm call pushes an activation record; every wasm → host call
-//! records where wasm was left. A frame-pointer walker ([`unwind`]) steps only through the
-//! wasm frames inside each activation, so host frames in between — C built without frame
-//! pointers, another JIT — are never read. The same walk gives:
+//! framewalk compiles WebAssembly 2.0 (SIMD included; with relaxed SIMD,
+//! extended-const, multi-memory, memory64 and tail calls) with Cranelift into an ELF
+//! artifact and runs it. `v128` values ([`Val::V128`], [`V128`]) go everywhere a value
+//! goes; they are never GC roots. Every host → wasm call pushes an activation record;
+//! every wasm → host call records where wasm was left. A frame-pointer walker
+//! ([`unwind`]) steps only through the wasm frames inside each activation, so host
+//! frames in between — C built without frame pointers, another JIT — are never read.
+//! The same walk gives:
 //!
 //! - exact trap backtraces ([`trap::Trap`], via signal handlers in [`trap`], no `setjmp`);
 //! - the stack roots of a deferred-reference-counting collector for `externref` ([`gc`]),
@@ -26,8 +29,9 @@
 //! # Non-goals
 //!
 //! Other architectures than x86-64 Linux (the per-architecture facts live in `arch/`),
-//! (for now) SIMD and the other post-2.0 proposals: a module that needs one is refused
-//! with a typed error naming it; moving collection.
+//! (for now) the other post-2.0 proposals (threads, exceptions, GC, function
+//! references, ...): a module that needs one is refused with a typed error naming it;
+//! moving collection.
 //!
 //! # Features
 //!
@@ -109,7 +113,7 @@ pub use gc::ExternRef;
 #[cfg(feature = "runtime")]
 pub use runtime::{
     Caller, Config, Engine, Error, Extern, Func, Global, Instance, LinkError, Linker, Memory,
-    Module, Store, Table, Trap, TypedFunc, Val,
+    Module, Store, Table, Trap, TypedFunc, Val, V128,
 };
 pub use trap::TrapCode;
 #[cfg(feature = "runtime")]

@@ -1,8 +1,8 @@
 //! Value and function types shared by the compiler, the artifact loader and the runtime.
 //!
-//! framewalk supports WebAssembly 2.0 without SIMD (plus multi-memory, extended-const
-//! and memory64, which add no value types), so the value types are the four numeric
-//! types and the two reference types. Function types are compared structurally
+//! framewalk supports WebAssembly 2.0 with SIMD and relaxed SIMD (plus multi-memory,
+//! extended-const, memory64 and tail calls, which add no value types), so the value
+//! types are the four numeric types, `v128` and the two reference types. Function types are compared structurally
 //! and interned engine-wide (see `runtime::type_registry`).
 
 use std::fmt;
@@ -18,6 +18,8 @@ pub enum ValType {
     F32,
     /// 64-bit IEEE float.
     F64,
+    /// 128-bit vector (SIMD): never a reference, so never a GC root.
+    V128,
     /// A nullable reference to a function.
     FuncRef,
     /// A nullable reference to a host value.
@@ -29,7 +31,8 @@ impl ValType {
     /// "an externref", "a funcref".
     pub fn with_article(self) -> String {
         let article = match self {
-            ValType::FuncRef => "a",
+            // "vee": a consonant sound.
+            ValType::FuncRef | ValType::V128 => "a",
             // i32, i64 ("eye"), f32, f64 ("eff"), externref: a vowel sound.
             _ => "an",
         };
@@ -49,6 +52,7 @@ impl fmt::Display for ValType {
             ValType::I64 => "i64",
             ValType::F32 => "f32",
             ValType::F64 => "f64",
+            ValType::V128 => "v128",
             ValType::FuncRef => "funcref",
             ValType::ExternRef => "externref",
         })
@@ -66,6 +70,7 @@ mod article_tests {
             ValType::I64,
             ValType::F32,
             ValType::F64,
+            ValType::V128,
             ValType::FuncRef,
             ValType::ExternRef,
         ]
@@ -79,6 +84,7 @@ mod article_tests {
                 "an i64",
                 "an f32",
                 "an f64",
+                "a v128",
                 "a funcref",
                 "an externref"
             ]

@@ -184,6 +184,34 @@ const WAT: &str = r#"
       (then (call $gc))
       (else (drop (call $foreign_reenter (i32.sub (local.get $depth) (i32.const 1))))))
     (call $check (local.get $mine)))
+
+  ;; v128 values live across collections beside references, in two frames and as
+  ;; arguments: vectors are never roots, and their 16-byte spill slots must disturb
+  ;; neither the references' slots nor the other way round. Returns 100 * id(a) +
+  ;; id(b) of the references it made and the vectors recombined after the collections.
+  (func $simd_hold (export "simd_hold") (param $v v128) (result i32 v128)
+    (local $a externref) (local $w v128) (local $b externref) (local $x v128)
+    (local $z v128)
+    (local.set $w (i32x4.add (local.get $v) (v128.const i32x4 1 2 3 4)))
+    (local.set $a (call $make (i32.const 21)))
+    (local.set $x (i8x16.shuffle 15 14 13 12 11 10 9 8 7 6 5 4 3 2 1 0
+      (local.get $v) (local.get $v)))
+    (local.set $b (call $make (i32.const 22)))
+    (local.set $z (call $simd_inner (local.get $x) (local.get $b) (local.get $w)))
+    (i32.add (i32.mul (call $check (local.get $a)) (i32.const 100))
+             (call $check (local.get $b)))
+    (i32x4.add (v128.xor (local.get $w) (local.get $x)) (local.get $z)))
+  ;; Holds a reference and three vectors (two of them arguments) across a collection;
+  ;; returns a vector derived from all three.
+  (func $simd_inner (param $p v128) (param $r externref) (param $q v128) (result v128)
+    (local $c externref) (local $y v128)
+    (local.set $y (i64x2.mul (local.get $p) (local.get $q)))
+    (local.set $c (call $make (i32.const 23)))
+    (call $roots)
+    (call $gc)
+    (drop (call $check (local.get $c)))
+    (drop (call $check (local.get $r)))
+    (v128.xor (local.get $y) (i32x4.sub (local.get $p) (local.get $q))))
 )
 "#;
 
@@ -806,5 +834,63 @@ fn a_long_call_reading_tables_collects_from_wasm() -> Result<()> {
         (0..N).collect::<Vec<_>>(),
         "every payload dropped exactly once"
     );
+    Ok(())
+}
+
+/// The model of `simd_hold` in Rust, lane by lane (lane 0 lowest).
+fn simd_hold_model(v: u128) -> u128 {
+    let lanes32 = |x: u128| -> [u32; 4] { std::array::from_fn(|i| (x >> (32 * i)) as u32) };
+    let from32 = |l: [u32; 4]| {
+        l.iter()
+            .rev()
+            .fold(0u128, |acc, &x| acc << 32 | u128::from(x))
+    };
+    let lanes64 = |x: u128| -> [u64; 2] { [x as u64, (x >> 64) as u64] };
+    let from64 = |l: [u64; 2]| u128::from(l[0]) | u128::from(l[1]) << 64;
+    let (lv, k) = (lanes32(v), [1u32, 2, 3, 4]);
+    let w = from32(std::array::from_fn(|i| lv[i].wrapping_add(k[i])));
+    let x = u128::from_le_bytes({
+        let mut b = v.to_le_bytes();
+        b.reverse();
+        b
+    });
+    // simd_inner(p = x, q = w)
+    let (p, q) = (x, w);
+    let (p64, q64) = (lanes64(p), lanes64(q));
+    let y = from64([p64[0].wrapping_mul(q64[0]), p64[1].wrapping_mul(q64[1])]);
+    let (lp, lq) = (lanes32(p), lanes32(q));
+    let inner = y ^ from32(std::array::from_fn(|i| lp[i].wrapping_sub(lq[i])));
+    let (lw, li) = (lanes32(w ^ x), lanes32(inner));
+    from32(std::array::from_fn(|i| lw[i].wrapping_add(li[i])))
+}
+
+#[test]
+fn v128_values_live_across_a_collection_are_kept_and_are_never_roots() -> Result<()> {
+    let mut fx = Fixture::new()?;
+    let v: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+    let r = fx.call("simd_hold", &[Val::V128(v)])?;
+    assert_eq!(
+        r[0].i32(),
+        Some(2122),
+        "both references readable after the GC"
+    );
+    assert_eq!(
+        r[1].v128(),
+        Some(simd_hold_model(v)),
+        "the vectors came through the collection unchanged"
+    );
+    // 6 imports and 16 functions before: simd_hold is function 22, simd_inner 23.
+    let (outer, inner) = (22, 23);
+    let roots = &fx.store.data().roots[0];
+    let mut inner_roots: Vec<_> = roots.iter().filter(|(f, _)| *f == inner).copied().collect();
+    inner_roots.sort();
+    let mut outer_roots: Vec<_> = roots.iter().filter(|(f, _)| *f == outer).copied().collect();
+    outer_roots.sort();
+    assert_eq!(inner_roots, vec![(inner, 22), (inner, 23)], "{roots:?}");
+    assert_eq!(outer_roots, vec![(outer, 21), (outer, 22)], "{roots:?}");
+    assert_eq!(roots.len(), 4, "no vector read as a root: {roots:?}");
+    assert_eq!(fx.store.data().after_gc, vec![Vec::<i32>::new()]);
+    fx.store.gc()?;
+    assert_eq!(fx.log(), vec![21, 22, 23]);
     Ok(())
 }

@@ -30,6 +30,9 @@
 //!   double free: "dropped again" or "freed twice";
 //! - wrong symbolization: "frame of ... at wasm offset ..., which is no instruction",
 //!   or names that differ from the name section.
+//! - a `v128` live across calls that a spill, a collection or a re-entry corrupts (or
+//!   a stack-map slot that overlaps a vector's): "$exit(..) handed back the v128 ..;
+//!   $enter gave ..", or a reference freed while live.
 //!
 //! Bugs these tests found, now fixed and kept as regression tests below: `select`
 //! results and SSA block parameters of reference locals were in no stack map; merged
@@ -408,6 +411,7 @@ fn a_program_of_tail_calls_passes_the_oracle() {
     }
     assert!(stats.tail_host_calls > 0, "{stats:?}");
     assert!(stats.freed_by_gc > 0, "{stats:?}");
+    assert!(stats.vectors > 0, "{stats:?}");
 }
 
 /// A hand-written program that exercises every flow at once: nested activations into

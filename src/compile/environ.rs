@@ -85,6 +85,9 @@ pub fn clif_type(ty: ValType) -> ir::Type {
         ValType::I64 => types::I64,
         ValType::F32 => types::F32,
         ValType::F64 => types::F64,
+        // Cranelift's wasm translator gives every v128 value this type (and bitcasts
+        // it to the lane type each operator needs).
+        ValType::V128 => types::I8X16,
         ValType::FuncRef | ValType::ExternRef => types::I64,
     }
 }
@@ -113,20 +116,39 @@ pub fn wasm_signature(ty: &FuncType) -> Signature {
 }
 
 /// Bytes of stack arguments a call to a wasm function of type `ty` passes under
-/// [`WASM_CALL_CONV`] on x86-64: the integer arguments (the two hidden vmctx pointers
-/// first) after the sixth and the float arguments after the eighth take 8 bytes each,
-/// and the area is a multiple of 16 (Cranelift's `tail` convention, which the callee
+/// [`WASM_CALL_CONV`] on x86-64, as Cranelift's `x64::abi::compute_arg_locs` lays
+/// them out: in parameter order, the integer arguments (the two hidden vmctx pointers
+/// first) after the sixth and the float and vector arguments after the eighth go on the
+/// stack, 8 bytes each, except a `v128`, which takes 16 bytes at a 16-aligned offset;
+/// the area is a multiple of 16 (Cranelift's `tail` convention, which the callee
 /// pops). A tail call moves its callee's frame down by at most the largest of these
 /// over the types it can call (see `gc::visit_stack_roots_shifted`).
 pub fn stack_arg_bytes(ty: &FuncType) -> usize {
-    let floats = ty
-        .params()
-        .iter()
-        .filter(|t| matches!(t, ValType::F32 | ValType::F64))
-        .count();
-    let ints = HIDDEN_PARAMS + ty.params().len() - floats;
-    let slots = ints.saturating_sub(6) + floats.saturating_sub(8);
-    (slots * 8).next_multiple_of(16)
+    let (mut ints, mut vregs, mut offset) = (HIDDEN_PARAMS, 0usize, 0usize);
+    for t in ty.params() {
+        let size = match t {
+            ValType::F32 | ValType::F64 | ValType::V128 => {
+                vregs += 1;
+                if vregs <= 8 {
+                    continue;
+                }
+                if *t == ValType::V128 {
+                    16
+                } else {
+                    8
+                }
+            }
+            ValType::I32 | ValType::I64 | ValType::FuncRef | ValType::ExternRef => {
+                ints += 1;
+                if ints <= 6 {
+                    continue;
+                }
+                8
+            }
+        };
+        offset = offset.next_multiple_of(size) + size;
+    }
+    offset.next_multiple_of(16)
 }
 
 /// Number of hidden parameters before the wasm parameters.
@@ -1343,5 +1365,69 @@ impl FuncEnvironment for FuncEnv<'_> {
         _i31ref: ir::Value,
     ) -> WasmResult<ir::Value> {
         Err(wasm_unsupported!("GC"))
+    }
+}
+
+#[cfg(test)]
+mod stack_arg_tests {
+    use super::{stack_arg_bytes, wasm_signature};
+    use crate::types::{FuncType, ValType};
+    use cranelift_codegen::ir::{Function, InstBuilder, UserFuncName};
+    use cranelift_codegen::Context;
+    use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+
+    /// The bytes of stack arguments a function of type `ty` pops, as Cranelift
+    /// compiles it: a `tail`-convention callee returns with `ret imm16` (`c2 lo hi`)
+    /// when it has stack arguments, a plain `ret` (`c3`) otherwise.
+    fn popped_by_cranelift(ty: &FuncType) -> usize {
+        let isa = crate::compile::host_isa().expect("host ISA");
+        let mut func = Function::with_name_signature(UserFuncName::user(0, 0), wasm_signature(ty));
+        let mut fctx = FunctionBuilderContext::new();
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let block = b.create_block();
+        b.append_block_params_for_function_params(block);
+        b.switch_to_block(block);
+        b.seal_block(block);
+        b.ins().return_(&[]);
+        b.finalize();
+        let mut ctx = Context::for_function(func);
+        let code = ctx
+            .compile(&*isa, &mut Default::default())
+            .expect("compiles")
+            .code_buffer()
+            .to_vec();
+        match code.as_slice() {
+            [.., 0xc2, lo, hi] => usize::from(u16::from_le_bytes([*lo, *hi])),
+            [.., 0xc3] => 0,
+            other => panic!("no ret at the end of {other:02x?}"),
+        }
+    }
+
+    /// `stack_arg_bytes` agrees with Cranelift for register-only types, integers and
+    /// floats past their registers, and `v128`s (16 bytes, 16-aligned) mixed with
+    /// both.
+    #[test]
+    fn stack_argument_bytes_match_cranelift() {
+        use ValType::*;
+        let types: Vec<Vec<ValType>> = vec![
+            vec![],
+            vec![I32; 4],
+            vec![I32; 5],
+            vec![I64; 7],
+            vec![F64; 8],
+            vec![F64; 9],
+            vec![V128; 8],
+            vec![V128; 9],
+            vec![V128; 10],
+            [vec![F32; 8], vec![V128, F32, V128]].concat(),
+            [vec![F32; 9], vec![V128]].concat(),
+            [vec![I32; 5], vec![F64; 8], vec![V128, I64, V128]].concat(),
+            [vec![V128; 8], vec![F64, V128, F32, F32, V128]].concat(),
+            [vec![ExternRef; 5], vec![V128; 9], vec![FuncRef]].concat(),
+        ];
+        for params in types {
+            let ty = FuncType::new(params, []);
+            assert_eq!(stack_arg_bytes(&ty), popped_by_cranelift(&ty), "{ty}");
+        }
     }
 }

@@ -75,11 +75,12 @@ impl ModuleError {
     }
 }
 
-/// The WebAssembly features framewalk compiles: 2.0 without SIMD, extended-const,
-/// multi-memory, memory64 (64-bit memories; its 64-bit tables are refused by name
-/// when read) and tail calls.
+/// The WebAssembly features framewalk compiles: 2.0 (SIMD included), relaxed SIMD,
+/// extended-const, multi-memory, memory64 (64-bit memories; its 64-bit tables are
+/// refused by name when read) and tail calls.
 pub fn supported_features() -> WasmFeatures {
-    (WasmFeatures::WASM2 & !WasmFeatures::SIMD)
+    WasmFeatures::WASM2
+        | WasmFeatures::RELAXED_SIMD
         | WasmFeatures::EXTENDED_CONST
         | WasmFeatures::MULTI_MEMORY
         | WasmFeatures::MEMORY64
@@ -166,6 +167,8 @@ pub enum ConstExpr {
     F32(u32),
     /// `f64.const`, as bits.
     F64(u64),
+    /// `v128.const`, as its bits (little-endian, lane 0 lowest).
+    V128(u128),
     /// `ref.null`
     RefNull,
     /// `ref.func`
@@ -410,14 +413,9 @@ fn val_type(ty: wasmparser::ValType, offset: usize) -> Result<ValType, ModuleErr
         V::I64 => ValType::I64,
         V::F32 => ValType::F32,
         V::F64 => ValType::F64,
+        V::V128 => ValType::V128,
         V::Ref(r) if r == wasmparser::RefType::FUNCREF => ValType::FuncRef,
         V::Ref(r) if r == wasmparser::RefType::EXTERNREF => ValType::ExternRef,
-        V::V128 => {
-            return Err(ModuleError::Unsupported {
-                offset,
-                feature: "SIMD (v128)".into(),
-            })
-        }
         V::Ref(r) => {
             return Err(ModuleError::Unsupported {
                 offset,
@@ -498,6 +496,7 @@ fn const_expr(e: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, ModuleError> {
         Operator::I64Const { value } => ConstExpr::I64(value),
         Operator::F32Const { value } => ConstExpr::F32(value.bits()),
         Operator::F64Const { value } => ConstExpr::F64(value.bits()),
+        Operator::V128Const { value } => ConstExpr::V128(value.i128() as u128),
         Operator::RefNull { .. } => ConstExpr::RefNull,
         Operator::RefFunc { function_index } => ConstExpr::RefFunc(function_index),
         Operator::GlobalGet { global_index } => ConstExpr::GlobalGet(global_index),
@@ -827,15 +826,6 @@ mod tests {
             ("(module (tag $t) (func (throw $t)))", "exceptions"),
             ("(module (type (struct (field i32))))", "GC"),
             ("(module (func (param (ref func))))", "function references"),
-            (
-                "(module (func (result v128) (v128.const i64x2 0 0)))",
-                "SIMD",
-            ),
-            (
-                "(module (func (param v128) (result v128) \
-                   (i32x4.relaxed_trunc_f32x4_s (local.get 0))))",
-                "relaxed SIMD",
-            ),
         ] {
             let e = error_of(wat);
             assert!(
@@ -856,10 +846,16 @@ mod tests {
             wasm_extended_const: false,
             wasm_memory64: false,
             wasm_tail_call: false,
+            wasm_simd: false,
             ..Default::default()
         })
         .unwrap();
         for (wat, proposal) in [
+            (
+                "(module (func (result v128) (v128.const i64x2 0 0)))",
+                "SIMD",
+            ),
+            ("(module (global v128 (v128.const i32x4 1 2 3 4)))", "SIMD"),
             (
                 "(module (func $f (result i32) (return_call $f)))",
                 "tail calls",
@@ -887,6 +883,30 @@ mod tests {
                 "{wat}"
             );
         }
+    }
+
+    /// Relaxed SIMD turned off alone: its operators are refused by name, plain SIMD
+    /// still loads.
+    #[test]
+    fn relaxed_simd_turned_off_is_refused_by_name() {
+        let engine = crate::Engine::new(crate::Config {
+            wasm_relaxed_simd: false,
+            ..Default::default()
+        })
+        .unwrap();
+        let relaxed = "(module (func (param v128) (result v128) \
+                       (i32x4.relaxed_trunc_f32x4_s (local.get 0))))";
+        let Err(e) = crate::Module::new(&engine, relaxed.as_bytes()) else {
+            panic!("relaxed SIMD accepted with it off");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("unsupported wasm feature: relaxed SIMD (at offset 0x"),
+            "{e}"
+        );
+        let plain = "(module (func (param v128) (result v128) \
+                     (i32x4.trunc_sat_f32x4_s (local.get 0))))";
+        assert!(crate::Module::new(&engine, plain.as_bytes()).is_ok());
     }
 
     /// Invalid under every proposal stays invalid.

@@ -16,6 +16,7 @@
 //! frame-pointer chain stays intact across every transition.
 
 use super::environ::{clif_type, wasm_signature, NS_WASM_FUNC};
+use crate::runtime::vmcontext::ValRaw;
 use crate::trap::HOST_ERROR_USER_CODE;
 use crate::types::{FuncType, ValType};
 use cranelift_codegen::ir::{
@@ -45,14 +46,19 @@ pub fn array_call_signature() -> Signature {
     sig
 }
 
+/// Byte offset of value `index` in a value array: one [`ValRaw`] slot per value.
+fn slot_offset(index: usize) -> i32 {
+    (index * ValRaw::SIZE as usize) as i32
+}
+
 fn load_value(b: &mut FunctionBuilder, ty: ValType, base: ir::Value, index: usize) -> ir::Value {
     b.ins()
-        .load(clif_type(ty), MemFlags::trusted(), base, (index * 8) as i32)
+        .load(clif_type(ty), MemFlags::trusted(), base, slot_offset(index))
 }
 
 fn store_value(b: &mut FunctionBuilder, v: ir::Value, base: ir::Value, index: usize) {
     b.ins()
-        .store(MemFlags::trusted(), v, base, (index * 8) as i32);
+        .store(MemFlags::trusted(), v, base, slot_offset(index));
 }
 
 /// The entry trampoline for wasm function `func_index` of type `ty`.
@@ -118,8 +124,8 @@ pub fn exit_trampoline(ty: &FuncType) -> ir::Function {
     let len = ty.params().len().max(ty.results().len()).max(1);
     let slot = b.create_sized_stack_slot(StackSlotData::new(
         StackSlotKind::ExplicitSlot,
-        (len * 8) as u32,
-        3,
+        len as u32 * ValRaw::SIZE,
+        ValRaw::ALIGN_SHIFT,
     ));
     let values = b.ins().stack_addr(types::I64, slot, 0);
     for (i, v) in params[2..].iter().enumerate() {

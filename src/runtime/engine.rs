@@ -40,6 +40,15 @@ pub struct Config {
     /// the tail-call proposal; default `true`, as Wasmtime). A tail call replaces its
     /// caller's frame: a backtrace shows the callee where the caller was.
     pub wasm_tail_call: bool,
+    /// Whether modules may use 128-bit SIMD (`v128` and its operators; default
+    /// `true`, as Wasmtime). Off, such a module is refused as needing it (and relaxed
+    /// SIMD is off too, since it builds on SIMD).
+    pub wasm_simd: bool,
+    /// Whether modules may use relaxed SIMD (default `true`). Its operators whose
+    /// results the specification leaves to the implementation (`relaxed_madd`,
+    /// `relaxed_swizzle`, `relaxed_trunc`, ...) give, on one host, the same result
+    /// every time: the instruction Cranelift picks for that host's CPU features.
+    pub wasm_relaxed_simd: bool,
     /// Whether compiled code checks the engine's epoch at every function entry and loop
     /// header (default `false`: no check is compiled, and nothing is paid). On, a store
     /// whose deadline ([`Store::set_epoch_deadline`](crate::Store::set_epoch_deadline))
@@ -59,6 +68,8 @@ impl Config {
         features.set(F::EXTENDED_CONST, self.wasm_extended_const);
         features.set(F::MEMORY64, self.wasm_memory64);
         features.set(F::TAIL_CALL, self.wasm_tail_call);
+        features.set(F::SIMD, self.wasm_simd);
+        features.set(F::RELAXED_SIMD, self.wasm_simd && self.wasm_relaxed_simd);
         features
     }
 }
@@ -80,6 +91,8 @@ impl Default for Config {
             wasm_extended_const: true,
             wasm_memory64: true,
             wasm_tail_call: true,
+            wasm_simd: true,
+            wasm_relaxed_simd: true,
             epoch_interruption: false,
         }
     }

@@ -134,7 +134,7 @@ impl Table {
         let t = self.storage(store)?;
         Ok(t.elements()
             .get(index as usize)
-            .map(|raw| Val::from_raw(super::vmcontext::ValRaw(*raw as u64), t.ty.element, store)))
+            .map(|raw| Val::from_raw(super::vmcontext::ValRaw(*raw as u128), t.ty.element, store)))
     }
 
     /// Sets element `index`.

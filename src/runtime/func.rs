@@ -361,7 +361,7 @@ impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
             opaque.maybe_gc();
         }
         let f = self.func.vmfuncref();
-        if P::FIT_IN_REGISTERS && R::LEN <= 1 && f.flags & VMFuncRef::HOST == 0 {
+        if P::FIT_IN_REGISTERS && R::LEN <= 1 && !R::HAS_V128 && f.flags & VMFuncRef::HOST == 0 {
             if f.array_call.is_null() {
                 return Err(Error::TypeMismatch(
                     "function cannot be called from the host".into(),
@@ -380,7 +380,7 @@ impl<P: WasmTuple, R: WasmTuple> TypedFunc<P, R> {
             } else {
                 args.ints[0]
             };
-            return Ok(R::load_raw(&[ValRaw(result)], opaque));
+            return Ok(R::load_raw(&[ValRaw::from_u64(result)], opaque));
         }
         // The value array lives on this frame, sized for the common case (a constant
         // `n`: only one branch is compiled in).

@@ -213,7 +213,7 @@ pub trait AbiValue: Copy {
 
 impl AbiValue for i32 {
     fn to_raw(self) -> ValRaw {
-        ValRaw(u64::from(self as u32))
+        ValRaw::from_u64(u64::from(self as u32))
     }
     fn from_raw(raw: ValRaw) -> Self {
         raw.0 as u32 as i32
@@ -222,7 +222,7 @@ impl AbiValue for i32 {
 
 impl AbiValue for i64 {
     fn to_raw(self) -> ValRaw {
-        ValRaw(self as u64)
+        ValRaw::from_u64(self as u64)
     }
     fn from_raw(raw: ValRaw) -> Self {
         raw.0 as i64
@@ -231,7 +231,7 @@ impl AbiValue for i64 {
 
 impl AbiValue for f32 {
     fn to_raw(self) -> ValRaw {
-        ValRaw(u64::from(self.to_bits()))
+        ValRaw::from_u64(u64::from(self.to_bits()))
     }
     fn from_raw(raw: ValRaw) -> Self {
         f32::from_bits(raw.0 as u32)
@@ -240,10 +240,21 @@ impl AbiValue for f32 {
 
 impl AbiValue for f64 {
     fn to_raw(self) -> ValRaw {
-        ValRaw(self.to_bits())
+        ValRaw::from_u64(self.to_bits())
     }
     fn from_raw(raw: ValRaw) -> Self {
-        f64::from_bits(raw.0)
+        f64::from_bits(raw.u64())
+    }
+}
+
+/// Only to complete [`WasmTy`](super::values::WasmTy) for `V128`: no direct entry takes
+/// or returns a `v128` (see [`direct_entry_if_fits`]), so no register carries one.
+impl AbiValue for super::values::V128 {
+    fn to_raw(self) -> ValRaw {
+        ValRaw(self.0)
+    }
+    fn from_raw(raw: ValRaw) -> Self {
+        super::values::V128(raw.0)
     }
 }
 
@@ -289,13 +300,14 @@ impl<P: WasmTuple, R: WasmTuple> DirectEntry for TypedEntry<P, R> {
 }
 
 /// `entry` if a host function with parameters `P` and results `R` can be called
-/// directly with the wasm calling convention: at most one result, and every parameter
-/// in an argument register after the two vmctx arguments (the same registers a typed
-/// call fills, `arch::RegisterArgs`).
+/// directly with the wasm calling convention: at most one result, no `v128` (the
+/// direct entries move 8-byte values), and every parameter in an argument register
+/// after the two vmctx arguments (the same registers a typed call fills,
+/// `arch::RegisterArgs`).
 pub(crate) fn direct_entry_if_fits<P: WasmTuple, R: WasmTuple>(
     entry: *const u8,
 ) -> Option<*const u8> {
-    (P::FIT_IN_REGISTERS && R::LEN <= 1).then_some(entry)
+    (P::FIT_IN_REGISTERS && R::LEN <= 1 && !R::HAS_V128).then_some(entry)
 }
 
 /// Defines the direct entry for each arity: `name<T, F, R, A...>(callee_vmctx,

@@ -582,7 +582,11 @@ fn instantiate(
             // The offset is an i32 for a 32-bit memory, an i64 for a 64-bit one, both
             // unsigned addresses.
             let at = eval_const(store, data, offset);
-            let at = if m.ty.is_64 { at } else { at as u32 as u64 };
+            let at = if m.ty.is_64 {
+                at as u64
+            } else {
+                at as u32 as u64
+            };
             let bytes = &wasm[seg.range.clone()];
             let range = usize::try_from(at)
                 .ok()
@@ -648,17 +652,19 @@ unsafe fn call_host_start(
     }
 }
 
-fn eval_const(store: &StoreOpaque, data: &InstanceData, c: &ConstExpr) -> u64 {
+fn eval_const(store: &StoreOpaque, data: &InstanceData, c: &ConstExpr) -> u128 {
     let global = |g: u32| store.globals[data.global_ids[g as usize]].def.bits;
     match c {
-        ConstExpr::I32(v) => *v as u32 as u64,
-        ConstExpr::I64(v) => *v as u64,
-        ConstExpr::F32(v) => u64::from(*v),
-        ConstExpr::F64(v) => *v,
+        ConstExpr::I32(v) => u128::from(*v as u32),
+        ConstExpr::I64(v) => u128::from(*v as u64),
+        ConstExpr::F32(v) => u128::from(*v),
+        ConstExpr::F64(v) => u128::from(*v),
+        ConstExpr::V128(v) => *v,
         ConstExpr::RefNull => 0,
-        ConstExpr::RefFunc(f) => data.func_ref_ptr(*f) as u64,
+        ConstExpr::RefFunc(f) => data.func_ref_ptr(*f) as u128,
         ConstExpr::GlobalGet(g) => global(*g),
-        ConstExpr::Program(ops) => eval_program(ops, global),
+        // Integer programs: a global they read is an i32 or i64 (the validator checked).
+        ConstExpr::Program(ops) => u128::from(eval_program(ops, |g| global(g) as u64)),
     }
 }
 

@@ -204,7 +204,7 @@ unsafe extern "C" fn global_set_externref(vmctx: *mut u8, global: u32, val: u64)
     let g = unsafe {
         &mut *(*(inst.vmctx.as_ptr().add(off) as *const *mut super::storage::GlobalStorage))
     };
-    g.set(val);
+    g.set(u128::from(val));
 }
 
 extern "C" fn ceilf32(x: f32) -> f32 {

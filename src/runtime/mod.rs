@@ -30,4 +30,4 @@ pub use instance::{Extern, Instance};
 pub use linker::Linker;
 pub use module::{compile_artifact, FunctionSymbol, Module, ModuleLoadError};
 pub use store::{AsStore, AsStoreMut, Caller, Store, StoreOpaque, GC_THRESHOLD_FLOOR};
-pub use values::{Val, WasmTuple, WasmTy};
+pub use values::{Val, WasmTuple, WasmTy, V128};

@@ -348,7 +348,7 @@ pub struct GlobalStorage {
 
 impl GlobalStorage {
     /// A global holding `bits` (for an externref: a live reference or 0, retained here).
-    pub fn new(ty: GlobalType, bits: u64) -> Box<GlobalStorage> {
+    pub fn new(ty: GlobalType, bits: u128) -> Box<GlobalStorage> {
         if ty.content == ValType::ExternRef && bits != 0 {
             // SAFETY: the caller holds the reference.
             unsafe { retain(bits as usize) };
@@ -360,7 +360,7 @@ impl GlobalStorage {
     }
 
     /// Replaces the value, moving counts for externrefs.
-    pub fn set(&mut self, bits: u64) {
+    pub fn set(&mut self, bits: u128) {
         let is_ref = self.ty.content == ValType::ExternRef;
         if is_ref && bits != 0 {
             // SAFETY: the caller holds the new reference.

@@ -20,6 +20,9 @@ pub enum Val {
     F32(u32),
     /// f64, as bits.
     F64(u64),
+    /// v128 (SIMD), as its 128 bits, little-endian: lane 0 of every shape is in the
+    /// lowest bits (`i32x4 1 2 3 4` is `0x00000004_00000003_00000002_00000001`).
+    V128(u128),
     /// funcref
     FuncRef(Option<Func>),
     /// externref
@@ -34,6 +37,7 @@ impl Val {
             Val::I64(_) => ValType::I64,
             Val::F32(_) => ValType::F32,
             Val::F64(_) => ValType::F64,
+            Val::V128(_) => ValType::V128,
             Val::FuncRef(_) => ValType::FuncRef,
             Val::ExternRef(_) => ValType::ExternRef,
         }
@@ -46,6 +50,7 @@ impl Val {
             ValType::I64 => Val::I64(0),
             ValType::F32 => Val::F32(0),
             ValType::F64 => Val::F64(0),
+            ValType::V128 => Val::V128(0),
             ValType::FuncRef => Val::FuncRef(None),
             ValType::ExternRef => Val::ExternRef(None),
         }
@@ -65,20 +70,21 @@ impl Val {
     /// itself): references are not added to the root set.
     pub(crate) fn to_owned_raw(&self, store: &StoreOpaque) -> Result<ValRaw, super::Error> {
         Ok(ValRaw(match self {
-            Val::I32(v) => *v as u32 as u64,
-            Val::I64(v) => *v as u64,
-            Val::F32(v) => u64::from(*v),
-            Val::F64(v) => *v,
+            Val::I32(v) => u128::from(*v as u32),
+            Val::I64(v) => u128::from(*v as u64),
+            Val::F32(v) => u128::from(*v),
+            Val::F64(v) => u128::from(*v),
+            Val::V128(v) => *v,
             Val::FuncRef(None) | Val::ExternRef(None) => 0,
             Val::FuncRef(Some(f)) => {
                 if f.store_id != store.id {
                     return Err(super::Error::WrongStore);
                 }
-                f.raw() as u64
+                f.raw() as u128
             }
             Val::ExternRef(Some(r)) => {
                 store.check_owner(r)?;
-                r.as_raw() as u64
+                r.as_raw() as u128
             }
         }))
     }
@@ -89,7 +95,8 @@ impl Val {
             ValType::I32 => Val::I32(raw.0 as u32 as i32),
             ValType::I64 => Val::I64(raw.0 as i64),
             ValType::F32 => Val::F32(raw.0 as u32),
-            ValType::F64 => Val::F64(raw.0),
+            ValType::F64 => Val::F64(raw.0 as u64),
+            ValType::V128 => Val::V128(raw.0),
             ValType::FuncRef => Val::FuncRef(Func::from_raw(store, raw.0 as usize)),
             // SAFETY: every externref wasm holds is owned (table, global) or in the
             // store's root set, so it is live.
@@ -111,6 +118,14 @@ impl Val {
     pub fn i64(&self) -> Option<i64> {
         match self {
             Val::I64(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The v128's bits, if this is one.
+    pub fn v128(&self) -> Option<u128> {
+        match self {
+            Val::V128(v) => Some(*v),
             _ => None,
         }
     }
@@ -136,6 +151,45 @@ impl From<f64> for Val {
         Val::F64(v.to_bits())
     }
 }
+impl From<V128> for Val {
+    fn from(v: V128) -> Val {
+        Val::V128(v.0)
+    }
+}
+
+/// A `v128` (SIMD) value as a typed parameter or result (of `Func::wrap` closures and
+/// `TypedFunc`s): its 128 bits, little-endian, lane 0 lowest (as [`Val::V128`]).
+///
+/// A newtype rather than a bare `u128`, so that a 128-bit integer is never mistaken
+/// for a vector: wasm has no 128-bit integer type. Functions with a `v128` parameter
+/// or result are called through the value array (the entry and exit trampolines),
+/// never directly in registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct V128(pub u128);
+
+impl V128 {
+    /// The vector with these bits.
+    pub const fn from_bits(bits: u128) -> V128 {
+        V128(bits)
+    }
+
+    /// The vector's bits.
+    pub const fn as_u128(self) -> u128 {
+        self.0
+    }
+}
+
+impl From<u128> for V128 {
+    fn from(bits: u128) -> V128 {
+        V128(bits)
+    }
+}
+
+impl From<V128> for u128 {
+    fn from(v: V128) -> u128 {
+        v.0
+    }
+}
 
 /// A Rust type that maps to one wasm value type.
 pub trait WasmTy: Sized {
@@ -146,6 +200,9 @@ pub trait WasmTy: Sized {
     /// Whether it travels in a float register (`f32`, `f64`) rather than an integer
     /// one.
     const IS_FLOAT: bool = matches!(Self::TYPE, ValType::F32 | ValType::F64);
+    /// Whether it is a `v128`, which never takes the direct (register) paths: their
+    /// float registers carry 8 bytes (`RegisterArgs`, the direct host entries).
+    const IS_V128: bool = matches!(Self::TYPE, ValType::V128);
     /// To the raw form (rooting references in `store`; a reference of another store
     /// is refused).
     fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw, super::Error>;
@@ -164,11 +221,11 @@ macro_rules! int_ty {
             #[inline]
             fn into_raw(self, _: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
                 let $v = self;
-                Ok(ValRaw($to))
+                Ok(ValRaw::from_u64($to))
             }
             #[inline]
             fn from_raw(raw: ValRaw, _: &StoreOpaque) -> Self {
-                let $r = raw.0;
+                let $r = raw.u64();
                 $from
             }
         }
@@ -184,13 +241,26 @@ int_ty!(f32, F32, f32, |v| u64::from(v.to_bits()), |r| {
 });
 int_ty!(f64, F64, f64, |v| v.to_bits(), |r| f64::from_bits(r));
 
+impl WasmTy for V128 {
+    const TYPE: ValType = ValType::V128;
+    type Abi = V128;
+    #[inline]
+    fn into_raw(self, _: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
+        Ok(ValRaw(self.0))
+    }
+    #[inline]
+    fn from_raw(raw: ValRaw, _: &StoreOpaque) -> Self {
+        V128(raw.0)
+    }
+}
+
 impl WasmTy for Option<ExternRef> {
     const TYPE: ValType = ValType::ExternRef;
     type Abi = i64;
     fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw, super::Error> {
         Ok(ValRaw(match self {
             None => 0,
-            Some(r) => store.root_externref(&r)? as u64,
+            Some(r) => store.root_externref(&r)? as u128,
         }))
     }
     fn from_raw(raw: ValRaw, _: &StoreOpaque) -> Self {
@@ -222,6 +292,9 @@ pub trait WasmTuple: Sized {
     /// Whether any value is an `externref` (only then can passing the tuple into wasm
     /// add to the store's root set, so only then is a collection check due).
     const HAS_EXTERNREF: bool;
+    /// Whether any value is a `v128` (then calls take the value array, never the
+    /// direct register paths).
+    const HAS_V128: bool;
     /// Writes into `out[..LEN]`.
     fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<(), super::Error>;
     /// Reads from `raw[..LEN]`.
@@ -239,9 +312,11 @@ pub trait WasmTuple: Sized {
     /// Whether the first value travels in a float register (false for `()`).
     const FIRST_IS_FLOAT: bool;
     /// As the parameters of a typed call without the entry trampoline
-    /// (`arch::framewalk_enter_direct`): whether they all fit in argument registers.
-    const FIT_IN_REGISTERS: bool =
-        Self::INT_ARGS <= REGISTER_ARGS_INTS && Self::FLOAT_ARGS <= REGISTER_ARGS_FLOATS;
+    /// (`arch::framewalk_enter_direct`): whether they all fit in argument registers
+    /// (which carry 8 bytes each, so never with a `v128`).
+    const FIT_IN_REGISTERS: bool = !Self::HAS_V128
+        && Self::INT_ARGS <= REGISTER_ARGS_INTS
+        && Self::FLOAT_ARGS <= REGISTER_ARGS_FLOATS;
     /// Writes the values into `args` in the order the calling convention assigns
     /// registers. Only for tuples that [fit](WasmTuple::FIT_IN_REGISTERS).
     fn store_args(
@@ -257,6 +332,7 @@ impl WasmTuple for () {
     }
     const LEN: usize = 0;
     const HAS_EXTERNREF: bool = false;
+    const HAS_V128: bool = false;
     fn store_raw(self, _: &mut StoreOpaque, _: &mut [ValRaw]) -> Result<(), super::Error> {
         Ok(())
     }
@@ -279,6 +355,7 @@ impl<A: WasmTy> WasmTuple for A {
     }
     const LEN: usize = 1;
     const HAS_EXTERNREF: bool = matches!(A::TYPE, ValType::ExternRef);
+    const HAS_V128: bool = A::IS_V128;
     fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<(), super::Error> {
         out[0] = self.into_raw(store)?;
         Ok(())
@@ -300,11 +377,11 @@ impl<A: WasmTy> WasmTuple for A {
         store: &mut StoreOpaque,
         args: &mut RegisterArgs,
     ) -> Result<(), super::Error> {
-        let raw = self.into_raw(store)?;
+        let raw = self.into_raw(store)?.u64();
         if A::IS_FLOAT {
-            args.floats[0] = raw.0;
+            args.floats[0] = raw;
         } else {
-            args.ints[0] = raw.0;
+            args.ints[0] = raw;
         }
         Ok(())
     }
@@ -323,6 +400,7 @@ macro_rules! tuple {
             }
             const LEN: usize = $n;
             const HAS_EXTERNREF: bool = false $(|| matches!($t::TYPE, ValType::ExternRef))+;
+            const HAS_V128: bool = false $(|| $t::IS_V128)+;
             fn store_raw(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<(), super::Error> {
                 $(out[$i] = self.$i.into_raw(store)?;)+
                 Ok(())
@@ -341,12 +419,12 @@ macro_rules! tuple {
                 // Register counters: constants once the loop below is unrolled.
                 let (mut int, mut float) = (0, 0);
                 $(
-                    let raw = self.$i.into_raw(store)?;
+                    let raw = self.$i.into_raw(store)?.u64();
                     if $t::IS_FLOAT {
-                        args.floats[float] = raw.0;
+                        args.floats[float] = raw;
                         float += 1;
                     } else {
-                        args.ints[int] = raw.0;
+                        args.ints[int] = raw;
                         int += 1;
                     }
                 )+

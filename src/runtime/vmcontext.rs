@@ -67,7 +67,7 @@ impl VMFuncRef {
 }
 
 /// The array calling convention: arguments are read from and results written to
-/// `values[..]`, one 8-byte [`ValRaw`] each; returns `true` on success. Entry trampolines
+/// `values[..]`, one 16-byte [`ValRaw`] each; returns `true` on success. Entry trampolines
 /// (host → wasm) and host functions (wasm → host) both use it.
 pub type ArrayCallFn = unsafe extern "C" fn(
     callee_vmctx: *mut u8,
@@ -76,16 +76,42 @@ pub type ArrayCallFn = unsafe extern "C" fn(
     len: usize,
 ) -> bool;
 
-/// One value in the array calling convention. i32 and f32 use the low 4 bytes; references
-/// are pointers (0 is null).
+/// One value in the array calling convention, little-endian: i32 and f32 use the low 4
+/// bytes, i64 and f64 the low 8; references are pointers (0 is null); a v128 uses all
+/// 16. One slot per value whatever its type, so a value's slot is its index.
+///
+/// 16 bytes for every value rather than 8-byte slots with two per `v128`: every user of
+/// the array (trampolines, `Func::call`, `Func::new`, typed calls) stays index-based,
+/// and the untyped rows of `benches/call_floor.rs` (`untyped`, `Func::new`) show no
+/// cost worth that bookkeeping.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub struct ValRaw(pub u64);
+pub struct ValRaw(pub u128);
 
 impl ValRaw {
     /// Size in bytes of one slot.
-    pub const SIZE: u32 = 8;
+    pub const SIZE: u32 = 16;
+    /// log2 of the slots' alignment (a `u128` is 16-aligned on x86-64), as Cranelift's
+    /// `StackSlotData` takes it.
+    pub const ALIGN_SHIFT: u8 = 4;
+
+    /// A 64-bit (or narrower, zero-extended) value.
+    #[inline(always)]
+    pub fn from_u64(v: u64) -> ValRaw {
+        ValRaw(u128::from(v))
+    }
+
+    /// The low 64 bits.
+    #[inline(always)]
+    pub fn u64(self) -> u64 {
+        self.0 as u64
+    }
 }
+
+const _: () = {
+    assert!(std::mem::size_of::<ValRaw>() == ValRaw::SIZE as usize);
+    assert!(std::mem::align_of::<ValRaw>() == 1 << ValRaw::ALIGN_SHIFT);
+};
 
 /// A linear memory as generated code sees it.
 #[repr(C)]
@@ -124,12 +150,13 @@ impl VMTableDefinition {
     pub const LENGTH_OFFSET: u32 = offset_of!(VMTableDefinition, current_elements) as u32;
 }
 
-/// A global's storage: 8 bytes holding any supported value type.
-#[repr(C, align(8))]
+/// A global's storage: 16 bytes holding any supported value type.
+#[repr(C, align(16))]
 #[derive(Debug, Default)]
 pub struct VMGlobalDefinition {
-    /// The value's bits (i32/f32 in the low 4 bytes; a reference as a pointer).
-    pub bits: u64,
+    /// The value's bits, little-endian (i32/f32 in the low 4 bytes, i64/f64 in the low
+    /// 8; a reference as a pointer in the low 8; a v128 in all 16).
+    pub bits: u128,
 }
 
 /// Per-store state that generated code reaches through `vmctx.store`.
@@ -288,7 +315,8 @@ mod tests {
         assert_eq!(VMMemoryDefinition::LENGTH_OFFSET, 8);
         assert_eq!(VMTableDefinition::BASE_OFFSET, 0);
         assert_eq!(VMTableDefinition::LENGTH_OFFSET, 8);
-        assert_eq!(std::mem::size_of::<VMGlobalDefinition>(), 8);
+        assert_eq!(std::mem::size_of::<VMGlobalDefinition>(), 16);
+        assert_eq!(std::mem::size_of::<ValRaw>(), 16);
         assert_eq!(VMStoreContext::STACK_LIMIT_OFFSET, 0);
         assert_eq!(VMStoreContext::ACTIVATION_HEAD_OFFSET, 8);
         assert_eq!(VMStoreContext::EXTERNREF_SET_HEAD_OFFSET, 16);

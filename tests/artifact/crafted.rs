@@ -281,6 +281,7 @@ fn format_val(v: &Val) -> String {
         Val::I64(x) => x.to_string(),
         Val::F32(b) => format!("{}", f32::from_bits(*b)),
         Val::F64(b) => format!("{}", f64::from_bits(*b)),
+        Val::V128(b) => format!("{b:#034x}"),
         Val::FuncRef(None) | Val::ExternRef(None) => "null".into(),
         Val::FuncRef(Some(_)) => "<funcref>".into(),
         Val::ExternRef(Some(_)) => "<externref>".into(),

@@ -15,9 +15,12 @@
 //! every call (direct, indirect, or through the host) runs only when `$d > 0` and passes
 //! `$d - 1`, so recursion is bounded.
 //!
-//! Each function calls `$enter(<its index>)` first and `$exit(<its index>)` last (one
-//! return path), so the host keeps a shadow stack of wasm frames across activations
-//! that is independent of the walker. `$spin` is the exception: it is uninstrumented and
+//! Each function calls `$enter(<its index>)` first and `$exit(<its index>, $v)` last
+//! (one return path), so the host keeps a shadow stack of wasm frames across
+//! activations that is independent of the walker. `$enter` returns a `v128` token
+//! unique to the frame, which the function keeps in its local `$v` across every call
+//! it makes and hands back to `$exit`: a vector value live across calls, collections
+//! and re-entries, that the host checks bit for bit. `$spin` is the exception: it is uninstrumented and
 //! recurses until the stack is exhausted.
 //!
 //! References flow through parameters (`$r`), locals (`$l0..`), `select`, `if` results,
@@ -38,8 +41,8 @@ use std::fmt::Write;
 
 /// The host imports, in order: `(name, signature)`.
 pub const IMPORTS: [(&str, &str); 9] = [
-    ("enter", "(param i32)"),
-    ("exit", "(param i32)"),
+    ("enter", "(param i32) (result v128)"),
+    ("exit", "(param i32 v128)"),
     ("make", "(param i32) (result externref)"),
     ("check", "(param externref) (result i32)"),
     ("gc", ""),
@@ -602,7 +605,7 @@ impl Program {
         };
         let _ = write!(
             w,
-            "    (local $acc i32) (local $ret externref) (local $sel externref)"
+            "    (local $acc i32) (local $ret externref) (local $sel externref) (local $v v128)"
         );
         for l in 0..LOCALS {
             let _ = write!(w, " (local $l{l} externref)");
@@ -611,7 +614,7 @@ impl Program {
             let _ = write!(w, " (local $c{c} i32)");
         }
         let _ = writeln!(w);
-        let _ = writeln!(w, "    (call $enter (i32.const {index}))");
+        let _ = writeln!(w, "    (local.set $v (call $enter (i32.const {index})))");
         for s in &f.body {
             self.render_stmt(w, s, 2, 0);
         }
@@ -620,13 +623,13 @@ impl Program {
             Sig::Ref => {
                 let _ = writeln!(w, "    (local.set $ret {ret})");
                 self.render_tail(w, k, "(local.get $ret)");
-                let _ = writeln!(w, "    (call $exit (i32.const {index}))");
+                let _ = writeln!(w, "    (call $exit (i32.const {index}) (local.get $v))");
                 let _ = writeln!(w, "    (local.get $ret))");
             }
             Sig::Int => {
                 let _ = writeln!(w, "    {}", Self::to_dest(Dest::Check, &ret));
                 self.render_tail(w, k, "");
-                let _ = writeln!(w, "    (call $exit (i32.const {index}))");
+                let _ = writeln!(w, "    (call $exit (i32.const {index}) (local.get $v))");
                 let _ = writeln!(w, "    (local.get $acc))");
             }
         }
@@ -676,7 +679,7 @@ impl Program {
             w,
             "    (if (i32.gt_s (local.get $d) (i32.const 0)) (then\n      \
              (i32.sub (local.get $d) (i32.const 1)) {arg}\n      \
-             (call $exit (i32.const {index}))\n      {call}))"
+             (call $exit (i32.const {index}) (local.get $v))\n      {call}))"
         );
     }
 

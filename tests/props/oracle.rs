@@ -32,7 +32,9 @@ use super::cfi::{CfiFrame, CfiTables};
 use super::gen::{Make, Program, Sig, NUM_IMPORTS};
 use framewalk::runtime::{AsStoreMut, HostError};
 use framewalk::trap::{FrameInfo, TrapCode};
-use framewalk::{Caller, Engine, Error, Extern, ExternRef, Func, Instance, Module, Store, Val};
+use framewalk::{
+    Caller, Engine, Error, Extern, ExternRef, Func, Instance, Module, Store, Val, V128,
+};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::mem::ManuallyDrop;
@@ -110,6 +112,9 @@ pub struct Stats {
     pub panics: u64,
     /// Calls of `$tail_host` (each reached by a `return_call`).
     pub tail_host_calls: u64,
+    /// `v128` tokens handed back intact at `$exit` (each live across its frame's
+    /// calls).
+    pub vectors: u64,
 }
 
 impl Stats {
@@ -130,6 +135,7 @@ impl Stats {
         }
         self.panics += other.panics;
         self.tail_host_calls += other.tail_host_calls;
+        self.vectors += other.vectors;
     }
 }
 
@@ -423,6 +429,9 @@ struct Host {
     meta: Rc<Meta>,
     /// Module function indices of the live wasm frames, oldest first.
     shadow: Vec<u32>,
+    /// The `v128` token `$enter` gave each frame of `shadow`, which its `$exit` must
+    /// hand back.
+    tokens: Vec<u128>,
     activations: usize,
     instances: Vec<Instance>,
     pool: Vec<ExternRef>,
@@ -492,6 +501,25 @@ impl Host {
             self.failure = Some(msg);
         }
         "oracle failure".into()
+    }
+
+    /// Forgets the frames above the `depth` oldest (a trap or panic unwound them).
+    fn truncate_shadow(&mut self, depth: usize) {
+        self.shadow.truncate(depth);
+        self.tokens.truncate(depth);
+    }
+
+    /// A fresh `v128` token for a frame: all 128 bits vary (a splitmix64 pair of the
+    /// number of `$enter` calls so far).
+    fn next_token(&self) -> u128 {
+        let mix = |mut z: u64| {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let n = u64::from(self.invocations);
+        u128::from(mix(2 * n)) << 64 | u128::from(mix(2 * n + 1))
     }
 
     fn expected_frames(&self) -> Vec<u32> {
@@ -673,29 +701,43 @@ fn host_funcs(store: &mut Store<Host>) -> Result<Vec<Extern>, String> {
     let err = |e: Error| format!("defining a host function: {e}");
     let enter = Func::wrap(
         store,
-        |mut caller: Caller<'_, Host>, index: i32| -> Result<(), HostError> {
+        |mut caller: Caller<'_, Host>, index: i32| -> Result<V128, HostError> {
             let host = caller.data_mut();
             host.shadow.push(index as u32);
             host.invocations += 1;
+            let token = host.next_token();
+            host.tokens.push(token);
             on_callback(&mut caller, "enter")?;
             if caller.data().invocations > BUDGET {
                 return Err("call budget exhausted".into());
             }
-            Ok(())
+            Ok(V128::from(token))
         },
     )
     .map_err(err)?;
     let exit = Func::wrap(
         store,
-        |mut caller: Caller<'_, Host>, index: i32| -> Result<(), HostError> {
+        |mut caller: Caller<'_, Host>, (index, token): (i32, V128)| -> Result<(), HostError> {
             on_callback(&mut caller, "exit")?;
             let host = caller.data_mut();
+            let want = host.tokens.pop();
             match host.shadow.pop() {
-                Some(top) if top == index as u32 => Ok(()),
-                top => Err(host.fail(format!(
-                    "$exit({index}) with {top:?} on top of the shadow stack"
-                ))),
+                Some(top) if top == index as u32 => {}
+                top => {
+                    return Err(host.fail(format!(
+                        "$exit({index}) with {top:?} on top of the shadow stack"
+                    )))
+                }
             }
+            if want != Some(token.as_u128()) {
+                return Err(host.fail(format!(
+                    "$exit({index}) handed back the v128 {:#034x}; $enter gave {}",
+                    token.as_u128(),
+                    want.map_or("nothing".into(), |w| format!("{w:#034x}"))
+                )));
+            }
+            host.stats.vectors += 1;
+            Ok(())
         },
     )
     .map_err(err)?;
@@ -856,7 +898,7 @@ fn reenter(
                 Ok(obs) => obs,
                 Err(msg) => return Err(host.fail(format!("nested trap: {msg}"))),
             };
-            host.shadow.truncate(saved);
+            host.truncate_shadow(saved);
             if catch != 0 {
                 host.log.push(obs);
                 Ok(None)
@@ -872,7 +914,7 @@ fn reenter(
             if panic.downcast_ref::<HostPanic>().is_none() {
                 resume_unwind(panic);
             }
-            host.shadow.truncate(saved);
+            host.truncate_shadow(saved);
             host.stats.panics += 1;
             host.log.push(Obs::Panicked);
             Ok(None)
@@ -938,6 +980,7 @@ fn run_once(
             opts,
             meta,
             shadow: Vec::new(),
+            tokens: Vec::new(),
             activations: 0,
             instances: Vec::new(),
             pool: Vec::new(),
@@ -1013,14 +1056,14 @@ fn run_once(
             }
             Ok(Err(e)) => {
                 let obs = host.trap_obs(&e)?;
-                host.shadow.clear();
+                host.truncate_shadow(0);
                 obs
             }
             Err(panic) => {
                 if panic.downcast_ref::<HostPanic>().is_none() {
                     resume_unwind(panic);
                 }
-                host.shadow.clear();
+                host.truncate_shadow(0);
                 host.stats.panics += 1;
                 Obs::Panicked
             }

@@ -51,7 +51,9 @@ enum Command {
         /// with `framewalk compile --epoch-interruption`).
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<std::time::Duration>,
-        /// Arguments for the invoked function.
+        /// Arguments for the invoked function. A v128 is `0x` and up to 32 hex digits
+        /// (lane 0 lowest, as results print) or a shape and its lanes, lane 0 first:
+        /// `i32x4:1,2,3,4` (also i8x16, i16x8, i64x2, f32x4, f64x2).
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -226,6 +228,7 @@ fn parse_arg(ty: ValType, s: &str) -> Result<Val> {
                 .with_context(|| format!("`{s}` is not an f64"))?
                 .to_bits(),
         ),
+        ValType::V128 => Val::V128(parse_v128(s)?),
         ValType::FuncRef | ValType::ExternRef => {
             if s == "null" {
                 Val::default_for(ty)
@@ -239,8 +242,62 @@ fn parse_arg(ty: ValType, s: &str) -> Result<Val> {
     })
 }
 
+/// A `v128` argument: `0x` and 1 to 32 hex digits (the 128 bits, lane 0 lowest, as
+/// results print), or a shape and its lanes, lane 0 first: `i32x4:1,2,3,-4`
+/// (shapes `i8x16`, `i16x8`, `i32x4`, `i64x2`, `f32x4`, `f64x2`; integer lanes signed
+/// or unsigned).
+fn parse_v128(s: &str) -> Result<u128> {
+    let bad = || format!("`{s}` is not a v128 (`0x` and 32 hex digits, or e.g. `i32x4:1,2,3,4`)");
+    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        let hex = hex.replace('_', "");
+        if hex.is_empty() || hex.len() > 32 {
+            bail!(bad());
+        }
+        return u128::from_str_radix(&hex, 16).with_context(bad);
+    }
+    let (shape, lanes) = s.split_once(':').with_context(bad)?;
+    let lanes: Vec<&str> = lanes.split(',').map(str::trim).collect();
+    let (count, width) = match shape {
+        "i8x16" => (16, 8),
+        "i16x8" => (8, 16),
+        "i32x4" | "f32x4" => (4, 32),
+        "i64x2" | "f64x2" => (2, 64),
+        _ => bail!(bad()),
+    };
+    if lanes.len() != count {
+        bail!("`{s}`: {shape} has {count} lanes, not {}", lanes.len());
+    }
+    let mut bits = 0u128;
+    for (i, lane) in lanes.iter().enumerate() {
+        let lane_bits: u64 = match shape {
+            "f32x4" => u64::from(
+                lane.parse::<f32>()
+                    .with_context(|| format!("`{lane}` is not an f32"))?
+                    .to_bits(),
+            ),
+            "f64x2" => lane
+                .parse::<f64>()
+                .with_context(|| format!("`{lane}` is not an f64"))?
+                .to_bits(),
+            _ => {
+                let v: i128 = lane
+                    .parse()
+                    .with_context(|| format!("`{lane}` is not an integer"))?;
+                let (min, max) = (-(1i128 << (width - 1)), (1i128 << width) - 1);
+                if v < min || v > max {
+                    bail!("`{lane}` does not fit a {width}-bit lane");
+                }
+                (v as u64) & (u64::MAX >> (64 - width))
+            }
+        };
+        bits |= u128::from(lane_bits) << (i * width);
+    }
+    Ok(bits)
+}
+
 fn format_val(v: &Val) -> String {
     match v {
+        Val::V128(b) => format!("{b:#034x}"),
         Val::I32(x) => x.to_string(),
         Val::I64(x) => x.to_string(),
         Val::F32(b) => f32::from_bits(*b).to_string(),
