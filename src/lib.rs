@@ -86,6 +86,8 @@ pub mod trap;
 #[cfg(feature = "runtime")]
 pub mod types;
 pub mod unwind;
+#[cfg(feature = "wasi")]
+pub mod wasi;
 
 #[cfg(test)]
 mod test_rng;

@@ -2,6 +2,7 @@
 
 mod host;
 mod objdump;
+mod wasi;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -21,14 +22,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a .wat, .wasm or compiled artifact.
+    /// Run a .wat, .wasm or compiled artifact. A module that imports
+    /// `wasi_snapshot_preview1` runs as a WASI command: `_start` with the arguments
+    /// after FILE, exiting with the status it passes to `proc_exit`.
     #[command(after_help = host::HELP)]
     Run {
         /// The module.
         file: PathBuf,
-        /// The export to call (default: `main`, or `_start`, or just instantiate).
+        /// The export to call (default: `main`, or `_start`, or just instantiate). For
+        /// a WASI module, the arguments after FILE are then the function's (after
+        /// its `_initialize`, if exported).
         #[arg(long)]
         invoke: Option<String>,
+        #[command(flatten)]
+        wasi: wasi::WasiArgs,
         /// Print garbage-collection statistics to stderr at exit.
         #[arg(long)]
         gc_stats: bool,
@@ -40,8 +47,9 @@ enum Command {
         /// wasm function) so that `perf report` names wasm code.
         #[arg(long)]
         perf_map: bool,
-        /// Arguments for the invoked function.
-        #[arg(allow_hyphen_values = true)]
+        /// Arguments for the invoked function, or a WASI program's arguments (every
+        /// word after the first of them is the program's, flags too).
+        #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
         args: Vec<String>,
     },
     /// List what an artifact holds: functions, stack maps, trap sites, address map
@@ -81,6 +89,7 @@ fn main() {
             gc_stats,
             gc_every_call,
             perf_map,
+            wasi,
             args,
         } => run(
             &file,
@@ -90,6 +99,7 @@ fn main() {
                 gc_stats,
                 gc_every_call,
                 perf_map,
+                wasi,
             },
         ),
         Command::Compile { file, output } => compile(&file, &output),
@@ -118,6 +128,10 @@ fn main() {
         }
     };
     if let Err(e) = result {
+        // A WASI program's `proc_exit(n)`: its status, and no message.
+        if let Some(status) = wasi::exit_status(&e) {
+            std::process::exit(status);
+        }
         match e.downcast_ref::<framewalk::Error>() {
             // A trap prints its message and backtrace; its source (a host function's
             // error) is already the message.
@@ -201,6 +215,7 @@ struct RunOptions {
     gc_stats: bool,
     gc_every_call: bool,
     perf_map: bool,
+    wasi: wasi::WasiArgs,
 }
 
 /// Appends `module`'s functions to this process's perf JIT map, `/tmp/perf-<PID>.map`.
@@ -223,6 +238,7 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
         gc_stats,
         gc_every_call,
         perf_map,
+        wasi: wasi_flags,
     } = options;
     // The whole backtrace: repeated cycles are folded, a long middle elided, when
     // printed. Modules are described to GDB (`gdb --args framewalk run ...` names
@@ -238,27 +254,58 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
     if perf_map {
         append_perf_map(&module)?;
     }
+    // A WASI command's arguments are the words after FILE, with its name first; with
+    // --invoke they are the function's.
+    let is_wasi = wasi::imports_wasi(&module);
+    let mut argv = vec![file.display().to_string()];
+    if is_wasi && invoke.is_none() {
+        argv.extend_from_slice(args);
+    }
     let mut store = Store::new(
         &engine,
-        host::HostState {
-            live: Default::default(),
-            gc_every_call,
+        host::RunState {
+            host: host::HostState {
+                live: Default::default(),
+                gc_every_call,
+            },
+            wasi: wasi::context(&wasi_flags, &argv)?,
         },
     );
-    let result = run_in(&mut store, &module, invoke, args);
+    let result = if is_wasi && invoke.is_none() {
+        run_command(&mut store, &module)
+    } else {
+        run_in(&mut store, &module, invoke, args, is_wasi)
+    };
     if gc_stats {
         eprintln!("{}", store.gc_stats());
     }
     result
 }
 
+/// Runs a WASI command: `_start`, whose arguments are in the WASI context.
+fn run_command(store: &mut Store<host::RunState>, module: &Module) -> Result<()> {
+    let instance = host::instantiate(store, module)?;
+    let start = instance
+        .get_typed_func::<(), ()>(&*store, "_start")
+        .context("a WASI command exports `_start` (use --invoke NAME for a reactor)")?;
+    start.call(&mut *store, ())?;
+    Ok(())
+}
+
 fn run_in(
-    store: &mut Store<host::HostState>,
+    store: &mut Store<host::RunState>,
     module: &Module,
     invoke: Option<&str>,
     args: &[String],
+    is_wasi: bool,
 ) -> Result<()> {
     let instance = host::instantiate(store, module)?;
+    // A WASI reactor initializes itself before any other export is called.
+    if is_wasi {
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&*store, "_initialize") {
+            init.call(&mut *store, ())?;
+        }
+    }
     let name = match invoke {
         Some(n) => Some(n.to_string()),
         None => ["main", "_start"]
