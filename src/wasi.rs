@@ -6,8 +6,9 @@
 //! official witx. framewalk supplies what Wasmtime's glue would: each of the 46
 //! functions defined in a [`Linker`], reading the calling instance's exported
 //! `memory` and a [`WasiCtx`] from the store's host data. Guest pointers and lengths
-//! are checked by wiggle against that memory: a bad one is the errno `fault` (or
-//! `inval`, `overflow`), never a panic or an access outside the memory.
+//! are checked by wiggle against that memory: a pointer the call must dereference
+//! that leads outside it, or is misaligned, traps (as the WASI spec says), a bad flag
+//! or enum value is the errno `inval`; never a panic or an access outside the memory.
 //!
 //! # Confinement
 //!
@@ -30,7 +31,7 @@
 //! use framewalk::{Engine, Linker, Module, Store};
 //!
 //! let engine = Engine::new(Default::default())?;
-//! let module = Module::new(&engine, std::fs::read("hello.wasm")?)?;
+//! let module = Module::new(&engine, &std::fs::read("hello.wasm")?)?;
 //! let mut linker: Linker<WasiCtx> = Linker::new(&engine);
 //! wasi::add_to_linker(&mut linker, |cx| cx)?;
 //! let cx = WasiCtxBuilder::new()

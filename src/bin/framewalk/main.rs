@@ -285,9 +285,10 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
 /// Runs a WASI command: `_start`, whose arguments are in the WASI context.
 fn run_command(store: &mut Store<host::RunState>, module: &Module) -> Result<()> {
     let instance = host::instantiate(store, module)?;
-    let start = instance
-        .get_typed_func::<(), ()>(&*store, "_start")
-        .context("a WASI command exports `_start` (use --invoke NAME for a reactor)")?;
+    if instance.get_func(&*store, "_start").is_none() {
+        bail!("the WASI module exports no `_start` (call a reactor's function with --invoke NAME)");
+    }
+    let start = instance.get_typed_func::<(), ()>(&*store, "_start")?;
     start.call(&mut *store, ())?;
     Ok(())
 }
