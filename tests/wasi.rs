@@ -357,3 +357,49 @@ fn a_wasi_call_from_a_module_without_memory_traps_with_a_typed_error() {
         Some(wasi::WasiError::NoMemory)
     ));
 }
+
+#[test]
+fn clocks_and_random_reach_the_host() {
+    let engine = Engine::new(Default::default()).unwrap();
+    // `sample` writes the realtime clock at 0, the monotonic clock at 8 and 32 random
+    // bytes at 16, and returns the sum of the three errnos.
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "wasi_snapshot_preview1" "clock_time_get"
+               (func $time (param i32 i64 i32) (result i32)))
+             (import "wasi_snapshot_preview1" "random_get"
+               (func $random (param i32 i32) (result i32)))
+             (memory (export "memory") 1)
+             (func (export "sample") (result i32)
+               (i32.add
+                 (i32.add (call $time (i32.const 0) (i64.const 1) (i32.const 0))
+                          (call $time (i32.const 1) (i64.const 1) (i32.const 8)))
+                 (call $random (i32.const 16) (i32.const 32)))))"#
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut linker: Linker<WasiCtx> = Linker::new(&engine);
+    wasi::add_to_linker(&mut linker, |cx| cx).unwrap();
+    let mut store = Store::new(&engine, WasiCtxBuilder::new().build());
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    let sample = instance
+        .get_typed_func::<(), i32>(&store, "sample")
+        .unwrap();
+    assert_eq!(sample.call(&mut store, ()).unwrap(), 0);
+    let memory = instance.get_memory(&store, "memory").unwrap();
+    let bytes = memory.data(&store).unwrap();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    // The realtime clock is the host's (to within a minute), the monotonic one ticks.
+    assert!(
+        now.abs_diff(word(0)) < 60_000_000_000,
+        "{} vs {now}",
+        word(0)
+    );
+    assert_ne!(word(8), 0);
+    assert!(bytes[16..48].iter().any(|&b| b != 0));
+}
