@@ -57,8 +57,8 @@ impl Drop for HostObject {
     }
 }
 
-fn maybe_gc(caller: &mut Caller<'_, HostState>) -> Result<(), String> {
-    if caller.data().gc_every_call {
+fn maybe_gc<T>(caller: &mut Caller<'_, T>, get: impl Fn(&T) -> &HostState) -> Result<(), String> {
+    if get(caller.data()).gc_every_call {
         caller
             .gc()
             .map_err(|e| format!("gc: stack walk failed: {e}"))?;
@@ -69,13 +69,22 @@ fn maybe_gc(caller: &mut Caller<'_, HostState>) -> Result<(), String> {
 /// Defines the host module's functions in `linker`, each as [`MODULE`] and its name
 /// (fails only if one of those names is already defined and shadowing is off).
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error> {
+    add_to_linker_with(linker, |state| state)
+}
+
+/// [`add_to_linker`] for stores whose host data holds a [`HostState`] among other
+/// things (`framewalk run` keeps WASI's context beside it): `get` finds it.
+pub fn add_to_linker_with<T: 'static>(
+    linker: &mut Linker<T>,
+    get: impl Fn(&T) -> &HostState + Copy + Send + Sync + 'static,
+) -> Result<(), Error> {
     linker
         .func_wrap(
             MODULE,
             "new_ref",
-            |mut caller: Caller<'_, HostState>, value: i64| -> Result<Option<ExternRef>, String> {
-                maybe_gc(&mut caller)?;
-                let live = caller.data().live.clone();
+            move |mut caller: Caller<'_, T>, value: i64| -> Result<Option<ExternRef>, String> {
+                maybe_gc(&mut caller, get)?;
+                let live = get(caller.data()).live.clone();
                 live.set(live.get() + 1);
                 Ok(Some(ExternRef::new(
                     &mut caller,
@@ -90,8 +99,8 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error> {
         .func_wrap(
             MODULE,
             "ref_value",
-            |mut caller: Caller<'_, HostState>, r: Option<ExternRef>| -> Result<i64, String> {
-                maybe_gc(&mut caller)?;
+            move |mut caller: Caller<'_, T>, r: Option<ExternRef>| -> Result<i64, String> {
+                maybe_gc(&mut caller, get)?;
                 let r = r.ok_or("ref_value: null reference")?;
                 let obj = r
                     .data()
@@ -109,15 +118,15 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error> {
         .func_wrap(
             MODULE,
             "live_refs",
-            |mut caller: Caller<'_, HostState>| -> Result<i64, String> {
-                maybe_gc(&mut caller)?;
-                Ok(caller.data().live.get())
+            move |mut caller: Caller<'_, T>| -> Result<i64, String> {
+                maybe_gc(&mut caller, get)?;
+                Ok(get(caller.data()).live.get())
             },
         )?
         .func_wrap(
             MODULE,
             "gc",
-            |mut caller: Caller<'_, HostState>| -> Result<(), String> {
+            move |mut caller: Caller<'_, T>| -> Result<(), String> {
                 caller
                     .gc()
                     .map_err(|e| format!("gc: stack walk failed: {e}"))
@@ -126,8 +135,8 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error> {
         .func_wrap(
             MODULE,
             "backtrace",
-            |mut caller: Caller<'_, HostState>| -> Result<(), String> {
-                maybe_gc(&mut caller)?;
+            move |mut caller: Caller<'_, T>| -> Result<(), String> {
+                maybe_gc(&mut caller, get)?;
                 let frames = caller.backtrace().map_err(|e| format!("backtrace: {e}"))?;
                 eprintln!("{}", Backtrace(&frames));
                 Ok(())
@@ -136,8 +145,8 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error> {
         .func_wrap(
             MODULE,
             "frames",
-            |mut caller: Caller<'_, HostState>| -> Result<i32, String> {
-                maybe_gc(&mut caller)?;
+            move |mut caller: Caller<'_, T>| -> Result<i32, String> {
+                maybe_gc(&mut caller, get)?;
                 let mut n = 0;
                 caller
                     .visit_frames(|_| {
@@ -152,8 +161,8 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error> {
             MODULE,
             "reenter",
             FuncType::new([ValType::FuncRef, ValType::I64], [ValType::I64]),
-            |mut caller, params, results| {
-                maybe_gc(&mut caller)?;
+            move |mut caller, params, results| {
+                maybe_gc(&mut caller, get)?;
                 let (Val::FuncRef(f), Val::I64(arg)) = (&params[0], &params[1]) else {
                     return Err("reenter: bad arguments".into());
                 };

@@ -26,6 +26,10 @@
 //! see the world through an activation list, a code-lookup trait and a stack reader,
 //! and several runtimes can share one process (its trap handlers, its stacks).
 //!
+//! WASI preview 1 programs (C through wasi-libc, Rust for `wasm32-wasip1`) run with
+//! [`wasi`] (feature `wasi`): its functions defined in a [`Linker`], with arguments,
+//! environment, stdio and preopened directories confined to what was preopened.
+//!
 //! # Non-goals
 //!
 //! Other architectures than x86-64 Linux (the per-architecture facts live in `arch/`),
@@ -36,6 +40,8 @@
 //! # Features
 //!
 //! - `runtime` (default): the compiler, artifacts, `Store`/`Instance`/`Func` and the CLI.
+//! - `wasi` (default): WASI preview 1 ([`wasi`], `framewalk run` of WASI programs) on
+//!   wasi-common 25 and cap-std.
 //! - `cranelift`: only the adapter from Cranelift 0.112's stack maps
 //!   ([`stackmap::cranelift`]) for a runtime with its own Cranelift compiler.
 //! - With `default-features = false`, the drop-in layers alone: [`unwind`],
@@ -90,6 +96,8 @@ pub mod trap;
 #[cfg(feature = "runtime")]
 pub mod types;
 pub mod unwind;
+#[cfg(feature = "wasi")]
+pub mod wasi;
 
 #[cfg(test)]
 mod test_rng;

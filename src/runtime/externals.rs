@@ -2,7 +2,7 @@
 
 use super::error::Error;
 use super::storage::{GlobalStorage, MemoryStorage, TableStorage};
-use super::store::{AsStore, AsStoreMut, StoreOpaque};
+use super::store::{AsStore, AsStoreMut, Caller, StoreOpaque};
 use super::values::Val;
 use crate::types::{GlobalType, MemoryType, TableType};
 
@@ -66,6 +66,19 @@ impl Memory {
         let store = store.store_opaque_mut();
         let id = self.id(store)?;
         Ok(store.memories[id].data_mut())
+    }
+
+    /// The memory's bytes and the store's host data, both mutably, inside a host
+    /// function: what a host call that reads its arguments from linear memory and
+    /// its state from the host data needs at once (Wasmtime's
+    /// `Memory::data_and_store_mut`).
+    pub fn data_and_store_mut<'a, T>(
+        &self,
+        caller: &'a mut Caller<'_, T>,
+    ) -> Result<(&'a mut [u8], &'a mut T), Error> {
+        let inner = &mut *caller.store;
+        let id = self.id(&inner.opaque)?;
+        Ok((inner.opaque.memories[id].data_mut(), &mut inner.data))
     }
 
     /// Grows by `delta` pages, returning the old size. Fails with [`Error::Resource`]

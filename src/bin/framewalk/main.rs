@@ -2,6 +2,7 @@
 
 mod host;
 mod objdump;
+mod wasi;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -21,14 +22,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a .wat, .wasm or compiled artifact.
+    /// Run a .wat, .wasm or compiled artifact. A module that imports
+    /// `wasi_snapshot_preview1` runs as a WASI command: `_start` with the arguments
+    /// after FILE, exiting with the status it passes to `proc_exit`.
     #[command(after_help = host::HELP)]
     Run {
         /// The module.
         file: PathBuf,
-        /// The export to call (default: `main`, or `_start`, or just instantiate).
+        /// The export to call (default: `main`, or `_start`, or just instantiate). For
+        /// a WASI module, the arguments after FILE are then the function's (after
+        /// its `_initialize`, if exported).
         #[arg(long)]
         invoke: Option<String>,
+        #[command(flatten)]
+        wasi: wasi::WasiArgs,
         /// Print garbage-collection statistics to stderr at exit.
         #[arg(long)]
         gc_stats: bool,
@@ -51,10 +58,11 @@ enum Command {
         /// with `framewalk compile --epoch-interruption`).
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<std::time::Duration>,
-        /// Arguments for the invoked function. A v128 is `0x` and up to 32 hex digits
-        /// (lane 0 lowest, as results print) or a shape and its lanes, lane 0 first:
-        /// `i32x4:1,2,3,4` (also i8x16, i16x8, i64x2, f32x4, f64x2).
-        #[arg(allow_hyphen_values = true)]
+        /// Arguments for the invoked function, or a WASI program's arguments (every
+        /// word after the first of them is the program's, flags too). A v128 is `0x` and
+        /// up to 32 hex digits (lane 0 lowest, as results print) or a shape and its
+        /// lanes, lane 0 first: `i32x4:1,2,3,4` (also i8x16, i16x8, i64x2, f32x4, f64x2).
+        #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
         args: Vec<String>,
     },
     /// List what an artifact holds: functions, stack maps, trap sites, address map
@@ -99,6 +107,7 @@ fn main() {
             allow_precompiled,
             perf_map,
             timeout,
+            wasi,
             args,
         } => run(
             &file,
@@ -110,6 +119,7 @@ fn main() {
                 allow_precompiled,
                 perf_map,
                 timeout,
+                wasi,
             },
         ),
         Command::Compile {
@@ -142,6 +152,10 @@ fn main() {
         }
     };
     if let Err(e) = result {
+        // A WASI program's `proc_exit(n)`: its status, and no message.
+        if let Some(status) = wasi::exit_status(&e) {
+            std::process::exit(status);
+        }
         match e.downcast_ref::<framewalk::Error>() {
             // A trap prints its message and backtrace; its source (a host function's
             // error) is already the message.
@@ -315,6 +329,7 @@ struct RunOptions {
     allow_precompiled: bool,
     perf_map: bool,
     timeout: Option<std::time::Duration>,
+    wasi: wasi::WasiArgs,
 }
 
 /// Appends `module`'s functions to this process's perf JIT map, `/tmp/perf-<PID>.map`.
@@ -339,6 +354,7 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
         allow_precompiled,
         perf_map,
         timeout,
+        wasi: wasi_flags,
     } = options;
     // The whole backtrace: repeated cycles are folded, a long middle elided, when
     // printed. Modules are described to GDB (`gdb --args framewalk run ...` names
@@ -355,11 +371,21 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
     if perf_map {
         append_perf_map(&module)?;
     }
+    // A WASI command's arguments are the words after FILE, with its name first; with
+    // --invoke they are the function's.
+    let is_wasi = wasi::imports_wasi(&module);
+    let mut argv = vec![file.display().to_string()];
+    if is_wasi && invoke.is_none() {
+        argv.extend_from_slice(args);
+    }
     let mut store = Store::new(
         &engine,
-        host::HostState {
-            live: Default::default(),
-            gc_every_call,
+        host::RunState {
+            host: host::HostState {
+                live: Default::default(),
+                gc_every_call,
+            },
+            wasi: wasi::context(&wasi_flags, &argv)?,
         },
     );
     if let Some(timeout) = timeout {
@@ -372,20 +398,42 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
             engine.increment_epoch();
         });
     }
-    let result = run_in(&mut store, &module, invoke, args);
+    let result = if is_wasi && invoke.is_none() {
+        run_command(&mut store, &module)
+    } else {
+        run_in(&mut store, &module, invoke, args, is_wasi)
+    };
     if gc_stats {
         eprintln!("{}", store.gc_stats());
     }
     result
 }
 
+/// Runs a WASI command: `_start`, whose arguments are in the WASI context.
+fn run_command(store: &mut Store<host::RunState>, module: &Module) -> Result<()> {
+    let instance = host::instantiate(store, module)?;
+    if instance.get_func(&*store, "_start").is_none() {
+        bail!("the WASI module exports no `_start` (call a reactor's function with --invoke NAME)");
+    }
+    let start = instance.get_typed_func::<(), ()>(&*store, "_start")?;
+    start.call(&mut *store, ())?;
+    Ok(())
+}
+
 fn run_in(
-    store: &mut Store<host::HostState>,
+    store: &mut Store<host::RunState>,
     module: &Module,
     invoke: Option<&str>,
     args: &[String],
+    is_wasi: bool,
 ) -> Result<()> {
     let instance = host::instantiate(store, module)?;
+    // A WASI reactor initializes itself before any other export is called.
+    if is_wasi {
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&*store, "_initialize") {
+            init.call(&mut *store, ())?;
+        }
+    }
     let name = match invoke {
         Some(n) => Some(n.to_string()),
         None => ["main", "_start"]
