@@ -31,7 +31,7 @@ cfg_if::cfg_if! {
         // store and host-context layouts): not facts a drop-in runtime builds on.
         #[cfg(feature = "runtime")]
         pub(crate) use self::x86_64::entry::{
-            framewalk_enter, framewalk_enter_direct, framewalk_resume, EntryRegs,
+            framewalk_enter, framewalk_enter_direct, framewalk_resume, stub_ranges, EntryRegs,
             RegisterArgs, ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED, REGISTER_ARGS_FLOATS,
             REGISTER_ARGS_INTS,
         };
