@@ -23,7 +23,7 @@
 //! let mut store = Store::new(&engine, ());
 //! let instance = Instance::new(&mut store, &module, &[])?;
 //! let spin = instance.get_typed_func::<i32, ()>(&mut store, "spin")?;
-//! let sampler = Sampler::start(SamplerConfig { hz: 10_000, ..Default::default() })?;
+//! let sampler = Sampler::start(SamplerConfig { hz: 1000, ..Default::default() })?;
 //! spin.call(&mut store, 1_000_000)?;
 //! let profile = sampler.stop();
 //! let summary = profile.summary();
@@ -43,7 +43,7 @@ mod output;
 mod sampler;
 
 pub use classify::{FrameState, FrameStateTable, SampleKind};
-pub use sampler::{Sampler, SamplerConfig, MAX_FRAMES};
+pub use sampler::{SampleClock, Sampler, SamplerConfig, MAX_FRAMES};
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,9 +1,9 @@
 //! The per-thread CPU-time timer and the SIGPROF handler that records samples.
 //!
 //! A [`Sampler`] belongs to the thread that started it. It arms a POSIX timer on that
-//! thread's CPU-time clock (`timer_create(CLOCK_THREAD_CPUTIME_ID)`), delivered to that
-//! thread alone (`SIGEV_THREAD_ID`) as SIGPROF, so a thread that waits is not sampled
-//! and each thread of a process can have its own sampler. The handler finds the
+//! thread's CPU-time clock (`timer_create(CLOCK_THREAD_CPUTIME_ID)`, or the monotonic
+//! clock: [`SampleClock`]), delivered to that thread alone (`SIGEV_THREAD_ID`) as
+//! SIGPROF, so each thread of a process can have its own sampler. The handler finds the
 //! sampler through a thread-local `Cell` (const-initialized, no destructor: readable
 //! from a signal handler) and records one sample into the sampler's ring, preallocated
 //! when the sampler started:
@@ -39,11 +39,26 @@ pub const MAX_FRAMES: usize = 1024;
 /// Most activations (host → wasm calls) of one thread a sample walks.
 const MAX_ACTIVATIONS: usize = 128;
 
+/// Which clock paces the samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SampleClock {
+    /// The thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`): a thread that waits is not
+    /// sampled. Linux checks CPU-time timers on its scheduler tick, so this clock
+    /// samples at most `CONFIG_HZ` times a second (often 250) whatever the rate asked.
+    #[default]
+    ThreadCpuTime,
+    /// Wall-clock time (`CLOCK_MONOTONIC`, a high-resolution timer) delivered to the
+    /// thread: any rate, but a thread that waits is sampled too (where it waits).
+    Wall,
+}
+
 /// How to sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SamplerConfig {
-    /// Samples per second of the thread's CPU time (1 to 100,000).
+    /// Samples per second of the clock's time (1 to 100,000).
     pub hz: u32,
+    /// The clock.
+    pub clock: SampleClock,
     /// Size of the sample ring in bytes. A sample takes 24 bytes plus 24 per wasm frame;
     /// the default (64 MiB) holds a minute at 10 kHz of 40-frame stacks. Pages are
     /// touched (committed) only as samples fill them.
@@ -54,6 +69,7 @@ impl Default for SamplerConfig {
     fn default() -> Self {
         SamplerConfig {
             hz: 1000,
+            clock: SampleClock::ThreadCpuTime,
             buffer_bytes: 64 << 20,
         }
     }
@@ -145,7 +161,7 @@ impl Sampler {
         let interval = Duration::from_nanos(1_000_000_000 / u64::from(config.hz));
         ACTIVE.set(&*state);
         state.enabled.store(true, Ordering::SeqCst);
-        let timer = match start_timer(interval) {
+        let timer = match start_timer(config.clock, interval) {
             Ok(t) => t,
             Err(e) => {
                 state.enabled.store(false, Ordering::SeqCst);
@@ -233,9 +249,12 @@ fn os_error(what: &'static str) -> ProfileError {
     }
 }
 
-/// Arms a timer on this thread's CPU-time clock that sends it SIGPROF every
-/// `interval`.
-fn start_timer(interval: Duration) -> Result<libc::timer_t, ProfileError> {
+/// Arms a timer on `clock` that sends this thread SIGPROF every `interval`.
+fn start_timer(clock: SampleClock, interval: Duration) -> Result<libc::timer_t, ProfileError> {
+    let clock = match clock {
+        SampleClock::ThreadCpuTime => libc::CLOCK_THREAD_CPUTIME_ID,
+        SampleClock::Wall => libc::CLOCK_MONOTONIC,
+    };
     // SAFETY: sigevent is plain data; all-zero is a valid value to fill in.
     let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
     sev.sigev_notify = libc::SIGEV_THREAD_ID;
@@ -244,7 +263,7 @@ fn start_timer(interval: Duration) -> Result<libc::timer_t, ProfileError> {
     sev.sigev_notify_thread_id = unsafe { libc::gettid() };
     let mut timer: libc::timer_t = std::ptr::null_mut();
     // SAFETY: valid clock id and pointers.
-    if unsafe { libc::timer_create(libc::CLOCK_THREAD_CPUTIME_ID, &mut sev, &mut timer) } != 0 {
+    if unsafe { libc::timer_create(clock, &mut sev, &mut timer) } != 0 {
         return Err(os_error("timer_create"));
     }
     let ts = libc::timespec {

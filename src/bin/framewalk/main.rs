@@ -2,6 +2,8 @@
 
 mod host;
 mod objdump;
+#[cfg(feature = "profile")]
+mod profile;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -40,6 +42,9 @@ enum Command {
         /// wasm function) so that `perf report` names wasm code.
         #[arg(long)]
         perf_map: bool,
+        #[cfg(feature = "profile")]
+        #[command(flatten)]
+        profile: profile::ProfileArgs,
         /// Arguments for the invoked function.
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
@@ -81,6 +86,8 @@ fn main() {
             gc_stats,
             gc_every_call,
             perf_map,
+            #[cfg(feature = "profile")]
+            profile,
             args,
         } => run(
             &file,
@@ -90,6 +97,8 @@ fn main() {
                 gc_stats,
                 gc_every_call,
                 perf_map,
+                #[cfg(feature = "profile")]
+                profile,
             },
         ),
         Command::Compile { file, output } => compile(&file, &output),
@@ -201,6 +210,8 @@ struct RunOptions {
     gc_stats: bool,
     gc_every_call: bool,
     perf_map: bool,
+    #[cfg(feature = "profile")]
+    profile: profile::ProfileArgs,
 }
 
 /// Appends `module`'s functions to this process's perf JIT map, `/tmp/perf-<PID>.map`.
@@ -223,6 +234,8 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
         gc_stats,
         gc_every_call,
         perf_map,
+        #[cfg(feature = "profile")]
+        profile,
     } = options;
     // The whole backtrace: repeated cycles are folded, a long middle elided, when
     // printed. Modules are described to GDB (`gdb --args framewalk run ...` names
@@ -245,6 +258,9 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
             gc_every_call,
         },
     );
+    #[cfg(feature = "profile")]
+    let result = profile::around(&profile, || run_in(&mut store, &module, invoke, args));
+    #[cfg(not(feature = "profile"))]
     let result = run_in(&mut store, &module, invoke, args);
     if gc_stats {
         eprintln!("{}", store.gc_stats());
