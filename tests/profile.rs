@@ -76,7 +76,7 @@ impl Program {
     fn run(&mut self, n: i32) -> i32 {
         let run = self
             .instance
-            .get_typed_func::<i32, i32>(&mut self.store, "run")
+            .get_typed_func::<i32, i32>(&self.store, "run")
             .expect("run");
         run.call(&mut self.store, n).expect("run")
     }
@@ -84,7 +84,7 @@ impl Program {
     fn host_caller(&mut self, micros: i32) {
         let f = self
             .instance
-            .get_typed_func::<i32, i32>(&mut self.store, "host_caller")
+            .get_typed_func::<i32, i32>(&self.store, "host_caller")
             .expect("host_caller");
         f.call(&mut self.store, micros).expect("host_caller");
     }
@@ -92,7 +92,7 @@ impl Program {
     fn trap(&mut self) {
         let f = self
             .instance
-            .get_typed_func::<(), ()>(&mut self.store, "trap")
+            .get_typed_func::<(), ()>(&self.store, "trap")
             .expect("trap");
         assert!(f.call(&mut self.store, ()).is_err());
     }

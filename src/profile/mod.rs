@@ -17,7 +17,7 @@
 //! use framewalk::profile::{Sampler, SamplerConfig};
 //! use framewalk::{Engine, Instance, Module, Store};
 //!
-//! let engine = Engine::default();
+//! let engine = Engine::new(Default::default())?;
 //! let module = Module::new(&engine, br#"(module (func (export "spin") (param i32)
 //!     (loop (br_if 0 (local.tee 0 (i32.sub (local.get 0) (i32.const 1)))))))"#)?;
 //! let mut store = Store::new(&engine, ());
@@ -430,14 +430,13 @@ fn build_profile(
         for (depth, frame) in raw.iter().enumerate().rev() {
             let exact = kind == SampleKind::Wasm && depth == 0;
             let key = (frame.module, frame.pc, exact);
-            if !symbolized.contains_key(&key) {
-                let ids = symbolize(frame, exact)
+            let ids = symbolized.entry(key).or_insert_with(|| {
+                symbolize(frame, exact)
                     .into_iter()
                     .map(|f| intern(&mut profile, f))
-                    .collect();
-                symbolized.insert(key, ids);
-            }
-            stack.extend_from_slice(&symbolized[&key]);
+                    .collect()
+            });
+            stack.extend_from_slice(ids);
         }
         if let Some(label) = kind.leaf_label() {
             stack.push(intern(&mut profile, ProfileFrame::synthetic(label)));
