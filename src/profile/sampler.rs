@@ -145,13 +145,15 @@ impl Sampler {
         }
         install_handler()?;
         crate::trap::handler::ensure_alt_stack();
-        let mut ring = Vec::new();
-        ring.try_reserve_exact(slots)
-            .map_err(|e| ProfileError::InvalidConfig(format!("sample buffer: {e}")))?;
-        ring.resize_with(slots, || UnsafeCell::new(RawFrame::default()));
+        // Zeroed memory from the allocator (fresh pages for a large ring): committed only
+        // as samples fill it, not written here.
+        let ring = Box::<[UnsafeCell<RawFrame>]>::new_zeroed_slice(slots);
+        // SAFETY: `RawFrame` is integers only, for which all-zero is a valid value, and
+        // `UnsafeCell` has the layout of its content.
+        let ring = unsafe { ring.assume_init() };
         let state = Box::new(SamplerState {
             enabled: AtomicBool::new(false),
-            ring: ring.into_boxed_slice(),
+            ring,
             used: AtomicUsize::new(0),
             start: now(),
             counts: Default::default(),
