@@ -35,6 +35,9 @@ cfg_if::cfg_if! {
             RegisterArgs, ENTRY_FAILED, ENTRY_OK, ENTRY_TRAPPED, REGISTER_ARGS_FLOATS,
             REGISTER_ARGS_INTS,
         };
+        // Where the stubs are, for the profiler to classify a PC inside one.
+        #[cfg(feature = "profile")]
+        pub(crate) use self::x86_64::entry::stub_ranges;
         #[cfg(feature = "runtime")]
         pub(crate) use self::x86_64::exit::{
             framewalk_call_with_exit_frame, framewalk_wasm_to_host, HOST_CTX_WASM_TARGET_OFFSET,

@@ -89,6 +89,8 @@ pub mod debuginfo;
 pub mod gc;
 #[cfg(feature = "runtime")]
 pub mod host;
+#[cfg(feature = "profile")]
+pub mod profile;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod stackmap;

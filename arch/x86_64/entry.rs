@@ -138,6 +138,10 @@ core::arch::global_asm!(
     "mov eax, 1",
     "jmp 2b",
     ".size framewalk_enter_direct, . - framewalk_enter_direct",
+    // One past the last byte of the three stubs above (a sampling profiler tells their
+    // instructions apart from host code by address).
+    ".globl framewalk_entry_stubs_end",
+    "framewalk_entry_stubs_end:",
     ".popsection",
 );
 
@@ -162,6 +166,11 @@ pub const REGISTER_ARGS_INTS: usize = 4;
 pub const REGISTER_ARGS_FLOATS: usize = 8;
 
 unsafe extern "C" {
+    /// Not a function: the address one past `framewalk_enter`, `framewalk_resume` and
+    /// `framewalk_enter_direct`, which the assembler places in this order.
+    #[cfg(feature = "profile")]
+    pub fn framewalk_entry_stubs_end();
+
     /// Calls `entry(callee_vmctx, caller_vmctx, values, len)` recording `regs`.
     /// Returns [`ENTRY_OK`] / [`ENTRY_FAILED`] from the callee's boolean result, or
     /// [`ENTRY_TRAPPED`] if `framewalk_resume` was called with the same `regs`.
@@ -202,3 +211,21 @@ const _: () = {
     assert!(core::mem::offset_of!(RegisterArgs, floats) == 32);
     assert!(REGISTER_ARGS_INTS == 4 && REGISTER_ARGS_FLOATS == 8);
 };
+
+/// The address ranges of the entry stubs (`framewalk_enter`, `framewalk_resume`,
+/// `framewalk_enter_direct`) and the exit stubs (`framewalk_wasm_to_host`,
+/// `framewalk_call_with_exit_frame`): code that runs between host and wasm.
+#[cfg(feature = "profile")]
+pub fn stub_ranges() -> [core::ops::Range<usize>; 3] {
+    use super::exit::{
+        framewalk_call_with_exit_frame, framewalk_call_with_exit_frame_end, framewalk_wasm_to_host,
+        framewalk_wasm_to_host_end,
+    };
+    let addr = |f: unsafe extern "C" fn()| f as *const () as usize;
+    [
+        framewalk_enter as *const () as usize..addr(framewalk_entry_stubs_end),
+        addr(framewalk_wasm_to_host)..addr(framewalk_wasm_to_host_end),
+        framewalk_call_with_exit_frame as *const () as usize
+            ..addr(framewalk_call_with_exit_frame_end),
+    ]
+}

@@ -49,6 +49,8 @@ core::arch::global_asm!(
     "mov [r11 + {exit_sp}], r10",
     "jmp qword ptr [rdi + {target}]",
     ".size framewalk_wasm_to_host, . - framewalk_wasm_to_host",
+    ".globl framewalk_wasm_to_host_end",
+    "framewalk_wasm_to_host_end:",
     ".popsection",
     store = const crate::runtime::vmcontext::VMOffsets::STORE,
     head = const crate::runtime::vmcontext::VMStoreContext::ACTIVATION_HEAD_OFFSET,
@@ -77,10 +79,20 @@ core::arch::global_asm!(
     "pop rbp",
     "ret",
     ".size framewalk_call_with_exit_frame, . - framewalk_call_with_exit_frame",
+    ".globl framewalk_call_with_exit_frame_end",
+    "framewalk_call_with_exit_frame_end:",
     ".popsection",
 );
 
 unsafe extern "C" {
+    /// Not a function: the address one past `framewalk_wasm_to_host`.
+    #[cfg(feature = "profile")]
+    pub fn framewalk_wasm_to_host_end();
+
+    /// Not a function: the address one past `framewalk_call_with_exit_frame`.
+    #[cfg(feature = "profile")]
+    pub fn framewalk_call_with_exit_frame_end();
+
     /// The wasm-convention entry of every host function (see the module doc). Only
     /// generated code calls it, through a `VMFuncRef`; never call it from Rust.
     pub fn framewalk_wasm_to_host();

@@ -58,6 +58,40 @@ thread_local! {
     static READY: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The activations of this thread's entry records, newest first, over every store:
+/// what a sampling profiler's signal handler walks. A const-initialized `Cell` read and
+/// plain loads: async-signal-safe.
+#[cfg(feature = "profile")]
+pub(crate) fn thread_records() -> ThreadRecords {
+    ThreadRecords {
+        next: CURRENT.get(),
+    }
+}
+
+/// Iterator of `thread_records`.
+#[cfg(feature = "profile")]
+pub(crate) struct ThreadRecords {
+    next: *const EntryRecord,
+}
+
+#[cfg(feature = "profile")]
+impl Iterator for ThreadRecords {
+    type Item = *const Activation;
+
+    fn next(&mut self) -> Option<*const Activation> {
+        if self.next.is_null() {
+            return None;
+        }
+        let record = self.next;
+        // SAFETY: records on this thread's list are live (each is on the stack below
+        // the frames of the records older than it) and complete (published after a
+        // compiler fence); the iterator is used on this thread only.
+        self.next = unsafe { (*record).prev_on_thread };
+        // SAFETY: as above; `activation` is the record's first field.
+        Some(unsafe { std::ptr::addr_of!((*record).activation) })
+    }
+}
+
 /// framewalk's runtime's one trap-handler registration for the process (its hooks
 /// claim the PCs of every registered module), never dropped.
 static REGISTRATION: OnceLock<handler::TrapHandlerRegistration> = OnceLock::new();
@@ -204,12 +238,16 @@ unsafe fn enter(
         (*record_ptr).regs.entry_fp_out = std::ptr::addr_of_mut!((*record_ptr).activation.entry_fp)
     };
     store.vm.activation_head = record_ptr as *const Activation;
+    // A sampling profiler's signal handler reads the thread's records (`thread_records`)
+    // at any instruction: the record must be complete before it is published here.
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     CURRENT.set(record_ptr);
     // SAFETY: `record` outlives the call.
     let status = call(unsafe { &mut (*record_ptr).regs });
     // SAFETY: wasm has returned (or been abandoned); nothing else references `record`.
     let record = unsafe { &mut *record_ptr };
     CURRENT.set(record.prev_on_thread);
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     // SAFETY: `store_ptr` is the store we were lent; its vm context is live.
     let store = unsafe { &mut *store_ptr };
     store.vm.activation_head = record.activation.prev;
@@ -638,6 +676,8 @@ pub(crate) unsafe extern "C" fn collect_garbage_from_wasm(
     unsafe {
         (*head).exit_fp = exit_fp;
         (*head).exit_pc = exit_pc;
+        // `exit_sp` makes the record valid (for a sampler's signal handler too): last.
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
         (*head).exit_sp = exit_sp;
     }
     // Unwinding out of here would cross wasm frames: a panic is fatal instead.

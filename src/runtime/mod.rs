@@ -3,7 +3,7 @@
 
 mod code_memory;
 mod engine;
-mod entry;
+pub(crate) mod entry;
 mod error;
 mod externals;
 mod func;
@@ -13,8 +13,8 @@ mod host_call;
 mod instance;
 mod libcalls;
 mod linker;
-mod module;
-mod registry;
+pub(crate) mod module;
+pub(crate) mod registry;
 pub(crate) mod storage;
 mod store;
 mod values;

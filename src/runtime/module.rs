@@ -203,6 +203,10 @@ pub(crate) struct ModuleInner {
     pub(crate) module_name: Option<Arc<str>>,
     /// Source lines from the module's DWARF, read the first time a frame asks.
     source_map: OnceLock<Result<SourceMap, DebugInfoError>>,
+    /// Where each function's prologue and epilogues are, for a sampling profiler's
+    /// signal handler (built at load from the code bytes: one pass over the text).
+    #[cfg(feature = "profile")]
+    pub(crate) frame_states: crate::profile::FrameStateTable,
 }
 
 impl ModuleInner {
@@ -449,6 +453,14 @@ impl Module {
                 }
             })?;
         let stack_maps = subrange(all, art.stack_maps);
+        #[cfg(feature = "profile")]
+        let frame_states = crate::profile::FrameStateTable::build(
+            art.text,
+            functions
+                .iter()
+                .filter(|f| f.body_len > 0)
+                .map(|f| (f.text_offset, f.body_len)),
+        );
         drop(art);
         let gdb_jit = if engine.inner.config.gdb_jit && !code.is_empty() {
             Some(describe_to_debugger(&code, &functions, &info, &names)?)
@@ -475,6 +487,8 @@ impl Module {
             names,
             module_name,
             source_map: OnceLock::new(),
+            #[cfg(feature = "profile")]
+            frame_states,
         });
         if !inner.code.is_empty() {
             let text = ModuleText {

@@ -742,6 +742,16 @@ impl<'a> RegistryView<'a> {
         Some((found, module.data))
     }
 
+    /// The id and data word of the module whose text contains `pc`, whether or not `pc`
+    /// is inside one of its functions (a sampling profiler tells code between the
+    /// functions, such as trampolines, from host code with it). Lock-free and
+    /// allocation-free; does not change the view's last module.
+    #[inline]
+    pub fn module_text_at(&self, pc: usize) -> Option<(usize, usize)> {
+        let module = self.snapshot.module_at(pc)?;
+        Some((module.id, module.data))
+    }
+
     /// The module whose text contains `pc`: the last one found, else a search.
     #[inline(always)]
     fn module_at(&self, pc: usize) -> Option<&'a ModuleEntry> {

@@ -2,6 +2,8 @@
 
 mod host;
 mod objdump;
+#[cfg(feature = "profile")]
+mod profile;
 mod wasi;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -58,6 +60,9 @@ enum Command {
         /// with `framewalk compile --epoch-interruption`).
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<std::time::Duration>,
+        #[cfg(feature = "profile")]
+        #[command(flatten)]
+        profile: profile::ProfileArgs,
         /// Arguments for the invoked function, or a WASI program's arguments (every
         /// word after the first of them is the program's, flags too). A v128 is `0x` and
         /// up to 32 hex digits (lane 0 lowest, as results print) or a shape and its
@@ -108,6 +113,8 @@ fn main() {
             perf_map,
             timeout,
             wasi,
+            #[cfg(feature = "profile")]
+            profile,
             args,
         } => run(
             &file,
@@ -120,6 +127,8 @@ fn main() {
                 perf_map,
                 timeout,
                 wasi,
+                #[cfg(feature = "profile")]
+                profile,
             },
         ),
         Command::Compile {
@@ -330,6 +339,8 @@ struct RunOptions {
     perf_map: bool,
     timeout: Option<std::time::Duration>,
     wasi: wasi::WasiArgs,
+    #[cfg(feature = "profile")]
+    profile: profile::ProfileArgs,
 }
 
 /// Appends `module`'s functions to this process's perf JIT map, `/tmp/perf-<PID>.map`.
@@ -355,6 +366,8 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
         perf_map,
         timeout,
         wasi: wasi_flags,
+        #[cfg(feature = "profile")]
+        profile,
     } = options;
     // The whole backtrace: repeated cycles are folded, a long middle elided, when
     // printed. Modules are described to GDB (`gdb --args framewalk run ...` names
@@ -398,10 +411,19 @@ fn run(file: &Path, invoke: Option<&str>, args: &[String], options: RunOptions) 
             engine.increment_epoch();
         });
     }
-    let result = if is_wasi && invoke.is_none() {
-        run_command(&mut store, &module)
-    } else {
-        run_in(&mut store, &module, invoke, args, is_wasi)
+    let run = || {
+        if is_wasi && invoke.is_none() {
+            run_command(&mut store, &module)
+        } else {
+            run_in(&mut store, &module, invoke, args, is_wasi)
+        }
+    };
+    #[cfg(feature = "profile")]
+    let result = profile::around(&profile, run);
+    #[cfg(not(feature = "profile"))]
+    let result = {
+        let mut run = run;
+        run()
     };
     if gc_stats {
         eprintln!("{}", store.gc_stats());
