@@ -223,6 +223,14 @@ impl Fixture {
     }
 }
 
+/// A trap's frames as (function index, wasm offset), newest first.
+fn frames_of(trap: &framewalk::Trap) -> Vec<(u32, Option<u32>)> {
+    trap.frames()
+        .iter()
+        .map(|f| (f.func_index, f.wasm_offset))
+        .collect()
+}
+
 fn fixture() -> Result<Fixture> {
     Fixture::new(Config::default())
 }
@@ -274,11 +282,7 @@ fn a_tail_call_through_a_table_reaches_wasm_and_host_functions() -> Result<()> {
     let tail_call = fx.wasm.only_op("a_ind", "return_call_indirect", |op| {
         matches!(op, Operator::ReturnCallIndirect { .. })
     });
-    let frames: Vec<_> = trap
-        .frames()
-        .iter()
-        .map(|f| (f.func_index, f.wasm_offset))
-        .collect();
+    let frames = frames_of(trap);
     assert_eq!(
         frames,
         [
@@ -301,11 +305,7 @@ fn a_trap_in_a_tail_called_function_has_the_exact_backtrace() -> Result<()> {
     let div = fx
         .wasm
         .only_op("div", "i32.div_s", |op| matches!(op, Operator::I32DivS));
-    let frames: Vec<_> = trap
-        .frames()
-        .iter()
-        .map(|f| (f.func_index, f.wasm_offset))
-        .collect();
+    let frames = frames_of(trap);
     assert_eq!(
         frames,
         [
