@@ -14,6 +14,15 @@
 //!  frame:  a `RawFrame` (pc, module id, function index, text offset), newest first
 //! ```
 //!
+//! The ring's pages are made resident ahead of the samples, a chunk at a time
+//! ([`POPULATE_CHUNK`], `madvise(MADV_POPULATE_WRITE)`): the first chunk when the
+//! sampler starts, the next ones by the handler when a sample could reach past the
+//! resident part. Left to fault in on first touch instead, a page fault every few
+//! samples cost more than the rest of the handler (about 2.9 µs a fault on the
+//! virtual machine this was measured on, ~0.6 µs a sample at 40 frames, against about
+//! 1 µs a page populated in bulk). A kernel without `MADV_POPULATE_WRITE` (before 5.14)
+//! falls back to faulting.
+//!
 //! The handler takes no lock, allocates nothing, cannot panic (every index is checked
 //! or comes from a bounded loop) and saves and restores `errno`. A sample that would not
 //! fit the ring's remaining space is dropped and counted. The handler and the ring's
@@ -38,6 +47,9 @@ use crate::unwind::{LiveStackReader, RegistryView};
 pub const MAX_FRAMES: usize = 1024;
 /// Most activations (host → wasm calls) of one thread a sample walks.
 const MAX_ACTIVATIONS: usize = 128;
+/// Bytes of the ring made resident at a time (see the module docs).
+const POPULATE_CHUNK: usize = 256 << 10;
+const PAGE: usize = 4096;
 
 /// Which clock paces the samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,7 +73,8 @@ pub struct SamplerConfig {
     pub clock: SampleClock,
     /// Size of the sample ring in bytes. A sample takes 24 bytes plus 24 per wasm frame;
     /// the default (64 MiB) holds a minute at 10 kHz of 40-frame stacks. Pages are
-    /// touched (committed) only as samples fill them.
+    /// made resident (committed) a chunk of 256 KiB ahead of the samples that fill
+    /// them, not all at the start.
     pub buffer_bytes: usize,
 }
 
@@ -85,7 +98,44 @@ pub(super) struct SamplerState {
     /// Samples by kind (index = `SampleKind as u8`).
     counts: [AtomicU64; SampleKind::ALL.len()],
     dropped: AtomicU64,
+    /// The end (an address) of the ring's pages made resident so far; `usize::MAX`
+    /// once populating failed (the rest faults in on first touch).
+    resident_end: AtomicUsize,
     stub_ranges: [std::ops::Range<usize>; 3],
+}
+
+impl SamplerState {
+    /// Makes the ring's pages resident up to at least slot `slots` (or its end) and a
+    /// chunk beyond, if they are not yet. Async-signal-safe (one `madvise`; the
+    /// handler saves and restores `errno`).
+    fn make_resident(&self, slots: usize) {
+        let resident = self.resident_end.load(Ordering::Relaxed);
+        let start = self.ring.as_ptr() as usize;
+        let need = start + slots.min(self.ring.len()) * std::mem::size_of::<RawFrame>();
+        if need < resident || resident == usize::MAX {
+            return;
+        }
+        // Whole pages inside the ring only: the partial pages at its ends fault in.
+        let ring_end = (start + std::mem::size_of_val(&*self.ring)) & !(PAGE - 1);
+        let from = (resident + PAGE - 1) & !(PAGE - 1);
+        let to = ((need + POPULATE_CHUNK) & !(PAGE - 1)).min(ring_end);
+        if to <= from {
+            self.resident_end
+                .store(need.max(resident), Ordering::Relaxed);
+            return;
+        }
+        // SAFETY: `[from, to)` is whole pages inside the ring, which this state owns;
+        // populating for writing keeps their contents (zero or samples).
+        let ok = unsafe {
+            libc::madvise(
+                from as *mut libc::c_void,
+                to - from,
+                libc::MADV_POPULATE_WRITE,
+            )
+        } == 0;
+        self.resident_end
+            .store(if ok { to } else { usize::MAX }, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: the state is shared only between its thread's handler and that thread (see
@@ -158,8 +208,13 @@ impl Sampler {
             start: now(),
             counts: Default::default(),
             dropped: AtomicU64::new(0),
+            resident_end: AtomicUsize::new(0),
             stub_ranges: crate::arch::stub_ranges(),
         });
+        state
+            .resident_end
+            .store(state.ring.as_ptr() as usize, Ordering::Relaxed);
+        state.make_resident(0);
         let interval = Duration::from_nanos(1_000_000_000 / u64::from(config.hz));
         ACTIVE.set(&*state);
         state.enabled.store(true, Ordering::SeqCst);
@@ -389,6 +444,7 @@ fn record(state: &SamplerState, regs: SampleRegs) {
         state.dropped.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    state.make_resident(used + 1 + MAX_FRAMES);
     let mut activations = [ActivationSnapshot {
         entry_fp: 0,
         exit_fp: 0,
