@@ -32,6 +32,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -265,6 +266,55 @@ impl Sampler {
         )
     }
 
+    /// For benchmarks (`benches/profile.rs`), not a stable API: records one sample
+    /// exactly as the SIGPROF handler does once entered (activations, classification,
+    /// walk, writing into the ring), for a thread inside a host function called from
+    /// wasm, then forgets it (the ring's position is restored, so any number of calls
+    /// fit). With `in_wasm`, the sample is taken as if the newest host call had just
+    /// returned: at its return address, with the registers of its exit record and that
+    /// exit cleared (a `Wasm` sample walked from the interrupted registers); otherwise
+    /// in this host function (a `Host` sample walked from the exits). Returns the kind
+    /// and the number of frames, or `None` if the ring had no room.
+    ///
+    /// Call it on the thread that started the sampler. The handler ignores SIGPROF
+    /// while it runs.
+    #[doc(hidden)]
+    pub fn bench_sample(&self, in_wasm: bool) -> Option<(SampleKind, usize)> {
+        let state = &*self.state;
+        if self.stopped {
+            return None;
+        }
+        let newest = crate::runtime::entry::thread_records().next();
+        // SAFETY: `thread_records` yields live activations of this thread.
+        let exit = newest.map(|a| ActivationSnapshot::of(unsafe { &*a }));
+        let regs = match exit {
+            Some(a) if in_wasm => SampleRegs {
+                pc: a.exit_pc,
+                fp: a.exit_fp,
+                sp: a.exit_sp,
+            },
+            _ => SampleRegs {
+                pc: Sampler::bench_sample as *const () as usize,
+                fp: 0,
+                sp: 0,
+            },
+        };
+        state.enabled.store(false, Ordering::SeqCst);
+        compiler_fence(Ordering::SeqCst);
+        let used = state.used.load(Ordering::Relaxed);
+        let result = record(state, regs, |activations| {
+            if let (true, Some(newest)) = (in_wasm, activations.first_mut()) {
+                newest.exit_fp = 0;
+                newest.exit_sp = 0;
+                newest.exit_pc = 0;
+            }
+        });
+        state.used.store(used, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        state.enabled.store(true, Ordering::SeqCst);
+        result
+    }
+
     /// Stops the timer and detaches the state from the handler (once).
     fn disable(&mut self) {
         if self.stopped {
@@ -407,6 +457,7 @@ extern "C" fn on_sigprof(
                     fp: regs.fp,
                     sp: regs.sp,
                 },
+                |_| {},
             );
         }
     }
@@ -434,23 +485,28 @@ fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, ucontext: *mut libc::c
 }
 
 /// Records one sample of this thread, interrupted at `regs`. Runs in the handler.
-fn record(state: &SamplerState, regs: SampleRegs) {
+/// `adjust` may change the activations read from the thread's records before the walk
+/// (the handler's does nothing; [`Sampler::bench_sample`] pretends the newest host call
+/// has returned). Returns the sample's kind and frames, or `None` if it was dropped.
+#[inline(always)]
+fn record(
+    state: &SamplerState,
+    regs: SampleRegs,
+    adjust: impl FnOnce(&mut [ActivationSnapshot]),
+) -> Option<(SampleKind, usize)> {
     let used = state.used.load(Ordering::Relaxed);
     let Some(room) = state.ring.len().checked_sub(used) else {
         state.dropped.fetch_add(1, Ordering::Relaxed);
-        return;
+        return None;
     };
     if room < 1 + MAX_FRAMES {
         state.dropped.fetch_add(1, Ordering::Relaxed);
-        return;
+        return None;
     }
     state.make_resident(used + 1 + MAX_FRAMES);
-    let mut activations = [ActivationSnapshot {
-        entry_fp: 0,
-        exit_fp: 0,
-        exit_sp: 0,
-        exit_pc: 0,
-    }; MAX_ACTIVATIONS];
+    // Not initialized up front (4 KiB to zero on every sample): only the first `n`
+    // slots are written and read.
+    let mut activations = [const { MaybeUninit::<ActivationSnapshot>::uninit() }; MAX_ACTIVATIONS];
     let mut n = 0;
     let mut more_activations = false;
     for a in crate::runtime::entry::thread_records() {
@@ -459,10 +515,16 @@ fn record(state: &SamplerState, regs: SampleRegs) {
             break;
         };
         // SAFETY: `thread_records` yields live, complete activations of this thread.
-        *slot = ActivationSnapshot::of(unsafe { &*a });
+        slot.write(ActivationSnapshot::of(unsafe { &*a }));
         n += 1;
     }
-    let activations = &activations[..n];
+    // SAFETY: the first `n` slots were written just above.
+    let activations = unsafe {
+        &mut *(std::ptr::slice_from_raw_parts_mut(activations.as_mut_ptr(), n)
+            as *mut [ActivationSnapshot])
+    };
+    adjust(activations);
+    let activations = &*activations;
     // SAFETY: slots `used..used + 1 + MAX_FRAMES` are inside the ring (checked above),
     // written only here, and read only after the handler is disabled.
     let out: &mut [RawFrame] =
@@ -504,6 +566,7 @@ fn record(state: &SamplerState, regs: SampleRegs) {
         .used
         .store(used + 1 + classified.frames, Ordering::Relaxed);
     state.counts[classified.kind as usize].fetch_add(1, Ordering::Relaxed);
+    Some((classified.kind, classified.frames))
 }
 
 /// Nanoseconds from `start` to `end` (0 if the clock went backwards).
