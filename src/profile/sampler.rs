@@ -315,6 +315,50 @@ impl Sampler {
         result
     }
 
+    /// For the single-step oracle (`tests/profile_step.rs`), not a stable API: records
+    /// one sample of this thread interrupted at `regs` exactly as the SIGPROF handler
+    /// does (activations, the PC's kind, classification, walk, writing into the ring),
+    /// copies its frames (newest first) to `frames` and the activations it read (newest
+    /// first) to `activations`, then forgets it (the ring's position is restored).
+    /// Returns the sample's kind, the kind of code at the PC, the number of frames
+    /// copied and of activations, or `None` if the ring had no room. Allocates nothing
+    /// and takes no lock: callable from a signal handler on the thread that started the
+    /// sampler (which ignores SIGPROF while it runs).
+    #[doc(hidden)]
+    pub fn step_sample(
+        &self,
+        regs: SampleRegs,
+        frames: &mut [RawFrame],
+        activations: &mut [ActivationSnapshot],
+    ) -> Option<(SampleKind, PcKind, usize, usize)> {
+        let state = &*self.state;
+        if self.stopped {
+            return None;
+        }
+        state.enabled.store(false, Ordering::SeqCst);
+        compiler_fence(Ordering::SeqCst);
+        let used = state.used.load(Ordering::Relaxed);
+        let mut n_activations = 0;
+        let result = record(state, regs, |read| {
+            n_activations = read.len().min(activations.len());
+            activations[..n_activations].copy_from_slice(&read[..n_activations]);
+        });
+        let pc_kind = REGISTRY.with_view(|view| pc_kind(view, state, regs.pc));
+        let result = result.map(|(kind, n)| {
+            let n = n.min(frames.len());
+            for (i, out) in frames[..n].iter_mut().enumerate() {
+                // SAFETY: the sample's frames are at `used + 1 ..` inside the ring (it
+                // was recorded there just above), and the handler does not run.
+                *out = unsafe { *state.ring[used + 1 + i].get() };
+            }
+            (kind, pc_kind, n, n_activations)
+        });
+        state.used.store(used, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        state.enabled.store(true, Ordering::SeqCst);
+        result
+    }
+
     /// Stops the timer and detaches the state from the handler (once).
     fn disable(&mut self) {
         if self.stopped {
