@@ -99,6 +99,14 @@ struct Oracle {
     states: [u64; 6],
     /// The previous wasm step: its step number, function and expected frames.
     prev: Option<(u64, u32, [F; MAX], usize)>,
+    /// Samples checked against the CFI, and also against the previous step.
+    cfi_checked: u64,
+    also_previous: u64,
+    /// Samples checked against the previous step alone (the CFI is wrong there).
+    previous_checked: u64,
+    /// Wasm steps inside the re-entry (two activations), host steps with wasm frames.
+    reentered: u64,
+    host_with_frames: u64,
     mismatches: [Option<Mismatch>; KEPT],
     mismatch_count: u64,
 }
@@ -242,6 +250,17 @@ impl Oracle {
             PcKind::Wasm(s) => Some(s),
             _ => None,
         };
+        if let Some(s) = state {
+            let i = match s {
+                FrameState::Entry => 0,
+                FrameState::AfterPush => 1,
+                FrameState::Body => 2,
+                FrameState::TornDown => 3,
+                FrameState::Moving(_) => 4,
+                FrameState::Unknown => 5,
+            };
+            self.states[i] += 1;
+        }
         match (kind, pc_kind) {
             (SampleKind::Unwalkable, _) => {
                 return self.fail(regs, kind, pc_kind, "unwalkable", got, &[]);
@@ -257,23 +276,13 @@ impl Oracle {
                     _ => return self.fail(regs, kind, pc_kind, "transition in host", got, &[]),
                 }
             }
-            (SampleKind::Libcall | SampleKind::OutsideWasm, PcKind::Host) => return,
+            (SampleKind::OutsideWasm, PcKind::Host) if acts.is_empty() => return,
+            (SampleKind::Libcall, PcKind::Host) => return,
             _ => return self.fail(regs, kind, pc_kind, "kind for this pc", got, &[]),
         }
         // The expected frames.
         let mut want = [F::default(); MAX];
         let mut len = 0;
-        if let Some(s) = state {
-            let i = match s {
-                FrameState::Entry => 0,
-                FrameState::AfterPush => 1,
-                FrameState::Body => 2,
-                FrameState::TornDown => 3,
-                FrameState::Moving(_) => 4,
-                FrameState::Unknown => 5,
-            };
-            self.states[i] += 1;
-        }
         let mut lo = usize::MAX;
         let mut hi = 0;
         for a in acts {
@@ -360,6 +369,18 @@ impl Oracle {
             (Some(_), Some(f)) => Some((self.steps, f, want, len)),
             _ => None,
         };
+        if shadow {
+            self.previous_checked += 1;
+        } else {
+            self.cfi_checked += 1;
+            self.also_previous += u64::from(shadow_want.is_some());
+        }
+        if state.is_some() && acts.len() >= 2 {
+            self.reentered += 1;
+        }
+        if kind == SampleKind::Host && !got.is_empty() {
+            self.host_with_frames += 1;
+        }
         if got != &want[..len] {
             self.fail(regs, kind, pc_kind, "frames differ", got, &want[..len]);
         } else if let Some((frames, n)) = shadow_want.filter(|_| !shadow) {
@@ -497,6 +518,11 @@ fn every_instruction_has_the_cfi_stack() {
         kinds: [0; 6],
         states: [0; 6],
         prev: None,
+        cfi_checked: 0,
+        also_previous: 0,
+        previous_checked: 0,
+        reentered: 0,
+        host_with_frames: 0,
         mismatches: [None; KEPT],
         mismatch_count: 0,
     });
@@ -539,8 +565,16 @@ fn every_instruction_has_the_cfi_stack() {
         .collect();
     eprintln!(
         "{} steps; by kind {kinds:?}; wasm by state [entry, after push, body, torn down, \
-         moving, unknown] {:?}",
-        o.steps, o.states
+         moving, unknown] {:?}; checked against the CFI {} (and the previous step {}), \
+         against the previous step alone {}; wasm steps in the re-entry {}, host steps \
+         with frames {}",
+        o.steps,
+        o.states,
+        o.cfi_checked,
+        o.also_previous,
+        o.previous_checked,
+        o.reentered,
+        o.host_with_frames
     );
     for m in o.mismatches.iter().flatten() {
         eprintln!(
@@ -562,6 +596,14 @@ fn every_instruction_has_the_cfi_stack() {
         assert!(o.states[i] > 0, "no wasm step in state {name}");
     }
     assert_eq!(o.states[5], 0, "wasm steps in an unknown state");
+    assert_eq!(
+        o.kinds[SampleKind::Wasm as usize],
+        o.states.iter().sum::<u64>(),
+        "every wasm step is a Wasm sample"
+    );
+    assert!(o.reentered > 0, "no wasm step inside the re-entry");
+    assert!(o.host_with_frames > 0, "no host step with wasm frames");
+    assert!(o.also_previous > 0 && o.previous_checked > 0);
     for k in [SampleKind::Wasm, SampleKind::Host, SampleKind::Transition] {
         assert!(o.kinds[k as usize] > 0, "no {k:?} step");
     }
