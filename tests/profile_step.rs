@@ -1,5 +1,6 @@
 //! The single-step oracle of the profiler (issue 24): a small program with calls, a
-//! host call that re-enters wasm, and a tail call that moves its frame is run with the
+//! host call that re-enters wasm, a tail call that moves its frame down and one that
+//! moves the return address up (an epilogue of several instructions) is run with the
 //! trap flag set, so the CPU raises SIGTRAP after every instruction — host code, the
 //! entry and exit stubs, the trampolines and every wasm instruction. At each step the
 //! SIGTRAP handler takes a sample of the interrupted registers exactly as the SIGPROF
@@ -17,17 +18,27 @@
 //!   `FrameState::Moving` — the expected stack is the previous step's (these runs are
 //!   straight-line code inside one function: the previous step must be the
 //!   instruction just before, in the same function, and only the leaf's PC changes).
+//!   The same holds for the `mov rbp, rsp` between a tail call's `sub rsp, D` and the
+//!   move (the CFI already describes the moved frame there), recognized by its bytes.
 //!   That rule does not trust the classification: were a body instruction wrongly
-//!   labelled, its stack would still be the previous one.
+//!   labelled, its stack would still be the previous one. Every other wasm step that
+//!   follows an instruction of the same function (not at the function's first byte,
+//!   so not a call's or return's target) is checked against the previous step as well.
 //! - **Host code called from wasm** (a recorded exit): the frames must be the CFI unwind
 //!   from the exits.
 //! - **Transitions** must be at a PC that is not wasm code: a stub, a trampoline, or
 //!   host code while the newest activation is incomplete or returning.
 //!
+//! `OutsideWasm` samples must have no activation; `Libcall` samples (the last
+//! instructions of the host function after it cleared its exit) are only counted.
 //! No sample may be `Unwalkable`. Each frame state (entry before and after
 //! `push rbp`, body, torn down, moving) and the host and transition kinds must occur.
 //! The handler allocates nothing: its state (CFI tables, gimli's context, counters and
-//! the first mismatches) is built before stepping starts.
+//! the first mismatches) is built before stepping starts. It is installed for the
+//! stepped call only and the previous SIGTRAP action restored after (framewalk's trap
+//! handlers take SIGILL, SIGFPE, SIGSEGV and SIGBUS, not SIGTRAP). The whole call is
+//! stepped, host code included (about a thousand instructions), so the run is
+//! deterministic and takes milliseconds.
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
@@ -44,8 +55,10 @@ const PROGRAM: &str = r#"
   (import "h" "host" (func $host (param i32) (result i32)))
   (func $leaf (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
   (func $mid (param i32) (result i32) (call $leaf (call $leaf (local.get 0))))
+;; Has stack arguments its tail callee does not: moves the return address up.
   (func $many (param i64 i64 i64 i64 i64 i64 i64 i64) (result i64)
-    (i64.add (local.get 0) (local.get 7)))
+    (return_call $small (i64.add (local.get 0) (local.get 7))))
+  (func $small (param i64) (result i64) (i64.mul (local.get 0) (i64.const 3)))
   ;; Needs a larger argument area than its own for $many: moves its frame.
   (func $tail (param i64) (result i64)
     (return_call $many (local.get 0) (i64.const 1) (i64.const 2) (i64.const 3)
@@ -107,6 +120,9 @@ struct Oracle {
     /// Wasm steps inside the re-entry (two activations), host steps with wasm frames.
     reentered: u64,
     host_with_frames: u64,
+    /// The current and the longest run of consecutive torn-down steps.
+    torn_down_run: u64,
+    longest_torn_down: u64,
     mismatches: [Option<Mismatch>; KEPT],
     mismatch_count: u64,
 }
@@ -180,7 +196,10 @@ impl Oracle {
 
     /// The CFI unwind of one activation from a wasm PC (`leaf`: the PC itself, not a
     /// return address), appended to `out`.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one activation's start registers, bounds and output, all used once"
+    )]
     fn cfi_activation(
         &mut self,
         mut pc: usize,
@@ -261,6 +280,11 @@ impl Oracle {
             };
             self.states[i] += 1;
         }
+        self.torn_down_run = match state {
+            Some(FrameState::TornDown) => self.torn_down_run + 1,
+            _ => 0,
+        };
+        self.longest_torn_down = self.longest_torn_down.max(self.torn_down_run);
         match (kind, pc_kind) {
             (SampleKind::Unwalkable, _) => {
                 return self.fail(regs, kind, pc_kind, "unwalkable", got, &[]);
@@ -523,6 +547,8 @@ fn every_instruction_has_the_cfi_stack() {
         previous_checked: 0,
         reentered: 0,
         host_with_frames: 0,
+        torn_down_run: 0,
+        longest_torn_down: 0,
         mismatches: [None; KEPT],
         mismatch_count: 0,
     });
@@ -604,6 +630,10 @@ fn every_instruction_has_the_cfi_stack() {
     assert!(o.reentered > 0, "no wasm step inside the re-entry");
     assert!(o.host_with_frames > 0, "no host step with wasm frames");
     assert!(o.also_previous > 0 && o.previous_checked > 0);
+    assert!(
+        o.longest_torn_down >= 3,
+        "no epilogue moving the return address for a tail call"
+    );
     for k in [SampleKind::Wasm, SampleKind::Host, SampleKind::Transition] {
         assert!(o.kinds[k as usize] > 0, "no {k:?} step");
     }
