@@ -44,7 +44,10 @@
 //! [`SampleKind`]): the exact wasm stack, newest first, or a classification with no
 //! frames. It reads memory only through a [`StackReader`] and code only through a
 //! [`CodeLookup`], does not allocate, lock or panic, so the signal handler runs it on
-//! the live stack and unit tests on fake ones.
+//! the live stack and unit tests on fake ones. `tests/profile_step.rs` checks it at
+//! every instruction of a single-stepped program (trap flag) against the `.eh_frame`
+//! CFI unwind of the same registers, and against the previous instruction's stack
+//! where that CFI is wrong (after `pop rbp`, in the frame-moving window).
 
 use core::ops::ControlFlow;
 
