@@ -37,8 +37,7 @@
 //! the first mismatches) is built before stepping starts. It is installed for the
 //! stepped call only and the previous SIGTRAP action restored after (framewalk's trap
 //! handlers take SIGILL, SIGFPE, SIGSEGV and SIGBUS, not SIGTRAP). The whole call is
-//! stepped, host code included, so the run is
-//! deterministic and takes milliseconds.
+//! stepped, host code included: the run is deterministic and takes milliseconds.
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
