@@ -331,9 +331,13 @@ impl Oracle {
         }
         // `mov rbp, rsp` after a tail call's `sub rsp, D`: Cranelift's CFI already
         // has the moved frame (CFA `rsp + 16`), RBP not yet.
-        // SAFETY: a PC inside a wasm body: 3 readable code bytes (every body ends with
-        // a longer instruction sequence than that after a `mov`).
+        let in_body = self
+            .bodies
+            .iter()
+            .any(|b| b.0 <= regs.pc && regs.pc + 3 <= b.1);
         let mov_rbp_rsp = state == Some(FrameState::Body)
+            && in_body
+            // SAFETY: the 3 bytes at the PC are inside a loaded wasm body.
             && unsafe { std::slice::from_raw_parts(regs.pc as *const u8, 3) } == [0x48, 0x89, 0xe5];
         let shadow =
             mov_rbp_rsp || matches!(state, Some(FrameState::TornDown | FrameState::Moving(_)));
