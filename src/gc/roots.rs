@@ -169,6 +169,12 @@ where
 
     /// For code that makes tail calls: how far below its caller's SP a tail call may
     /// have moved a callee's frame (see [`visit_stack_roots_shifted`]; default 0).
+    ///
+    /// With the maps [`StackRoots::new`]'s contract requires, a larger bound changes
+    /// nothing (each map's slots are counted from `fp - span`, the frame's own SP); it
+    /// only widens what a map of the wrong code can get past. Too small a bound stops a
+    /// collection with [`WalkError::StackMapSpanMismatch`] (nothing freed) below a tail
+    /// call that moved its callee.
     pub fn with_max_frame_shift(mut self, max_frame_shift: usize) -> Self {
         self.max_frame_shift = max_frame_shift;
         self
