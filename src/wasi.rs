@@ -22,7 +22,7 @@
 //! # Exit
 //!
 //! `proc_exit(n)` ends the call with an error holding [`I32Exit`]`(n)`: the caller's
-//! [`Func::call`](crate::Func::call) returns an [`Error::Trap`](crate::Error::Trap)
+//! [`Func::call`](crate::Func::call) returns an [`Error::Trap`]
 //! whose host error it is. [`exit_status`] finds it, so a command runner can exit with
 //! `n` and print no backtrace; everything else is a real trap.
 //!
