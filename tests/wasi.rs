@@ -5,22 +5,12 @@
 use framewalk::wasi::{self, WasiCtx, WasiCtxBuilder, WritePipe};
 use framewalk::{Engine, Linker, Module, Store};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn framewalk(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_framewalk"))
-        .args(args)
-        .output()
-        .expect("framewalk runs")
-}
+#[path = "common/run.rs"]
+mod run;
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use run::{framewalk, stderr, stdout};
 
 fn program(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
